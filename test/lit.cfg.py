@@ -1,0 +1,26 @@
+# lit configuration for forge's tool tests (forgec, forge-run, forge-opt, and
+# the shipped configs). Unit tests live in test/Unit with their own config.
+import os
+
+import lit.formats
+
+config.name = "forge"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".test", ".mlir", ".toml"]
+config.excludes = ["Inputs", "Unit", "CMakeLists.txt", "lit.cfg.py"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.forge_obj_root, "test")
+
+# Tools first on PATH: ours, then LLVM's FileCheck/not/split-file.
+path = os.pathsep.join([config.forge_tools_dir, config.llvm_tools_dir,
+                        config.environment.get("PATH", os.environ["PATH"])])
+config.environment["PATH"] = path
+
+config.substitutions.append(("%forge_src", config.forge_src_root))
+config.substitutions.append(("%forge_lib", config.forge_lib_dir))
+config.substitutions.append(("%forge_tools", config.forge_tools_dir))
+
+if config.forge_build_compiler:
+    config.available_features.add("compiler")
+if config.forge_have_cuda:
+    config.available_features.add("cuda")

@@ -1,0 +1,205 @@
+//===- forgec.cpp - The forge compiler driver ------------------------------===//
+//
+// forgec reads a KempnerForge-schema job file, applies command-line
+// overrides, validates it for a world size and reports on it. Later stages
+// (graph IR, passes, plan) hang off the same driver.
+//
+//===----------------------------------------------------------------------===//
+
+#include "forge/Version.h"
+#include "frontends/config/Config.h"
+#include "frontends/model/ModelSummary.h"
+#include "frontends/registry/Registry.h"
+#include "tools/common/ToolArgs.h"
+
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace forge;
+
+static const char kTool[] = "forgec";
+
+static void printHelp() {
+  std::printf(
+      "USAGE: forgec [options] <job.toml>\n"
+      "\n"
+      "Compiles a training job described in KempnerForge's TOML schema.\n"
+      "Without a mode option, validates the job and prints a summary of its\n"
+      "model and training setup.\n"
+      "\n"
+      "MODES:\n"
+      "  --check                   validate only; print diagnostics, exit 0 if\n"
+      "                            the job is valid, 1 if not\n"
+      "  --print-config            print the fully resolved job as TOML (reads\n"
+      "                            back to the same config)\n"
+      "  --print-config-docs       print the key reference (docs/config.md)\n"
+      "                            and exit; needs no job file\n"
+      "  --list-registry           print every registered component name per\n"
+      "                            category (after --plugin) and exit\n"
+      "  -o <plan.bin>             write the compiled plan (not available in\n"
+      "                            this version: the plan writer is the next\n"
+      "                            milestone)\n"
+      "\n"
+      "OPTIONS:\n"
+      "  --set <table.key=value>   override a key after the file is read; the\n"
+      "                            value is typed by the schema (repeatable)\n"
+      "  --<table>.<key>=<value>   the same, in KempnerForge's form\n"
+      "  --world-size <N>          validate for N ranks (default: the product\n"
+      "                            of the [distributed] dims, with dp_shard =\n"
+      "                            -1 counted as 1)\n"
+      "  --plugin <lib.so>         load a shared library whose static\n"
+      "                            initializers register components\n"
+      "                            (repeatable; loaded before the job is read)\n"
+      "  --version                 print the version and exit\n"
+      "  -h, --help                print this help and exit\n"
+      "\n"
+      "Exit codes: 0 success, 1 invalid job, 2 misuse.\n");
+}
+
+template <typename C> static void listCategory(const C &c) {
+  std::printf("%s:\n", c.name().c_str());
+  for (const auto &e : c.entries())
+    std::printf("  %-22s %s\n", e.name.c_str(), e.description.c_str());
+}
+
+static void listRegistry() {
+  listCategory(registry::mlps());
+  listCategory(registry::routers());
+  listCategory(registry::norms());
+  listCategory(registry::models());
+  listCategory(registry::optimizers());
+  listCategory(registry::schedulers());
+  listCategory(registry::losses());
+  listCategory(registry::vlmArchs());
+  listCategory(registry::visionEncoders());
+  listCategory(registry::adapters());
+  listCategory(registry::checkpointWindows());
+  listCategory(registry::videoDatasets());
+  listCategory(registry::videoSamplingPolicies());
+}
+
+static int report(const config::ConfigLoader &loader) {
+  int errors = 0;
+  for (const config::Diagnostic &d : loader.diagnostics()) {
+    std::fprintf(stderr, "%s\n", d.str().c_str());
+    errors += d.severity == config::Diagnostic::Severity::Error;
+  }
+  return errors;
+}
+
+int main(int argc, char **argv) {
+  enum class Mode { Summary, Check, PrintConfig, PrintDocs, ListRegistry };
+  Mode mode = Mode::Summary;
+  std::string job, output, worldSizeText;
+  std::vector<std::string> plugins;
+  std::vector<std::pair<std::string, std::string>> overrides; // (k=v, flag)
+
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i], value;
+    if (arg == "-h" || arg == "--help") {
+      printHelp();
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("forgec %s\n", FORGE_VERSION_STRING);
+      return 0;
+    }
+    if (arg == "--check")
+      mode = Mode::Check;
+    else if (arg == "--print-config")
+      mode = Mode::PrintConfig;
+    else if (arg == "--print-config-docs")
+      mode = Mode::PrintDocs;
+    else if (arg == "--list-registry")
+      mode = Mode::ListRegistry;
+    else if (tools::takeValue(kTool, argc, argv, i, "-o", output))
+      ;
+    else if (tools::takeValue(kTool, argc, argv, i, "--world-size",
+                              worldSizeText))
+      ;
+    else if (tools::takeValue(kTool, argc, argv, i, "--plugin", value))
+      plugins.push_back(value);
+    else if (tools::takeValue(kTool, argc, argv, i, "--set", value))
+      overrides.emplace_back(value, "--set " + value);
+    else if (arg.rfind("--", 0) == 0 && arg.find('.') != std::string::npos &&
+             arg.find('.') < arg.find('='))
+      overrides.emplace_back(arg.substr(2), arg);
+    else if (arg.size() > 1 && arg[0] == '-')
+      tools::usageError(kTool, "unknown option '" + arg + "'");
+    else if (!job.empty())
+      tools::usageError(kTool, "more than one job file given ('" + job +
+                                   "' and '" + arg + "')");
+    else
+      job = arg;
+  }
+
+  for (const std::string &p : plugins) {
+    std::string why = registry::loadPlugin(p);
+    if (!why.empty()) {
+      std::fprintf(stderr, "%s: error: --plugin %s: %s\n", kTool, p.c_str(),
+                   why.c_str());
+      return 1;
+    }
+  }
+  if (mode == Mode::PrintDocs) {
+    std::fputs(config::generateConfigDocs().c_str(), stdout);
+    return 0;
+  }
+  if (mode == Mode::ListRegistry) {
+    listRegistry();
+    return 0;
+  }
+  if (job.empty())
+    tools::usageError(kTool, "no job file given");
+  if (!output.empty())
+    tools::usageError(kTool, "-o: writing a plan is not available in this "
+                             "version (the plan writer is the next milestone); "
+                             "use --check or --print-config");
+
+  config::ConfigLoader loader;
+  bool ok = loader.loadFile(job);
+  for (const auto &[assignment, flag] : overrides)
+    if (ok || !loader.hasErrors())
+      ok = loader.applyOverride(assignment, flag) && ok;
+  if (!loader.hasErrors())
+    loader.finalize();
+  int64_t worldSize = 0;
+  if (!loader.hasErrors()) {
+    if (worldSizeText.empty()) {
+      worldSize = loader.defaultWorldSize();
+    } else {
+      auto n = tools::parseInt(worldSizeText);
+      if (!n || *n < 1)
+        tools::usageError(kTool, "--world-size must be a positive integer, "
+                                 "got '" + worldSizeText + "'");
+      worldSize = *n;
+    }
+    loader.validate(worldSize);
+  }
+  if (report(loader) > 0)
+    return 1;
+
+  switch (mode) {
+  case Mode::Check:
+    return 0;
+  case Mode::PrintConfig:
+    std::fputs(config::printConfig(loader.config(), worldSize).c_str(), stdout);
+    return 0;
+  default:
+    break;
+  }
+  const config::JobConfig &cfg = loader.config();
+  int64_t shard = config::resolveDpShard(cfg.distributed, worldSize);
+  std::printf("%s: valid for world size %lld (dp_replicate %lld x dp_shard "
+              "%lld x tp %lld x pp %lld x ep %lld)\n",
+              job.c_str(), static_cast<long long>(worldSize),
+              static_cast<long long>(cfg.distributed.dp_replicate),
+              static_cast<long long>(shard),
+              static_cast<long long>(cfg.distributed.tp),
+              static_cast<long long>(cfg.distributed.pp),
+              static_cast<long long>(cfg.distributed.ep));
+  std::fputs(model::summarize(cfg).c_str(), stdout);
+  return 0;
+}
