@@ -173,7 +173,8 @@ public:
       std::string near = closestMatch(key, keys_);
       if (!near.empty())
         msg += "; did you mean '" + near + "'?";
-      msg += " Valid keys: " + joinNames(keys_);
+      msg += (near.empty() ? "; " : " ") + std::string("Valid keys: ") +
+             joinNames(keys_);
       owner_.error(locOf(k.source()), msg);
     }
   }
@@ -418,7 +419,8 @@ public:
       std::string near = closestMatch(key, keys_);
       if (!near.empty())
         msg += "; did you mean [" + near + "]?";
-      msg += " Valid tables: " + joinNames(keys_);
+      msg += (near.empty() ? "; " : " ") + std::string("Valid tables: ") +
+             joinNames(keys_);
       if (!v.is_table())
         msg = "key '" + key + "' is outside any table; it belongs in one of: " +
               joinNames(keys_);
@@ -516,6 +518,12 @@ bool ConfigLoader::loadTable(const void *tablePtr, const std::string &source,
   size_t errorsBefore = diags_.size();
   RootLoader root(*this, table, source, flag, rawCliValue);
   root.run(cfg_);
+  // Report in file order, whatever order the tables were visited in.
+  std::stable_sort(diags_.begin() + errorsBefore, diags_.end(),
+                   [](const Diagnostic &a, const Diagnostic &b) {
+                     return std::make_pair(a.location.line, a.location.column) <
+                            std::make_pair(b.location.line, b.location.column);
+                   });
   for (size_t i = errorsBefore; i < diags_.size(); ++i)
     if (diags_[i].severity == Diagnostic::Severity::Error)
       return false;
