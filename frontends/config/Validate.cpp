@@ -820,7 +820,8 @@ bool ConfigLoader::validate(int64_t worldSize) {
   if (moma && c.train.activation_checkpointing == "full")
     warning("train.activation_checkpointing",
             "activation_checkpointing = 'full' with MoMa: KempnerForge makes "
-            "this a no-op; forge will recompute MoMa blocks like any other");
+            "this a no-op for MoMa blocks, so memory use will differ from a "
+            "KempnerForge run of this job");
   return true;
 }
 
