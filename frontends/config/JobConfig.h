@@ -135,7 +135,8 @@ struct ModelConfig {
              FORGE_NO_EFFECT "PyTorch SDPA kernel choice; forge's attention "
                              "kernels are chosen by the backend",
              choices::sdpaBackend);
-    v.field("num_experts", num_experts, "routed experts per MoE layer; 0 = dense");
+    v.field("num_experts", num_experts,
+            "routed experts per MoE layer; 0 = dense");
     v.field("moe_top_k", moe_top_k, "experts per token (1..num_experts)");
     v.field("moe_frequency", moe_frequency,
             "layer i is MoE iff (i+1) % moe_frequency == 0");
@@ -188,7 +189,8 @@ struct TrainConfig {
 
   template <typename V> void visit(V &v) {
     v.field("batch_size", batch_size, "per-rank micro-batch size (> 0)");
-    v.field("seq_len", seq_len, "tokens per sample (> 0, <= model.max_seq_len)");
+    v.field("seq_len", seq_len,
+            "tokens per sample (> 0, <= model.max_seq_len)");
     v.field("max_steps", max_steps, "optimizer steps to train (> 0)");
     v.field("grad_accum_steps", grad_accum_steps,
             "micro-batches per step; also the pipeline micro-batch count");
@@ -199,10 +201,11 @@ struct TrainConfig {
     v.field("compile_model", compile_model,
             FORGE_NO_EFFECT "torch.compile switch; forge always compiles "
                             "ahead of time");
-    v.choice("mixed_precision", mixed_precision,
-             "parameter/compute precision", choices::mixedPrecision);
+    v.choice("mixed_precision", mixed_precision, "parameter/compute precision",
+             choices::mixedPrecision);
     v.choice("activation_checkpointing", activation_checkpointing,
-             "recompute activations in backward", choices::activationCheckpointing);
+             "recompute activations in backward",
+             choices::activationCheckpointing);
     v.choice("loss_fn", loss_fn, "loss (registry: loss)", choices::lossFn);
     v.field("z_loss_weight", z_loss_weight, "weight of the logit z-loss");
     v.field("ce_chunk_size", ce_chunk_size,
@@ -228,7 +231,8 @@ struct OptimizerConfig {
   int64_t schedule_free_warmup_steps = 0;
 
   template <typename V> void visit(V &v) {
-    v.choice("name", name, "optimizer (registry: optimizer)", choices::optimizer);
+    v.choice("name", name, "optimizer (registry: optimizer)",
+             choices::optimizer);
     v.field("lr", lr, "peak learning rate (> 0)");
     v.field("weight_decay", weight_decay,
             "decoupled weight decay on >= 2-D weights (>= 0)");
@@ -352,7 +356,8 @@ struct DataConfig {
             "mixture sources; when non-empty they replace dataset_path");
     v.field("mix_temperature", mix_temperature,
             "mixing temperature on the weights (> 0)");
-    v.field("phases", phases, "training phases (strictly increasing start_step)");
+    v.field("phases", phases,
+            "training phases (strictly increasing start_step)");
     v.field("anneal_start_step", anneal_start_step,
             "step that switches to anneal_weights; 0 = off");
     v.field("anneal_weights", anneal_weights, "dataset name -> weight");
@@ -468,7 +473,8 @@ struct MetricsConfig {
   template <typename V> void visit(V &v) {
     v.field("log_interval", log_interval, "steps between log lines (> 0)");
     v.field("enable_wandb", enable_wandb, "log to Weights & Biases");
-    v.field("enable_tensorboard", enable_tensorboard, "write TensorBoard events");
+    v.field("enable_tensorboard", enable_tensorboard,
+            "write TensorBoard events");
     v.field("wandb_project", wandb_project, "W&B project");
     v.field("wandb_run_name", wandb_run_name, "W&B run name");
     v.field("wandb_run_id", wandb_run_id, "W&B run id (restored on resume)");
@@ -486,7 +492,8 @@ struct ProfilingConfig {
   template <typename V> void visit(V &v) {
     v.field("enable", enable, "record a trace");
     v.field("start_step", start_step, "first profiled step");
-    v.field("end_step", end_step, "step after the last profiled (> start_step)");
+    v.field("end_step", end_step,
+            "step after the last profiled (> start_step)");
     v.field("trace_dir", trace_dir, "trace output directory");
   }
   bool operator==(const ProfilingConfig &) const = default;
@@ -686,7 +693,8 @@ struct JobConfig {
     v.section("checkpoint", checkpoint, "checkpointing");
     v.section("metrics", metrics, "logging");
     v.section("profiling", profiling, "profiler");
-    v.section("vision_encoder", vision_encoder, "VLM vision encoder (optional)");
+    v.section("vision_encoder", vision_encoder,
+              "VLM vision encoder (optional)");
     v.section("adapter", adapter, "VLM adapter (optional; default with [vlm])");
     v.section("vlm", vlm, "vision-language model (optional)");
     v.section("video", video, "video data (optional; needs [vlm])");

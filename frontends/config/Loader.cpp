@@ -150,7 +150,8 @@ template <typename T> struct IsOptional<std::optional<T>> : std::true_type {};
 template <typename T> struct IsVector : std::false_type {};
 template <typename T> struct IsVector<std::vector<T>> : std::true_type {};
 template <typename T> struct IsMap : std::false_type {};
-template <typename T> struct IsMap<std::map<std::string, T>> : std::true_type {};
+template <typename T>
+struct IsMap<std::map<std::string, T>> : std::true_type {};
 
 /// Loads one struct from one TOML table, then reports the table's keys that
 /// the struct does not declare.
@@ -203,7 +204,8 @@ public:
       return;
     std::vector<std::string> names = allowed();
     if (std::find(names.begin(), names.end(), v) == names.end()) {
-      std::string msg = what + ": '" + v + "' is not one of: " + joinNames(names);
+      std::string msg =
+          what + ": '" + v + "' is not one of: " + joinNames(names);
       std::string near = closestMatch(v, names);
       if (!near.empty())
         msg += " (did you mean '" + near + "'?)";
@@ -213,8 +215,7 @@ public:
     x = v;
   }
 
-  template <typename S>
-  void section(const char *key, S &x, const char *doc) {
+  template <typename S> void section(const char *key, S &x, const char *doc) {
     field(key, x, doc);
   }
 
@@ -276,8 +277,8 @@ private:
       x = n.as_boolean()->get();
       return true;
     }
-    std::string msg = what + ": expected a boolean (true or false), got " +
-                      describe(n);
+    std::string msg =
+        what + ": expected a boolean (true or false), got " + describe(n);
     if (n.is_string())
       msg += "; hint: write true or false without quotes";
     return fail(p, msg);
@@ -298,14 +299,14 @@ private:
                        "; hint: quote it");
   }
 
-  bool read(const toml::node &n, std::array<double, 2> &x,
-            const std::string &p, const std::string &what) {
+  bool read(const toml::node &n, std::array<double, 2> &x, const std::string &p,
+            const std::string &what) {
     const toml::array *a = n.as_array();
     if (!a || a->size() != 2)
-      return fail(p, what + ": expected an array of two numbers, got " +
-                         (a ? "an array of " + std::to_string(a->size()) +
-                                  " elements"
-                            : describe(n)));
+      return fail(
+          p, what + ": expected an array of two numbers, got " +
+                 (a ? "an array of " + std::to_string(a->size()) + " elements"
+                    : describe(n)));
     for (size_t i = 0; i < 2; ++i)
       if (!read(*a->get(i), x[i], p, what + "[" + std::to_string(i) + "]"))
         return false;
@@ -451,9 +452,8 @@ public:
     }
     const toml::table *t = n->as_table();
     if (!t) {
-      owner_.error(l, std::string("'") + key +
-                          "' must be a table ([" + key + "]), got " +
-                          describe(*n));
+      owner_.error(l, std::string("'") + key + "' must be a table ([" + key +
+                          "]), got " + describe(*n));
       return;
     }
     // A file location of a table without its own header (only dotted
@@ -477,8 +477,7 @@ private:
     sub.run(s);
   }
 
-  void loadSection(const toml::table &t, const std::string &key,
-                   VlmConfig &s) {
+  void loadSection(const toml::table &t, const std::string &key, VlmConfig &s) {
     // The arch picks the "subclass": switching it drops the old arch's keys,
     // as KempnerForge rebuilds the arch's dataclass from scratch.
     if (const toml::node *a = t.get("arch"); a && a->is_string()) {
@@ -582,7 +581,8 @@ bool ConfigLoader::applyOverride(const std::string &assignment,
   size_t eq = assignment.find('=');
   std::string key = assignment.substr(0, eq);
   // KempnerForge: a flag without '=' means "true".
-  std::string value = eq == std::string::npos ? "true" : assignment.substr(eq + 1);
+  std::string value =
+      eq == std::string::npos ? "true" : assignment.substr(eq + 1);
   if (key.empty() || key.find('.') == std::string::npos) {
     error(here, "an override must be <table>.<key>=<value>, e.g. "
                 "--set model.dim=512");

@@ -4,8 +4,8 @@
 #include "frontends/config/Schema.h"
 
 #include <charconv>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <sstream>
 
 namespace forge::config {
@@ -18,18 +18,18 @@ template <typename T> struct IsVector<std::vector<T>> : std::true_type {
   using Elem = T;
 };
 template <typename T> struct IsMap : std::false_type {};
-template <typename T> struct IsMap<std::map<std::string, T>> : std::true_type {};
+template <typename T>
+struct IsMap<std::map<std::string, T>> : std::true_type {};
 
 /// True for the structs that declare keys with visit().
 template <typename T>
-constexpr bool isTable = std::is_class_v<T> && !std::is_same_v<T, std::string> &&
-                         !IsOptional<T>::value && !IsVector<T>::value &&
-                         !IsMap<T>::value &&
-                         !std::is_same_v<T, std::array<double, 2>>;
+constexpr bool isTable =
+    std::is_class_v<T> && !std::is_same_v<T, std::string> &&
+    !IsOptional<T>::value && !IsVector<T>::value && !IsMap<T>::value &&
+    !std::is_same_v<T, std::array<double, 2>>;
 
 template <typename T> constexpr bool isTableVector = false;
-template <typename T>
-constexpr bool isTableVector<std::vector<T>> = isTable<T>;
+template <typename T> constexpr bool isTableVector<std::vector<T>> = isTable<T>;
 
 std::string formatDouble(double v) {
   if (std::isnan(v))
@@ -261,7 +261,8 @@ std::string printConfig(const JobConfig &cfgIn, int64_t worldSize) {
     notes["model.moe_expert_ffn_multiplier"] =
         "expert width: " + std::to_string(m.expertFfnHiddenDim());
   if (!cfg.train.data_seed)
-    notes["train.data_seed"] = "follows seed: " + std::to_string(cfg.train.seed);
+    notes["train.data_seed"] =
+        "follows seed: " + std::to_string(cfg.train.seed);
   if (cfg.train.ce_chunk_size == 0)
     notes["train.ce_chunk_size"] = "0 means 4096";
   if (cfg.distributed.dp_shard == -1 && worldSize > 0) {
@@ -272,7 +273,8 @@ std::string printConfig(const JobConfig &cfgIn, int64_t worldSize) {
                                       std::to_string(worldSize);
   }
   std::ostringstream os;
-  os << "# Resolved by forgec " << "(reads back to the same config).\n";
+  os << "# Resolved by forgec "
+     << "(reads back to the same config).\n";
   RootPrinter p(os, notes);
   cfg.visit(p);
   return os.str();
@@ -398,7 +400,8 @@ private:
     os_ << "\n## [" << key << "] — " << doc << "\n";
     if constexpr (std::is_same_v<S, VlmConfig>) {
       // Show every arch's keys: one table per arch.
-      for (const char *arch : {"joint_decoder", "cross_attention", "mot", "moma"}) {
+      for (const char *arch :
+           {"joint_decoder", "cross_attention", "mot", "moma"}) {
         VlmConfig v;
         v.arch = arch;
         DocTable t(os_, std::string(key) + "` with `arch = \"" + arch + "\"");

@@ -1,7 +1,7 @@
 //===- Schema.cpp - Allowed values and derived quantities -----------------===//
 
-#include "frontends/config/JobConfig.h"
 #include "frontends/config/Schema.h"
+#include "frontends/config/JobConfig.h"
 #include "frontends/registry/Registry.h"
 
 #include <cmath>
@@ -71,7 +71,8 @@ int64_t ModelConfig::ffnHiddenDim() const {
     return *ffn_hidden_dim;
   // Left to right in double, as KempnerForge: ((4*dim) * (2/3)) * mult, then
   // truncated and rounded up to a multiple of 256.
-  double raw = (4.0 * static_cast<double>(dim)) * (2.0 / 3.0) * ffn_dim_multiplier;
+  double raw =
+      (4.0 * static_cast<double>(dim)) * (2.0 / 3.0) * ffn_dim_multiplier;
   auto h = static_cast<int64_t>(raw);
   return 256 * ((h + 255) / 256);
 }
@@ -81,7 +82,8 @@ int64_t ModelConfig::expertFfnHiddenDim() const {
                                      moe_expert_ffn_multiplier);
   // Python's round() is round-half-to-even; nearbyint does the same under
   // the default rounding mode.
-  auto blocks = static_cast<int64_t>(std::nearbyint(static_cast<double>(scaled) / 16.0));
+  auto blocks =
+      static_cast<int64_t>(std::nearbyint(static_cast<double>(scaled) / 16.0));
   return std::max<int64_t>(16, 16 * blocks);
 }
 

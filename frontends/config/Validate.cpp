@@ -70,25 +70,30 @@ private:
   void model() {
     const ModelConfig &m = c_.model;
     if (m.dim <= 0 || m.n_layers <= 0 || m.n_heads <= 0) {
-      std::string key = m.dim <= 0 ? "dim" : m.n_layers <= 0 ? "n_layers" : "n_heads";
-      return err("model." + key,
-                 "[model] dim, n_layers, and n_heads must be positive (got dim=" +
-                     num(m.dim) + ", n_layers=" + num(m.n_layers) +
-                     ", n_heads=" + num(m.n_heads) + ")");
+      std::string key = m.dim <= 0        ? "dim"
+                        : m.n_layers <= 0 ? "n_layers"
+                                          : "n_heads";
+      return err(
+          "model." + key,
+          "[model] dim, n_layers, and n_heads must be positive (got dim=" +
+              num(m.dim) + ", n_layers=" + num(m.n_layers) +
+              ", n_heads=" + num(m.n_heads) + ")");
     }
     if (m.vocab_size <= 0)
-      return err("model.vocab_size", "[model] vocab_size must be positive, got " +
-                                         num(m.vocab_size));
+      return err("model.vocab_size",
+                 "[model] vocab_size must be positive, got " +
+                     num(m.vocab_size));
     if (m.kvHeads() <= 0)
-      return err("model.n_kv_heads", "[model] n_kv_heads must be positive, got " +
-                                         num(m.kvHeads()));
+      return err("model.n_kv_heads",
+                 "[model] n_kv_heads must be positive, got " +
+                     num(m.kvHeads()));
     if (m.dim % m.n_heads != 0)
       return err("model.n_heads", "[model] n_heads (" + num(m.n_heads) +
                                       ") must divide dim (" + num(m.dim) + ")");
     if (m.n_heads % m.kvHeads() != 0)
-      return err("model.n_kv_heads",
-                 "[model] n_kv_heads (" + num(m.kvHeads()) +
-                     ") must divide n_heads (" + num(m.n_heads) + ")");
+      return err("model.n_kv_heads", "[model] n_kv_heads (" + num(m.kvHeads()) +
+                                         ") must divide n_heads (" +
+                                         num(m.n_heads) + ")");
     // KempnerForge asserts this only when RoPE is built.
     if (m.headDim() % 2 != 0)
       return err("model.n_heads",
@@ -103,14 +108,16 @@ private:
                  "[model] ffn_dim_multiplier must be positive, got " +
                      num(m.ffn_dim_multiplier));
     if (m.max_seq_len <= 0)
-      return err("model.max_seq_len", "[model] max_seq_len must be positive, got " +
-                                          num(m.max_seq_len));
+      return err("model.max_seq_len",
+                 "[model] max_seq_len must be positive, got " +
+                     num(m.max_seq_len));
     if (m.norm_eps <= 0)
       return err("model.norm_eps",
                  "[model] norm_eps must be positive, got " + num(m.norm_eps));
     if (m.rope_theta <= 0)
       return err("model.rope_theta",
-                 "[model] rope_theta must be positive, got " + num(m.rope_theta));
+                 "[model] rope_theta must be positive, got " +
+                     num(m.rope_theta));
     if (m.init_std <= 0)
       return err("model.init_std",
                  "[model] init_std must be positive, got " + num(m.init_std));
@@ -122,7 +129,8 @@ private:
       if (m.moe_top_k <= 0)
         return err("model.moe_top_k",
                    "[model] moe_top_k must be positive when num_experts > 0, "
-                   "got " + num(m.moe_top_k));
+                   "got " +
+                       num(m.moe_top_k));
       if (m.moe_top_k > m.num_experts)
         return err("model.moe_top_k", "[model] moe_top_k (" + num(m.moe_top_k) +
                                           ") must be <= num_experts (" +
@@ -134,23 +142,27 @@ private:
       if (m.moe_sequence_aux_loss_weight < 0)
         return err("model.moe_sequence_aux_loss_weight",
                    "[model] moe_sequence_aux_loss_weight must be non-negative, "
-                   "got " + num(m.moe_sequence_aux_loss_weight));
+                   "got " +
+                       num(m.moe_sequence_aux_loss_weight));
       if (m.moe_expert_ffn_multiplier <= 0)
         return err("model.moe_expert_ffn_multiplier",
                    "[model] moe_expert_ffn_multiplier must be positive, got " +
                        num(m.moe_expert_ffn_multiplier));
       if (m.moe_router_z_loss_weight < 0)
-        return err("model.moe_router_z_loss_weight",
-                   "[model] moe_router_z_loss_weight must be non-negative, got " +
-                       num(m.moe_router_z_loss_weight));
+        return err(
+            "model.moe_router_z_loss_weight",
+            "[model] moe_router_z_loss_weight must be non-negative, got " +
+                num(m.moe_router_z_loss_weight));
       if (m.moe_shared_experts < 0)
         return err("model.moe_shared_experts",
                    "[model] moe_shared_experts must be >= 0, got " +
                        num(m.moe_shared_experts));
       if (m.moe_capacity_factor < 0)
-        return err("model.moe_capacity_factor",
-                   "[model] moe_capacity_factor must be >= 0 (0 = no dropping), "
-                   "got " + num(m.moe_capacity_factor));
+        return err(
+            "model.moe_capacity_factor",
+            "[model] moe_capacity_factor must be >= 0 (0 = no dropping), "
+            "got " +
+                num(m.moe_capacity_factor));
     }
   }
 
@@ -183,16 +195,17 @@ private:
   void optimizer() {
     const OptimizerConfig &o = c_.optimizer;
     if (o.lr <= 0)
-      return err("optimizer.lr", "[optimizer] lr must be positive, got " + num(o.lr));
+      return err("optimizer.lr",
+                 "[optimizer] lr must be positive, got " + num(o.lr));
     if (o.weight_decay < 0)
       return err("optimizer.weight_decay",
                  "[optimizer] weight_decay must be non-negative, got " +
                      num(o.weight_decay));
     for (double b : o.betas)
       if (!(b >= 0 && b < 1))
-        return err("optimizer.betas", "[optimizer] betas must be in [0, 1), got [" +
-                                          num(o.betas[0]) + ", " +
-                                          num(o.betas[1]) + "]");
+        return err("optimizer.betas",
+                   "[optimizer] betas must be in [0, 1), got [" +
+                       num(o.betas[0]) + ", " + num(o.betas[1]) + "]");
     if (!(o.muon_momentum > 0 && o.muon_momentum < 1))
       return err("optimizer.muon_momentum",
                  "[optimizer] muon_momentum must be in (0, 1), got " +
@@ -204,9 +217,11 @@ private:
     if (o.schedule_free_warmup_steps < 0)
       return err("optimizer.schedule_free_warmup_steps",
                  "[optimizer] schedule_free_warmup_steps must be non-negative, "
-                 "got " + num(o.schedule_free_warmup_steps));
+                 "got " +
+                     num(o.schedule_free_warmup_steps));
     if (o.eps <= 0)
-      return err("optimizer.eps", "[optimizer] eps must be positive, got " + num(o.eps));
+      return err("optimizer.eps",
+                 "[optimizer] eps must be positive, got " + num(o.eps));
     if (o.muon_adam_lr && *o.muon_adam_lr <= 0)
       return err("optimizer.muon_adam_lr",
                  "[optimizer] muon_adam_lr must be positive, got " +
@@ -225,11 +240,13 @@ private:
                      num(s.min_lr_ratio));
     if (s.rex_alpha <= 0)
       return err("scheduler.rex_alpha",
-                 "[scheduler] rex_alpha must be positive, got " + num(s.rex_alpha));
+                 "[scheduler] rex_alpha must be positive, got " +
+                     num(s.rex_alpha));
     if (s.decay_steps && *s.decay_steps < 0)
       return err("scheduler.decay_steps",
                  "[scheduler] decay_steps must be >= 0 (0 or unset = the "
-                 "remaining steps), got " + num(*s.decay_steps));
+                 "remaining steps), got " +
+                     num(*s.decay_steps));
     if (s.stable_steps && *s.stable_steps < 0)
       return err("scheduler.stable_steps",
                  "[scheduler] stable_steps must be >= 0, got " +
@@ -242,17 +259,18 @@ private:
       const DatasetSource &s = d.datasets[i];
       std::string p = "data.datasets[" + std::to_string(i) + "]";
       if (s.weight <= 0)
-        return err(p + ".weight", "[[data.datasets]] #" + std::to_string(i) +
-                                      ": dataset weight must be positive, got " +
-                                      num(s.weight));
+        return err(p + ".weight",
+                   "[[data.datasets]] #" + std::to_string(i) +
+                       ": dataset weight must be positive, got " +
+                       num(s.weight));
     }
     for (size_t i = 0; i < d.phases.size(); ++i) {
       const TrainingPhase &ph = d.phases[i];
       std::string p = "data.phases[" + std::to_string(i) + "]";
       std::string what = "[[data.phases]] #" + std::to_string(i) + ": ";
       if (ph.start_step < 0)
-        return err(p + ".start_step", what + "start_step must be >= 0, got " +
-                                          num(ph.start_step));
+        return err(p + ".start_step",
+                   what + "start_step must be >= 0, got " + num(ph.start_step));
       if (ph.lr_scale <= 0)
         return err(p + ".lr_scale",
                    what + "lr_scale must be positive, got " + num(ph.lr_scale));
@@ -263,8 +281,9 @@ private:
                          "'] must be non-negative, got " + num(w));
     }
     if (d.num_workers < 0)
-      return err("data.num_workers", "[data] num_workers must be non-negative, got " +
-                                         num(d.num_workers));
+      return err("data.num_workers",
+                 "[data] num_workers must be non-negative, got " +
+                     num(d.num_workers));
     if (d.prefetch_factor < 1)
       return err("data.prefetch_factor",
                  "[data] prefetch_factor must be >= 1, got " +
@@ -284,7 +303,8 @@ private:
       if (d.phases[i].start_step <= d.phases[i - 1].start_step)
         return err("data.phases[" + std::to_string(i) + "].start_step",
                    "data.phases start_steps must be strictly monotonically "
-                   "increasing (phase #" + std::to_string(i) + " starts at " +
+                   "increasing (phase #" +
+                       std::to_string(i) + " starts at " +
                        num(d.phases[i].start_step) + " after " +
                        num(d.phases[i - 1].start_step) + ")");
     if (d.anneal_start_step < 0)
@@ -292,9 +312,10 @@ private:
                  "[data] anneal_start_step must be non-negative, got " +
                      num(d.anneal_start_step));
     if (!d.phases.empty() && d.anneal_start_step > 0)
-      return err("data.anneal_start_step",
-                 "[data] cannot use both data.phases and data.anneal_start_step; "
-                 "express the anneal as a phase");
+      return err(
+          "data.anneal_start_step",
+          "[data] cannot use both data.phases and data.anneal_start_step; "
+          "express the anneal as a phase");
     // Names in phases and anneal_weights must name a dataset (KempnerForge
     // silently ignores a misspelt name).
     std::vector<std::string> names;
@@ -302,7 +323,8 @@ private:
       names.push_back(s.name);
     std::set<std::string> seen;
     for (size_t i = 0; i < d.datasets.size(); ++i)
-      if (!d.datasets[i].name.empty() && !seen.insert(d.datasets[i].name).second)
+      if (!d.datasets[i].name.empty() &&
+          !seen.insert(d.datasets[i].name).second)
         return err("data.datasets[" + std::to_string(i) + "].name",
                    "[[data.datasets]] name '" + d.datasets[i].name +
                        "' is used twice");
@@ -347,7 +369,8 @@ private:
     const EvalConfig &e = c_.eval;
     if (e.interval <= 0)
       return err("eval.interval",
-                 "[eval] eval interval must be positive, got " + num(e.interval));
+                 "[eval] eval interval must be positive, got " +
+                     num(e.interval));
     if (e.steps <= 0)
       return err("eval.steps",
                  "[eval] eval steps must be positive, got " + num(e.steps));
@@ -360,8 +383,11 @@ private:
                  "[distributed] dp_shard must be -1 (auto) or positive, got " +
                      num(d.dp_shard));
     const std::pair<const char *, int64_t> dims[] = {
-        {"dp_replicate", d.dp_replicate}, {"tp", d.tp}, {"pp", d.pp},
-        {"cp", d.cp}, {"ep", d.ep}};
+        {"dp_replicate", d.dp_replicate},
+        {"tp", d.tp},
+        {"pp", d.pp},
+        {"cp", d.cp},
+        {"ep", d.ep}};
     for (auto &[k, v] : dims)
       if (v < 1)
         return err(std::string("distributed.") + k,
@@ -387,7 +413,8 @@ private:
     const CheckpointConfig &c = c_.checkpoint;
     if (c.interval <= 0)
       return err("checkpoint.interval",
-                 "[checkpoint] interval must be positive, got " + num(c.interval));
+                 "[checkpoint] interval must be positive, got " +
+                     num(c.interval));
     if (c.dyn_ckpt_window) {
       const DynamicCheckpointWindow &w = *c.dyn_ckpt_window;
       if (w.start < 0)
@@ -411,9 +438,10 @@ private:
     const ProfilingConfig &p = c_.profiling;
     // Checked even when profiling is off, as in KempnerForge.
     if (p.end_step <= p.start_step)
-      return err("profiling.end_step", "[profiling] end_step (" + num(p.end_step) +
-                                           ") must be greater than start_step (" +
-                                           num(p.start_step) + ")");
+      return err("profiling.end_step",
+                 "[profiling] end_step (" + num(p.end_step) +
+                     ") must be greater than start_step (" + num(p.start_step) +
+                     ")");
   }
 
   void visionEncoder() {
@@ -432,13 +460,16 @@ private:
     const AdapterConfig &a = *c_.adapter;
     if (a.hidden_dim < 0)
       return err("adapter.hidden_dim",
-                 "adapter.hidden_dim must be non-negative, got " + num(a.hidden_dim));
+                 "adapter.hidden_dim must be non-negative, got " +
+                     num(a.hidden_dim));
     if (a.pool_window <= 0)
       return err("adapter.pool_window",
-                 "adapter.pool_window must be positive, got " + num(a.pool_window));
+                 "adapter.pool_window must be positive, got " +
+                     num(a.pool_window));
     if (a.pool_heads <= 0)
       return err("adapter.pool_heads",
-                 "adapter.pool_heads must be positive, got " + num(a.pool_heads));
+                 "adapter.pool_heads must be positive, got " +
+                     num(a.pool_heads));
   }
 
   static bool hasDuplicates(std::vector<std::string> v) {
@@ -476,13 +507,15 @@ private:
   void vlm() {
     const VlmConfig &v = *c_.vlm;
     if (v.max_text_len <= 0)
-      return err("vlm.max_text_len",
-                 "vlm.max_text_len must be positive, got " + num(v.max_text_len));
+      return err("vlm.max_text_len", "vlm.max_text_len must be positive, got " +
+                                         num(v.max_text_len));
     for (size_t i = 1; i < v.freeze_schedule.size(); ++i)
-      if (v.freeze_schedule[i].start_step <= v.freeze_schedule[i - 1].start_step)
+      if (v.freeze_schedule[i].start_step <=
+          v.freeze_schedule[i - 1].start_step)
         return err("vlm.freeze_schedule[" + std::to_string(i) + "].start_step",
                    "vlm.freeze_schedule start_steps must be strictly monotonic "
-                   "(stage #" + std::to_string(i) + " starts at " +
+                   "(stage #" +
+                       std::to_string(i) + " starts at " +
                        num(v.freeze_schedule[i].start_step) + " after " +
                        num(v.freeze_schedule[i - 1].start_step) + ")");
     // Reference §1.5 checks freeze aliases only at save/resume; checking them
@@ -494,9 +527,9 @@ private:
                           const std::string &path) {
       for (size_t i = 0; i < specs.size(); ++i)
         if (!v.module_patterns.count(specs[i].module)) {
-          std::string msg = "freeze spec module '" + specs[i].module +
-                            "' is not a known module alias; known: " +
-                            quoteList(aliases);
+          std::string msg =
+              "freeze spec module '" + specs[i].module +
+              "' is not a known module alias; known: " + quoteList(aliases);
           std::string near = closestMatch(specs[i].module, aliases);
           if (!near.empty())
             msg += " (did you mean '" + near + "'?)";
@@ -557,8 +590,8 @@ private:
       if (!unknown.empty())
         return err("vlm.moma_experts_per_modality",
                    "vlm.moma_experts_per_modality has unknown modality keys " +
-                       quoteList(unknown) + "; modalities: " +
-                       quoteList(v.moma_modalities));
+                       quoteList(unknown) +
+                       "; modalities: " + quoteList(v.moma_modalities));
       for (auto &[m, n] : v.moma_experts_per_modality)
         if (n <= 0)
           return err("vlm.moma_experts_per_modality." + m,
@@ -576,7 +609,8 @@ private:
     const VideoConfig &v = *c_.video;
     if (v.max_samples < 0)
       return err("video.max_samples",
-                 "video.max_samples must be >= 0 (0 = all), got " + num(v.max_samples));
+                 "video.max_samples must be >= 0 (0 = all), got " +
+                     num(v.max_samples));
     if (v.min_frames < 1)
       return err("video.min_frames",
                  "video.min_frames must be >= 1, got " + num(v.min_frames));
@@ -611,8 +645,9 @@ private:
         l_.warning("vision_encoder.type",
                    "vision_encoder.type '" + v.type +
                        "' reads its sizes from the checkpoint; the overrides "
-                       "feature_dim=" + num(v.feature_dim) +
-                       ", num_tokens=" + num(v.num_tokens) + " are used as given");
+                       "feature_dim=" +
+                       num(v.feature_dim) + ", num_tokens=" +
+                       num(v.num_tokens) + " are used as given");
     }
     if (c_.vlm) {
       int64_t required = 0;
@@ -626,9 +661,11 @@ private:
       const VlmConfig &v = *c_.vlm;
       if (v.arch == "mot") {
         int64_t textHeads = c_.model.n_heads;
-        int64_t imageHeads = v.mot_image_n_heads ? v.mot_image_n_heads : textHeads;
+        int64_t imageHeads =
+            v.mot_image_n_heads ? v.mot_image_n_heads : textHeads;
         int64_t textKv = c_.model.kvHeads();
-        int64_t imageKv = v.mot_image_n_kv_heads ? v.mot_image_n_kv_heads : textKv;
+        int64_t imageKv =
+            v.mot_image_n_kv_heads ? v.mot_image_n_kv_heads : textKv;
         if (imageHeads != textHeads || imageKv != textKv)
           return err(v.mot_image_n_heads ? "vlm.mot_image_n_heads"
                                          : "vlm.mot_image_n_kv_heads",
@@ -649,8 +686,8 @@ private:
         return err("data.tokenizer_path",
                    "a VLM job needs data.tokenizer_path (text is tokenized "
                    "on the fly)");
-      if (!c_.video && (!c_.data.hf_dataset_name ||
-                        c_.data.hf_dataset_name->empty()))
+      if (!c_.video &&
+          (!c_.data.hf_dataset_name || c_.data.hf_dataset_name->empty()))
         return err("data.hf_dataset_name",
                    "an image VLM job needs data.hf_dataset_name (the image "
                    "dataset)");
@@ -672,12 +709,12 @@ public:
     registry::TokenCount tc =
         ad->outputNumTokens(c_.vision_encoder->num_tokens, a.pool_window);
     if (!tc.error.empty()) {
-      err("vision_encoder.num_tokens",
-          "adapter '" + a.type + "': " + tc.error);
+      err("vision_encoder.num_tokens", "adapter '" + a.type + "': " + tc.error);
       return false;
     }
     int64_t frames = c_.video ? c_.video->max_frames : 1;
-    const registry::VlmArchEntry *arch = registry::vlmArchs().find(c_.vlm->arch);
+    const registry::VlmArchEntry *arch =
+        registry::vlmArchs().find(c_.vlm->arch);
     int64_t image = arch && arch->imageTokensInResidual ? frames * tc.count : 0;
     required = image + c_.vlm->max_text_len;
     return true;
@@ -724,8 +761,8 @@ bool ConfigLoader::validate(int64_t worldSize) {
     return false;
   };
   if (worldSize <= 0)
-    return fail("distributed", "world size must be positive, got " +
-                                   num(worldSize));
+    return fail("distributed",
+                "world size must be positive, got " + num(worldSize));
   // 1. The mesh must tile the world.
   int64_t others = d.dp_replicate * d.tp * d.pp * d.cp * d.ep;
   int64_t shard = d.dp_shard;
@@ -754,8 +791,10 @@ bool ConfigLoader::validate(int64_t worldSize) {
   if (m.tie_embeddings && d.pp > 1)
     return fail("model.tie_embeddings",
                 "Tied embeddings are not supported with pipeline parallelism "
-                "(pp = " + num(d.pp) + "): the embedding and the head live on "
-                "different stages");
+                "(pp = " +
+                    num(d.pp) +
+                    "): the embedding and the head live on "
+                    "different stages");
   // 4.
   if (c.eval.enabled && c.eval.dataset_path.empty() &&
       (!c.eval.hf_dataset_name || c.eval.hf_dataset_name->empty()))
@@ -784,7 +823,8 @@ bool ConfigLoader::validate(int64_t worldSize) {
                     num(d.pp) + ", num_experts = " + num(m.num_experts) + ")");
   // 10, 11.
   if (d.ep > 1 && !m.isMoe())
-    return fail("distributed.ep", "ep > 1 requires an MoE model (num_experts > 0)");
+    return fail("distributed.ep",
+                "ep > 1 requires an MoE model (num_experts > 0)");
   if (d.ep > 1 && m.num_experts % d.ep != 0)
     return fail("distributed.ep", "num_experts (" + num(m.num_experts) +
                                       ") must be divisible by ep (" +
@@ -795,26 +835,27 @@ bool ConfigLoader::validate(int64_t worldSize) {
     if (!Checker(*this).requiredResidual(required))
       return false;
     if (required > 0 && c.train.seq_len < required)
-      return fail("train.seq_len",
-                  "train.seq_len (" + num(c.train.seq_len) +
-                      ") insufficient for VLM: needs " + num(required) +
-                      " (image tokens + vlm.max_text_len)");
+      return fail("train.seq_len", "train.seq_len (" + num(c.train.seq_len) +
+                                       ") insufficient for VLM: needs " +
+                                       num(required) +
+                                       " (image tokens + vlm.max_text_len)");
   }
   // 13.
   if (c.vlm && d.pp > 1)
-    return fail("distributed.pp",
-                "VLM + Pipeline Parallelism is not supported (pp = " +
-                    num(d.pp) + ")");
+    return fail(
+        "distributed.pp",
+        "VLM + Pipeline Parallelism is not supported (pp = " + num(d.pp) + ")");
   bool moma = c.vlm && c.vlm->arch == "moma";
   // 14, 15.
   if (moma && m.num_experts > 0)
     return fail("model.num_experts",
                 "MoMa + model.num_experts > 0 is rejected: MoMa's experts "
-                "replace the text MoE (num_experts = " + num(m.num_experts) + ")");
+                "replace the text MoE (num_experts = " +
+                    num(m.num_experts) + ")");
   if (moma && d.ep > 1)
-    return fail("distributed.ep",
-                "MoMa + Expert Parallelism is not supported (ep = " +
-                    num(d.ep) + ")");
+    return fail(
+        "distributed.ep",
+        "MoMa + Expert Parallelism is not supported (ep = " + num(d.ep) + ")");
   // 16. (MoMa + compile_model warning) does not apply: forge always compiles.
   // 17.
   if (moma && c.train.activation_checkpointing == "full")

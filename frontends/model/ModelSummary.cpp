@@ -40,9 +40,10 @@ struct Builder {
 
   void matrix(const std::string &fqn, int64_t rows, int64_t cols) {
     // o_proj / down_proj write into the residual stream: scaled init.
-    bool residual = fqn.ends_with("o_proj.weight") ||
-                    fqn.ends_with("down_proj.weight");
-    out.push_back({fqn, {rows, cols},
+    bool residual =
+        fqn.ends_with("o_proj.weight") || fqn.ends_with("down_proj.weight");
+    out.push_back({fqn,
+                   {rows, cols},
                    residual ? Init::ResidualNormal : Init::Normal,
                    residual ? residualStd() : m.init_std});
   }

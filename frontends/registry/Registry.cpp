@@ -12,7 +12,8 @@ namespace {
 int64_t exactSqrt(int64_t n) {
   if (n < 0)
     return -1;
-  auto r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+  auto r =
+      static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
   for (int64_t c = r > 0 ? r - 1 : 0; c <= r + 1; ++c)
     if (c * c == n)
       return c;
@@ -57,15 +58,18 @@ bool power2Offset(int64_t offset) {
 Category<MlpEntry> &mlps() {
   static Category<MlpEntry> c = [] {
     Category<MlpEntry> c("mlp");
-    c.add({"swiglu", "down(silu(gate(x)) * up(x)); 3 matrices",
+    c.add({"swiglu",
+           "down(silu(gate(x)) * up(x)); 3 matrices",
            {{"gate_proj", true}, {"up_proj", true}, {"down_proj", false}},
            "silu",
            true});
-    c.add({"standard_gelu", "down(gelu_erf(up(x))); 2 matrices",
+    c.add({"standard_gelu",
+           "down(gelu_erf(up(x))); 2 matrices",
            {{"up_proj", true}, {"down_proj", false}},
            "gelu",
            false});
-    c.add({"standard_relu", "down(relu(up(x))); 2 matrices",
+    c.add({"standard_relu",
+           "down(relu(up(x))); 2 matrices",
            {{"up_proj", true}, {"down_proj", false}},
            "relu",
            false});

@@ -28,8 +28,9 @@ namespace forge::registry {
 /// the model width and which the hidden width. KempnerForge's Linear layout is
 /// [out, in], and FQNs are `<prefix>.<name>.weight`.
 struct MlpProjection {
-  std::string name;   ///< e.g. "gate_proj"
-  bool outIsHidden;   ///< true: [hidden, dim] (dim -> hidden); false: [dim, hidden]
+  std::string name; ///< e.g. "gate_proj"
+  bool outIsHidden; ///< true: [hidden, dim] (dim -> hidden); false: [dim,
+                    ///< hidden]
 };
 
 /// A dense MLP variant. `activation` names the element-wise function applied

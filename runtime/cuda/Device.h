@@ -1,4 +1,5 @@
-//===- Device.h - CUDA device discovery ------------------------------------===//
+//===- Device.h - CUDA device discovery
+//------------------------------------===//
 
 #ifndef FORGE_RUNTIME_CUDA_DEVICE_H
 #define FORGE_RUNTIME_CUDA_DEVICE_H

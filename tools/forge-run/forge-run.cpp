@@ -1,4 +1,5 @@
-//===- forge-run.cpp - Run a compiled forge plan ---------------------------===//
+//===- forge-run.cpp - Run a compiled forge plan
+//---------------------------===//
 //
 // forge-run executes a plan.bin written by forgec on every rank. This build
 // parses and checks its command line and reports the backends compiled in;
@@ -25,10 +26,13 @@ static void printHelp() {
       "Runs a training plan compiled by forgec.\n"
       "\n"
       "OPTIONS:\n"
-      "  --device <auto|cpu|cuda>  backend to run on (default: auto = cuda when\n"
+      "  --device <auto|cpu|cuda>  backend to run on (default: auto = cuda "
+      "when\n"
       "                            a GPU is visible, else cpu)\n"
-      "  --nproc-per-node <N>      fork and supervise N local ranks (default 1)\n"
-      "  --backends                list the backends compiled into this binary\n"
+      "  --nproc-per-node <N>      fork and supervise N local ranks (default "
+      "1)\n"
+      "  --backends                list the backends compiled into this "
+      "binary\n"
       "                            and the devices they see, then exit\n"
       "  --version                 print the version and exit\n"
       "  -h, --help                print this help and exit\n"
@@ -71,7 +75,8 @@ int main(int argc, char **argv) {
   auto n = tools::parseInt(nproc);
   if (!n || *n < 1)
     tools::usageError(kTool, "--nproc-per-node must be a positive integer, "
-                             "got '" + nproc + "'");
+                             "got '" +
+                                 nproc + "'");
   if (plan.empty())
     tools::usageError(kTool, "no plan given");
   std::ifstream in(plan, std::ios::binary);

@@ -1,4 +1,5 @@
-//===- forgec.cpp - The forge compiler driver ------------------------------===//
+//===- forgec.cpp - The forge compiler driver
+//------------------------------===//
 //
 // forgec reads a KempnerForge-schema job file, applies command-line
 // overrides, validates it for a world size and reports on it. Later stages
@@ -30,9 +31,11 @@ static void printHelp() {
       "model and training setup.\n"
       "\n"
       "MODES:\n"
-      "  --check                   validate only; print diagnostics, exit 0 if\n"
+      "  --check                   validate only; print diagnostics, exit 0 "
+      "if\n"
       "                            the job is valid, 1 if not\n"
-      "  --print-config            print the fully resolved job as TOML (reads\n"
+      "  --print-config            print the fully resolved job as TOML "
+      "(reads\n"
       "                            back to the same config)\n"
       "  --print-config-docs       print the key reference (docs/config.md)\n"
       "                            and exit; needs no job file\n"
@@ -51,7 +54,8 @@ static void printHelp() {
       "                            -1 counted as 1)\n"
       "  --plugin <lib.so>         load a shared library whose static\n"
       "                            initializers register components\n"
-      "                            (repeatable; loaded before the job is read)\n"
+      "                            (repeatable; loaded before the job is "
+      "read)\n"
       "  --version                 print the version and exit\n"
       "  -h, --help                print this help and exit\n"
       "\n"
@@ -173,7 +177,8 @@ int main(int argc, char **argv) {
       auto n = tools::parseInt(worldSizeText);
       if (!n || *n < 1)
         tools::usageError(kTool, "--world-size must be a positive integer, "
-                                 "got '" + worldSizeText + "'");
+                                 "got '" +
+                                     worldSizeText + "'");
       worldSize = *n;
     }
     loader.validate(worldSize);
