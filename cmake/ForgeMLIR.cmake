@@ -16,3 +16,5 @@ include_directories(SYSTEM ${LLVM_INCLUDE_DIRS} ${MLIR_INCLUDE_DIRS})
 add_definitions(${LLVM_DEFINITIONS})
 # Debian ships `lit`, not `llvm-lit`.
 set(LLVM_EXTERNAL_LIT /usr/lib/llvm-22/bin/lit CACHE FILEPATH "lit")
+# Generated .inc files are included as "dialects/forge/IR/ForgeOps.h.inc".
+include_directories("${CMAKE_BINARY_DIR}")

@@ -7,9 +7,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "dialects/forge/IR/ForgeDialect.h"
 #include "forge/Version.h"
 
-#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "llvm/Support/CommandLine.h"
@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
     os << "forge-opt " << FORGE_VERSION_STRING << "\n";
   });
   mlir::DialectRegistry registry;
-  registry.insert<mlir::func::FuncDialect>();
+  forge::registerForgeDialects(registry);
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "forge-opt: parse, verify, transform and print forge IR\n",
       registry));

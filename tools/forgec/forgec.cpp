@@ -7,12 +7,19 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/Analysis.h"
 #include "forge/Version.h"
 #include "frontends/config/Config.h"
 #include "frontends/model/ModelSummary.h"
+#include "frontends/model/ir/BuildModel.h"
 #include "frontends/registry/Registry.h"
 #include "tools/common/ToolArgs.h"
 
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -41,6 +48,15 @@ static void printHelp() {
       "                            and exit; needs no job file\n"
       "  --list-registry           print every registered component name per\n"
       "                            category (after --plugin) and exit\n"
+      "  --emit=forge              print the model as forge IR: every "
+      "parameter\n"
+      "                            (KempnerForge FQN, shape, dtype, "
+      "initializer)\n"
+      "                            and the graph of one step from tokens to "
+      "loss\n"
+      "  --report                  print parameter counts, FLOPs per token and "
+      "the\n"
+      "                            layer structure, computed from the IR\n"
       "  -o <plan.bin>             write the compiled plan (not available in\n"
       "                            this version: the plan writer is the next\n"
       "                            milestone)\n"
@@ -93,8 +109,47 @@ static int report(const config::ConfigLoader &loader) {
   return errors;
 }
 
+/// Builds and verifies the model IR, then prints it or the report.
+static int emitOrReport(const config::ConfigLoader &loader, bool report) {
+  auto start = std::chrono::steady_clock::now();
+  mlir::MLIRContext ctx;
+  std::string error;
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      model::buildModel(ctx, loader, error);
+  if (!module) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  // The builder's output must verify; a failure here is a forgec bug, and
+  // the verifier's diagnostic (with the config key's location) says where.
+  if (mlir::failed(mlir::verify(*module))) {
+    std::fprintf(stderr, "%s: internal error: the built IR does not verify\n",
+                 kTool);
+    return 1;
+  }
+  if (!report) {
+    module->print(llvm::outs());
+    llvm::outs() << "\n";
+    return 0;
+  }
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::fputs(compiler::report(*module, loader.config()).c_str(), stdout);
+  std::printf("IR built and verified in %.3f s\n", seconds);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  enum class Mode { Summary, Check, PrintConfig, PrintDocs, ListRegistry };
+  enum class Mode {
+    Summary,
+    Check,
+    PrintConfig,
+    PrintDocs,
+    ListRegistry,
+    EmitForge,
+    Report
+  };
   Mode mode = Mode::Summary;
   std::string job, output, worldSizeText;
   std::vector<std::string> plugins;
@@ -118,7 +173,13 @@ int main(int argc, char **argv) {
       mode = Mode::PrintDocs;
     else if (arg == "--list-registry")
       mode = Mode::ListRegistry;
-    else if (tools::takeValue(kTool, argc, argv, i, "-o", output))
+    else if (arg == "--report")
+      mode = Mode::Report;
+    else if (tools::takeValue(kTool, argc, argv, i, "--emit", value)) {
+      if (value != "forge")
+        tools::usageError(kTool, "--emit must be 'forge', got '" + value + "'");
+      mode = Mode::EmitForge;
+    } else if (tools::takeValue(kTool, argc, argv, i, "-o", output))
       ;
     else if (tools::takeValue(kTool, argc, argv, i, "--world-size",
                               worldSizeText))
@@ -192,6 +253,9 @@ int main(int argc, char **argv) {
   case Mode::PrintConfig:
     std::fputs(config::printConfig(loader.config(), worldSize).c_str(), stdout);
     return 0;
+  case Mode::EmitForge:
+  case Mode::Report:
+    return emitOrReport(loader, mode == Mode::Report);
   default:
     break;
   }

@@ -1,0 +1,144 @@
+//===- Analysis.cpp - Facts about a forge module --------------------------===//
+
+#include "compiler/Analysis.h"
+#include "dialects/forge/IR/ForgeOps.h"
+#include "frontends/model/ModelSummary.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cstdio>
+#include <sstream>
+
+using namespace mlir;
+
+namespace forge::compiler {
+
+static int64_t numel(Type t) {
+  return cast<RankedTensorType>(t).getNumElements();
+}
+
+ParamStats countParams(ModuleOp module) {
+  ParamStats s;
+  for (auto p : module.getOps<forge::ParamOp>()) {
+    RankedTensorType t = p.getTensorType();
+    (p.getBuffer() ? s.buffers : s.trainable) += t.getNumElements();
+    s.tensors += 1;
+    s.bytes += t.getNumElements() * t.getElementTypeBitWidth() / 8;
+  }
+  return s;
+}
+
+double forwardFlops(ModuleOp module) {
+  double flops = 0;
+  module.walk([&](Operation *op) {
+    llvm::TypeSwitch<Operation *>(op)
+        .Case([&](forge::LinearOp l) {
+          auto w = cast<RankedTensorType>(l.getWeight().getType());
+          double rows = static_cast<double>(numel(l.getInput().getType())) /
+                        static_cast<double>(w.getDimSize(1));
+          flops += 2.0 * rows * w.getDimSize(0) * w.getDimSize(1);
+        })
+        .Case([&](forge::GroupedLinearOp g) {
+          auto x = cast<RankedTensorType>(g.getInput().getType());
+          auto y = cast<RankedTensorType>(g.getResult().getType());
+          flops += 2.0 * x.getDimSize(0) * x.getDimSize(1) * y.getDimSize(1);
+        })
+        .Case([&](forge::ChunkedCrossEntropyOp c) {
+          auto w = cast<RankedTensorType>(c.getWeight().getType());
+          double rows = static_cast<double>(numel(c.getHidden().getType())) /
+                        static_cast<double>(w.getDimSize(1));
+          flops += 2.0 * rows * w.getDimSize(0) * w.getDimSize(1);
+        })
+        .Case([&](forge::AttentionOp a) {
+          auto q = cast<RankedTensorType>(a.getQ().getType());
+          double B = q.getDimSize(0), S = q.getDimSize(1), H = q.getDimSize(2),
+                 hd = q.getDimSize(3);
+          double pairs = a.getCausal() ? S * (S + 1) / 2 : S * S;
+          // q k^T and p v: 2 flops per multiply-add, two matmuls.
+          flops += 2.0 * 2.0 * B * H * pairs * hd;
+        });
+  });
+  return flops;
+}
+
+/// Σ_layers(attn + mlp) + V·D, with MoE layers' expert width chosen by
+/// `expertWidth`.
+static double activeParams(const config::ModelConfig &m, bool expertWidth) {
+  const double D = m.dim, H = m.n_heads, KV = m.kvHeads(), hd = m.headDim();
+  const double attn = D * (H * hd) + 2 * D * (KV * hd) + (H * hd) * D;
+  const double F = m.ffnHiddenDim();
+  const double Fe = expertWidth ? m.expertFfnHiddenDim() : F;
+  double total = 0;
+  for (int64_t i = 0; i < m.n_layers; ++i) {
+    if (m.isMoeLayer(i))
+      total +=
+          attn + m.moe_top_k * 3 * D * Fe +
+          (m.moe_shared_experts > 0 ? m.moe_shared_experts : 0) * 3 * D * Fe;
+    else
+      total += attn + 3 * D * F;
+  }
+  return total + static_cast<double>(m.vocab_size) * D;
+}
+
+double kempnerForgeFlopsPerToken(const config::JobConfig &cfg) {
+  const config::ModelConfig &m = cfg.model;
+  return 6 * activeParams(m, false) +
+         12.0 * m.n_layers * m.dim * cfg.train.seq_len;
+}
+
+double correctedFlopsPerToken(const config::JobConfig &cfg) {
+  const config::ModelConfig &m = cfg.model;
+  return 6 * activeParams(m, true) +
+         12.0 * m.n_layers * m.dim * cfg.train.seq_len;
+}
+
+static std::string fmt(const char *f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+std::string report(ModuleOp module, const config::JobConfig &cfg) {
+  const config::ModelConfig &m = cfg.model;
+  ParamStats ps = countParams(module);
+  std::ostringstream os;
+  os << "parameters (from the IR): " << ps.trainable << " ("
+     << fmt("%.4g", ps.trainable / 1e9) << " B) in " << ps.tensors
+     << " tensors, " << fmt("%.2f", ps.bytes / double(1 << 20)) << " MiB\n";
+  if (ps.buffers)
+    os << "buffers: " << ps.buffers << " elements\n";
+  os << "num_params_estimate (KempnerForge): " << model::numParamsEstimate(m)
+     << " (" << fmt("%.4g", model::numParamsEstimate(m) / 1e9) << " B)\n";
+  double tokens = static_cast<double>(cfg.train.batch_size) * cfg.train.seq_len;
+  double fwd = forwardFlops(module);
+  os << "FLOPs per token (training = 3 x forward):\n"
+     << "  KempnerForge MFU formula 6*P_active + 12*L*D*S: "
+     << fmt("%.6g", kempnerForgeFlopsPerToken(cfg)) << "\n"
+     << "  same, MoE layers at the expert width:            "
+     << fmt("%.6g", correctedFlopsPerToken(cfg)) << "\n"
+     << "  exact from the graph (causal attention):         "
+     << fmt("%.6g", 3 * fwd / tokens) << "\n";
+  os << "layers: " << m.n_layers << " (";
+  int64_t moe = 0;
+  for (int64_t i = 0; i < m.n_layers; ++i)
+    moe += m.isMoeLayer(i);
+  os << m.n_layers - moe << " dense, " << moe << " MoE)\n";
+  for (int64_t i = 0; i < m.n_layers; ++i) {
+    // Runs of identical layers print as one line.
+    int64_t j = i;
+    while (j + 1 < m.n_layers && m.isMoeLayer(j + 1) == m.isMoeLayer(i))
+      ++j;
+    os << "  layers " << i << (j > i ? ".." + std::to_string(j) : "") << ": "
+       << (m.isMoeLayer(i)
+               ? "attention + MoE (" + std::to_string(m.num_experts) +
+                     " experts, top-" + std::to_string(m.moe_top_k) + ", " +
+                     m.moe_router + ")"
+               : "attention + dense MLP")
+       << "\n";
+    i = j;
+  }
+  return os.str();
+}
+
+} // namespace forge::compiler

@@ -1,0 +1,454 @@
+//===- ForgeOps.cpp - forge graph op verifiers ----------------------------===//
+//
+// Shapes are static everywhere in forge IR: the plan is laid out ahead of
+// time. Each verifier names the operand and the dimensions that disagree.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/forge/IR/ForgeOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <string>
+
+using namespace mlir;
+using namespace forge;
+
+namespace {
+
+RankedTensorType tensorOf(Value v) {
+  return cast<RankedTensorType>(v.getType());
+}
+
+std::string shapeStr(ArrayRef<int64_t> shape) {
+  std::string s = "[";
+  for (auto [i, d] : llvm::enumerate(shape)) {
+    if (i)
+      s += ", ";
+    s += ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d);
+  }
+  return s + "]";
+}
+
+/// Every tensor in forge IR is statically shaped.
+LogicalResult requireStatic(Operation *op) {
+  for (Value v : llvm::concat<Value>(op->getOperands(), op->getResults()))
+    if (auto t = dyn_cast<RankedTensorType>(v.getType()))
+      if (!t.hasStaticShape())
+        return op->emitOpError("requires static shapes, got ") << t;
+  return success();
+}
+
+LogicalResult requireRank(Operation *op, Value v, StringRef name,
+                          int64_t rank) {
+  if (tensorOf(v).getRank() != rank)
+    return op->emitOpError() << "expects " << name << " of rank " << rank
+                             << ", got " << tensorOf(v);
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// ParamOp / GetParamOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ParamOp::verify() {
+  auto type = dyn_cast<RankedTensorType>(getType());
+  if (!type || !type.hasStaticShape())
+    return emitOpError("requires a statically shaped tensor type, got ")
+           << getType();
+  if (!isa<FloatType>(type.getElementType()))
+    return emitOpError("requires a floating-point element type, got ")
+           << type.getElementType();
+  bool normal = getInit() == InitKind::normal;
+  if (normal && !getStd())
+    return emitOpError("with init 'normal' requires a std");
+  if (!normal && getStd())
+    return emitOpError("with init '")
+           << stringifyInitKind(getInit()) << "' takes no std";
+  if (getStd() && !(getStd()->convertToDouble() > 0))
+    return emitOpError("requires std > 0, got ") << getStd()->convertToDouble();
+  return success();
+}
+
+LogicalResult GetParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
+  if (!param)
+    return emitOpError("'") << getName() << "' does not name a forge.param";
+  if (param.getType() != getType())
+    return emitOpError("result type ")
+           << getType() << " does not match the type " << param.getType()
+           << " of parameter '" << getName() << "'";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Dense compute
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getTable(), "a table", 2)))
+    return failure();
+  auto table = tensorOf(getTable()), ids = tensorOf(getIds()),
+       result = tensorOf(getResult());
+  SmallVector<int64_t> want(ids.getShape());
+  want.push_back(table.getDimSize(1));
+  if (result.getShape() != ArrayRef<int64_t>(want) ||
+      result.getElementType() != table.getElementType())
+    return emitOpError("result must be ")
+           << RankedTensorType::get(want, table.getElementType())
+           << " (ids shape + [dim]), got " << result;
+  return success();
+}
+
+LogicalResult LinearOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getWeight(), "a [out, in] weight", 2)))
+    return failure();
+  auto x = tensorOf(getInput()), w = tensorOf(getWeight()),
+       result = tensorOf(getResult());
+  if (x.getRank() < 1)
+    return emitOpError("expects an input of rank >= 1");
+  if (x.getShape().back() != w.getDimSize(1))
+    return emitOpError("input features (")
+           << x.getShape().back() << ") do not match the weight's in ("
+           << w.getDimSize(1) << "); the weight is [out, in]";
+  if (x.getElementType() != w.getElementType())
+    return emitOpError("input and weight element types differ: ")
+           << x.getElementType() << " vs " << w.getElementType();
+  SmallVector<int64_t> want(x.getShape());
+  want.back() = w.getDimSize(0);
+  if (result.getShape() != ArrayRef<int64_t>(want) ||
+      result.getElementType() != x.getElementType())
+    return emitOpError("result must be ")
+           << RankedTensorType::get(want, x.getElementType()) << ", got "
+           << result;
+  return success();
+}
+
+LogicalResult GroupedLinearOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getInput(), "rows", 2)) ||
+      failed(requireRank(*this, getWeight(), "a [experts, ., .] weight", 3)) ||
+      failed(requireRank(*this, getGroupSizes(), "group sizes", 1)))
+    return failure();
+  auto x = tensorOf(getInput()), w = tensorOf(getWeight()),
+       result = tensorOf(getResult());
+  bool outIn = getLayout() == WeightLayout::out_in;
+  int64_t in = w.getDimSize(outIn ? 2 : 1), out = w.getDimSize(outIn ? 1 : 2);
+  if (tensorOf(getGroupSizes()).getDimSize(0) != w.getDimSize(0))
+    return emitOpError("has ")
+           << tensorOf(getGroupSizes()).getDimSize(0) << " group sizes for "
+           << w.getDimSize(0) << " experts";
+  if (x.getDimSize(1) != in)
+    return emitOpError("input features (")
+           << x.getDimSize(1) << ") do not match the weight's in (" << in
+           << ") for layout " << stringifyWeightLayout(getLayout());
+  if (x.getElementType() != w.getElementType())
+    return emitOpError("input and weight element types differ: ")
+           << x.getElementType() << " vs " << w.getElementType();
+  if (result.getShape() != ArrayRef<int64_t>{x.getDimSize(0), out} ||
+      result.getElementType() != x.getElementType())
+    return emitOpError("result must be ")
+           << RankedTensorType::get({x.getDimSize(0), out}, x.getElementType())
+           << ", got " << result;
+  return success();
+}
+
+LogicalResult StackOp::verify() {
+  if (failed(requireStatic(*this)))
+    return failure();
+  if (getInputs().empty())
+    return emitOpError("requires at least one input");
+  auto in = tensorOf(getInputs().front());
+  SmallVector<int64_t> want{static_cast<int64_t>(getInputs().size())};
+  llvm::append_range(want, in.getShape());
+  auto wantType = RankedTensorType::get(want, in.getElementType());
+  if (getResult().getType() != wantType)
+    return emitOpError("result must be ")
+           << wantType << " (" << getInputs().size() << " x input), got "
+           << getResult().getType();
+  return success();
+}
+
+/// Norm weights (and bias) are vectors over the input's last dimension.
+static LogicalResult verifyNormParam(Operation *op, Value input, Value param,
+                                     StringRef name, double eps) {
+  if (failed(requireStatic(op)))
+    return failure();
+  auto x = tensorOf(input), p = tensorOf(param);
+  if (x.getRank() < 1)
+    return op->emitOpError("expects an input of rank >= 1");
+  if (p.getRank() != 1 || p.getDimSize(0) != x.getShape().back())
+    return op->emitOpError()
+           << "expects " << name << " of shape [" << x.getShape().back()
+           << "] (the input's last dimension), got " << p;
+  if (p.getElementType() != x.getElementType())
+    return op->emitOpError()
+           << name << " element type " << p.getElementType()
+           << " differs from the input's " << x.getElementType();
+  if (!(eps > 0))
+    return op->emitOpError("requires eps > 0, got ") << eps;
+  return success();
+}
+
+LogicalResult RMSNormOp::verify() {
+  return verifyNormParam(*this, getInput(), getWeight(), "weight",
+                         getEps().convertToDouble());
+}
+
+LogicalResult LayerNormOp::verify() {
+  double eps = getEps().convertToDouble();
+  if (failed(verifyNormParam(*this, getInput(), getWeight(), "weight", eps)))
+    return failure();
+  return verifyNormParam(*this, getInput(), getBias(), "bias", eps);
+}
+
+LogicalResult ReshapeOp::verify() {
+  if (failed(requireStatic(*this)))
+    return failure();
+  auto in = tensorOf(getInput()), out = tensorOf(getResult());
+  if (in.getElementType() != out.getElementType())
+    return emitOpError("cannot change the element type (")
+           << in.getElementType() << " -> " << out.getElementType() << ")";
+  if (in.getNumElements() != out.getNumElements())
+    return emitOpError("cannot reshape ")
+           << shapeStr(in.getShape()) << " (" << in.getNumElements()
+           << " elements) to " << shapeStr(out.getShape()) << " ("
+           << out.getNumElements() << " elements)";
+  return success();
+}
+
+LogicalResult RopeOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(
+          requireRank(*this, getInput(), "[batch, seq, heads, head_dim]", 4)))
+    return failure();
+  int64_t hd = tensorOf(getInput()).getDimSize(3);
+  if (hd % 2 != 0)
+    return emitOpError("requires an even head_dim for rotate-half, got ") << hd;
+  if (!(getTheta().convertToDouble() > 0))
+    return emitOpError("requires theta > 0, got ")
+           << getTheta().convertToDouble();
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(
+          requireRank(*this, getQ(), "q [batch, seq, heads, head_dim]", 4)) ||
+      failed(requireRank(*this, getK(), "k [batch, seq, kv_heads, head_dim]",
+                         4)) ||
+      failed(
+          requireRank(*this, getV(), "v [batch, seq, kv_heads, head_dim]", 4)))
+    return failure();
+  auto q = tensorOf(getQ()), k = tensorOf(getK()), v = tensorOf(getV());
+  if (k != v)
+    return emitOpError("k and v must have the same type, got ")
+           << k << " and " << v;
+  if (q.getDimSize(0) != k.getDimSize(0) ||
+      q.getDimSize(1) != k.getDimSize(1) ||
+      q.getDimSize(3) != k.getDimSize(3) ||
+      q.getElementType() != k.getElementType())
+    return emitOpError("q ")
+           << q << " and k " << k
+           << " disagree on batch, seq, head_dim or element type";
+  if (q.getDimSize(2) % k.getDimSize(2) != 0)
+    return emitOpError("kv heads (")
+           << k.getDimSize(2) << ") must divide query heads ("
+           << q.getDimSize(2) << ")";
+  if (getDocIds()) {
+    auto d = tensorOf(getDocIds());
+    if (d.getShape() != ArrayRef<int64_t>{q.getDimSize(0), q.getDimSize(1)})
+      return emitOpError("doc_ids must be [batch, seq] = [")
+             << q.getDimSize(0) << ", " << q.getDimSize(1) << "], got " << d;
+  }
+  if (tensorOf(getResult()) != q)
+    return emitOpError("result must have the type of q (")
+           << q << "), got " << getResult().getType();
+  if (!(getScale().convertToDouble() > 0))
+    return emitOpError("requires scale > 0, got ")
+           << getScale().convertToDouble();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+/// Routers: logits [tokens, experts] -> weights and indices [tokens, k]
+/// (f32, i64) and per-expert probabilities/scores [tokens, experts] (f32).
+static LogicalResult verifyRouter(Operation *op, Value logits, int64_t k,
+                                  Value weights, Value indices, Value probs) {
+  if (failed(requireStatic(op)) ||
+      failed(requireRank(op, logits, "logits [tokens, experts]", 2)))
+    return failure();
+  auto l = tensorOf(logits);
+  int64_t tokens = l.getDimSize(0), experts = l.getDimSize(1);
+  if (k < 1 || k > experts)
+    return op->emitOpError("k must be in [1, ")
+           << experts << "] (the number of experts), got " << k;
+  Builder b(op->getContext());
+  auto wantW = RankedTensorType::get({tokens, k}, b.getF32Type());
+  auto wantI = RankedTensorType::get({tokens, k}, b.getI64Type());
+  auto wantP = RankedTensorType::get({tokens, experts}, b.getF32Type());
+  if (weights.getType() != wantW)
+    return op->emitOpError("weights must be ")
+           << wantW << ", got " << weights.getType();
+  if (indices.getType() != wantI)
+    return op->emitOpError("indices must be ")
+           << wantI << ", got " << indices.getType();
+  if (probs.getType() != wantP)
+    return op->emitOpError("per-expert output must be ")
+           << wantP << ", got " << probs.getType();
+  return success();
+}
+
+LogicalResult SoftmaxTopKOp::verify() {
+  return verifyRouter(*this, getLogits(), getK(), getWeights(), getIndices(),
+                      getProbs());
+}
+
+LogicalResult SigmoidTopKOp::verify() {
+  if (failed(verifyRouter(*this, getLogits(), getK(), getWeights(),
+                          getIndices(), getScores())))
+    return failure();
+  auto bias = tensorOf(getBias());
+  int64_t experts = tensorOf(getLogits()).getDimSize(1);
+  if (bias.getShape() != ArrayRef<int64_t>{experts})
+    return emitOpError("bias must be [") << experts << "], got " << bias;
+  StringRef s = getBiasSchedule();
+  if (s != "constant" && s != "cosine_decay" && s != "linear_warmup")
+    return emitOpError("bias_schedule must be constant, cosine_decay or "
+                       "linear_warmup, got '")
+           << s << "'";
+  return success();
+}
+
+LogicalResult MoeCapacityOp::verify() {
+  if (failed(requireStatic(*this)))
+    return failure();
+  auto i = tensorOf(getIndices()), w = tensorOf(getWeights());
+  if (i.getRank() != 2 || i.getShape() != w.getShape())
+    return emitOpError("indices and weights must both be [tokens, k], got ")
+           << i << " and " << w;
+  if (getExperts() < 1)
+    return emitOpError("requires experts >= 1, got ") << getExperts();
+  if (!(getFactor().convertToDouble() > 0))
+    return emitOpError("requires a capacity factor > 0, got ")
+           << getFactor().convertToDouble();
+  return success();
+}
+
+LogicalResult MoeDispatchOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getInput(), "input [tokens, dim]", 2)) ||
+      failed(requireRank(*this, getIndices(), "indices [tokens, k]", 2)))
+    return failure();
+  auto x = tensorOf(getInput()), idx = tensorOf(getIndices());
+  if (x.getDimSize(0) != idx.getDimSize(0))
+    return emitOpError("input has ")
+           << x.getDimSize(0) << " tokens but indices have "
+           << idx.getDimSize(0);
+  int64_t copies = idx.getDimSize(0) * idx.getDimSize(1);
+  Builder b(getContext());
+  auto wantRows =
+      RankedTensorType::get({copies, x.getDimSize(1)}, x.getElementType());
+  auto wantSizes = RankedTensorType::get({getExperts()}, b.getI64Type());
+  auto wantOrder = RankedTensorType::get({copies}, b.getI64Type());
+  if (getRows().getType() != wantRows)
+    return emitOpError("rows must be ")
+           << wantRows << " (tokens * k copies), got " << getRows().getType();
+  if (getGroupSizes().getType() != wantSizes)
+    return emitOpError("group_sizes must be ")
+           << wantSizes << ", got " << getGroupSizes().getType();
+  if (getOrder().getType() != wantOrder)
+    return emitOpError("order must be ")
+           << wantOrder << ", got " << getOrder().getType();
+  return success();
+}
+
+LogicalResult MoeCombineOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getRows(), "rows [copies, dim]", 2)) ||
+      failed(requireRank(*this, getWeights(), "weights [tokens, k]", 2)))
+    return failure();
+  auto rows = tensorOf(getRows()), w = tensorOf(getWeights());
+  int64_t copies = w.getDimSize(0) * w.getDimSize(1);
+  if (rows.getDimSize(0) != copies)
+    return emitOpError("has ") << rows.getDimSize(0) << " rows for " << copies
+                               << " (tokens * k) routed copies";
+  if (tensorOf(getOrder()).getShape() != ArrayRef<int64_t>{copies})
+    return emitOpError("order must be [")
+           << copies << "], got " << getOrder().getType();
+  if (tensorOf(getGroupSizes()).getRank() != 1)
+    return emitOpError("group_sizes must be [experts], got ")
+           << getGroupSizes().getType();
+  auto want = RankedTensorType::get({w.getDimSize(0), rows.getDimSize(1)},
+                                    rows.getElementType());
+  if (getResult().getType() != want)
+    return emitOpError("result must be ")
+           << want << ", got " << getResult().getType();
+  return success();
+}
+
+LogicalResult MoeAuxLossOp::verify() {
+  if (failed(requireStatic(*this)))
+    return failure();
+  auto p = tensorOf(getProbs()), i = tensorOf(getIndices());
+  if (p.getRank() != 2 || i.getRank() != 2 ||
+      p.getDimSize(0) != i.getDimSize(0))
+    return emitOpError("expects probs [tokens, experts] and indices "
+                       "[tokens, k] over the same tokens, got ")
+           << p << " and " << i;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Losses
+//===----------------------------------------------------------------------===//
+
+/// Labels have the logits' shape without the class dimension.
+static LogicalResult verifyLabels(Operation *op, ArrayRef<int64_t> rows,
+                                  Value labels) {
+  auto l = tensorOf(labels);
+  if (l.getShape() != rows)
+    return op->emitOpError("labels must have shape ")
+           << shapeStr(rows)
+           << " (the logits without the vocab dimension), got "
+           << shapeStr(l.getShape());
+  return success();
+}
+
+LogicalResult CrossEntropyOp::verify() {
+  if (failed(requireStatic(*this)))
+    return failure();
+  auto logits = tensorOf(getLogits());
+  if (logits.getRank() < 2)
+    return emitOpError("expects logits of rank >= 2, got ") << logits;
+  return verifyLabels(*this, logits.getShape().drop_back(), getLabels());
+}
+
+LogicalResult ChunkedCrossEntropyOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getWeight(), "a [vocab, dim] head weight", 2)))
+    return failure();
+  auto h = tensorOf(getHidden()), w = tensorOf(getWeight());
+  if (h.getRank() < 2 || h.getShape().back() != w.getDimSize(1))
+    return emitOpError("hidden ")
+           << h << " must end in the head's dim (" << w.getDimSize(1) << ")";
+  if (getChunk() < 1)
+    return emitOpError("requires chunk >= 1, got ") << getChunk();
+  if (getZWeight().convertToDouble() < 0)
+    return emitOpError("requires z_weight >= 0, got ")
+           << getZWeight().convertToDouble();
+  return verifyLabels(*this, h.getShape().drop_back(), getLabels());
+}
+
+#define GET_OP_CLASSES
+#include "dialects/forge/IR/ForgeOps.cpp.inc"

@@ -1,0 +1,543 @@
+//===- ForgeOps.td - forge graph ops -----------------------*- tablegen -*-===//
+
+#ifndef FORGE_OPS_TD
+#define FORGE_OPS_TD
+
+include "dialects/forge/IR/ForgeDialect.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/IR/BuiltinAttributes.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def Forge_FloatTensor : RankedTensorOf<[AnyFloat]>;
+def Forge_IntTensor : RankedTensorOf<[AnySignlessInteger]>;
+def Forge_Scalar : 0DTensorOf<[F32]>;
+
+//===----------------------------------------------------------------------===//
+// Parameters
+//===----------------------------------------------------------------------===//
+
+def Forge_ParamOp : Forge_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">]> {
+  let summary = "A model parameter (or persistent buffer) and its initializer.";
+  let description = [{
+    Declares one parameter of the model at module level. The symbol name is
+    the parameter's KempnerForge FQN, so IR, checkpoints and logs agree on
+    names. `init` is the initializer of reference §2.7: `normal` draws from
+    N(0, std²) (`std` is `init_std`, or `init_std / sqrt(2 * n_layers)` for
+    the residual projections `o_proj` and `down_proj`), `ones` and `zeros`
+    fill. A `buffer` is state that is saved and restored but not trained.
+
+    Example:
+
+    ```mlir
+    forge.param @"layers.0.attention.o_proj.weight" : tensor<256x256xbf16> init(normal, std = 0.0070710678118654751)
+    forge.param @"norm.weight" : tensor<256xbf16> init(ones)
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name, TypeAttrOf<AnyRankedTensor>:$type,
+                       Forge_InitKindAttr:$init, OptionalAttr<F64Attr>:$std,
+                       UnitAttr:$buffer);
+  let assemblyFormat = [{
+    $sym_name `:` $type `init` `(` `` $init (`,` `std` `=` $std^)? `)`
+    (`buffer` $buffer^)? attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::RankedTensorType getTensorType() {
+      return ::mlir::cast<::mlir::RankedTensorType>(getType());
+    }
+  }];
+}
+
+def Forge_GetParamOp : Forge_Op<"get_param", [Pure,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "The current value of a parameter.";
+  let description = [{
+    Reads the parameter named by `name`. The result type must be the
+    parameter's type.
+
+    Example:
+
+    ```mlir
+    %w = forge.get_param @"output_head.proj.weight" : tensor<32000x256xbf16>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$name);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Dense compute
+//===----------------------------------------------------------------------===//
+
+def Forge_EmbeddingOp : Forge_Op<"embedding", [Pure]> {
+  let summary = "Looks up rows of an embedding table.";
+  let description = [{
+    `result[..., :] = table[ids[...], :]` for a `[vocab, dim]` table.
+
+    Example:
+
+    ```mlir
+    %h = forge.embedding %table[%tokens] : tensor<32000x256xbf16>, tensor<4x512xi64> -> tensor<4x512x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$table, Forge_IntTensor:$ids);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $table `[` $ids `]` attr-dict `:` type($table) `,` type($ids) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_LinearOp : Forge_Op<"linear", [Pure]> {
+  let summary = "Multiplies by the transpose of a [out, in] weight.";
+  let description = [{
+    `result = x @ weight^T` over the last dimension of `x`, as PyTorch's
+    bias-free `nn.Linear`.
+
+    Example:
+
+    ```mlir
+    %q = forge.linear %x, %wq : tensor<4x512x256xbf16>, tensor<256x256xbf16> -> tensor<4x512x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, Forge_FloatTensor:$weight);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight attr-dict `:` type($input) `,` type($weight) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_GroupedLinearOp : Forge_Op<"grouped_linear", [Pure]> {
+  let summary = "Per-expert linear over rows grouped by expert.";
+  let description = [{
+    The rows of `input` are grouped by expert: the first `group_sizes[0]`
+    rows belong to expert 0, the next `group_sizes[1]` to expert 1, and so
+    on. Each group is multiplied by its expert's weight: with
+    `layout = out_in` the weight is `[experts, out, in]` (stacked `nn.Linear`
+    weights), with `in_out` it is `[experts, in, out]` (KempnerForge's packed
+    experts).
+
+    Example:
+
+    ```mlir
+    %y = forge.grouped_linear %x, %w, %sizes layout(out_in) : tensor<4096x256xbf16>, tensor<4x768x256xbf16>, tensor<4xi64> -> tensor<4096x768xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, Forge_FloatTensor:$weight,
+                       Forge_IntTensor:$group_sizes,
+                       Forge_WeightLayoutAttr:$layout);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $group_sizes `layout` `(` $layout `)` attr-dict `:`
+    type($input) `,` type($weight) `,` type($group_sizes) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_StackOp : Forge_Op<"stack", [Pure, SameTypeOperands]> {
+  let summary = "Stacks tensors of one type along a new leading dimension.";
+  let description = [{
+    `result[i] = inputs[i]`. Unpacked experts stack their per-expert weights
+    into one `[experts, out, in]` tensor for `forge.grouped_linear`.
+
+    Example:
+
+    ```mlir
+    %w = forge.stack %w0, %w1, %w2, %w3 : tensor<768x256xbf16> -> tensor<4x768x256xbf16>
+    ```
+  }];
+  let arguments = (ins Variadic<Forge_FloatTensor>:$inputs);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Forge_RMSNormOp : Forge_Op<"rmsnorm", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "RMS normalization over the last dimension.";
+  let description = [{
+    `x * rsqrt(mean(x^2) + eps) * weight`, computed in f32 and rounded to the
+    input's type.
+
+    Example:
+
+    ```mlir
+    %n = forge.rmsnorm %x, %w eps(1.000000e-05) : tensor<4x512x256xbf16>, tensor<256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, Forge_FloatTensor:$weight,
+                       F64Attr:$eps);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `eps` `(` $eps `)` attr-dict `:` type($input) `,` type($weight)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_LayerNormOp : Forge_Op<"layernorm", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "Layer normalization over the last dimension.";
+  let description = [{
+    `(x - mean(x)) * rsqrt(var(x) + eps) * weight + bias` with the biased
+    variance, as `nn.LayerNorm`.
+
+    Example:
+
+    ```mlir
+    %n = forge.layernorm %x, %w, %b eps(1.000000e-05) : tensor<4x512x256xbf16>, tensor<256xbf16>, tensor<256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, Forge_FloatTensor:$weight,
+                       Forge_FloatTensor:$bias, F64Attr:$eps);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $bias `eps` `(` $eps `)` attr-dict `:` type($input)
+    `,` type($weight) `,` type($bias)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_ReshapeOp : Forge_Op<"reshape", [Pure]> {
+  let summary = "Reinterprets a tensor with another shape of the same size.";
+  let description = [{
+    Row-major reshape; both shapes are static and hold the same number of
+    elements.
+
+    Example:
+
+    ```mlir
+    %q4 = forge.reshape %q : tensor<4x512x256xbf16> -> tensor<4x512x4x64xbf16>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Forge_RopeOp : Forge_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "Rotary position embedding, rotate-half layout.";
+  let description = [{
+    For `x` of shape `[batch, seq, heads, head_dim]` at position `p`, with
+    `inv_freq_i = theta^(-2i/head_dim)` and `a = p * inv_freq_i` (f32):
+    the first half `x1` and second half `x2` of each head vector become
+    `[x1*cos(a) - x2*sin(a), x2*cos(a) + x1*sin(a)]` (HF Llama convention).
+    Positions run over the whole sequence, also across packed documents.
+
+    Example:
+
+    ```mlir
+    %qr = forge.rope %q theta(1.000000e+04) : tensor<4x512x4x64xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, F64Attr:$theta);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$input `theta` `(` $theta `)` attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def Forge_AttentionOp : Forge_Op<"attention", [Pure]> {
+  let summary = "Scaled dot-product attention with GQA and document masks.";
+  let description = [{
+    `q` is `[batch, seq, heads, head_dim]`, `k` and `v` are
+    `[batch, seq, kv_heads, head_dim]`; kv head `j` serves query heads
+    `j*r .. j*r+r-1` with `r = heads / kv_heads`. Scores are scaled by
+    `scale` (1/sqrt(head_dim) by default). With `causal`, query `i` sees keys
+    `<= i`; with `doc_ids` (`[batch, seq]`) it also sees only keys of its own
+    document (block-diagonal mask for packed sequences). No dropout.
+
+    Example:
+
+    ```mlir
+    %o = forge.attention %q, %k, %v causal scale(1.250000e-01) : tensor<4x512x4x64xbf16>, tensor<4x512x2x64xbf16>, tensor<4x512x2x64xbf16> -> tensor<4x512x4x64xbf16>
+    %p = forge.attention %q, %k, %v doc_ids(%docs : tensor<4x512xi32>) causal scale(1.250000e-01) : tensor<4x512x4x64xbf16>, tensor<4x512x4x64xbf16>, tensor<4x512x4x64xbf16> -> tensor<4x512x4x64xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$q, Forge_FloatTensor:$k,
+                       Forge_FloatTensor:$v, Optional<Forge_IntTensor>:$doc_ids,
+                       UnitAttr:$causal, F64Attr:$scale);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v (`doc_ids` `(` $doc_ids^ `:` type($doc_ids) `)`)?
+    (`causal` $causal^)? `scale` `(` $scale `)` attr-dict `:` type($q) `,`
+    type($k) `,` type($v) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+class Forge_UnaryOp<string mnemonic, string what, string formula>
+    : Forge_Op<mnemonic, [Pure, SameOperandsAndResultType]> {
+  let summary = "Element-wise " # what # ".";
+  let description = "Computes `" # formula # "` for every element.\n\n"
+                    "Example:\n\n```mlir\n%y = forge." # mnemonic #
+                    " %x : tensor<4x512x768xbf16>\n```";
+  let arguments = (ins Forge_FloatTensor:$input);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Forge_SiluOp : Forge_UnaryOp<"silu", "SiLU", "x * sigmoid(x)">;
+def Forge_GeluOp : Forge_UnaryOp<"gelu", "exact (erf) GELU",
+                                 "x * 0.5 * (1 + erf(x / sqrt(2)))">;
+def Forge_ReluOp : Forge_UnaryOp<"relu", "ReLU", "max(x, 0)">;
+def Forge_TanhOp : Forge_UnaryOp<"tanh", "hyperbolic tangent", "tanh(x)">;
+
+class Forge_BinaryOp<string mnemonic, string what, string formula>
+    : Forge_Op<mnemonic, [Pure, SameOperandsAndResultType]> {
+  let summary = "Element-wise " # what # " of two tensors of one type.";
+  let description = "Computes `" # formula # "` element-wise; both operands "
+                    "and the result have the same type.\n\nExample:\n\n"
+                    "```mlir\n%z = forge." # mnemonic #
+                    " %x, %y : tensor<4x512x256xbf16>\n```";
+  let arguments = (ins Forge_FloatTensor:$lhs, Forge_FloatTensor:$rhs);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def Forge_AddOp : Forge_BinaryOp<"add", "sum", "lhs + rhs">;
+def Forge_MulOp : Forge_BinaryOp<"mul", "product", "lhs * rhs">;
+
+def Forge_ScaleOp : Forge_Op<"scale", [Pure, SameOperandsAndResultType]> {
+  let summary = "Multiplies a tensor by a constant.";
+  let description = [{
+    `result = factor * input`; used to weight loss terms.
+
+    Example:
+
+    ```mlir
+    %w = forge.scale %aux by(1.000000e-02) : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, F64Attr:$factor);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$input `by` `(` $factor `)` attr-dict `:` type($input)";
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+def Forge_SoftmaxTopKOp : Forge_Op<"softmax_topk", [Pure]> {
+  let summary = "Softmax router: top-k experts per token, renormalized.";
+  let description = [{
+    For router logits `[tokens, experts]`: `probs = softmax(logits)` (f32),
+    `indices` are the `k` largest probabilities per token (largest first,
+    ties to the lower index) and `weights` are those probabilities divided by
+    their sum.
+
+    Example:
+
+    ```mlir
+    %w, %i, %p = forge.softmax_topk %logits k(2) : tensor<2048x4xbf16> -> tensor<2048x2xf32>, tensor<2048x2xi64>, tensor<2048x4xf32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$logits, I64Attr:$k);
+  let results = (outs Forge_FloatTensor:$weights, Forge_IntTensor:$indices,
+                      Forge_FloatTensor:$probs);
+  let assemblyFormat = [{
+    $logits `k` `(` $k `)` attr-dict `:` type($logits) `->` type($weights) `,`
+    type($indices) `,` type($probs)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_SigmoidTopKOp : Forge_Op<"sigmoid_topk", [Pure]> {
+  let summary = "Sigmoid router with a trainable expert bias.";
+  let description = [{
+    `scores = sigmoid(logits + bias)` (f32); the bias changes both which
+    experts are selected and their weights, as in KempnerForge. `indices`
+    are the `k` largest scores per token, `weights` those scores divided by
+    their sum. The bias is also moved toward balanced load outside the
+    gradient (`bias_schedule`: constant, cosine_decay or linear_warmup of the
+    base rate 0.001), which the optimizer pass implements.
+
+    Example:
+
+    ```mlir
+    %w, %i, %s = forge.sigmoid_topk %logits, %bias k(2) bias_schedule("constant") : tensor<2048x4xbf16>, tensor<4xbf16> -> tensor<2048x2xf32>, tensor<2048x2xi64>, tensor<2048x4xf32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$logits, Forge_FloatTensor:$bias,
+                       I64Attr:$k, StrAttr:$bias_schedule);
+  let results = (outs Forge_FloatTensor:$weights, Forge_IntTensor:$indices,
+                      Forge_FloatTensor:$scores);
+  let assemblyFormat = [{
+    $logits `,` $bias `k` `(` $k `)` `bias_schedule` `(` $bias_schedule `)`
+    attr-dict `:` type($logits) `,` type($bias) `->` type($weights) `,`
+    type($indices) `,` type($scores)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_MoeCapacityOp : Forge_Op<"moe_capacity", [Pure,
+    AllTypesMatch<["weights", "result"]>]> {
+  let summary = "Drops routing weights beyond each expert's capacity.";
+  let description = [{
+    `capacity = max(1, ceil(tokens * k / experts * factor))`. Independently
+    for each top-k slot, the first `capacity` tokens (in token order) routed
+    to an expert keep their weight and later ones get weight 0: no
+    renormalization, no rerouting (dropped tokens pass through the residual).
+
+    Example:
+
+    ```mlir
+    %kept = forge.moe_capacity %indices, %weights experts(4) factor(1.250000e+00) : tensor<2048x2xi64>, tensor<2048x2xf32>
+    ```
+  }];
+  let arguments = (ins Forge_IntTensor:$indices, Forge_FloatTensor:$weights,
+                       I64Attr:$experts, F64Attr:$factor);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $indices `,` $weights `experts` `(` $experts `)` `factor` `(` $factor `)`
+    attr-dict `:` type($indices) `,` type($weights)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_MoeDispatchOp : Forge_Op<"moe_dispatch", [Pure]> {
+  let summary = "Groups token copies by expert for grouped matmuls.";
+  let description = [{
+    Each token is copied once per selected expert; the `tokens * k` copies
+    are ordered by expert (stable in token order). `rows` holds the copies,
+    `group_sizes[e]` how many go to expert `e`, and `order[r]` the flat
+    `(token * k + slot)` index copy `r` came from.
+
+    Example:
+
+    ```mlir
+    %rows, %sizes, %order = forge.moe_dispatch %x, %indices experts(4) : tensor<2048x256xbf16>, tensor<2048x2xi64> -> tensor<4096x256xbf16>, tensor<4xi64>, tensor<4096xi64>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, Forge_IntTensor:$indices,
+                       I64Attr:$experts);
+  let results = (outs Forge_FloatTensor:$rows, Forge_IntTensor:$group_sizes,
+                      Forge_IntTensor:$order);
+  let assemblyFormat = [{
+    $input `,` $indices `experts` `(` $experts `)` attr-dict `:` type($input)
+    `,` type($indices) `->` type($rows) `,` type($group_sizes) `,` type($order)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_MoeCombineOp : Forge_Op<"moe_combine", [Pure]> {
+  let summary = "Weights expert outputs and sums them back per token.";
+  let description = [{
+    `result[t] = sum over slots s of weights[t, s] * rows[r]` where `r` is
+    the copy of `(t, s)` (inverse of `order`). With `gradient_scale`
+    (`moe_gradient_scale`), the output of expert `e` is also multiplied by
+    `(tokens * k / experts) / group_sizes[e]`, forward and backward, as in
+    KempnerForge.
+
+    Example:
+
+    ```mlir
+    %y = forge.moe_combine %out, %order, %weights, %sizes : tensor<4096x256xbf16>, tensor<4096xi64>, tensor<2048x2xf32>, tensor<4xi64> -> tensor<2048x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$rows, Forge_IntTensor:$order,
+                       Forge_FloatTensor:$weights, Forge_IntTensor:$group_sizes,
+                       UnitAttr:$gradient_scale);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $order `,` $weights `,` $group_sizes (`gradient_scale` $gradient_scale^)?
+    attr-dict `:` type($rows) `,` type($order) `,` type($weights) `,`
+    type($group_sizes) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_MoeAuxLossOp : Forge_Op<"moe_aux_loss", [Pure]> {
+  let summary = "Load-balancing loss of a router.";
+  let description = [{
+    `experts * sum_i f_i * P_i` with `f_i` the fraction of the `tokens * k`
+    assignments that went to expert `i` (no gradient) and `P_i` the mean
+    router probability (or sigmoid score) of expert `i` over tokens.
+
+    Example:
+
+    ```mlir
+    %aux = forge.moe_aux_loss %probs, %indices : tensor<2048x4xf32>, tensor<2048x2xi64> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$probs, Forge_IntTensor:$indices);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = [{
+    $probs `,` $indices attr-dict `:` type($probs) `,` type($indices) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Losses
+//===----------------------------------------------------------------------===//
+
+def Forge_ZLossOp : Forge_Op<"z_loss", [Pure]> {
+  let summary = "Mean squared log-partition of logits.";
+  let description = [{
+    `mean over rows of logsumexp(logits[row, :])^2`, computed in f32, over
+    every row (positions labelled -100 included, as in KempnerForge). Used
+    for the output z-loss (`train.z_loss_weight`) and the router z-loss.
+
+    Example:
+
+    ```mlir
+    %z = forge.z_loss %router_logits : tensor<2048x4xbf16> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$logits);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = "$logits attr-dict `:` type($logits) `->` type($result)";
+}
+
+def Forge_CrossEntropyOp : Forge_Op<"cross_entropy", [Pure]> {
+  let summary = "Mean token cross-entropy with an ignore index.";
+  let description = [{
+    `logits` are `[..., vocab]`, `labels` the same shape without the vocab
+    dimension. The loss is the mean of `-log softmax(logits)[label]` (f32)
+    over positions whose label is not `ignore_index` (-100); 0 when every
+    label is ignored.
+
+    Example:
+
+    ```mlir
+    %loss = forge.cross_entropy %logits, %labels : tensor<4x512x32000xbf16>, tensor<4x512xi64> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$logits, Forge_IntTensor:$labels,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = [{
+    $logits `,` $labels attr-dict `:` type($logits) `,` type($labels) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_ChunkedCrossEntropyOp : Forge_Op<"chunked_cross_entropy", [Pure]> {
+  let summary = "Output head and cross-entropy, chunk by chunk.";
+  let description = [{
+    The same loss as `forge.linear` followed by `forge.cross_entropy`, but
+    the logits of at most `chunk` tokens exist at a time: `hidden` is
+    `[..., dim]`, `weight` the `[vocab, dim]` output head. With `z_weight`
+    > 0 the output z-loss (over all positions) is added with that weight, so
+    it also never needs the full logits.
+
+    Example:
+
+    ```mlir
+    %loss = forge.chunked_cross_entropy %h, %w, %labels chunk(4096) : tensor<4x512x256xbf16>, tensor<32000x256xbf16>, tensor<4x512xi64> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$hidden, Forge_FloatTensor:$weight,
+                       Forge_IntTensor:$labels, I64Attr:$chunk,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                       DefaultValuedAttr<F64Attr, "0.0">:$z_weight);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = [{
+    $hidden `,` $weight `,` $labels `chunk` `(` $chunk `)` attr-dict `:`
+    type($hidden) `,` type($weight) `,` type($labels) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // FORGE_OPS_TD
