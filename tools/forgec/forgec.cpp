@@ -110,7 +110,8 @@ static int report(const config::ConfigLoader &loader) {
 }
 
 /// Builds and verifies the model IR, then prints it or the report.
-static int emitOrReport(const config::ConfigLoader &loader, bool report) {
+static int emitOrReport(const config::ConfigLoader &loader, bool report,
+                        bool locations) {
   auto start = std::chrono::steady_clock::now();
   mlir::MLIRContext ctx;
   std::string error;
@@ -128,7 +129,11 @@ static int emitOrReport(const config::ConfigLoader &loader, bool report) {
     return 1;
   }
   if (!report) {
-    module->print(llvm::outs());
+    mlir::OpPrintingFlags flags;
+    if (locations)
+      flags.enableDebugInfo(/*enable=*/true, /*prettyForm=*/false)
+          .useLocalScope();
+    module->print(llvm::outs(), flags);
     llvm::outs() << "\n";
     return 0;
   }
@@ -153,6 +158,7 @@ int main(int argc, char **argv) {
   Mode mode = Mode::Summary;
   std::string job, output, worldSizeText;
   std::vector<std::string> plugins;
+  bool printLocations = false;
   std::vector<std::pair<std::string, std::string>> overrides; // (k=v, flag)
 
   for (int i = 1; i < argc; ++i) {
@@ -175,6 +181,8 @@ int main(int argc, char **argv) {
       mode = Mode::ListRegistry;
     else if (arg == "--report")
       mode = Mode::Report;
+    else if (arg == "--print-locations")
+      printLocations = true;
     else if (tools::takeValue(kTool, argc, argv, i, "--emit", value)) {
       if (value != "forge")
         tools::usageError(kTool, "--emit must be 'forge', got '" + value + "'");
@@ -255,7 +263,7 @@ int main(int argc, char **argv) {
     return 0;
   case Mode::EmitForge:
   case Mode::Report:
-    return emitOrReport(loader, mode == Mode::Report);
+    return emitOrReport(loader, mode == Mode::Report, printLocations);
   default:
     break;
   }

@@ -1,0 +1,538 @@
+// One case per verifier error of the forge dialect.
+// RUN: forge-opt %s -split-input-file -verify-diagnostics
+
+// expected-error @+1 {{'forge.param' op requires a statically shaped tensor type, got 'tensor<?x16xbf16>'}}
+forge.param @p : tensor<?x16xbf16> init(ones)
+
+// -----
+
+// expected-error @+1 {{'forge.param' op requires a floating-point element type, got 'i32'}}
+forge.param @p : tensor<16xi32> init(zeros)
+
+// -----
+
+// expected-error @+1 {{'forge.param' op with init 'normal' requires a std}}
+forge.param @p : tensor<16x16xbf16> init(normal)
+
+// -----
+
+// expected-error @+1 {{'forge.param' op with init 'ones' takes no std}}
+forge.param @p : tensor<16xbf16> init(ones, std = 2.000000e-02)
+
+// -----
+
+// expected-error @+1 {{'forge.param' op requires std > 0, got -1}}
+forge.param @p : tensor<16x16xbf16> init(normal, std = -1.000000e+00)
+
+// -----
+
+func.func @f() {
+  // expected-error @+1 {{'forge.param' op expects parent op 'builtin.module'}}
+  forge.param @p : tensor<16xbf16> init(ones)
+  return
+}
+
+// -----
+
+func.func @f() -> tensor<16xbf16> {
+  // expected-error @+1 {{'forge.get_param' op 'missing' does not name a forge.param}}
+  %0 = forge.get_param @missing : tensor<16xbf16>
+  return %0 : tensor<16xbf16>
+}
+
+// -----
+
+forge.param @p : tensor<16xbf16> init(ones)
+func.func @f() -> tensor<16xf32> {
+  // expected-error @+1 {{'forge.get_param' op result type 'tensor<16xf32>' does not match the type 'tensor<16xbf16>' of parameter 'p'}}
+  %0 = forge.get_param @p : tensor<16xf32>
+  return %0 : tensor<16xf32>
+}
+
+// -----
+
+func.func @f(%t: tensor<64xbf16>, %i: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.embedding' op expects a table of rank 2, got 'tensor<64xbf16>'}}
+  %0 = forge.embedding %t[%i] : tensor<64xbf16>, tensor<2x8xi64> -> tensor<2x8x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%t: tensor<64x16xbf16>, %i: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.embedding' op result must be 'tensor<2x8x16xbf16>' (ids shape + [dim]), got 'tensor<2x8x32xbf16>'}}
+  %0 = forge.embedding %t[%i] : tensor<64x16xbf16>, tensor<2x8xi64> -> tensor<2x8x32xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<?x16xbf16>, %w: tensor<32x16xbf16>) {
+  // expected-error @+1 {{'forge.linear' op requires static shapes, got 'tensor<?x16xbf16>'}}
+  %0 = forge.linear %x, %w : tensor<?x16xbf16>, tensor<32x16xbf16> -> tensor<?x32xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<2x32x16xbf16>) {
+  // expected-error @+1 {{'forge.linear' op expects a [out, in] weight of rank 2, got 'tensor<2x32x16xbf16>'}}
+  %0 = forge.linear %x, %w : tensor<4x16xbf16>, tensor<2x32x16xbf16> -> tensor<4x32xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<bf16>, %w: tensor<32x16xbf16>) {
+  // expected-error @+1 {{'forge.linear' op expects an input of rank >= 1}}
+  %0 = forge.linear %x, %w : tensor<bf16>, tensor<32x16xbf16> -> tensor<32xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<16x32xbf16>) {
+  // expected-error @+1 {{'forge.linear' op input features (16) do not match the weight's in (32); the weight is [out, in]}}
+  %0 = forge.linear %x, %w : tensor<4x16xbf16>, tensor<16x32xbf16> -> tensor<4x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<32x16xf32>) {
+  // expected-error @+1 {{'forge.linear' op input and weight element types differ: 'bf16' vs 'f32'}}
+  %0 = forge.linear %x, %w : tensor<4x16xbf16>, tensor<32x16xf32> -> tensor<4x32xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<32x16xbf16>) {
+  // expected-error @+1 {{'forge.linear' op result must be 'tensor<4x32xbf16>', got 'tensor<4x16xbf16>'}}
+  %0 = forge.linear %x, %w : tensor<4x16xbf16>, tensor<32x16xbf16> -> tensor<4x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<12x16xbf16>, %w: tensor<8x16xbf16>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.grouped_linear' op expects a [experts, ., .] weight of rank 3, got 'tensor<8x16xbf16>'}}
+  %0 = forge.grouped_linear %x, %w, %s layout(out_in) : tensor<12x16xbf16>, tensor<8x16xbf16>, tensor<4xi64> -> tensor<12x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<12x16xbf16>, %w: tensor<4x8x16xbf16>, %s: tensor<3xi64>) {
+  // expected-error @+1 {{'forge.grouped_linear' op has 3 group sizes for 4 experts}}
+  %0 = forge.grouped_linear %x, %w, %s layout(out_in) : tensor<12x16xbf16>, tensor<4x8x16xbf16>, tensor<3xi64> -> tensor<12x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<12x16xbf16>, %w: tensor<4x8x16xbf16>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.grouped_linear' op input features (16) do not match the weight's in (8) for layout in_out}}
+  %0 = forge.grouped_linear %x, %w, %s layout(in_out) : tensor<12x16xbf16>, tensor<4x8x16xbf16>, tensor<4xi64> -> tensor<12x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<12x16xbf16>, %w: tensor<4x8x16xf32>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.grouped_linear' op input and weight element types differ: 'bf16' vs 'f32'}}
+  %0 = forge.grouped_linear %x, %w, %s layout(out_in) : tensor<12x16xbf16>, tensor<4x8x16xf32>, tensor<4xi64> -> tensor<12x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<12x16xbf16>, %w: tensor<4x8x16xbf16>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.grouped_linear' op result must be 'tensor<12x8xbf16>', got 'tensor<12x16xbf16>'}}
+  %0 = forge.grouped_linear %x, %w, %s layout(out_in) : tensor<12x16xbf16>, tensor<4x8x16xbf16>, tensor<4xi64> -> tensor<12x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f() {
+  // expected-error @+1 {{'forge.stack' op requires at least one input}}
+  %0 = "forge.stack"() : () -> tensor<0x4xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%a: tensor<8x16xbf16>, %b: tensor<8x16xbf16>) {
+  // expected-error @+1 {{'forge.stack' op result must be 'tensor<2x8x16xbf16>' (2 x input), got 'tensor<2x16x8xbf16>'}}
+  %0 = forge.stack %a, %b : tensor<8x16xbf16>, tensor<8x16xbf16> -> tensor<2x16x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<8xbf16>) {
+  // expected-error @+1 {{'forge.rmsnorm' op expects weight of shape [16] (the input's last dimension), got 'tensor<8xbf16>'}}
+  %0 = forge.rmsnorm %x, %w eps(1.000000e-05) : tensor<4x16xbf16>, tensor<8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<16xf32>) {
+  // expected-error @+1 {{'forge.rmsnorm' op weight element type 'f32' differs from the input's 'bf16'}}
+  %0 = forge.rmsnorm %x, %w eps(1.000000e-05) : tensor<4x16xbf16>, tensor<16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<16xbf16>) {
+  // expected-error @+1 {{'forge.rmsnorm' op requires eps > 0, got 0}}
+  %0 = forge.rmsnorm %x, %w eps(0.000000e+00) : tensor<4x16xbf16>, tensor<16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<bf16>, %w: tensor<16xbf16>) {
+  // expected-error @+1 {{'forge.rmsnorm' op expects an input of rank >= 1}}
+  %0 = forge.rmsnorm %x, %w eps(1.000000e-05) : tensor<bf16>, tensor<16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>, %w: tensor<16xbf16>, %b: tensor<4xbf16>) {
+  // expected-error @+1 {{'forge.layernorm' op expects bias of shape [16] (the input's last dimension), got 'tensor<4xbf16>'}}
+  %0 = forge.layernorm %x, %w, %b eps(1.000000e-05) : tensor<4x16xbf16>, tensor<16xbf16>, tensor<4xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>) {
+  // expected-error @+1 {{'forge.reshape' op cannot change the element type ('bf16' -> 'f32')}}
+  %0 = forge.reshape %x : tensor<4x16xbf16> -> tensor<64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>) {
+  // expected-error @+1 {{'forge.reshape' op cannot reshape [4, 16] (64 elements) to [4, 8] (32 elements)}}
+  %0 = forge.reshape %x : tensor<4x16xbf16> -> tensor<4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x16xbf16>) {
+  // expected-error @+1 {{'forge.rope' op expects [batch, seq, heads, head_dim] of rank 4, got 'tensor<4x16xbf16>'}}
+  %0 = forge.rope %x theta(1.000000e+04) : tensor<4x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x4x7xbf16>) {
+  // expected-error @+1 {{'forge.rope' op requires an even head_dim for rotate-half, got 7}}
+  %0 = forge.rope %x theta(1.000000e+04) : tensor<2x8x4x7xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x4x8xbf16>) {
+  // expected-error @+1 {{'forge.rope' op requires theta > 0, got 0}}
+  %0 = forge.rope %x theta(0.000000e+00) : tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x32xbf16>, %k: tensor<2x8x4x8xbf16>) {
+  // expected-error @+1 {{'forge.attention' op expects q [batch, seq, heads, head_dim] of rank 4, got 'tensor<2x8x32xbf16>'}}
+  %0 = forge.attention %q, %k, %k scale(1.0) : tensor<2x8x32xbf16>, tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16> -> tensor<2x8x32xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>, %k: tensor<2x8x32xbf16>) {
+  // expected-error @+1 {{'forge.attention' op expects k [batch, seq, kv_heads, head_dim] of rank 4, got 'tensor<2x8x32xbf16>'}}
+  %0 = forge.attention %q, %k, %q scale(1.0) : tensor<2x8x4x8xbf16>, tensor<2x8x32xbf16>, tensor<2x8x4x8xbf16> -> tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>, %v: tensor<2x8x32xbf16>) {
+  // expected-error @+1 {{'forge.attention' op expects v [batch, seq, kv_heads, head_dim] of rank 4, got 'tensor<2x8x32xbf16>'}}
+  %0 = forge.attention %q, %q, %v scale(1.0) : tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16>, tensor<2x8x32xbf16> -> tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>, %k: tensor<2x8x2x8xbf16>, %v: tensor<2x8x4x8xbf16>) {
+  // expected-error @+1 {{'forge.attention' op k and v must have the same type, got 'tensor<2x8x2x8xbf16>' and 'tensor<2x8x4x8xbf16>'}}
+  %0 = forge.attention %q, %k, %v scale(1.0) : tensor<2x8x4x8xbf16>, tensor<2x8x2x8xbf16>, tensor<2x8x4x8xbf16> -> tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>, %k: tensor<2x4x4x8xbf16>) {
+  // expected-error @+1 {{'forge.attention' op q 'tensor<2x8x4x8xbf16>' and k 'tensor<2x4x4x8xbf16>' disagree on batch, seq, head_dim or element type}}
+  %0 = forge.attention %q, %k, %k scale(1.0) : tensor<2x8x4x8xbf16>, tensor<2x4x4x8xbf16>, tensor<2x4x4x8xbf16> -> tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>, %k: tensor<2x8x3x8xbf16>) {
+  // expected-error @+1 {{'forge.attention' op kv heads (3) must divide query heads (4)}}
+  %0 = forge.attention %q, %k, %k scale(1.0) : tensor<2x8x4x8xbf16>, tensor<2x8x3x8xbf16>, tensor<2x8x3x8xbf16> -> tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>, %d: tensor<2x4xi32>) {
+  // expected-error @+1 {{'forge.attention' op doc_ids must be [batch, seq] = [2, 8], got 'tensor<2x4xi32>'}}
+  %0 = forge.attention %q, %q, %q doc_ids(%d : tensor<2x4xi32>) causal scale(1.0) : tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16> -> tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>) {
+  // expected-error @+1 {{'forge.attention' op result must have the type of q ('tensor<2x8x4x8xbf16>'), got 'tensor<2x8x4x8xf32>'}}
+  %0 = forge.attention %q, %q, %q scale(1.0) : tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16> -> tensor<2x8x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x4x8xbf16>) {
+  // expected-error @+1 {{'forge.attention' op requires scale > 0, got 0}}
+  %0 = forge.attention %q, %q, %q scale(0.0) : tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16>, tensor<2x8x4x8xbf16> -> tensor<2x8x4x8xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<6x4x1xbf16>) {
+  // expected-error @+1 {{'forge.softmax_topk' op expects logits [tokens, experts] of rank 2, got 'tensor<6x4x1xbf16>'}}
+  %w, %i, %p = forge.softmax_topk %l k(2) : tensor<6x4x1xbf16> -> tensor<6x2xf32>, tensor<6x2xi64>, tensor<6x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<6x4xbf16>) {
+  // expected-error @+1 {{'forge.softmax_topk' op k must be in [1, 4] (the number of experts), got 5}}
+  %w, %i, %p = forge.softmax_topk %l k(5) : tensor<6x4xbf16> -> tensor<6x5xf32>, tensor<6x5xi64>, tensor<6x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<6x4xbf16>) {
+  // expected-error @+1 {{'forge.softmax_topk' op weights must be 'tensor<6x2xf32>', got 'tensor<6x2xbf16>'}}
+  %w, %i, %p = forge.softmax_topk %l k(2) : tensor<6x4xbf16> -> tensor<6x2xbf16>, tensor<6x2xi64>, tensor<6x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<6x4xbf16>) {
+  // expected-error @+1 {{'forge.softmax_topk' op indices must be 'tensor<6x2xi64>', got 'tensor<6x2xi32>'}}
+  %w, %i, %p = forge.softmax_topk %l k(2) : tensor<6x4xbf16> -> tensor<6x2xf32>, tensor<6x2xi32>, tensor<6x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<6x4xbf16>) {
+  // expected-error @+1 {{'forge.softmax_topk' op per-expert output must be 'tensor<6x4xf32>', got 'tensor<6x2xf32>'}}
+  %w, %i, %p = forge.softmax_topk %l k(2) : tensor<6x4xbf16> -> tensor<6x2xf32>, tensor<6x2xi64>, tensor<6x2xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<6x4xbf16>, %b: tensor<3xbf16>) {
+  // expected-error @+1 {{'forge.sigmoid_topk' op bias must be [4], got 'tensor<3xbf16>'}}
+  %w, %i, %s = forge.sigmoid_topk %l, %b k(2) bias_schedule("constant") : tensor<6x4xbf16>, tensor<3xbf16> -> tensor<6x2xf32>, tensor<6x2xi64>, tensor<6x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<6x4xbf16>, %b: tensor<4xbf16>) {
+  // expected-error @+1 {{'forge.sigmoid_topk' op bias_schedule must be constant, cosine_decay or linear_warmup, got 'exp'}}
+  %w, %i, %s = forge.sigmoid_topk %l, %b k(2) bias_schedule("exp") : tensor<6x4xbf16>, tensor<4xbf16> -> tensor<6x2xf32>, tensor<6x2xi64>, tensor<6x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%i: tensor<6x2xi64>, %w: tensor<6x1xf32>) {
+  // expected-error @+1 {{'forge.moe_capacity' op indices and weights must both be [tokens, k], got 'tensor<6x2xi64>' and 'tensor<6x1xf32>'}}
+  %0 = forge.moe_capacity %i, %w experts(4) factor(1.0) : tensor<6x2xi64>, tensor<6x1xf32>
+  return
+}
+
+// -----
+
+func.func @f(%i: tensor<6x2xi64>, %w: tensor<6x2xf32>) {
+  // expected-error @+1 {{'forge.moe_capacity' op requires experts >= 1, got 0}}
+  %0 = forge.moe_capacity %i, %w experts(0) factor(1.0) : tensor<6x2xi64>, tensor<6x2xf32>
+  return
+}
+
+// -----
+
+func.func @f(%i: tensor<6x2xi64>, %w: tensor<6x2xf32>) {
+  // expected-error @+1 {{'forge.moe_capacity' op requires a capacity factor > 0, got 0}}
+  %0 = forge.moe_capacity %i, %w experts(4) factor(0.0) : tensor<6x2xi64>, tensor<6x2xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<6x16xbf16>, %i: tensor<12xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch' op expects indices [tokens, k] of rank 2, got 'tensor<12xi64>'}}
+  %r, %s, %o = forge.moe_dispatch %x, %i experts(4) : tensor<6x16xbf16>, tensor<12xi64> -> tensor<12x16xbf16>, tensor<4xi64>, tensor<12xi64>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<5x16xbf16>, %i: tensor<6x2xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch' op input has 5 tokens but indices have 6}}
+  %r, %s, %o = forge.moe_dispatch %x, %i experts(4) : tensor<5x16xbf16>, tensor<6x2xi64> -> tensor<12x16xbf16>, tensor<4xi64>, tensor<12xi64>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<6x16xbf16>, %i: tensor<6x2xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch' op rows must be 'tensor<12x16xbf16>' (tokens * k copies), got 'tensor<6x16xbf16>'}}
+  %r, %s, %o = forge.moe_dispatch %x, %i experts(4) : tensor<6x16xbf16>, tensor<6x2xi64> -> tensor<6x16xbf16>, tensor<4xi64>, tensor<12xi64>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<6x16xbf16>, %i: tensor<6x2xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch' op group_sizes must be 'tensor<4xi64>', got 'tensor<3xi64>'}}
+  %r, %s, %o = forge.moe_dispatch %x, %i experts(4) : tensor<6x16xbf16>, tensor<6x2xi64> -> tensor<12x16xbf16>, tensor<3xi64>, tensor<12xi64>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<6x16xbf16>, %i: tensor<6x2xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch' op order must be 'tensor<12xi64>', got 'tensor<6xi64>'}}
+  %r, %s, %o = forge.moe_dispatch %x, %i experts(4) : tensor<6x16xbf16>, tensor<6x2xi64> -> tensor<12x16xbf16>, tensor<4xi64>, tensor<6xi64>
+  return
+}
+
+// -----
+
+func.func @f(%y: tensor<10x16xbf16>, %o: tensor<12xi64>, %w: tensor<6x2xf32>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.moe_combine' op has 10 rows for 12 (tokens * k) routed copies}}
+  %0 = forge.moe_combine %y, %o, %w, %s : tensor<10x16xbf16>, tensor<12xi64>, tensor<6x2xf32>, tensor<4xi64> -> tensor<6x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%y: tensor<12x16xbf16>, %o: tensor<10xi64>, %w: tensor<6x2xf32>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.moe_combine' op order must be [12], got 'tensor<10xi64>'}}
+  %0 = forge.moe_combine %y, %o, %w, %s : tensor<12x16xbf16>, tensor<10xi64>, tensor<6x2xf32>, tensor<4xi64> -> tensor<6x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%y: tensor<12x16xbf16>, %o: tensor<12xi64>, %w: tensor<6x2xf32>, %s: tensor<2x2xi64>) {
+  // expected-error @+1 {{'forge.moe_combine' op group_sizes must be [experts], got 'tensor<2x2xi64>'}}
+  %0 = forge.moe_combine %y, %o, %w, %s : tensor<12x16xbf16>, tensor<12xi64>, tensor<6x2xf32>, tensor<2x2xi64> -> tensor<6x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%y: tensor<12x16xbf16>, %o: tensor<12xi64>, %w: tensor<6x2xf32>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.moe_combine' op result must be 'tensor<6x16xbf16>', got 'tensor<12x16xbf16>'}}
+  %0 = forge.moe_combine %y, %o, %w, %s : tensor<12x16xbf16>, tensor<12xi64>, tensor<6x2xf32>, tensor<4xi64> -> tensor<12x16xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<6x4xf32>, %i: tensor<5x2xi64>) {
+  // expected-error @+1 {{'forge.moe_aux_loss' op expects probs [tokens, experts] and indices [tokens, k] over the same tokens, got 'tensor<6x4xf32>' and 'tensor<5x2xi64>'}}
+  %0 = forge.moe_aux_loss %p, %i : tensor<6x4xf32>, tensor<5x2xi64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<16xbf16>, %t: tensor<i64>) {
+  // expected-error @+1 {{'forge.cross_entropy' op expects logits of rank >= 2, got 'tensor<16xbf16>'}}
+  %0 = forge.cross_entropy %l, %t : tensor<16xbf16>, tensor<i64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<2x8x64xbf16>, %t: tensor<2x4xi64>) {
+  // expected-error @+1 {{'forge.cross_entropy' op labels must have shape [2, 8] (the logits without the vocab dimension), got [2, 4]}}
+  %0 = forge.cross_entropy %l, %t : tensor<2x8x64xbf16>, tensor<2x4xi64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64xbf16>, %t: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.chunked_cross_entropy' op expects a [vocab, dim] head weight of rank 2, got 'tensor<64xbf16>'}}
+  %0 = forge.chunked_cross_entropy %h, %w, %t chunk(4) : tensor<2x8x16xbf16>, tensor<64xbf16>, tensor<2x8xi64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64x32xbf16>, %t: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.chunked_cross_entropy' op hidden 'tensor<2x8x16xbf16>' must end in the head's dim (32)}}
+  %0 = forge.chunked_cross_entropy %h, %w, %t chunk(4) : tensor<2x8x16xbf16>, tensor<64x32xbf16>, tensor<2x8xi64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64x16xbf16>, %t: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.chunked_cross_entropy' op requires chunk >= 1, got 0}}
+  %0 = forge.chunked_cross_entropy %h, %w, %t chunk(0) : tensor<2x8x16xbf16>, tensor<64x16xbf16>, tensor<2x8xi64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64x16xbf16>, %t: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.chunked_cross_entropy' op requires z_weight >= 0, got -1}}
+  %0 = forge.chunked_cross_entropy %h, %w, %t chunk(4) {z_weight = -1.0 : f64} : tensor<2x8x16xbf16>, tensor<64x16xbf16>, tensor<2x8xi64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64x16xbf16>, %t: tensor<16xi64>) {
+  // expected-error @+1 {{'forge.chunked_cross_entropy' op labels must have shape [2, 8] (the logits without the vocab dimension), got [16]}}
+  %0 = forge.chunked_cross_entropy %h, %w, %t chunk(4) : tensor<2x8x16xbf16>, tensor<64x16xbf16>, tensor<16xi64> -> tensor<f32>
+  return
+}
