@@ -17,6 +17,7 @@ path = os.pathsep.join([config.forge_tools_dir, config.llvm_tools_dir,
 config.environment["PATH"] = path
 
 config.substitutions.append(("%forge_src", config.forge_src_root))
+config.substitutions.append(("%forge_obj", config.forge_obj_root))
 config.substitutions.append(("%forge_lib", config.forge_lib_dir))
 config.substitutions.append(("%forge_tools", config.forge_tools_dir))
 

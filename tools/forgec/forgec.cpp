@@ -54,6 +54,8 @@ static void printHelp() {
       "initializer)\n"
       "                            and the graph of one step from tokens to "
       "loss\n"
+      "  --print-locations         with --emit: print each op's location (the\n"
+      "                            config key that shaped it)\n"
       "  --report                  print parameter counts, FLOPs per token and "
       "the\n"
       "                            layer structure, computed from the IR\n"
