@@ -413,6 +413,12 @@ LogicalResult MoeAuxLossOp::verify() {
 // Losses
 //===----------------------------------------------------------------------===//
 
+LogicalResult ZLossOp::verify() {
+  if (failed(requireStatic(*this)))
+    return failure();
+  return requireRank(*this, getLogits(), "logits [rows, classes]", 2);
+}
+
 /// Labels have the logits' shape without the class dimension.
 static LogicalResult verifyLabels(Operation *op, ArrayRef<int64_t> rows,
                                   Value labels) {

@@ -488,6 +488,7 @@ def Forge_ZLossOp : Forge_Op<"z_loss", [Pure]> {
   let arguments = (ins Forge_FloatTensor:$logits);
   let results = (outs Forge_Scalar:$result);
   let assemblyFormat = "$logits attr-dict `:` type($logits) `->` type($result)";
+  let hasVerifier = 1;
 }
 
 def Forge_CrossEntropyOp : Forge_Op<"cross_entropy", [Pure]> {

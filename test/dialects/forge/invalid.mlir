@@ -536,3 +536,11 @@ func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64x16xbf16>, %t: tensor<16xi64>
   %0 = forge.chunked_cross_entropy %h, %w, %t chunk(4) : tensor<2x8x16xbf16>, tensor<64x16xbf16>, tensor<16xi64> -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @f(%l: tensor<2x8x64xbf16>) {
+  // expected-error @+1 {{'forge.z_loss' op expects logits [rows, classes] of rank 2, got 'tensor<2x8x64xbf16>'}}
+  %0 = forge.z_loss %l : tensor<2x8x64xbf16> -> tensor<f32>
+  return
+}
