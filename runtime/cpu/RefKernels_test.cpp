@@ -1,0 +1,408 @@
+//===- RefKernels_test.cpp - Every VJP against finite differences ---------===//
+//
+// For each op: L = sum(cotangent * forward(inputs)) with a random cotangent;
+// the backward kernel's input gradients must equal central differences of L
+// (in double precision, so the tolerance can be tight). A few forward values
+// are also checked against hand-computed numbers.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cpu/RefKernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+using namespace forge::cpu::ref;
+using Vec = std::vector<double>;
+using IVec = std::vector<int64_t>;
+
+namespace {
+
+Vec randn(size_t n, uint32_t seed, double scale = 1.0) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<double> dist(0.0, scale);
+  Vec v(n);
+  for (double &x : v)
+    x = dist(gen);
+  return v;
+}
+
+double dot(const Vec &a, const Vec &b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    s += a[i] * b[i];
+  return s;
+}
+
+/// Compares `analytic` with central differences of `loss` in every element
+/// of `x`.
+void expectGrad(Vec &x, const Vec &analytic,
+                const std::function<double()> &loss, const char *what,
+                double tol = 1e-6) {
+  ASSERT_EQ(x.size(), analytic.size()) << what;
+  const double h = 1e-6;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double saved = x[i];
+    x[i] = saved + h;
+    double up = loss();
+    x[i] = saved - h;
+    double down = loss();
+    x[i] = saved;
+    double numeric = (up - down) / (2 * h);
+    EXPECT_NEAR(analytic[i], numeric, tol * std::max(1.0, std::abs(numeric)))
+        << what << "[" << i << "]";
+  }
+}
+
+TEST(RefKernels, Embedding) {
+  const int64_t V = 5, D = 3, N = 4;
+  Vec table = randn(V * D, 1), r = randn(N * D, 2);
+  IVec ids = {3, 0, 3, 4};
+  auto loss = [&] {
+    Vec out(N * D);
+    embeddingFwd(table.data(), ids.data(), N, D, out.data());
+    return dot(out, r);
+  };
+  Vec dtable(V * D, 0.0);
+  embeddingBwd(ids.data(), N, D, r.data(), dtable.data());
+  expectGrad(table, dtable, loss, "dtable");
+}
+
+TEST(RefKernels, Linear) {
+  const int64_t M = 3, K = 4, N = 5;
+  Vec x = randn(M * K, 1), w = randn(N * K, 2), r = randn(M * N, 3);
+  auto loss = [&] {
+    Vec y(M * N);
+    linearFwd(x.data(), w.data(), M, K, N, y.data());
+    return dot(y, r);
+  };
+  Vec dx(M * K, 0.0), dw(N * K, 0.0);
+  linearBwd(x.data(), w.data(), r.data(), M, K, N, dx.data(), dw.data());
+  expectGrad(x, dx, loss, "dx");
+  expectGrad(w, dw, loss, "dw");
+}
+
+TEST(RefKernels, GroupedLinearBothLayouts) {
+  const int64_t E = 3, K = 4, N = 2;
+  IVec sizes = {2, 0, 3};
+  const int64_t R = 5;
+  for (bool outIn : {true, false}) {
+    Vec x = randn(R * K, 1), w = randn(E * K * N, 2), r = randn(R * N, 3);
+    auto loss = [&] {
+      Vec y(R * N);
+      groupedLinearFwd(x.data(), w.data(), sizes.data(), E, K, N, outIn,
+                       y.data());
+      return dot(y, r);
+    };
+    Vec dx(R * K, 0.0), dw(E * K * N, 0.0);
+    groupedLinearBwd(x.data(), w.data(), sizes.data(), E, K, N, outIn, r.data(),
+                     dx.data(), dw.data());
+    expectGrad(x, dx, loss, outIn ? "dx out_in" : "dx in_out");
+    expectGrad(w, dw, loss, outIn ? "dw out_in" : "dw in_out");
+  }
+}
+
+TEST(RefKernels, GroupedLinearMatchesPerExpertLinear) {
+  // Expert 0 gets rows 0-1 with w[0], expert 1 rows 2-4 with w[1].
+  const int64_t K = 3, N = 2;
+  IVec sizes = {2, 3};
+  Vec x = randn(5 * K, 4), w = randn(2 * N * K, 5), y(5 * N), ref(5 * N);
+  groupedLinearFwd(x.data(), w.data(), sizes.data(), 2, K, N, true, y.data());
+  linearFwd(x.data(), w.data(), 2, K, N, ref.data());
+  linearFwd(x.data() + 2 * K, w.data() + N * K, 3, K, N, ref.data() + 2 * N);
+  for (size_t i = 0; i < y.size(); ++i)
+    EXPECT_DOUBLE_EQ(y[i], ref[i]);
+}
+
+TEST(RefKernels, RMSNorm) {
+  const int64_t R = 3, D = 6;
+  Vec x = randn(R * D, 1), w = randn(D, 2), r = randn(R * D, 3);
+  auto loss = [&] {
+    Vec y(R * D);
+    rmsnormFwd(x.data(), w.data(), R, D, 1e-5, y.data());
+    return dot(y, r);
+  };
+  Vec dx(R * D, 0.0), dw(D, 0.0);
+  rmsnormBwd(x.data(), w.data(), r.data(), R, D, 1e-5, dx.data(), dw.data());
+  expectGrad(x, dx, loss, "dx");
+  expectGrad(w, dw, loss, "dw");
+  // Forward: a row of 2s with unit weights normalizes to ~1.
+  Vec twos(D, 2.0), ones(D, 1.0), y(D);
+  rmsnormFwd(twos.data(), ones.data(), 1, D, 0.0, y.data());
+  EXPECT_DOUBLE_EQ(y[0], 1.0);
+}
+
+TEST(RefKernels, LayerNorm) {
+  const int64_t R = 3, D = 5;
+  Vec x = randn(R * D, 1), w = randn(D, 2), b = randn(D, 3),
+      r = randn(R * D, 4);
+  auto loss = [&] {
+    Vec y(R * D);
+    layernormFwd(x.data(), w.data(), b.data(), R, D, 1e-5, y.data());
+    return dot(y, r);
+  };
+  Vec dx(R * D, 0.0), dw(D, 0.0), db(D, 0.0);
+  layernormBwd(x.data(), w.data(), r.data(), R, D, 1e-5, dx.data(), dw.data(),
+               db.data());
+  expectGrad(x, dx, loss, "dx");
+  expectGrad(w, dw, loss, "dw");
+  expectGrad(b, db, loss, "db");
+}
+
+TEST(RefKernels, Rope) {
+  const int64_t B = 2, S = 5, H = 2, HD = 8;
+  Vec x = randn(B * S * H * HD, 1), r = randn(B * S * H * HD, 2);
+  auto loss = [&] {
+    Vec y(x.size());
+    ropeFwd(x.data(), B, S, H, HD, 10000.0, y.data());
+    return dot(y, r);
+  };
+  Vec dx(x.size(), 0.0);
+  ropeBwd(r.data(), B, S, H, HD, 10000.0, dx.data());
+  expectGrad(x, dx, loss, "dx");
+  // Position 0 is the identity; position 1, pair 0 rotates by 1 radian.
+  Vec y(x.size());
+  ropeFwd(x.data(), B, S, H, HD, 10000.0, y.data());
+  for (int64_t c = 0; c < HD; ++c)
+    EXPECT_NEAR(y[c], x[c], 1e-12);
+  const int64_t p1 = 1 * H * HD;
+  EXPECT_NEAR(y[p1], x[p1] * std::cos(1.0) - x[p1 + HD / 2] * std::sin(1.0),
+              1e-7);
+}
+
+void checkAttention(bool causal, bool docs, int64_t h, int64_t kv) {
+  AttentionShape sh{2, 5, h, kv, 4, causal, 0.5};
+  const size_t qn = sh.b * sh.s * sh.h * sh.hd,
+               kn = sh.b * sh.s * sh.kv * sh.hd;
+  Vec q = randn(qn, 1), k = randn(kn, 2), v = randn(kn, 3), r = randn(qn, 4);
+  std::vector<int32_t> doc = {0, 0, 1, 1, 1, 7, 7, 7, 8, 8};
+  const int32_t *d = docs ? doc.data() : nullptr;
+  auto loss = [&] {
+    Vec o(qn), lse(sh.b * sh.h * sh.s);
+    attentionFwd(q.data(), k.data(), v.data(), d, sh, o.data(), lse.data());
+    return dot(o, r);
+  };
+  Vec o(qn), lse(sh.b * sh.h * sh.s);
+  attentionFwd(q.data(), k.data(), v.data(), d, sh, o.data(), lse.data());
+  Vec dq(qn, 0.0), dk(kn, 0.0), dv(kn, 0.0);
+  attentionBwd(q.data(), k.data(), v.data(), d, sh, o.data(), lse.data(),
+               r.data(), dq.data(), dk.data(), dv.data());
+  expectGrad(q, dq, loss, "dq");
+  expectGrad(k, dk, loss, "dk");
+  expectGrad(v, dv, loss, "dv");
+}
+
+TEST(RefKernels, AttentionCausal) { checkAttention(true, false, 2, 2); }
+TEST(RefKernels, AttentionCausalGQA) { checkAttention(true, false, 4, 2); }
+TEST(RefKernels, AttentionMQADocumentMask) { checkAttention(true, true, 4, 1); }
+TEST(RefKernels, AttentionFull) { checkAttention(false, false, 2, 1); }
+
+TEST(RefKernels, AttentionMasksAreRespected) {
+  // Causal: the first query sees only the first key, so o[0] = v[0].
+  AttentionShape sh{1, 3, 1, 1, 2, true, 1.0};
+  Vec q = randn(6, 1), k = randn(6, 2), v = randn(6, 3), o(6), lse(3);
+  attentionFwd(q.data(), k.data(), v.data(), nullptr, sh, o.data(), lse.data());
+  EXPECT_NEAR(o[0], v[0], 1e-12);
+  EXPECT_NEAR(o[1], v[1], 1e-12);
+  // Document mask: query 2 starts a new document, so o[2] = v[2] too.
+  std::vector<int32_t> doc = {0, 0, 1};
+  attentionFwd(q.data(), k.data(), v.data(), doc.data(), sh, o.data(),
+               lse.data());
+  EXPECT_NEAR(o[4], v[4], 1e-12);
+  EXPECT_NEAR(o[5], v[5], 1e-12);
+}
+
+TEST(RefKernels, Unary) {
+  for (Unary kind : {Unary::Silu, Unary::Gelu, Unary::Relu, Unary::Tanh}) {
+    Vec x = randn(7, 1, 2.0), r = randn(7, 2);
+    auto loss = [&] {
+      Vec y(7);
+      unaryFwd(kind, x.data(), 7, y.data());
+      return dot(y, r);
+    };
+    Vec dx(7, 0.0);
+    unaryBwd(kind, x.data(), r.data(), 7, dx.data());
+    expectGrad(x, dx, loss, "dx");
+  }
+  Vec one = {1.0}, y(1);
+  unaryFwd(Unary::Gelu, one.data(), 1, y.data());
+  EXPECT_NEAR(y[0], 0.8413447460685429, 1e-12); // Phi(1)
+}
+
+TEST(RefKernels, SoftmaxTopK) {
+  const int64_t T = 4, E = 5, K = 2;
+  Vec logits = randn(T * E, 1), rw = randn(T * K, 2), rp = randn(T * E, 3);
+  IVec idx(T * K);
+  auto loss = [&] {
+    Vec w(T * K), p(T * E);
+    softmaxTopKFwd(logits.data(), T, E, K, w.data(), idx.data(), p.data());
+    return dot(w, rw) + dot(p, rp);
+  };
+  Vec w(T * K), p(T * E);
+  softmaxTopKFwd(logits.data(), T, E, K, w.data(), idx.data(), p.data());
+  EXPECT_NEAR(w[0] + w[1], 1.0, 1e-12);
+  EXPECT_GE(p[idx[0]], p[idx[1]]);
+  Vec dl(T * E, 0.0);
+  softmaxTopKBwd(p.data(), idx.data(), T, E, K, rw.data(), rp.data(),
+                 dl.data());
+  expectGrad(logits, dl, loss, "dlogits");
+}
+
+TEST(RefKernels, SigmoidTopK) {
+  const int64_t T = 4, E = 5, K = 3;
+  Vec logits = randn(T * E, 1), bias = randn(E, 2, 0.1), rw = randn(T * K, 3),
+      rs = randn(T * E, 4);
+  IVec idx(T * K);
+  auto loss = [&] {
+    Vec w(T * K), s(T * E);
+    sigmoidTopKFwd(logits.data(), bias.data(), T, E, K, w.data(), idx.data(),
+                   s.data());
+    return dot(w, rw) + dot(s, rs);
+  };
+  Vec w(T * K), s(T * E);
+  sigmoidTopKFwd(logits.data(), bias.data(), T, E, K, w.data(), idx.data(),
+                 s.data());
+  Vec dl(T * E, 0.0), db(E, 0.0);
+  sigmoidTopKBwd(s.data(), idx.data(), T, E, K, rw.data(), rs.data(), dl.data(),
+                 db.data());
+  expectGrad(logits, dl, loss, "dlogits");
+  expectGrad(bias, db, loss, "dbias");
+}
+
+TEST(RefKernels, Capacity) {
+  // 4 tokens, k = 1, 2 experts, factor 0.5: capacity = ceil(4/2*0.5) = 1.
+  EXPECT_EQ(moeCapacity(4, 1, 2, 0.5), 1);
+  EXPECT_EQ(moeCapacity(1, 1, 8, 0.1), 1);
+  IVec idx = {0, 0, 1, 0};
+  Vec w = {0.5, 0.6, 0.7, 0.8}, out(4);
+  moeCapacityFwd(idx.data(), w.data(), 4, 1, 2, 0.5, out.data());
+  EXPECT_EQ(out, (Vec{0.5, 0.0, 0.7, 0.0}));
+  Vec r = randn(4, 1);
+  auto loss = [&] {
+    Vec o(4);
+    moeCapacityFwd(idx.data(), w.data(), 4, 1, 2, 0.5, o.data());
+    return dot(o, r);
+  };
+  Vec dw(4, 0.0);
+  moeCapacityBwd(idx.data(), 4, 1, 2, 0.5, r.data(), dw.data());
+  expectGrad(w, dw, loss, "dweights");
+}
+
+TEST(RefKernels, DispatchAndCombine) {
+  const int64_t T = 4, D = 3, K = 2, E = 3;
+  IVec idx = {2, 0, 0, 1, 2, 1, 0, 2};
+  Vec x = randn(T * D, 1), rows(T * K * D);
+  IVec sizes(E), order(T * K);
+  moeDispatchFwd(x.data(), idx.data(), T, D, K, E, rows.data(), sizes.data(),
+                 order.data());
+  EXPECT_EQ(sizes, (IVec{3, 2, 3}));
+  // Stable by expert: expert 0 gets (t0,s1), (t1,s0), (t3,s0).
+  EXPECT_EQ(order, (IVec{1, 2, 6, 3, 5, 0, 4, 7}));
+  EXPECT_EQ(rows[0], x[0]);
+
+  Vec r = randn(T * K * D, 2);
+  auto dloss = [&] {
+    Vec rr(T * K * D);
+    IVec s(E), o(T * K);
+    moeDispatchFwd(x.data(), idx.data(), T, D, K, E, rr.data(), s.data(),
+                   o.data());
+    return dot(rr, r);
+  };
+  Vec dx(T * D, 0.0);
+  moeDispatchBwd(order.data(), T, D, K, r.data(), dx.data());
+  expectGrad(x, dx, dloss, "dispatch dx");
+
+  for (bool scale : {false, true}) {
+    Vec y = randn(T * K * D, 3), w = randn(T * K, 4), ry = randn(T * D, 5);
+    auto closs = [&] {
+      Vec out(T * D);
+      moeCombineFwd(y.data(), order.data(), w.data(), sizes.data(), T, D, K, E,
+                    scale, idx.data(), out.data());
+      return dot(out, ry);
+    };
+    Vec dy(T * K * D, 0.0), dw(T * K, 0.0);
+    moeCombineBwd(y.data(), order.data(), w.data(), sizes.data(), T, D, K, E,
+                  scale, idx.data(), ry.data(), dy.data(), dw.data());
+    expectGrad(y, dy, closs, "combine drows");
+    expectGrad(w, dw, closs, "combine dweights");
+  }
+}
+
+TEST(RefKernels, AuxLoss) {
+  const int64_t T = 4, E = 3, K = 2;
+  IVec idx = {0, 1, 0, 2, 1, 0, 0, 1};
+  Vec p = randn(T * E, 1);
+  auto loss = [&] { return moeAuxLossFwd(p.data(), idx.data(), T, E, K); };
+  Vec dp(T * E, 0.0);
+  moeAuxLossBwd(idx.data(), T, E, K, 1.0, dp.data());
+  expectGrad(p, dp, loss, "dprobs");
+  // Perfect balance with uniform probabilities gives exactly 1.
+  IVec bal = {0, 1, 2, 0, 1, 2};
+  Vec uni(3 * 3, 1.0 / 3);
+  EXPECT_NEAR(moeAuxLossFwd(uni.data(), bal.data(), 3, 3, 2), 1.0, 1e-12);
+}
+
+TEST(RefKernels, ZLoss) {
+  Vec l = randn(3 * 4, 1);
+  auto loss = [&] { return zLossFwd(l.data(), 3, 4); };
+  Vec dl(12, 0.0);
+  zLossBwd(l.data(), 3, 4, 1.0, dl.data());
+  expectGrad(l, dl, loss, "dlogits");
+  Vec zeros(4, 0.0);
+  EXPECT_NEAR(zLossFwd(zeros.data(), 1, 4), std::log(4.0) * std::log(4.0),
+              1e-12);
+}
+
+TEST(RefKernels, CrossEntropyIgnoresMinus100) {
+  const int64_t R = 4, C = 5;
+  Vec l = randn(R * C, 1);
+  IVec labels = {2, -100, 4, 0};
+  auto loss = [&] {
+    return crossEntropyFwd(l.data(), labels.data(), R, C, -100);
+  };
+  Vec dl(R * C, 0.0);
+  crossEntropyBwd(l.data(), labels.data(), R, C, -100, 1.0, dl.data());
+  expectGrad(l, dl, loss, "dlogits");
+  Vec uniform(C, 0.0);
+  IVec one = {3}, none = {-100};
+  EXPECT_NEAR(crossEntropyFwd(uniform.data(), one.data(), 1, C, -100),
+              std::log(5.0), 1e-12);
+  EXPECT_EQ(crossEntropyFwd(uniform.data(), none.data(), 1, C, -100), 0.0);
+}
+
+TEST(RefKernels, ChunkedCrossEntropy) {
+  const int64_t R = 7, D = 3, V = 6, chunk = 3;
+  const double zw = 0.1;
+  Vec h = randn(R * D, 1), w = randn(V * D, 2);
+  IVec labels = {1, 5, -100, 0, 2, -100, 4};
+  auto loss = [&] {
+    return chunkedCrossEntropyFwd(h.data(), w.data(), labels.data(), R, D, V,
+                                  chunk, -100, zw);
+  };
+  // Same value as the head matmul, CE and z-loss done whole.
+  Vec logits(R * V);
+  linearFwd(h.data(), w.data(), R, D, V, logits.data());
+  double whole = crossEntropyFwd(logits.data(), labels.data(), R, V, -100) +
+                 zw * zLossFwd(logits.data(), R, V);
+  EXPECT_NEAR(loss(), whole, 1e-12);
+  Vec dh(R * D, 0.0), dw(V * D, 0.0);
+  chunkedCrossEntropyBwd(h.data(), w.data(), labels.data(), R, D, V, chunk,
+                         -100, zw, 1.0, dh.data(), dw.data());
+  expectGrad(h, dh, loss, "dh");
+  expectGrad(w, dw, loss, "dw");
+}
+
+TEST(RefKernels, FloatInstantiationAgreesWithDouble) {
+  const int64_t M = 4, K = 8, N = 3;
+  Vec x = randn(M * K, 1), w = randn(N * K, 2), y(M * N);
+  std::vector<float> xf(x.begin(), x.end()), wf(w.begin(), w.end()), yf(M * N);
+  linearFwd(x.data(), w.data(), M, K, N, y.data());
+  linearFwd(xf.data(), wf.data(), M, K, N, yf.data());
+  for (int64_t i = 0; i < M * N; ++i)
+    EXPECT_NEAR(yf[i], y[i], 1e-5 * std::max(1.0, std::abs(y[i])));
+}
+
+} // namespace
