@@ -9,6 +9,7 @@
 
 #include "dialects/forge/IR/ForgeDialect.h"
 #include "forge/Version.h"
+#include "passes/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
@@ -21,6 +22,7 @@ int main(int argc, char **argv) {
   });
   mlir::DialectRegistry registry;
   forge::registerForgeDialects(registry);
+  forge::registerForgePasses();
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "forge-opt: parse, verify, transform and print forge IR\n",
       registry));

@@ -456,5 +456,182 @@ LogicalResult ChunkedCrossEntropyOp::verify() {
   return verifyLabels(*this, h.getShape().drop_back(), getLabels());
 }
 
+//===----------------------------------------------------------------------===//
+// Constants and backward ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult FillOp::verify() { return requireStatic(*this); }
+
+LogicalResult UnstackOp::verify() {
+  if (failed(requireStatic(*this)))
+    return failure();
+  auto in = tensorOf(getInput());
+  if (in.getRank() < 1 ||
+      in.getDimSize(0) != static_cast<int64_t>(getResults().size()))
+    return emitOpError("needs one result per slice of the leading dimension (")
+           << (in.getRank() ? in.getDimSize(0) : 0) << "), got "
+           << getResults().size();
+  auto want =
+      RankedTensorType::get(in.getShape().drop_front(), in.getElementType());
+  for (Value r : getResults())
+    if (r.getType() != want)
+      return emitOpError("results must be ") << want << ", got " << r.getType();
+  return success();
+}
+
+LogicalResult EmbeddingGradOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getResult(), "a [vocab, dim] result", 2)))
+    return failure();
+  auto dout = tensorOf(getDout()), ids = tensorOf(getIds()),
+       table = tensorOf(getResult());
+  SmallVector<int64_t> want(ids.getShape());
+  want.push_back(table.getDimSize(1));
+  if (dout.getShape() != ArrayRef<int64_t>(want))
+    return emitOpError("dout must be ids shape + [dim] = ")
+           << shapeStr(want) << ", got " << shapeStr(dout.getShape());
+  return success();
+}
+
+LogicalResult LinearGradInputOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getWeight(), "a [out, in] weight", 2)))
+    return failure();
+  auto dy = tensorOf(getDy()), w = tensorOf(getWeight()),
+       dx = tensorOf(getResult());
+  SmallVector<int64_t> want(dy.getShape());
+  if (want.empty() || want.back() != w.getDimSize(0))
+    return emitOpError("dy must end in the weight's out (")
+           << w.getDimSize(0) << "), got " << dy;
+  want.back() = w.getDimSize(1);
+  if (dx.getShape() != ArrayRef<int64_t>(want))
+    return emitOpError("result must have shape ")
+           << shapeStr(want) << ", got " << shapeStr(dx.getShape());
+  return success();
+}
+
+LogicalResult LinearGradWeightOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getResult(), "a [out, in] result", 2)))
+    return failure();
+  auto dy = tensorOf(getDy()), x = tensorOf(getInput()),
+       dw = tensorOf(getResult());
+  if (dy.getRank() != x.getRank() || dy.getRank() < 1 ||
+      dy.getShape().drop_back() != x.getShape().drop_back())
+    return emitOpError("dy ") << dy << " and input " << x
+                              << " must share their leading dimensions";
+  if (dw.getDimSize(0) != dy.getShape().back() ||
+      dw.getDimSize(1) != x.getShape().back())
+    return emitOpError("result must be [")
+           << dy.getShape().back() << ", " << x.getShape().back() << "], got "
+           << dw;
+  return success();
+}
+
+/// out/in sizes of a grouped weight in the given layout.
+static std::pair<int64_t, int64_t> groupedOutIn(RankedTensorType w,
+                                                WeightLayout layout) {
+  bool outIn = layout == WeightLayout::out_in;
+  return {w.getDimSize(outIn ? 1 : 2), w.getDimSize(outIn ? 2 : 1)};
+}
+
+LogicalResult GroupedLinearGradInputOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getDy(), "dy", 2)) ||
+      failed(requireRank(*this, getWeight(), "a [experts, ., .] weight", 3)))
+    return failure();
+  auto dy = tensorOf(getDy()), dx = tensorOf(getResult());
+  auto [out, in] = groupedOutIn(tensorOf(getWeight()), getLayout());
+  if (dy.getDimSize(1) != out ||
+      dx.getShape() != ArrayRef<int64_t>{dy.getDimSize(0), in})
+    return emitOpError("expects dy [rows, ")
+           << out << "] and a result [rows, " << in << "], got " << dy
+           << " and " << dx;
+  return success();
+}
+
+LogicalResult GroupedLinearGradWeightOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getDy(), "dy", 2)) ||
+      failed(requireRank(*this, getInput(), "input", 2)) ||
+      failed(requireRank(*this, getResult(), "a [experts, ., .] result", 3)))
+    return failure();
+  auto dy = tensorOf(getDy()), x = tensorOf(getInput());
+  auto [out, in] = groupedOutIn(tensorOf(getResult()), getLayout());
+  if (dy.getDimSize(0) != x.getDimSize(0) || dy.getDimSize(1) != out ||
+      x.getDimSize(1) != in)
+    return emitOpError("expects dy [rows, ")
+           << out << "] and input [rows, " << in << "], got " << dy << " and "
+           << x;
+  return success();
+}
+
+/// Router backward: probabilities [T, E], indices and dweights [T, k],
+/// dlogits [T, E].
+static LogicalResult verifyRouterGrad(Operation *op, Value perExpert,
+                                      Value indices, Value dweights,
+                                      Value dlogits) {
+  if (failed(requireStatic(op)))
+    return failure();
+  auto p = tensorOf(perExpert), i = tensorOf(indices), dw = tensorOf(dweights),
+       dl = tensorOf(dlogits);
+  if (p.getRank() != 2 || i.getShape() != dw.getShape() || i.getRank() != 2 ||
+      i.getDimSize(0) != p.getDimSize(0))
+    return op->emitOpError("expects [tokens, experts] scores with [tokens, k] "
+                           "indices and dweights, got ")
+           << p << ", " << i << ", " << dw;
+  if (dl.getShape() != p.getShape())
+    return op->emitOpError("dlogits must be ")
+           << shapeStr(p.getShape()) << ", got " << dl;
+  return success();
+}
+
+LogicalResult SoftmaxTopKGradOp::verify() {
+  return verifyRouterGrad(*this, getProbs(), getIndices(), getDweights(),
+                          getDlogits());
+}
+
+LogicalResult SigmoidTopKGradOp::verify() {
+  if (failed(verifyRouterGrad(*this, getScores(), getIndices(), getDweights(),
+                              getDlogits())))
+    return failure();
+  int64_t e = tensorOf(getScores()).getDimSize(1);
+  if (tensorOf(getDbias()).getShape() != ArrayRef<int64_t>{e})
+    return emitOpError("dbias must be [")
+           << e << "], got " << getDbias().getType();
+  return success();
+}
+
+LogicalResult MoeDispatchGradOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getDrows(), "drows [copies, dim]", 2)) ||
+      failed(requireRank(*this, getResult(), "a [tokens, dim] result", 2)))
+    return failure();
+  auto dr = tensorOf(getDrows()), dx = tensorOf(getResult());
+  if (tensorOf(getOrder()).getShape() != ArrayRef<int64_t>{dr.getDimSize(0)})
+    return emitOpError("order must be [")
+           << dr.getDimSize(0) << "], got " << getOrder().getType();
+  if (dx.getDimSize(1) != dr.getDimSize(1) || dx.getDimSize(0) == 0 ||
+      dr.getDimSize(0) % dx.getDimSize(0) != 0)
+    return emitOpError("result ") << dx
+                                  << " must be [tokens, dim] with tokens "
+                                     "dividing the copies of "
+                                  << dr;
+  return success();
+}
+
+LogicalResult MoeAuxLossGradOp::verify() {
+  if (failed(requireStatic(*this)) ||
+      failed(requireRank(*this, getResult(), "a [tokens, experts] result", 2)))
+    return failure();
+  auto i = tensorOf(getIndices());
+  if (i.getRank() != 2 ||
+      i.getDimSize(0) != tensorOf(getResult()).getDimSize(0))
+    return emitOpError(
+               "indices must be [tokens, k] over the result's tokens, got ")
+           << i;
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "dialects/forge/IR/ForgeOps.cpp.inc"

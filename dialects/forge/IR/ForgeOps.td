@@ -541,4 +541,447 @@ def Forge_ChunkedCrossEntropyOp : Forge_Op<"chunked_cross_entropy", [Pure]> {
   let hasVerifier = 1;
 }
 
+
+//===----------------------------------------------------------------------===//
+// Constants and backward ops (created by forge-build-backward)
+//===----------------------------------------------------------------------===//
+
+def Forge_FillOp : Forge_Op<"fill", [Pure]> {
+  let summary = "A tensor with every element equal to a constant.";
+  let description = [{
+    Seeds the backward pass (the loss cotangent is 1) and stands for a zero
+    cotangent where an output was not used.
+
+    Example:
+
+    ```mlir
+    %one = forge.fill 1.000000e+00 : tensor<f32>
+    ```
+  }];
+  let arguments = (ins F64Attr:$value);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$value attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Forge_UnstackOp : Forge_Op<"unstack", [Pure]> {
+  let summary = "Splits a tensor along its leading dimension.";
+  let description = [{
+    The inverse of `forge.stack`: `results[i] = input[i]`. It is the VJP of
+    `forge.stack`, giving each expert's weight its own gradient.
+
+    Example:
+
+    ```mlir
+    %a, %b = forge.unstack %w : tensor<2x768x256xbf16> -> tensor<768x256xbf16>, tensor<768x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input);
+  let results = (outs Variadic<Forge_FloatTensor>:$results);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($results)";
+  let hasVerifier = 1;
+}
+
+def Forge_EmbeddingGradOp : Forge_Op<"embedding_grad", [Pure]> {
+  let summary = "Gradient of an embedding table.";
+  let description = [{
+    `result[v, :] = sum over positions n with ids[n] == v of dout[n, :]`.
+
+    Example:
+
+    ```mlir
+    %dt = forge.embedding_grad %dout[%tokens] : tensor<4x512x256xbf16>, tensor<4x512xi64> -> tensor<32000x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$dout, Forge_IntTensor:$ids);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $dout `[` $ids `]` attr-dict `:` type($dout) `,` type($ids) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_LinearGradInputOp : Forge_Op<"linear_grad_input", [Pure]> {
+  let summary = "Input gradient of forge.linear: dy @ weight.";
+  let description = [{
+    For `y = x @ weight^T` with `weight` `[out, in]`: `dx = dy @ weight`.
+
+    Example:
+
+    ```mlir
+    %dx = forge.linear_grad_input %dy, %w : tensor<4x512x768xbf16>, tensor<768x256xbf16> -> tensor<4x512x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$dy, Forge_FloatTensor:$weight);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $dy `,` $weight attr-dict `:` type($dy) `,` type($weight) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_LinearGradWeightOp : Forge_Op<"linear_grad_weight", [Pure]> {
+  let summary = "Weight gradient of forge.linear: dy^T @ x.";
+  let description = [{
+    `dweight[o, i] = sum over all leading positions of dy[..., o] * x[..., i]`.
+
+    Example:
+
+    ```mlir
+    %dw = forge.linear_grad_weight %dy, %x : tensor<4x512x768xbf16>, tensor<4x512x256xbf16> -> tensor<768x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$dy, Forge_FloatTensor:$input);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $dy `,` $input attr-dict `:` type($dy) `,` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_GroupedLinearGradInputOp : Forge_Op<"grouped_linear_grad_input", [Pure]> {
+  let summary = "Input gradient of forge.grouped_linear.";
+  let description = [{
+    Per expert group, `dx = dy @ W_e` (in `out_in` terms).
+
+    Example:
+
+    ```mlir
+    %dx = forge.grouped_linear_grad_input %dy, %w, %sizes layout(out_in) : tensor<4096x768xbf16>, tensor<4x768x256xbf16>, tensor<4xi64> -> tensor<4096x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$dy, Forge_FloatTensor:$weight,
+                       Forge_IntTensor:$group_sizes,
+                       Forge_WeightLayoutAttr:$layout);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $dy `,` $weight `,` $group_sizes `layout` `(` $layout `)` attr-dict `:`
+    type($dy) `,` type($weight) `,` type($group_sizes) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_GroupedLinearGradWeightOp : Forge_Op<"grouped_linear_grad_weight", [Pure]> {
+  let summary = "Weight gradient of forge.grouped_linear.";
+  let description = [{
+    Per expert group, `dW_e = dy_e^T @ x_e`, laid out as the weight
+    (`layout`).
+
+    Example:
+
+    ```mlir
+    %dw = forge.grouped_linear_grad_weight %dy, %x, %sizes layout(out_in) : tensor<4096x768xbf16>, tensor<4096x256xbf16>, tensor<4xi64> -> tensor<4x768x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$dy, Forge_FloatTensor:$input,
+                       Forge_IntTensor:$group_sizes,
+                       Forge_WeightLayoutAttr:$layout);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $dy `,` $input `,` $group_sizes `layout` `(` $layout `)` attr-dict `:`
+    type($dy) `,` type($input) `,` type($group_sizes) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_RMSNormGradOp : Forge_Op<"rmsnorm_grad", [Pure,
+    AllTypesMatch<["input", "dy", "dinput"]>, AllTypesMatch<["weight", "dweight"]>]> {
+  let summary = "Gradients of forge.rmsnorm.";
+  let description = [{
+    With `r = rsqrt(mean(x^2) + eps)`: `dweight = sum(dy * x * r)` over rows
+    and `dx = r * dy * w - x * r^3 * mean(dy * w * x)`.
+
+    Example:
+
+    ```mlir
+    %dx, %dw = forge.rmsnorm_grad %x, %w, %dy eps(1.000000e-05) : tensor<4x512x256xbf16>, tensor<256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, Forge_FloatTensor:$weight,
+                       Forge_FloatTensor:$dy, F64Attr:$eps);
+  let results = (outs Forge_FloatTensor:$dinput, Forge_FloatTensor:$dweight);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $dy `eps` `(` $eps `)` attr-dict `:` type($input) `,` type($weight)
+  }];
+}
+
+def Forge_LayerNormGradOp : Forge_Op<"layernorm_grad", [Pure,
+    AllTypesMatch<["input", "dy", "dinput"]>,
+    AllTypesMatch<["weight", "dweight", "dbias"]>]> {
+  let summary = "Gradients of forge.layernorm.";
+  let description = [{
+    Standard LayerNorm backward: `dbias = sum(dy)`, `dweight = sum(dy *
+    xhat)`, `dx = r * (g - mean(g) - xhat * mean(g * xhat))` with
+    `g = dy * w`.
+
+    Example:
+
+    ```mlir
+    %dx, %dw, %db = forge.layernorm_grad %x, %w, %dy eps(1.000000e-05) : tensor<4x512x256xbf16>, tensor<256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, Forge_FloatTensor:$weight,
+                       Forge_FloatTensor:$dy, F64Attr:$eps);
+  let results = (outs Forge_FloatTensor:$dinput, Forge_FloatTensor:$dweight,
+                      Forge_FloatTensor:$dbias);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $dy `eps` `(` $eps `)` attr-dict `:` type($input) `,` type($weight)
+  }];
+}
+
+def Forge_RopeGradOp : Forge_Op<"rope_grad", [Pure, AllTypesMatch<["dy", "result"]>]> {
+  let summary = "Gradient of forge.rope: the rotation by the opposite angle.";
+  let description = [{
+    A rotation's transpose is its inverse, so `dx` rotates `dy` by `-angle`.
+
+    Example:
+
+    ```mlir
+    %dq = forge.rope_grad %dqr theta(1.000000e+04) : tensor<4x512x4x64xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$dy, F64Attr:$theta);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$dy `theta` `(` $theta `)` attr-dict `:` type($dy)";
+}
+
+def Forge_AttentionGradOp : Forge_Op<"attention_grad", [Pure,
+    AllTypesMatch<["q", "out", "dout", "dq"]>,
+    AllTypesMatch<["k", "v", "dk", "dv"]>]> {
+  let summary = "Gradients of forge.attention.";
+  let description = [{
+    Recomputes the attention probabilities from `q` and `k` (as flash
+    attention does) and returns `dq`, `dk`, `dv`; the GQA heads sharing a kv
+    head sum into its gradient. Same mask attributes as the forward op.
+
+    Example:
+
+    ```mlir
+    %dq, %dk, %dv = forge.attention_grad %q, %k, %v, %o, %do causal scale(1.250000e-01) : tensor<4x512x4x64xbf16>, tensor<4x512x2x64xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$q, Forge_FloatTensor:$k,
+                       Forge_FloatTensor:$v, Forge_FloatTensor:$out,
+                       Forge_FloatTensor:$dout, Optional<Forge_IntTensor>:$doc_ids,
+                       UnitAttr:$causal, F64Attr:$scale);
+  let results = (outs Forge_FloatTensor:$dq, Forge_FloatTensor:$dk,
+                      Forge_FloatTensor:$dv);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v `,` $out `,` $dout
+    (`doc_ids` `(` $doc_ids^ `:` type($doc_ids) `)`)?
+    (`causal` $causal^)? `scale` `(` $scale `)` attr-dict `:` type($q) `,` type($k)
+  }];
+}
+
+class Forge_UnaryGradOp<string mnemonic, string forward>
+    : Forge_Op<mnemonic, [Pure, SameOperandsAndResultType]> {
+  let summary = "Gradient of forge." # forward # ".";
+  let description = "`dx = dy * " # forward # "'(x)`.\n\nExample:\n\n"
+                    "```mlir\n%dx = forge." # mnemonic #
+                    " %x, %dy : tensor<4x512x768xbf16>\n```";
+  let arguments = (ins Forge_FloatTensor:$input, Forge_FloatTensor:$dy);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $dy attr-dict `:` type($result)";
+}
+
+def Forge_SiluGradOp : Forge_UnaryGradOp<"silu_grad", "silu">;
+def Forge_GeluGradOp : Forge_UnaryGradOp<"gelu_grad", "gelu">;
+def Forge_ReluGradOp : Forge_UnaryGradOp<"relu_grad", "relu">;
+def Forge_TanhGradOp : Forge_UnaryGradOp<"tanh_grad", "tanh">;
+
+def Forge_SoftmaxTopKGradOp : Forge_Op<"softmax_topk_grad", [Pure,
+    AllTypesMatch<["probs", "dprobs"]>]> {
+  let summary = "Router logits gradient of forge.softmax_topk.";
+  let description = [{
+    Back-propagates the cotangents of the renormalized weights and of the
+    probabilities through the renormalization and the softmax. `dlogits` has
+    the logits' type.
+
+    Example:
+
+    ```mlir
+    %dl = forge.softmax_topk_grad %probs, %indices, %dw, %dp : tensor<2048x4xf32>, tensor<2048x2xi64>, tensor<2048x2xf32> -> tensor<2048x4xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$probs, Forge_IntTensor:$indices,
+                       Forge_FloatTensor:$dweights, Forge_FloatTensor:$dprobs);
+  let results = (outs Forge_FloatTensor:$dlogits);
+  let assemblyFormat = [{
+    $probs `,` $indices `,` $dweights `,` $dprobs attr-dict `:` type($probs) `,`
+    type($indices) `,` type($dweights) `->` type($dlogits)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_SigmoidTopKGradOp : Forge_Op<"sigmoid_topk_grad", [Pure,
+    AllTypesMatch<["scores", "dscores"]>]> {
+  let summary = "Logits and bias gradients of forge.sigmoid_topk.";
+  let description = [{
+    As `forge.softmax_topk_grad`, through the sigmoid; the bias gradient is
+    the logits gradient summed over tokens.
+
+    Example:
+
+    ```mlir
+    %dl, %db = forge.sigmoid_topk_grad %scores, %indices, %dw, %ds : tensor<2048x4xf32>, tensor<2048x2xi64>, tensor<2048x2xf32> -> tensor<2048x4xbf16>, tensor<4xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$scores, Forge_IntTensor:$indices,
+                       Forge_FloatTensor:$dweights, Forge_FloatTensor:$dscores);
+  let results = (outs Forge_FloatTensor:$dlogits, Forge_FloatTensor:$dbias);
+  let assemblyFormat = [{
+    $scores `,` $indices `,` $dweights `,` $dscores attr-dict `:` type($scores)
+    `,` type($indices) `,` type($dweights) `->` type($dlogits) `,` type($dbias)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_MoeCapacityGradOp : Forge_Op<"moe_capacity_grad", [Pure,
+    AllTypesMatch<["dout", "result"]>]> {
+  let summary = "Gradient of forge.moe_capacity: the same mask.";
+  let description = [{
+    Kept routing weights pass their gradient through, dropped ones get 0.
+
+    Example:
+
+    ```mlir
+    %dw = forge.moe_capacity_grad %indices, %dkept experts(4) factor(1.250000e+00) : tensor<2048x2xi64>, tensor<2048x2xf32>
+    ```
+  }];
+  let arguments = (ins Forge_IntTensor:$indices, Forge_FloatTensor:$dout,
+                       I64Attr:$experts, F64Attr:$factor);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $indices `,` $dout `experts` `(` $experts `)` `factor` `(` $factor `)`
+    attr-dict `:` type($indices) `,` type($dout)
+  }];
+}
+
+def Forge_MoeDispatchGradOp : Forge_Op<"moe_dispatch_grad", [Pure]> {
+  let summary = "Gradient of forge.moe_dispatch: copies summed per token.";
+  let description = [{
+    `dx[t] = sum of drows[r] over the copies r of token t` (`order[r] / k`).
+
+    Example:
+
+    ```mlir
+    %dx = forge.moe_dispatch_grad %drows, %order : tensor<4096x256xbf16>, tensor<4096xi64> -> tensor<2048x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$drows, Forge_IntTensor:$order);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $drows `,` $order attr-dict `:` type($drows) `,` type($order) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_MoeCombineGradOp : Forge_Op<"moe_combine_grad", [Pure,
+    AllTypesMatch<["rows", "drows"]>, AllTypesMatch<["weights", "dweights"]>]> {
+  let summary = "Gradients of forge.moe_combine.";
+  let description = [{
+    `drows[r] = w * scale_e * dy[t]` and `dweights[t, s] = scale_e *
+    <rows[r], dy[t]>` for the copy `r` of `(t, s)`; the expert of a copy
+    follows from `group_sizes` (rows are grouped by expert).
+
+    Example:
+
+    ```mlir
+    %dr, %dw = forge.moe_combine_grad %rows, %order, %weights, %sizes, %dy : tensor<4096x256xbf16>, tensor<4096xi64>, tensor<2048x2xf32>, tensor<4xi64>, tensor<2048x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$rows, Forge_IntTensor:$order,
+                       Forge_FloatTensor:$weights, Forge_IntTensor:$group_sizes,
+                       Forge_FloatTensor:$dy, UnitAttr:$gradient_scale);
+  let results = (outs Forge_FloatTensor:$drows, Forge_FloatTensor:$dweights);
+  let assemblyFormat = [{
+    $rows `,` $order `,` $weights `,` $group_sizes `,` $dy
+    (`gradient_scale` $gradient_scale^)? attr-dict `:` type($rows) `,`
+    type($order) `,` type($weights) `,` type($group_sizes) `,` type($dy)
+  }];
+}
+
+def Forge_MoeAuxLossGradOp : Forge_Op<"moe_aux_loss_grad", [Pure]> {
+  let summary = "Gradient of forge.moe_aux_loss with respect to the probabilities.";
+  let description = [{
+    `dprobs[t, i] = dloss * experts * f_i / tokens` (`f` has no gradient).
+
+    Example:
+
+    ```mlir
+    %dp = forge.moe_aux_loss_grad %indices, %dloss : tensor<2048x2xi64>, tensor<f32> -> tensor<2048x4xf32>
+    ```
+  }];
+  let arguments = (ins Forge_IntTensor:$indices, Forge_Scalar:$dloss);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $indices `,` $dloss attr-dict `:` type($indices) `,` type($dloss) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_ZLossGradOp : Forge_Op<"z_loss_grad", [Pure,
+    AllTypesMatch<["logits", "result"]>]> {
+  let summary = "Gradient of forge.z_loss.";
+  let description = [{
+    `dlogits[r] = dloss * 2 * lse_r / rows * softmax(logits[r])`.
+
+    Example:
+
+    ```mlir
+    %dl = forge.z_loss_grad %logits, %dz : tensor<2048x4xbf16>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$logits, Forge_Scalar:$dloss);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$logits `,` $dloss attr-dict `:` type($logits) `,` type($dloss)";
+}
+
+def Forge_CrossEntropyGradOp : Forge_Op<"cross_entropy_grad", [Pure,
+    AllTypesMatch<["logits", "result"]>]> {
+  let summary = "Gradient of forge.cross_entropy.";
+  let description = [{
+    `dlogits = dloss * (softmax(logits) - onehot(label)) / valid` on rows
+    whose label is not `ignore_index`, 0 elsewhere.
+
+    Example:
+
+    ```mlir
+    %dl = forge.cross_entropy_grad %logits, %labels, %dloss : tensor<4x512x32000xbf16>, tensor<4x512xi64>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$logits, Forge_IntTensor:$labels,
+                       Forge_Scalar:$dloss,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $logits `,` $labels `,` $dloss attr-dict `:` type($logits) `,` type($labels) `,` type($dloss)
+  }];
+}
+
+def Forge_ChunkedCrossEntropyGradOp : Forge_Op<"chunked_cross_entropy_grad", [Pure,
+    AllTypesMatch<["hidden", "dhidden"]>, AllTypesMatch<["weight", "dweight"]>]> {
+  let summary = "Gradients of forge.chunked_cross_entropy.";
+  let description = [{
+    Recomputes each chunk's logits and returns the hidden-state and head
+    gradients; like the forward op, never more than `chunk` rows of logits.
+
+    Example:
+
+    ```mlir
+    %dh, %dw = forge.chunked_cross_entropy_grad %h, %w, %labels, %dloss chunk(4096) : tensor<4x512x256xbf16>, tensor<32000x256xbf16>, tensor<4x512xi64>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$hidden, Forge_FloatTensor:$weight,
+                       Forge_IntTensor:$labels, Forge_Scalar:$dloss,
+                       I64Attr:$chunk,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                       DefaultValuedAttr<F64Attr, "0.0">:$z_weight);
+  let results = (outs Forge_FloatTensor:$dhidden, Forge_FloatTensor:$dweight);
+  let assemblyFormat = [{
+    $hidden `,` $weight `,` $labels `,` $dloss `chunk` `(` $chunk `)` attr-dict
+    `:` type($hidden) `,` type($weight) `,` type($labels) `,` type($dloss)
+  }];
+}
+
 #endif // FORGE_OPS_TD

@@ -544,3 +544,139 @@ func.func @f(%l: tensor<2x8x64xbf16>) {
   %0 = forge.z_loss %l : tensor<2x8x64xbf16> -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @f(%x: tensor<3x4xf32>) {
+  // expected-error @+1 {{'forge.unstack' op needs one result per slice of the leading dimension (3), got 2}}
+  %a, %b = forge.unstack %x : tensor<3x4xf32> -> tensor<4xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>) {
+  // expected-error @+1 {{'forge.unstack' op results must be 'tensor<4xf32>', got 'tensor<2xf32>'}}
+  %a, %b = forge.unstack %x : tensor<2x4xf32> -> tensor<4xf32>, tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @f() {
+  // expected-error @+1 {{'forge.fill' op requires static shapes, got 'tensor<?xf32>'}}
+  %0 = forge.fill 0.0 : tensor<?xf32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<2x8x16xf32>, %i: tensor<2x4xi64>) {
+  // expected-error @+1 {{'forge.embedding_grad' op dout must be ids shape + [dim] = [2, 4, 16], got [2, 8, 16]}}
+  %0 = forge.embedding_grad %d[%i] : tensor<2x8x16xf32>, tensor<2x4xi64> -> tensor<64x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<2x8x16xf32>, %i: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.embedding_grad' op expects a [vocab, dim] result of rank 2, got 'tensor<64xf32>'}}
+  %0 = forge.embedding_grad %d[%i] : tensor<2x8x16xf32>, tensor<2x8xi64> -> tensor<64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%dy: tensor<4x16xf32>, %w: tensor<32x8xf32>) {
+  // expected-error @+1 {{'forge.linear_grad_input' op dy must end in the weight's out (32), got 'tensor<4x16xf32>'}}
+  %0 = forge.linear_grad_input %dy, %w : tensor<4x16xf32>, tensor<32x8xf32> -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%dy: tensor<4x32xf32>, %w: tensor<32x8xf32>) {
+  // expected-error @+1 {{'forge.linear_grad_input' op result must have shape [4, 8], got [4, 32]}}
+  %0 = forge.linear_grad_input %dy, %w : tensor<4x32xf32>, tensor<32x8xf32> -> tensor<4x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%dy: tensor<4x32xf32>, %x: tensor<5x8xf32>) {
+  // expected-error @+1 {{'forge.linear_grad_weight' op dy 'tensor<4x32xf32>' and input 'tensor<5x8xf32>' must share their leading dimensions}}
+  %0 = forge.linear_grad_weight %dy, %x : tensor<4x32xf32>, tensor<5x8xf32> -> tensor<32x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%dy: tensor<4x32xf32>, %x: tensor<4x8xf32>) {
+  // expected-error @+1 {{'forge.linear_grad_weight' op result must be [32, 8], got 'tensor<8x32xf32>'}}
+  %0 = forge.linear_grad_weight %dy, %x : tensor<4x32xf32>, tensor<4x8xf32> -> tensor<8x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%dy: tensor<12x8xf32>, %w: tensor<4x8x16xf32>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.grouped_linear_grad_input' op expects dy [rows, 8] and a result [rows, 16], got 'tensor<12x8xf32>' and 'tensor<12x8xf32>'}}
+  %0 = forge.grouped_linear_grad_input %dy, %w, %s layout(out_in) : tensor<12x8xf32>, tensor<4x8x16xf32>, tensor<4xi64> -> tensor<12x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%dy: tensor<12x8xf32>, %x: tensor<12x4xf32>, %s: tensor<4xi64>) {
+  // expected-error @+1 {{'forge.grouped_linear_grad_weight' op expects dy [rows, 8] and input [rows, 16], got 'tensor<12x8xf32>' and 'tensor<12x4xf32>'}}
+  %0 = forge.grouped_linear_grad_weight %dy, %x, %s layout(out_in) : tensor<12x8xf32>, tensor<12x4xf32>, tensor<4xi64> -> tensor<4x8x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<6x4xf32>, %i: tensor<6x2xi64>, %dw: tensor<6x3xf32>) {
+  // expected-error @+1 {{'forge.softmax_topk_grad' op expects [tokens, experts] scores with [tokens, k] indices and dweights, got 'tensor<6x4xf32>', 'tensor<6x2xi64>', 'tensor<6x3xf32>'}}
+  %0 = forge.softmax_topk_grad %p, %i, %dw, %p : tensor<6x4xf32>, tensor<6x2xi64>, tensor<6x3xf32> -> tensor<6x4xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<6x4xf32>, %i: tensor<6x2xi64>, %dw: tensor<6x2xf32>) {
+  // expected-error @+1 {{'forge.softmax_topk_grad' op dlogits must be [6, 4], got 'tensor<6x2xbf16>'}}
+  %0 = forge.softmax_topk_grad %p, %i, %dw, %p : tensor<6x4xf32>, tensor<6x2xi64>, tensor<6x2xf32> -> tensor<6x2xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<6x4xf32>, %i: tensor<6x2xi64>, %dw: tensor<6x2xf32>) {
+  // expected-error @+1 {{'forge.sigmoid_topk_grad' op dbias must be [4], got 'tensor<2xbf16>'}}
+  %0, %1 = forge.sigmoid_topk_grad %s, %i, %dw, %s : tensor<6x4xf32>, tensor<6x2xi64>, tensor<6x2xf32> -> tensor<6x4xbf16>, tensor<2xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<12x8xf32>, %o: tensor<10xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch_grad' op order must be [12], got 'tensor<10xi64>'}}
+  %0 = forge.moe_dispatch_grad %d, %o : tensor<12x8xf32>, tensor<10xi64> -> tensor<6x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<12x8xf32>, %o: tensor<12xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch_grad' op result 'tensor<5x8xf32>' must be [tokens, dim] with tokens dividing the copies of 'tensor<12x8xf32>'}}
+  %0 = forge.moe_dispatch_grad %d, %o : tensor<12x8xf32>, tensor<12xi64> -> tensor<5x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%i: tensor<5x2xi64>, %l: tensor<f32>) {
+  // expected-error @+1 {{'forge.moe_aux_loss_grad' op indices must be [tokens, k] over the result's tokens, got 'tensor<5x2xi64>'}}
+  %0 = forge.moe_aux_loss_grad %i, %l : tensor<5x2xi64>, tensor<f32> -> tensor<6x4xf32>
+  return
+}

@@ -1,0 +1,333 @@
+//===- BuildBackward.cpp - Reverse-mode autodiff of @train_step -----------===//
+//
+// One VJP rule per forward op. The numerics of every rule are those of the
+// reference kernels (runtime/cpu/RefKernels), which are checked against
+// finite differences; this pass only wires the cotangents.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/forge/IR/ForgeOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace forge {
+#define GEN_PASS_DEF_BUILDBACKWARDPASS
+#include "passes/Passes.h.inc"
+} // namespace forge
+
+using namespace mlir;
+using namespace forge;
+
+namespace {
+
+class Differentiator {
+public:
+  Differentiator(OpBuilder &b) : b_(b) {}
+
+  /// Adds `g` to the cotangent of `v` (integer tensors have none).
+  void accumulate(Value v, Value g) {
+    if (!isa<FloatType>(cast<RankedTensorType>(v.getType()).getElementType()))
+      return;
+    auto it = cot_.find(v);
+    if (it == cot_.end()) {
+      cot_[v] = g;
+      return;
+    }
+    it->second = AddOp::create(b_, g.getLoc(), v.getType(), it->second, g);
+  }
+
+  Value cotangent(Value v) {
+    auto it = cot_.find(v);
+    return it == cot_.end() ? Value() : it->second;
+  }
+
+  Value zeros(Type t, Location loc) {
+    return FillOp::create(b_, loc, t, b_.getF64FloatAttr(0.0));
+  }
+
+  Value cotangentOrZero(Value v, Location loc) {
+    Value g = cotangent(v);
+    return g ? g : zeros(v.getType(), loc);
+  }
+
+  /// Emits the VJP of `op`. Fails (with a diagnostic) for an op without one.
+  LogicalResult differentiate(Operation *op);
+
+  llvm::MapVector<StringAttr, Value> paramGrads;
+
+private:
+  OpBuilder &b_;
+  DenseMap<Value, Value> cot_;
+};
+
+LogicalResult Differentiator::differentiate(Operation *op) {
+  Location loc = op->getLoc();
+  auto acc = [&](Value v, Value g) { accumulate(v, g); };
+  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+      .Case([&](GetParamOp p) {
+        StringAttr name = p.getNameAttr().getAttr();
+        Value g = cotangent(p.getResult());
+        auto it = paramGrads.find(name);
+        if (it == paramGrads.end())
+          paramGrads.insert({name, g});
+        else
+          it->second = AddOp::create(b_, loc, g.getType(), it->second, g);
+        return success();
+      })
+      .Case([&](EmbeddingOp e) {
+        acc(e.getTable(),
+            EmbeddingGradOp::create(b_, loc, e.getTable().getType(),
+                                    cotangent(e.getResult()), e.getIds()));
+        return success();
+      })
+      .Case([&](LinearOp l) {
+        Value dy = cotangent(l.getResult());
+        acc(l.getInput(),
+            LinearGradInputOp::create(b_, loc, l.getInput().getType(), dy,
+                                      l.getWeight()));
+        acc(l.getWeight(),
+            LinearGradWeightOp::create(b_, loc, l.getWeight().getType(), dy,
+                                       l.getInput()));
+        return success();
+      })
+      .Case([&](GroupedLinearOp g) {
+        Value dy = cotangent(g.getResult());
+        acc(g.getInput(),
+            GroupedLinearGradInputOp::create(
+                b_, loc, g.getInput().getType(), dy, g.getWeight(),
+                g.getGroupSizes(), g.getLayoutAttr()));
+        acc(g.getWeight(),
+            GroupedLinearGradWeightOp::create(
+                b_, loc, g.getWeight().getType(), dy, g.getInput(),
+                g.getGroupSizes(), g.getLayoutAttr()));
+        return success();
+      })
+      .Case([&](StackOp s) {
+        auto parts = UnstackOp::create(b_, loc, s.getInputs().getTypes(),
+                                       cotangent(s.getResult()));
+        for (auto [in, g] : llvm::zip(s.getInputs(), parts.getResults()))
+          acc(in, g);
+        return success();
+      })
+      .Case([&](RMSNormOp n) {
+        auto g = RMSNormGradOp::create(
+            b_, loc, TypeRange{n.getInput().getType(), n.getWeight().getType()},
+            n.getInput(), n.getWeight(), cotangent(n.getResult()),
+            n.getEpsAttr());
+        acc(n.getInput(), g.getDinput());
+        acc(n.getWeight(), g.getDweight());
+        return success();
+      })
+      .Case([&](LayerNormOp n) {
+        Type wt = n.getWeight().getType();
+        auto g = LayerNormGradOp::create(
+            b_, loc, TypeRange{n.getInput().getType(), wt, wt}, n.getInput(),
+            n.getWeight(), cotangent(n.getResult()), n.getEpsAttr());
+        acc(n.getInput(), g.getDinput());
+        acc(n.getWeight(), g.getDweight());
+        acc(n.getBias(), g.getDbias());
+        return success();
+      })
+      .Case([&](ReshapeOp r) {
+        acc(r.getInput(), ReshapeOp::create(b_, loc, r.getInput().getType(),
+                                            cotangent(r.getResult())));
+        return success();
+      })
+      .Case([&](RopeOp r) {
+        acc(r.getInput(),
+            RopeGradOp::create(b_, loc, r.getInput().getType(),
+                               cotangent(r.getResult()), r.getThetaAttr()));
+        return success();
+      })
+      .Case([&](AttentionOp a) {
+        auto g = AttentionGradOp::create(
+            b_, loc,
+            TypeRange{a.getQ().getType(), a.getK().getType(),
+                      a.getV().getType()},
+            a.getQ(), a.getK(), a.getV(), a.getResult(),
+            cotangent(a.getResult()), a.getDocIds(), a.getCausalAttr(),
+            a.getScaleAttr());
+        acc(a.getQ(), g.getDq());
+        acc(a.getK(), g.getDk());
+        acc(a.getV(), g.getDv());
+        return success();
+      })
+      .Case([&](SiluOp u) {
+        acc(u.getInput(), SiluGradOp::create(b_, loc, u.getType(), u.getInput(),
+                                             cotangent(u.getResult())));
+        return success();
+      })
+      .Case([&](GeluOp u) {
+        acc(u.getInput(), GeluGradOp::create(b_, loc, u.getType(), u.getInput(),
+                                             cotangent(u.getResult())));
+        return success();
+      })
+      .Case([&](ReluOp u) {
+        acc(u.getInput(), ReluGradOp::create(b_, loc, u.getType(), u.getInput(),
+                                             cotangent(u.getResult())));
+        return success();
+      })
+      .Case([&](TanhOp u) {
+        acc(u.getInput(), TanhGradOp::create(b_, loc, u.getType(), u.getInput(),
+                                             cotangent(u.getResult())));
+        return success();
+      })
+      .Case([&](AddOp a) {
+        Value dy = cotangent(a.getResult());
+        acc(a.getLhs(), dy);
+        acc(a.getRhs(), dy);
+        return success();
+      })
+      .Case([&](MulOp m) {
+        Value dy = cotangent(m.getResult());
+        acc(m.getLhs(), MulOp::create(b_, loc, m.getType(), dy, m.getRhs()));
+        acc(m.getRhs(), MulOp::create(b_, loc, m.getType(), dy, m.getLhs()));
+        return success();
+      })
+      .Case([&](ScaleOp s) {
+        acc(s.getInput(),
+            ScaleOp::create(b_, loc, s.getType(), cotangent(s.getResult()),
+                            s.getFactorAttr()));
+        return success();
+      })
+      .Case([&](SoftmaxTopKOp r) {
+        acc(r.getLogits(),
+            SoftmaxTopKGradOp::create(b_, loc, r.getLogits().getType(),
+                                      r.getProbs(), r.getIndices(),
+                                      cotangentOrZero(r.getWeights(), loc),
+                                      cotangentOrZero(r.getProbs(), loc)));
+        return success();
+      })
+      .Case([&](SigmoidTopKOp r) {
+        auto g = SigmoidTopKGradOp::create(
+            b_, loc, TypeRange{r.getLogits().getType(), r.getBias().getType()},
+            r.getScores(), r.getIndices(), cotangentOrZero(r.getWeights(), loc),
+            cotangentOrZero(r.getScores(), loc));
+        acc(r.getLogits(), g.getDlogits());
+        acc(r.getBias(), g.getDbias());
+        return success();
+      })
+      .Case([&](MoeCapacityOp c) {
+        acc(c.getWeights(),
+            MoeCapacityGradOp::create(b_, loc, c.getType(), c.getIndices(),
+                                      cotangent(c.getResult()),
+                                      c.getExpertsAttr(), c.getFactorAttr()));
+        return success();
+      })
+      .Case([&](MoeDispatchOp d) {
+        acc(d.getInput(),
+            MoeDispatchGradOp::create(b_, loc, d.getInput().getType(),
+                                      cotangent(d.getRows()), d.getOrder()));
+        return success();
+      })
+      .Case([&](MoeCombineOp c) {
+        auto g = MoeCombineGradOp::create(
+            b_, loc, TypeRange{c.getRows().getType(), c.getWeights().getType()},
+            c.getRows(), c.getOrder(), c.getWeights(), c.getGroupSizes(),
+            cotangent(c.getResult()), c.getGradientScaleAttr());
+        acc(c.getRows(), g.getDrows());
+        acc(c.getWeights(), g.getDweights());
+        return success();
+      })
+      .Case([&](MoeAuxLossOp a) {
+        acc(a.getProbs(),
+            MoeAuxLossGradOp::create(b_, loc, a.getProbs().getType(),
+                                     a.getIndices(), cotangent(a.getResult())));
+        return success();
+      })
+      .Case([&](ZLossOp z) {
+        acc(z.getLogits(),
+            ZLossGradOp::create(b_, loc, z.getLogits().getType(), z.getLogits(),
+                                cotangent(z.getResult())));
+        return success();
+      })
+      .Case([&](CrossEntropyOp c) {
+        acc(c.getLogits(),
+            CrossEntropyGradOp::create(
+                b_, loc, c.getLogits().getType(), c.getLogits(), c.getLabels(),
+                cotangent(c.getResult()), c.getIgnoreIndexAttr()));
+        return success();
+      })
+      .Case([&](ChunkedCrossEntropyOp c) {
+        auto g = ChunkedCrossEntropyGradOp::create(
+            b_, loc,
+            TypeRange{c.getHidden().getType(), c.getWeight().getType()},
+            c.getHidden(), c.getWeight(), c.getLabels(),
+            cotangent(c.getResult()), c.getChunkAttr(), c.getIgnoreIndexAttr(),
+            c.getZWeightAttr());
+        acc(c.getHidden(), g.getDhidden());
+        acc(c.getWeight(), g.getDweight());
+        return success();
+      })
+      .Case([&](FillOp) { return success(); })
+      .Default([&](Operation *other) {
+        return other->emitOpError(
+            "has no VJP rule in forge-build-backward; the loss depends on it");
+      });
+}
+
+struct BuildBackwardPass
+    : public forge::impl::BuildBackwardPassBase<BuildBackwardPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    auto fn = module.lookupSymbol<func::FuncOp>("train_step");
+    if (!fn) {
+      module.emitError("forge-build-backward: the module has no "
+                       "func.func @train_step to differentiate");
+      return signalPassFailure();
+    }
+    if (fn->hasAttr("forge.grads")) {
+      fn.emitError("forge-build-backward: @train_step is already "
+                   "differentiated (it has forge.grads)");
+      return signalPassFailure();
+    }
+    Block &body = fn.getBody().front();
+    auto ret = cast<func::ReturnOp>(body.getTerminator());
+    if (ret.getNumOperands() != 1 ||
+        ret.getOperand(0).getType() !=
+            RankedTensorType::get({}, Float32Type::get(&getContext()))) {
+      ret.emitError("forge-build-backward: @train_step must return exactly "
+                    "one tensor<f32> loss");
+      return signalPassFailure();
+    }
+    SmallVector<Operation *> forward;
+    for (Operation &op : body.without_terminator())
+      forward.push_back(&op);
+
+    OpBuilder b(ret);
+    Differentiator d(b);
+    Value loss = ret.getOperand(0);
+    d.accumulate(loss, FillOp::create(b, ret.getLoc(), loss.getType(),
+                                      b.getF64FloatAttr(1.0)));
+    for (Operation *op : llvm::reverse(forward)) {
+      // Ops the loss does not depend on get no backward.
+      if (llvm::none_of(op->getResults(),
+                        [&](Value r) { return bool(d.cotangent(r)); }))
+        continue;
+      if (failed(d.differentiate(op)))
+        return signalPassFailure();
+    }
+
+    SmallVector<Value> results = {loss};
+    SmallVector<Attribute> names;
+    for (auto param : module.getOps<ParamOp>()) {
+      if (param.getBuffer())
+        continue;
+      auto it = d.paramGrads.find(param.getSymNameAttr());
+      results.push_back(it != d.paramGrads.end()
+                            ? it->second
+                            : d.zeros(param.getType(), param.getLoc()));
+      names.push_back(FlatSymbolRefAttr::get(param.getSymNameAttr()));
+    }
+    ret.getOperandsMutable().assign(results);
+    fn.setFunctionType(FunctionType::get(&getContext(),
+                                         fn.getFunctionType().getInputs(),
+                                         ValueRange(results).getTypes()));
+    fn->setAttr("forge.grads", ArrayAttr::get(&getContext(), names));
+  }
+};
+
+} // namespace

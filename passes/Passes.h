@@ -1,0 +1,26 @@
+//===- Passes.h - forge passes -----------------------------------*- C++
+//-*-===//
+
+#ifndef FORGE_PASSES_PASSES_H
+#define FORGE_PASSES_PASSES_H
+
+#include "dialects/forge/IR/ForgeDialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+
+#include <memory>
+
+namespace forge {
+
+#define GEN_PASS_DECL
+#include "passes/Passes.h.inc"
+
+/// Registers every forge pass (design.md §5.4: one narrow function).
+#define GEN_PASS_REGISTRATION
+#include "passes/Passes.h.inc"
+
+} // namespace forge
+
+#endif // FORGE_PASSES_PASSES_H

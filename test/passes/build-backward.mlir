@@ -1,0 +1,106 @@
+// RUN: forge-opt %s -split-input-file -forge-build-backward -verify-diagnostics | FileCheck %s
+
+// A two-layer toy with a tied head: embedding -> rmsnorm -> linear (x2) ->
+// cross-entropy. The table is used twice, so its gradients are summed; the
+// unused parameter gets a zero gradient.
+forge.param @table : tensor<16x8xf32> init(normal, std = 2.000000e-02)
+forge.param @norm : tensor<8xf32> init(ones)
+forge.param @w : tensor<8x8xf32> init(normal, std = 2.000000e-02)
+forge.param @unused : tensor<8xf32> init(zeros)
+forge.param @ema : tensor<4xf32> init(zeros) buffer
+
+// CHECK-LABEL: func.func @train_step
+// CHECK-SAME: -> (tensor<f32>, tensor<16x8xf32>, tensor<8xf32>, tensor<8x8xf32>, tensor<8xf32>)
+// CHECK-SAME: attributes {forge.grads = [@table, @norm, @w, @unused]}
+func.func @train_step(%tokens: tensor<2x4xi64>, %labels: tensor<2x4xi64>) -> tensor<f32> {
+  %t = forge.get_param @table : tensor<16x8xf32>
+  %h = forge.embedding %t[%tokens] : tensor<16x8xf32>, tensor<2x4xi64> -> tensor<2x4x8xf32>
+  %nw = forge.get_param @norm : tensor<8xf32>
+  %n = forge.rmsnorm %h, %nw eps(1.000000e-05) : tensor<2x4x8xf32>, tensor<8xf32>
+  %w = forge.get_param @w : tensor<8x8xf32>
+  %y = forge.linear %n, %w : tensor<2x4x8xf32>, tensor<8x8xf32> -> tensor<2x4x8xf32>
+  %r = forge.add %y, %h : tensor<2x4x8xf32>
+  %t2 = forge.get_param @table : tensor<16x8xf32>
+  %logits = forge.linear %r, %t2 : tensor<2x4x8xf32>, tensor<16x8xf32> -> tensor<2x4x16xf32>
+  %loss = forge.cross_entropy %logits, %labels : tensor<2x4x16xf32>, tensor<2x4xi64> -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK: %[[ONE:.*]] = forge.fill 1.000000e+00 : tensor<f32>
+// CHECK: %[[DLOGITS:.*]] = forge.cross_entropy_grad %[[LOGITS:.*]], %{{.*}}, %[[ONE]]
+// CHECK: %[[DR:.*]] = forge.linear_grad_input %[[DLOGITS]], %{{.*}} : tensor<2x4x16xf32>, tensor<16x8xf32> -> tensor<2x4x8xf32>
+// CHECK: %[[DT2:.*]] = forge.linear_grad_weight %[[DLOGITS]], %{{.*}} : tensor<2x4x16xf32>, tensor<2x4x8xf32> -> tensor<16x8xf32>
+// CHECK: forge.linear_grad_input %[[DR]]
+// CHECK: %[[DW:.*]] = forge.linear_grad_weight %[[DR]]
+// CHECK: %[[DX:.*]], %[[DNW:.*]] = forge.rmsnorm_grad
+// The residual: the embedding output's cotangent is the sum of two paths.
+// CHECK: %[[DH:.*]] = forge.add %[[DR]], %[[DX]] : tensor<2x4x8xf32>
+// CHECK: %[[DT1:.*]] = forge.embedding_grad %[[DH]][%{{.*}}] : tensor<2x4x8xf32>, tensor<2x4xi64> -> tensor<16x8xf32>
+// CHECK: %[[DT:.*]] = forge.add %[[DT2]], %[[DT1]] : tensor<16x8xf32>
+// CHECK: %[[DU:.*]] = forge.fill 0.000000e+00 : tensor<8xf32>
+// CHECK: return %{{.*}}, %[[DT]], %[[DNW]], %[[DW]], %[[DU]]
+
+// -----
+
+// MoE routing: the router gets gradients through the renormalized weights
+// and through the aux loss's probabilities.
+forge.param @gate : tensor<4x8xf32> init(normal, std = 2.000000e-02)
+forge.param @experts : tensor<4x8x8xf32> init(normal, std = 2.000000e-02)
+
+// CHECK-LABEL: func.func @train_step
+func.func @train_step(%x: tensor<6x8xf32>, %labels: tensor<6xi64>) -> tensor<f32> {
+  %g = forge.get_param @gate : tensor<4x8xf32>
+  %logits = forge.linear %x, %g : tensor<6x8xf32>, tensor<4x8xf32> -> tensor<6x4xf32>
+  %w, %i, %p = forge.softmax_topk %logits k(2) : tensor<6x4xf32> -> tensor<6x2xf32>, tensor<6x2xi64>, tensor<6x4xf32>
+  %aux = forge.moe_aux_loss %p, %i : tensor<6x4xf32>, tensor<6x2xi64> -> tensor<f32>
+  %rows, %sizes, %order = forge.moe_dispatch %x, %i experts(4) : tensor<6x8xf32>, tensor<6x2xi64> -> tensor<12x8xf32>, tensor<4xi64>, tensor<12xi64>
+  %e = forge.get_param @experts : tensor<4x8x8xf32>
+  %y = forge.grouped_linear %rows, %e, %sizes layout(in_out) : tensor<12x8xf32>, tensor<4x8x8xf32>, tensor<4xi64> -> tensor<12x8xf32>
+  %out = forge.moe_combine %y, %order, %w, %sizes : tensor<12x8xf32>, tensor<12xi64>, tensor<6x2xf32>, tensor<4xi64> -> tensor<6x8xf32>
+  %z = forge.z_loss %out : tensor<6x8xf32> -> tensor<f32>
+  %s = forge.scale %aux by(1.000000e-02) : tensor<f32>
+  %loss = forge.add %z, %s : tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK: forge.scale %{{.*}} by(1.000000e-02) : tensor<f32>
+// CHECK: forge.z_loss_grad
+// CHECK: %[[DROWS:[^,]*]], %[[DW:[^ ]*]] = forge.moe_combine_grad
+// CHECK: forge.grouped_linear_grad_input %[[DROWS]], %{{.*}}, %{{.*}} layout( in_out)
+// CHECK: forge.grouped_linear_grad_weight %[[DROWS]], %{{.*}}, %{{.*}} layout( in_out)
+// CHECK: forge.moe_dispatch_grad
+// CHECK: %[[DP:.*]] = forge.moe_aux_loss_grad
+// CHECK: forge.softmax_topk_grad %{{.*}}, %{{.*}}, %[[DW]], %[[DP]]
+// CHECK: forge.linear_grad_weight
+// CHECK: return
+
+// -----
+
+// expected-error @+1 {{forge-build-backward: the module has no func.func @train_step to differentiate}}
+module {
+  func.func @other() {
+    return
+  }
+}
+
+// -----
+
+func.func @train_step(%x: tensor<f32>) -> tensor<f32> attributes {forge.grads = []} {
+  // expected-error @-1 {{forge-build-backward: @train_step is already differentiated (it has forge.grads)}}
+  return %x : tensor<f32>
+}
+
+// -----
+
+func.func @train_step(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{forge-build-backward: @train_step must return exactly one tensor<f32> loss}}
+  return %x : tensor<4xf32>
+}
+
+// -----
+
+func.func @train_step(%x: tensor<2x4x2x8xf32>) -> tensor<f32> {
+  // expected-error @+1 {{'forge.rope_grad' op has no VJP rule in forge-build-backward; the loss depends on it}}
+  %r = forge.rope_grad %x theta(1.000000e+04) : tensor<2x4x2x8xf32>
+  %f = forge.reshape %r : tensor<2x4x2x8xf32> -> tensor<8x16xf32>
+  %z = forge.z_loss %f : tensor<8x16xf32> -> tensor<f32>
+  return %z : tensor<f32>
+}
