@@ -31,4 +31,28 @@ def BuildBackwardPass : Pass<"forge-build-backward", "::mlir::ModuleOp"> {
   let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
 }
 
+def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
+  let summary = "Gradient accumulation, clipping, AdamW and the LR schedule";
+  let description = [{
+    Turns the differentiated `@train_step` into one micro-step: each
+    gradient, scaled by `1 / grad_accum_steps`, is added to its accumulator
+    buffer `grad.<fqn>` and the function returns the loss alone. A new
+    `func.func @optimizer_step(%step: tensor<i64>) -> (grad_norm, lr)` then
+    computes the global gradient norm (the logged, pre-clip value), the clip
+    coefficient for `grad_clip_norm`, the learning rate (`lr` times the
+    schedule's factor at `step`, the number of completed optimizer steps),
+    updates every trainable parameter with AdamW in place (state buffers
+    `optimizer.exp_avg.<fqn>` and `optimizer.exp_avg_sq.<fqn>`, in the
+    parameter's dtype as in KempnerForge) and zeroes the accumulators.
+    Weight decay follows KempnerForge's groups: parameters with >= 2
+    dimensions whose name does not contain "bias" decay, the rest do not.
+
+    The settings come from the module attributes `forge.train`,
+    `forge.optimizer` and `forge.schedule` that the model frontend records.
+    Other optimizers plug in here; until they do, they are rejected with a
+    clear error.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
+}
+
 #endif // FORGE_PASSES_TD

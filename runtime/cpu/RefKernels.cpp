@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 
 namespace forge::cpu::ref {
 namespace {
@@ -757,6 +758,76 @@ void chunkedCrossEntropyBwd(const T *h, const T *w, const int64_t *labels,
       }
     }
     linearBwd(h + r0 * d, w, dlogits.data(), n, d, v, dh + r0 * d, dw);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer
+//===----------------------------------------------------------------------===//
+
+double globalNorm(const std::vector<std::pair<const float *, int64_t>> &ts) {
+  double acc = 0;
+  for (auto &[p, n] : ts)
+    for (int64_t i = 0; i < n; ++i)
+      acc += static_cast<double>(p[i]) * p[i];
+  return std::sqrt(acc);
+}
+
+double clipCoefficient(double norm, double maxNorm) {
+  return std::min(1.0, maxNorm / (norm + 1e-6));
+}
+
+double lrFactor(const Schedule &s, int64_t step) {
+  const std::string name = s.name;
+  if (name == "none")
+    return 1.0;
+  const double st = static_cast<double>(step);
+  if (s.warmup > 0 && step < s.warmup)
+    return st / static_cast<double>(s.warmup);
+  if (name == "constant")
+    return 1.0;
+  const double r = s.minLrRatio;
+  const int64_t stable = name == "wsd" ? s.stable : 0;
+  // decay = 0 (or unset) falls back to the remaining steps.
+  int64_t total = s.decay > 0 ? s.decay : s.maxSteps - s.warmup - stable;
+  if (name == "wsd" && step < s.warmup + stable)
+    return 1.0;
+  if (name == "rex")
+    total = std::max<int64_t>(total, 1);
+  else if (total <= 0)
+    return 1.0;
+  double p =
+      std::min(1.0, (st - s.warmup - stable) / static_cast<double>(total));
+  if (name == "cosine")
+    return r + 0.5 * (1 - r) * (1 + std::cos(M_PI * p));
+  if (name == "linear")
+    return 1 - (1 - r) * p;
+  if (name == "rex")
+    return std::max(r, std::pow(1 - p, s.rexAlpha));
+  // wsd cooldown
+  const std::string wd = s.wsdDecay;
+  if (wd == "linear")
+    return 1 - (1 - r) * p;
+  if (wd == "sqrt")
+    return r + (1 - r) * std::sqrt(1 - p);
+  return r + 0.5 * (1 - r) * (1 + std::cos(M_PI * p));
+}
+
+void adamwUpdate(float *param, const float *grad, float *expAvg,
+                 float *expAvgSq, int64_t n, double lr, double clip,
+                 int64_t step, double beta1, double beta2, double eps,
+                 double weightDecay) {
+  const double t = static_cast<double>(step + 1);
+  const double bc1 = 1 - std::pow(beta1, t), bc2 = 1 - std::pow(beta2, t);
+  for (int64_t i = 0; i < n; ++i) {
+    double g = grad[i] * clip;
+    double m = beta1 * expAvg[i] + (1 - beta1) * g;
+    double v = beta2 * expAvgSq[i] + (1 - beta2) * g * g;
+    double p = param[i] * (1 - lr * weightDecay);
+    p -= lr * (m / bc1) / (std::sqrt(v / bc2) + eps);
+    expAvg[i] = static_cast<float>(m);
+    expAvgSq[i] = static_cast<float>(v);
+    param[i] = static_cast<float>(p);
   }
 }
 

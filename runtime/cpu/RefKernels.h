@@ -191,6 +191,37 @@ void chunkedCrossEntropyBwd(const T *h, const T *w, const int64_t *labels,
                             int64_t ignoreIndex, double zWeight, T dloss, T *dh,
                             T *dw);
 
+//===----------------------------------------------------------------------===//
+// Optimizer
+//===----------------------------------------------------------------------===//
+
+/// sqrt of the sum of squares of all elements of all tensors (double accum).
+double globalNorm(const std::vector<std::pair<const float *, int64_t>> &ts);
+
+/// min(1, maxNorm / (norm + 1e-6)).
+double clipCoefficient(double norm, double maxNorm);
+
+/// The LR schedules of reference §4.4.
+struct Schedule {
+  const char *name = "cosine"; ///< cosine, linear, wsd, constant, rex, none
+  int64_t warmup = 0;
+  int64_t decay = 0; ///< 0 = the schedule's default length
+  int64_t stable = 0;
+  double minLrRatio = 0.1;
+  int64_t maxSteps = 1;
+  const char *wsdDecay = "cosine"; ///< cosine, linear, sqrt
+  double rexAlpha = 1.0;
+};
+/// f(step), step = completed optimizer steps (0-based).
+double lrFactor(const Schedule &s, int64_t step);
+
+/// One torch.optim.AdamW step (decoupled weight decay) of n elements, with
+/// the gradient scaled by `clip` first; `step` is 0-based (t = step + 1).
+void adamwUpdate(float *param, const float *grad, float *expAvg,
+                 float *expAvgSq, int64_t n, double lr, double clip,
+                 int64_t step, double beta1, double beta2, double eps,
+                 double weightDecay);
+
 } // namespace forge::cpu::ref
 
 #endif // FORGE_RUNTIME_CPU_REFKERNELS_H

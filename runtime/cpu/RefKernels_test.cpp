@@ -406,3 +406,66 @@ TEST(RefKernels, FloatInstantiationAgreesWithDouble) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(RefKernels, ClipAndNorm) {
+  std::vector<float> a = {3, 0}, b = {4};
+  double n = globalNorm({{a.data(), 2}, {b.data(), 1}});
+  EXPECT_DOUBLE_EQ(n, 5.0);
+  EXPECT_NEAR(clipCoefficient(n, 1.0), 1.0 / (5.0 + 1e-6), 1e-15);
+  EXPECT_EQ(clipCoefficient(0.5, 1.0), 1.0);
+}
+
+TEST(RefKernels, LrSchedulesMatchReferenceFormulas) {
+  Schedule s;
+  s.warmup = 10;
+  s.maxSteps = 110;
+  s.minLrRatio = 0.1;
+  // Warmup: s / W, so the first update uses lr = 0.
+  EXPECT_EQ(lrFactor(s, 0), 0.0);
+  EXPECT_DOUBLE_EQ(lrFactor(s, 5), 0.5);
+  // Cosine over T = max_steps - W = 100: midpoint is (1 + r) / 2.
+  EXPECT_DOUBLE_EQ(lrFactor(s, 10), 1.0);
+  EXPECT_NEAR(lrFactor(s, 60), 0.55, 1e-12);
+  EXPECT_NEAR(lrFactor(s, 110), 0.1, 1e-12);
+  EXPECT_NEAR(lrFactor(s, 500), 0.1, 1e-12); // stays at the end value
+  s.name = "linear";
+  EXPECT_NEAR(lrFactor(s, 60), 0.55, 1e-12);
+  s.name = "constant";
+  EXPECT_EQ(lrFactor(s, 60), 1.0);
+  s.name = "none";
+  EXPECT_EQ(lrFactor(s, 0), 1.0);
+  s.name = "rex";
+  s.rexAlpha = 2.0;
+  EXPECT_NEAR(lrFactor(s, 60), 0.25, 1e-12); // (1 - 0.5)^2
+  s.name = "wsd";
+  s.stable = 50;
+  s.wsdDecay = "sqrt";
+  EXPECT_EQ(lrFactor(s, 59), 1.0);
+  // T = 110 - 10 - 50 = 50; at s = 85, p = 0.5.
+  EXPECT_NEAR(lrFactor(s, 85), 0.1 + 0.9 * std::sqrt(0.5), 1e-12);
+  s.name = "cosine";
+  s.decay = 0; // 0 falls back to the remaining steps
+  s.warmup = 0;
+  EXPECT_DOUBLE_EQ(lrFactor(s, 0), 1.0);
+}
+
+TEST(RefKernels, AdamWFirstStepIsSignDescent) {
+  // At t = 1 the bias-corrected update is g / (|g| + eps): a step of lr in
+  // the direction of -sign(g), after decoupled decay.
+  std::vector<float> p = {1.0f, -2.0f}, g = {0.5f, -4.0f}, m(2, 0.f), v(2, 0.f);
+  adamwUpdate(p.data(), g.data(), m.data(), v.data(), 2, 0.1, 1.0, 0, 0.9, 0.95,
+              1e-8, 0.1);
+  EXPECT_NEAR(p[0], 1.0 * (1 - 0.01) - 0.1, 1e-6);
+  EXPECT_NEAR(p[1], -2.0 * (1 - 0.01) + 0.1, 1e-6);
+  EXPECT_NEAR(m[0], 0.05, 1e-7);
+  EXPECT_NEAR(v[1], 0.05 * 16, 1e-6);
+  // Clipping scales the gradient before the moments.
+  std::vector<float> p2 = {0.0f}, g2 = {2.0f}, m2 = {0.f}, v2 = {0.f};
+  adamwUpdate(p2.data(), g2.data(), m2.data(), v2.data(), 1, 0.1, 0.5, 0, 0.9,
+              0.95, 1e-8, 0.0);
+  EXPECT_NEAR(m2[0], 0.1, 1e-7);
+}
+
+} // namespace

@@ -86,6 +86,18 @@ LogicalResult GetParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return success();
 }
 
+LogicalResult SetParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
+  if (!param)
+    return emitOpError("'") << getName() << "' does not name a forge.param";
+  if (param.getType() != getValue().getType())
+    return emitOpError("value type ")
+           << getValue().getType() << " does not match the type "
+           << param.getType() << " of parameter '" << getName() << "'";
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Dense compute
 //===----------------------------------------------------------------------===//
@@ -310,12 +322,12 @@ static LogicalResult verifyRouter(Operation *op, Value logits, int64_t k,
 }
 
 LogicalResult SoftmaxTopKOp::verify() {
-  return verifyRouter(*this, getLogits(), getK(), getWeights(), getIndices(),
-                      getProbs());
+  return verifyRouter(*this, getLogits(), getKAttr().getInt(), getWeights(),
+                      getIndices(), getProbs());
 }
 
 LogicalResult SigmoidTopKOp::verify() {
-  if (failed(verifyRouter(*this, getLogits(), getK(), getWeights(),
+  if (failed(verifyRouter(*this, getLogits(), getKAttr().getInt(), getWeights(),
                           getIndices(), getScores())))
     return failure();
   auto bias = tensorOf(getBias());
@@ -337,8 +349,9 @@ LogicalResult MoeCapacityOp::verify() {
   if (i.getRank() != 2 || i.getShape() != w.getShape())
     return emitOpError("indices and weights must both be [tokens, k], got ")
            << i << " and " << w;
-  if (getExperts() < 1)
-    return emitOpError("requires experts >= 1, got ") << getExperts();
+  if (getExpertsAttr().getInt() < 1)
+    return emitOpError("requires experts >= 1, got ")
+           << getExpertsAttr().getInt();
   if (!(getFactor().convertToDouble() > 0))
     return emitOpError("requires a capacity factor > 0, got ")
            << getFactor().convertToDouble();
@@ -359,7 +372,11 @@ LogicalResult MoeDispatchOp::verify() {
   Builder b(getContext());
   auto wantRows =
       RankedTensorType::get({copies, x.getDimSize(1)}, x.getElementType());
-  auto wantSizes = RankedTensorType::get({getExperts()}, b.getI64Type());
+  if (getExpertsAttr().getInt() < 1)
+    return emitOpError("requires experts >= 1, got ")
+           << getExpertsAttr().getInt();
+  auto wantSizes =
+      RankedTensorType::get({getExpertsAttr().getInt()}, b.getI64Type());
   auto wantOrder = RankedTensorType::get({copies}, b.getI64Type());
   if (getRows().getType() != wantRows)
     return emitOpError("rows must be ")
@@ -448,8 +465,8 @@ LogicalResult ChunkedCrossEntropyOp::verify() {
   if (h.getRank() < 2 || h.getShape().back() != w.getDimSize(1))
     return emitOpError("hidden ")
            << h << " must end in the head's dim (" << w.getDimSize(1) << ")";
-  if (getChunk() < 1)
-    return emitOpError("requires chunk >= 1, got ") << getChunk();
+  if (getChunkAttr().getInt() < 1)
+    return emitOpError("requires chunk >= 1, got ") << getChunkAttr().getInt();
   if (getZWeight().convertToDouble() < 0)
     return emitOpError("requires z_weight >= 0, got ")
            << getZWeight().convertToDouble();
@@ -630,6 +647,47 @@ LogicalResult MoeAuxLossGradOp::verify() {
     return emitOpError(
                "indices must be [tokens, k] over the result's tokens, got ")
            << i;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer
+//===----------------------------------------------------------------------===//
+
+LogicalResult ClipCoefficientOp::verify() {
+  if (!(getMaxNorm().convertToDouble() > 0))
+    return emitOpError("requires max_norm > 0, got ")
+           << getMaxNorm().convertToDouble();
+  return success();
+}
+
+LogicalResult LrFactorOp::verify() {
+  StringRef s = getSchedule();
+  if (s != "cosine" && s != "linear" && s != "wsd" && s != "constant" &&
+      s != "rex" && s != "none")
+    return emitOpError("unknown schedule '")
+           << s << "'; known: cosine, linear, wsd, constant, rex, none";
+  StringRef w = getWsdDecay();
+  if (w != "cosine" && w != "linear" && w != "sqrt")
+    return emitOpError("wsd_decay must be cosine, linear or sqrt, got '")
+           << w << "'";
+  if (getWarmupAttr().getInt() < 0 || getDecayAttr().getInt() < 0 ||
+      getStableAttr().getInt() < 0 || getMaxStepsAttr().getInt() <= 0)
+    return emitOpError("requires warmup, decay, stable >= 0 and max_steps > 0");
+  double r = getMinLrRatio().convertToDouble();
+  if (!(r >= 0 && r <= 1))
+    return emitOpError("requires min_lr_ratio in [0, 1], got ") << r;
+  return success();
+}
+
+LogicalResult AdamWUpdateOp::verify() {
+  double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
+  if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1))
+    return emitOpError("requires betas in [0, 1), got (")
+           << b1 << ", " << b2 << ")";
+  if (!(getEps().convertToDouble() > 0) ||
+      getWeightDecay().convertToDouble() < 0)
+    return emitOpError("requires eps > 0 and weight_decay >= 0");
   return success();
 }
 

@@ -49,12 +49,13 @@ def Forge_ParamOp : Forge_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">]> {
   }];
 }
 
-def Forge_GetParamOp : Forge_Op<"get_param", [Pure,
+def Forge_GetParamOp : Forge_Op<"get_param", [MemoryEffects<[MemRead]>,
     DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
   let summary = "The current value of a parameter.";
   let description = [{
     Reads the parameter named by `name`. The result type must be the
-    parameter's type.
+    parameter's type. It reads state (not Pure): a `forge.set_param` of the
+    same parameter before it changes what it returns.
 
     Example:
 
@@ -982,6 +983,121 @@ def Forge_ChunkedCrossEntropyGradOp : Forge_Op<"chunked_cross_entropy_grad", [Pu
     $hidden `,` $weight `,` $labels `,` $dloss `chunk` `(` $chunk `)` attr-dict
     `:` type($hidden) `,` type($weight) `,` type($labels) `,` type($dloss)
   }];
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer (created by forge-build-optimizer)
+//===----------------------------------------------------------------------===//
+
+def Forge_SetParamOp : Forge_Op<"set_param", [MemoryEffects<[MemWrite]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "Overwrites a parameter or buffer.";
+  let description = [{
+    Stores `value` as the new value of the parameter (or buffer) `name`; later
+    `forge.get_param` reads see it. Used for gradient accumulation and the
+    optimizer update, which the runtime performs in place.
+
+    Example:
+
+    ```mlir
+    forge.set_param @"grad.norm.weight", %acc : tensor<256xbf16>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$name, AnyRankedTensor:$value);
+  let assemblyFormat = "$name `,` $value attr-dict `:` type($value)";
+}
+
+def Forge_GlobalNormOp : Forge_Op<"global_norm", [Pure]> {
+  let summary = "L2 norm over a list of tensors.";
+  let description = [{
+    `sqrt(sum over tensors and elements of x^2)`, accumulated in f32: the
+    gradient norm that clipping uses and that is logged (before clipping).
+
+    Example:
+
+    ```mlir
+    %n = forge.global_norm %g0, %g1 : tensor<256x256xbf16>, tensor<256xbf16> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Variadic<Forge_FloatTensor>:$inputs);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($result)";
+}
+
+def Forge_ClipCoefficientOp : Forge_Op<"clip_coefficient", [Pure,
+    AllTypesMatch<["norm", "result"]>]> {
+  let summary = "Gradient clipping coefficient.";
+  let description = [{
+    `min(1, max_norm / (norm + 1e-6))`, as `torch.nn.utils.clip_grad_norm_`.
+
+    Example:
+
+    ```mlir
+    %c = forge.clip_coefficient %norm max_norm(1.000000e+00) : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_Scalar:$norm, F64Attr:$max_norm);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = "$norm `max_norm` `(` $max_norm `)` attr-dict `:` type($norm)";
+  let hasVerifier = 1;
+}
+
+def Forge_LrFactorOp : Forge_Op<"lr_factor", [Pure]> {
+  let summary = "Learning-rate factor of a schedule at a step.";
+  let description = [{
+    The multiplicative factor `f(step)` of reference §4.4 for `schedule`
+    (cosine, linear, wsd, constant, rex, none) with linear warmup over
+    `warmup` steps, decay length `decay` (0 = the default for the schedule),
+    `stable` steps (wsd), `min_lr_ratio`, `max_steps`, the wsd cooldown shape
+    and rex's alpha. `step` counts completed optimizer steps, so the first
+    update uses `f(0)` (0 with warmup, as KempnerForge's LambdaLR).
+
+    Example:
+
+    ```mlir
+    %f = forge.lr_factor %step {schedule = "cosine", warmup = 10 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 1.000000e-01 : f64, max_steps = 100 : i64, wsd_decay = "cosine", rex_alpha = 1.000000e+00 : f64} : tensor<i64> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins 0DTensorOf<[I64]>:$step, StrAttr:$schedule,
+                       I64Attr:$warmup, I64Attr:$decay, I64Attr:$stable,
+                       F64Attr:$min_lr_ratio, I64Attr:$max_steps,
+                       StrAttr:$wsd_decay, F64Attr:$rex_alpha);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = "$step attr-dict `:` type($step) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Forge_AdamWUpdateOp : Forge_Op<"adamw_update", [Pure,
+    AllTypesMatch<["param", "grad", "exp_avg", "exp_avg_sq", "new_param",
+                   "new_exp_avg", "new_exp_avg_sq"]>]> {
+  let summary = "One AdamW step of one parameter.";
+  let description = [{
+    With `g = grad * clip` and `t = step + 1`:
+    `m = b1*m + (1-b1)*g`, `v = b2*v + (1-b2)*g^2`,
+    `p = p*(1 - lr*wd) - lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)`
+    (decoupled weight decay, as `torch.optim.AdamW`). `weight_decay` is the
+    parameter's group value: 0 for 1-D parameters and biases.
+
+    Example:
+
+    ```mlir
+    %p1, %m1, %v1 = forge.adamw_update %p, %g, %m, %v, %lr, %clip, %step betas(9.000000e-01, 9.500000e-01) eps(1.000000e-08) weight_decay(1.000000e-01) : tensor<256x256xbf16>, tensor<f32>, tensor<f32>, tensor<i64>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$param, Forge_FloatTensor:$grad,
+                       Forge_FloatTensor:$exp_avg, Forge_FloatTensor:$exp_avg_sq,
+                       Forge_Scalar:$lr, Forge_Scalar:$clip,
+                       0DTensorOf<[I64]>:$step, F64Attr:$beta1, F64Attr:$beta2,
+                       F64Attr:$eps, F64Attr:$weight_decay);
+  let results = (outs Forge_FloatTensor:$new_param, Forge_FloatTensor:$new_exp_avg,
+                      Forge_FloatTensor:$new_exp_avg_sq);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $exp_avg `,` $exp_avg_sq `,` $lr `,` $clip `,` $step
+    `betas` `(` $beta1 `,` $beta2 `)` `eps` `(` $eps `)`
+    `weight_decay` `(` $weight_decay `)` attr-dict `:` type($param) `,`
+    type($lr) `,` type($clip) `,` type($step)
+  }];
+  let hasVerifier = 1;
 }
 
 #endif // FORGE_OPS_TD

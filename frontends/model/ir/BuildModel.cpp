@@ -125,6 +125,9 @@ private:
   Value loss(Value h, Value labels);
   /// Checks the registry entries the graph needs, before building anything.
   bool checkEntries(std::string &error);
+  /// The settings later passes need (forge-build-optimizer), as module
+  /// attributes, so a dumped IR file reproduces the job on its own.
+  void recordTrainingSettings(ModuleOp module);
 
   MLIRContext &ctx_;
   const config::ConfigLoader &loader_;
@@ -336,6 +339,39 @@ bool Builder::checkEntries(std::string &error) {
                   "'; the graph builder knows silu, gelu, relu, tanh");
 }
 
+void Builder::recordTrainingSettings(ModuleOp module) {
+  const config::TrainConfig &t = cfg_.train;
+  const config::OptimizerConfig &o = cfg_.optimizer;
+  const config::SchedulerConfig &s = cfg_.scheduler;
+  auto i64 = [&](int64_t v) { return b_.getI64IntegerAttr(v); };
+  auto f64 = [&](double v) { return b_.getF64FloatAttr(v); };
+  module->setAttr(
+      "forge.train",
+      b_.getDictionaryAttr(
+          {b_.getNamedAttr("grad_accum_steps", i64(t.grad_accum_steps)),
+           b_.getNamedAttr("grad_clip_norm", f64(t.grad_clip_norm)),
+           b_.getNamedAttr("max_steps", i64(t.max_steps)),
+           b_.getNamedAttr("seed", i64(t.seed))}));
+  module->setAttr("forge.optimizer",
+                  b_.getDictionaryAttr(
+                      {b_.getNamedAttr("name", b_.getStringAttr(o.name)),
+                       b_.getNamedAttr("lr", f64(o.lr)),
+                       b_.getNamedAttr("weight_decay", f64(o.weight_decay)),
+                       b_.getNamedAttr("beta1", f64(o.betas[0])),
+                       b_.getNamedAttr("beta2", f64(o.betas[1])),
+                       b_.getNamedAttr("eps", f64(o.eps))}));
+  module->setAttr(
+      "forge.schedule",
+      b_.getDictionaryAttr(
+          {b_.getNamedAttr("name", b_.getStringAttr(s.name)),
+           b_.getNamedAttr("warmup", i64(s.warmup_steps)),
+           b_.getNamedAttr("decay", i64(s.decay_steps.value_or(0))),
+           b_.getNamedAttr("stable", i64(s.stable_steps.value_or(0))),
+           b_.getNamedAttr("min_lr_ratio", f64(s.min_lr_ratio)),
+           b_.getNamedAttr("wsd_decay", b_.getStringAttr(s.wsd_decay_type)),
+           b_.getNamedAttr("rex_alpha", f64(s.rex_alpha))}));
+}
+
 OwningOpRef<ModuleOp> Builder::build(std::string &error) {
   if (!checkEntries(error))
     return nullptr;
@@ -348,6 +384,7 @@ OwningOpRef<ModuleOp> Builder::build(std::string &error) {
   S_ = cfg_.train.seq_len;
 
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc("model", "model"));
+  recordTrainingSettings(*module);
   b_.setInsertionPointToEnd(module->getBody());
   for (const ParamInfo &p : textModelParams(m_)) {
     auto type = tensor(p.shape, dt_);

@@ -680,3 +680,94 @@ func.func @f(%i: tensor<5x2xi64>, %l: tensor<f32>) {
   %0 = forge.moe_aux_loss_grad %i, %l : tensor<5x2xi64>, tensor<f32> -> tensor<6x4xf32>
   return
 }
+
+// -----
+
+func.func @f() {
+  %0 = forge.fill 0.0 : tensor<4xf32>
+  // expected-error @+1 {{'forge.set_param' op 'missing' does not name a forge.param}}
+  forge.set_param @missing, %0 : tensor<4xf32>
+  return
+}
+
+// -----
+
+forge.param @p : tensor<4xbf16> init(ones)
+func.func @f() {
+  %0 = forge.fill 0.0 : tensor<4xf32>
+  // expected-error @+1 {{'forge.set_param' op value type 'tensor<4xf32>' does not match the type 'tensor<4xbf16>' of parameter 'p'}}
+  forge.set_param @p, %0 : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%n: tensor<f32>) {
+  // expected-error @+1 {{'forge.clip_coefficient' op requires max_norm > 0, got 0}}
+  %0 = forge.clip_coefficient %n max_norm(0.0) : tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<i64>) {
+  // expected-error @+1 {{'forge.lr_factor' op unknown schedule 'step'; known: cosine, linear, wsd, constant, rex, none}}
+  %0 = forge.lr_factor %s {schedule = "step", warmup = 0 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 0.1 : f64, max_steps = 10 : i64, wsd_decay = "cosine", rex_alpha = 1.0 : f64} : tensor<i64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<i64>) {
+  // expected-error @+1 {{'forge.lr_factor' op wsd_decay must be cosine, linear or sqrt, got 'exp'}}
+  %0 = forge.lr_factor %s {schedule = "wsd", warmup = 0 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 0.1 : f64, max_steps = 10 : i64, wsd_decay = "exp", rex_alpha = 1.0 : f64} : tensor<i64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<i64>) {
+  // expected-error @+1 {{'forge.lr_factor' op requires warmup, decay, stable >= 0 and max_steps > 0}}
+  %0 = forge.lr_factor %s {schedule = "cosine", warmup = -1 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 0.1 : f64, max_steps = 10 : i64, wsd_decay = "cosine", rex_alpha = 1.0 : f64} : tensor<i64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<i64>) {
+  // expected-error @+1 {{'forge.lr_factor' op requires min_lr_ratio in [0, 1], got 2}}
+  %0 = forge.lr_factor %s {schedule = "cosine", warmup = 0 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 2.0 : f64, max_steps = 10 : i64, wsd_decay = "cosine", rex_alpha = 1.0 : f64} : tensor<i64> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>, %s: tensor<i64>) {
+  // expected-error @+1 {{'forge.adamw_update' op requires betas in [0, 1), got (9.000000e-01, 1.000000e+00)}}
+  %a, %b, %c = forge.adamw_update %p, %p, %p, %p, %lr, %lr, %s betas(0.9, 1.0) eps(1.0e-8) weight_decay(0.1) : tensor<4xf32>, tensor<f32>, tensor<f32>, tensor<i64>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>, %s: tensor<i64>) {
+  // expected-error @+1 {{'forge.adamw_update' op requires eps > 0 and weight_decay >= 0}}
+  %a, %b, %c = forge.adamw_update %p, %p, %p, %p, %lr, %lr, %s betas(0.9, 0.95) eps(0.0) weight_decay(0.1) : tensor<4xf32>, tensor<f32>, tensor<f32>, tensor<i64>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<6x16xbf16>, %i: tensor<6x2xi64>) {
+  // expected-error @+1 {{'forge.moe_dispatch' op requires experts >= 1, got -1}}
+  %r, %s, %o = forge.moe_dispatch %x, %i experts(-1) : tensor<6x16xbf16>, tensor<6x2xi64> -> tensor<12x16xbf16>, tensor<4xi64>, tensor<12xi64>
+  return
+}
+
+// -----
+
+func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64x16xbf16>, %t: tensor<2x8xi64>) {
+  // expected-error @+1 {{'forge.chunked_cross_entropy' op requires chunk >= 1, got -4}}
+  %0 = forge.chunked_cross_entropy %h, %w, %t chunk(-4) : tensor<2x8x16xbf16>, tensor<64x16xbf16>, tensor<2x8xi64> -> tensor<f32>
+  return
+}
