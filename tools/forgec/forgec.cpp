@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/Analysis.h"
+#include "compiler/Pipeline.h"
 #include "forge/Version.h"
 #include "frontends/config/Config.h"
 #include "frontends/model/ModelSummary.h"
@@ -59,6 +60,12 @@ static void printHelp() {
       "  --report                  print parameter counts, FLOPs per token and "
       "the\n"
       "                            layer structure, computed from the IR\n"
+      "  --print-pipeline          print the passes forgec runs, in order, "
+      "and\n"
+      "                            exit; needs no job file\n"
+      "  --dump-ir=<dir>           run the pass pipeline and write the IR "
+      "after\n"
+      "                            every pass to <dir>/NN-<pass>.mlir\n"
       "  -o <plan.bin>             write the compiled plan (not available in\n"
       "                            this version: the plan writer is the next\n"
       "                            milestone)\n"
@@ -147,6 +154,25 @@ static int emitOrReport(const config::ConfigLoader &loader, bool report,
   return 0;
 }
 
+/// Builds the model IR and runs the pass pipeline, writing every stage.
+static int dumpIR(const config::ConfigLoader &loader, const std::string &dir) {
+  mlir::MLIRContext ctx;
+  std::string error;
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      model::buildModel(ctx, loader, error);
+  if (!module) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  if (mlir::failed(compiler::runPipeline(*module, dir, error))) {
+    std::fprintf(stderr, "%s: error: %s\n", kTool, error.c_str());
+    return 1;
+  }
+  std::printf("wrote %zu IR files to %s\n", compiler::pipeline().size() + 1,
+              dir.c_str());
+  return 0;
+}
+
 int main(int argc, char **argv) {
   enum class Mode {
     Summary,
@@ -155,12 +181,15 @@ int main(int argc, char **argv) {
     PrintDocs,
     ListRegistry,
     EmitForge,
-    Report
+    Report,
+    PrintPipeline,
+    DumpIR
   };
   Mode mode = Mode::Summary;
   std::string job, output, worldSizeText;
   std::vector<std::string> plugins;
   bool printLocations = false;
+  std::string dumpDir;
   std::vector<std::pair<std::string, std::string>> overrides; // (k=v, flag)
 
   for (int i = 1; i < argc; ++i) {
@@ -185,7 +214,13 @@ int main(int argc, char **argv) {
       mode = Mode::Report;
     else if (arg == "--print-locations")
       printLocations = true;
-    else if (tools::takeValue(kTool, argc, argv, i, "--emit", value)) {
+    else if (arg == "--print-pipeline")
+      mode = Mode::PrintPipeline;
+    else if (tools::takeValue(kTool, argc, argv, i, "--dump-ir", dumpDir)) {
+      if (dumpDir.empty())
+        tools::usageError(kTool, "--dump-ir needs a directory");
+      mode = Mode::DumpIR;
+    } else if (tools::takeValue(kTool, argc, argv, i, "--emit", value)) {
       if (value != "forge")
         tools::usageError(kTool, "--emit must be 'forge', got '" + value + "'");
       mode = Mode::EmitForge;
@@ -220,6 +255,11 @@ int main(int argc, char **argv) {
   }
   if (mode == Mode::PrintDocs) {
     std::fputs(config::generateConfigDocs().c_str(), stdout);
+    return 0;
+  }
+  if (mode == Mode::PrintPipeline) {
+    for (const compiler::PipelineStep &step : compiler::pipeline())
+      std::printf("%-24s %s\n", step.flag.c_str(), step.summary.c_str());
     return 0;
   }
   if (mode == Mode::ListRegistry) {
@@ -266,6 +306,8 @@ int main(int argc, char **argv) {
   case Mode::EmitForge:
   case Mode::Report:
     return emitOrReport(loader, mode == Mode::Report, printLocations);
+  case Mode::DumpIR:
+    return dumpIR(loader, dumpDir);
   default:
     break;
   }
