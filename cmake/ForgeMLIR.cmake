@@ -13,7 +13,8 @@ include(AddLLVM)
 include(AddMLIR)
 include(HandleLLVMOptions)
 include_directories(SYSTEM ${LLVM_INCLUDE_DIRS} ${MLIR_INCLUDE_DIRS})
-add_definitions(${LLVM_DEFINITIONS})
+separate_arguments(_forge_llvm_defs NATIVE_COMMAND "${LLVM_DEFINITIONS}")
+add_definitions(${_forge_llvm_defs})
 # Debian ships `lit`, not `llvm-lit`.
 set(LLVM_EXTERNAL_LIT /usr/lib/llvm-22/bin/lit CACHE FILEPATH "lit")
 # Generated .inc files are included as "dialects/forge/IR/ForgeOps.h.inc".

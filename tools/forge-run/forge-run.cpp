@@ -9,10 +9,10 @@
 
 #include "forge/Version.h"
 #include "runtime/core/BuildInfo.h"
+#include "runtime/core/Plan.h"
 #include "tools/common/ToolArgs.h"
 
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 using namespace forge;
@@ -31,6 +31,9 @@ static void printHelp() {
       "                            a GPU is visible, else cpu)\n"
       "  --nproc-per-node <N>      fork and supervise N local ranks (default "
       "1)\n"
+      "  --check                   load and verify the plan, print what it "
+      "holds\n"
+      "                            (memory per rank, programs), and exit\n"
       "  --backends                list the backends compiled into this "
       "binary\n"
       "                            and the devices they see, then exit\n"
@@ -42,6 +45,7 @@ static void printHelp() {
 
 int main(int argc, char **argv) {
   std::string plan, device = "auto", nproc = "1";
+  bool checkOnly = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -51,6 +55,10 @@ int main(int argc, char **argv) {
     if (arg == "--version") {
       std::printf("forge-run %s\n", FORGE_VERSION_STRING);
       return 0;
+    }
+    if (arg == "--check") {
+      checkOnly = true;
+      continue;
     }
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
@@ -79,16 +87,37 @@ int main(int argc, char **argv) {
                                  nproc + "'");
   if (plan.empty())
     tools::usageError(kTool, "no plan given");
-  std::ifstream in(plan, std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "%s: error: %s: cannot open the plan\n", kTool,
-                 plan.c_str());
+  runtime::LoadedPlan loaded;
+  if (std::string why = runtime::loadPlan(plan, loaded); !why.empty()) {
+    std::fprintf(stderr, "%s: error: %s: %s\n", kTool, plan.c_str(),
+                 why.c_str());
     return 1;
   }
+  const plan::Plan *p = loaded.get();
+  if (checkOnly) {
+    const plan::Memory *m = p->memory();
+    std::printf("%s: valid plan (format version %u) for %s\n", plan.c_str(),
+                p->version(),
+                p->training()->job() ? p->training()->job()->c_str() : "?");
+    std::printf("arena %llu bytes: parameters %llu, gradients %llu, optimizer "
+                "state %llu, other state %llu, inputs %llu, activations at "
+                "peak %llu\n",
+                static_cast<unsigned long long>(p->arena_bytes()),
+                static_cast<unsigned long long>(m->parameters()),
+                static_cast<unsigned long long>(m->gradients()),
+                static_cast<unsigned long long>(m->optimizer_state()),
+                static_cast<unsigned long long>(m->other_state()),
+                static_cast<unsigned long long>(m->inputs()),
+                static_cast<unsigned long long>(m->activations_peak()));
+    for (const plan::Program *prog : *p->programs())
+      std::printf("program %s: %u steps\n", prog->name()->c_str(),
+                  prog->steps() ? prog->steps()->size() : 0u);
+    return 0;
+  }
   std::fprintf(stderr,
-               "%s: error: %s: this forge-run cannot execute plans yet; plan "
-               "loading and the CPU runtime are the next milestone (README, "
-               "Status)\n",
+               "%s: error: %s: the plan is valid, but this forge-run cannot "
+               "execute plans yet (the CPU executor is the next milestone; "
+               "use --check to inspect the plan)\n",
                kTool, plan.c_str());
   return 1;
 }

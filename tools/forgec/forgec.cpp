@@ -9,6 +9,7 @@
 
 #include "compiler/Analysis.h"
 #include "compiler/Pipeline.h"
+#include "compiler/PlanWriter.h"
 #include "forge/Version.h"
 #include "frontends/config/Config.h"
 #include "frontends/model/ModelSummary.h"
@@ -22,6 +23,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,9 +68,9 @@ static void printHelp() {
       "  --dump-ir=<dir>           run the pass pipeline and write the IR "
       "after\n"
       "                            every pass to <dir>/NN-<pass>.mlir\n"
-      "  -o <plan.bin>             write the compiled plan (not available in\n"
-      "                            this version: the plan writer is the next\n"
-      "                            milestone)\n"
+      "  -o <plan.bin>             compile the job and write the plan "
+      "forge-run\n"
+      "                            executes (single rank for now)\n"
       "\n"
       "OPTIONS:\n"
       "  --set <table.key=value>   override a key after the file is read; the\n"
@@ -118,6 +120,11 @@ static int report(const config::ConfigLoader &loader) {
   return errors;
 }
 
+static mlir::OwningOpRef<mlir::ModuleOp>
+compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
+              const std::string &job, std::vector<uint8_t> &planBytes,
+              compiler::MemorySummary &memory);
+
 /// Builds and verifies the model IR, then prints it or the report.
 static int emitOrReport(const config::ConfigLoader &loader, bool report,
                         bool locations) {
@@ -151,6 +158,65 @@ static int emitOrReport(const config::ConfigLoader &loader, bool report,
           .count();
   std::fputs(compiler::report(*module, loader.config()).c_str(), stdout);
   std::printf("IR built and verified in %.3f s\n", seconds);
+  // The memory plan needs the whole pipeline; VLM and multi-rank jobs stop
+  // before it (reported above).
+  std::vector<uint8_t> bytes;
+  compiler::MemorySummary memory;
+  mlir::MLIRContext planCtx;
+  if (!compileModule(planCtx, loader, "", bytes, memory))
+    return 1;
+  std::fputs(compiler::describeMemory(memory).c_str(), stdout);
+  return 0;
+}
+
+/// Builds the IR, runs the pipeline and plans memory. Null on error (printed).
+static mlir::OwningOpRef<mlir::ModuleOp>
+compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
+              const std::string &job, std::vector<uint8_t> &planBytes,
+              compiler::MemorySummary &memory) {
+  std::string error;
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      model::buildModel(ctx, loader, error);
+  if (!module) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return nullptr;
+  }
+  if (mlir::failed(compiler::runPipeline(*module, "", error)) ||
+      !compiler::writePlan(*module, loader.config(), job, planBytes, memory,
+                           error)) {
+    std::fprintf(stderr, "%s: error: %s\n", kTool, error.c_str());
+    return nullptr;
+  }
+  return module;
+}
+
+/// forgec job.toml -o plan.bin
+static int compilePlan(const config::ConfigLoader &loader,
+                       const std::string &job, const std::string &output,
+                       int64_t worldSize) {
+  if (worldSize != 1) {
+    std::fprintf(stderr,
+                 "%s: error: -o: world size %lld needs the sharding passes, "
+                 "which are not implemented yet; plans are single-rank "
+                 "(--world-size 1)\n",
+                 kTool, static_cast<long long>(worldSize));
+    return 1;
+  }
+  mlir::MLIRContext ctx;
+  std::vector<uint8_t> bytes;
+  compiler::MemorySummary memory;
+  if (!compileModule(ctx, loader, job, bytes, memory))
+    return 1;
+  std::ofstream out(output, std::ios::binary);
+  out.write(reinterpret_cast<const char *>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
+  if (!out) {
+    std::fprintf(stderr, "%s: error: cannot write %s\n", kTool, output.c_str());
+    return 1;
+  }
+  std::printf("wrote %s (%zu bytes); arena %llu bytes per rank\n",
+              output.c_str(), bytes.size(),
+              static_cast<unsigned long long>(memory.total));
   return 0;
 }
 
@@ -268,10 +334,6 @@ int main(int argc, char **argv) {
   }
   if (job.empty())
     tools::usageError(kTool, "no job file given");
-  if (!output.empty())
-    tools::usageError(kTool, "-o: writing a plan is not available in this "
-                             "version (the plan writer is the next milestone); "
-                             "use --check or --print-config");
 
   config::ConfigLoader loader;
   bool ok = loader.loadFile(job);
@@ -308,6 +370,10 @@ int main(int argc, char **argv) {
     return emitOrReport(loader, mode == Mode::Report, printLocations);
   case Mode::DumpIR:
     return dumpIR(loader, dumpDir);
+  case Mode::Summary:
+    if (!output.empty())
+      return compilePlan(loader, job, output, worldSize);
+    break;
   default:
     break;
   }

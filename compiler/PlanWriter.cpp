@@ -1,0 +1,431 @@
+//===- PlanWriter.cpp - Memory planning and plan.bin ----------------------===//
+
+#include "compiler/PlanWriter.h"
+#include "dialects/forge/IR/ForgeOps.h"
+#include "runtime/core/Plan.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+using namespace mlir;
+
+namespace forge::compiler {
+namespace {
+
+uint64_t alignUp(uint64_t v) {
+  const uint64_t a = runtime::kArenaAlignment;
+  return (v + a - 1) / a * a;
+}
+
+/// Storage: one region of the arena, shared by a value and its views.
+struct Storage {
+  uint64_t bytes = 0;
+  bool persistent = false;
+  plan::Role role = plan::Role::activation;
+  uint64_t offset = 0; // persistent: absolute; activation: within region
+  int def = 0, lastUse = -1;
+};
+
+/// A plan buffer: a typed view of a storage.
+struct BufferEntry {
+  std::string name;
+  plan::Role role;
+  plan::DType dtype;
+  std::vector<int64_t> shape;
+  unsigned storage;
+  plan::Init init = plan::Init::none;
+  double std = 0;
+};
+
+struct StepRec {
+  std::string op;
+  std::vector<unsigned> operands, results; // buffer indices
+  Operation *source;
+};
+
+struct ProgramRec {
+  std::string name;
+  std::vector<unsigned> inputs, outputs;
+  std::vector<StepRec> steps;
+  std::vector<unsigned> storages; // activation storages defined here
+};
+
+class Writer {
+public:
+  Writer(ModuleOp module, std::string &error)
+      : module_(module), error_(error) {}
+
+  bool run(const config::JobConfig &cfg, const std::string &jobPath,
+           std::vector<uint8_t> &out, MemorySummary &mem);
+
+private:
+  bool fail(Operation *op, const std::string &msg) {
+    std::string loc;
+    llvm::raw_string_ostream os(loc);
+    op->getLoc().print(os);
+    error_ = os.str() + ": " + msg;
+    return false;
+  }
+
+  bool dtypeOf(Type t, plan::DType &d) {
+    if (t.isF32())
+      d = plan::DType::f32;
+    else if (t.isBF16())
+      d = plan::DType::bf16;
+    else if (t.isF16())
+      d = plan::DType::f16;
+    else if (t.isInteger(64))
+      d = plan::DType::i64;
+    else if (t.isInteger(32))
+      d = plan::DType::i32;
+    else
+      return false;
+    return true;
+  }
+
+  /// A new buffer over a new storage (or over `storage` when given).
+  bool newBuffer(Value v, const std::string &name, plan::Role role,
+                 bool persistent, unsigned *storage, unsigned &index,
+                 Operation *where) {
+    auto t = dyn_cast<RankedTensorType>(v.getType());
+    plan::DType d;
+    if (!t || !t.hasStaticShape() || !dtypeOf(t.getElementType(), d))
+      return fail(where, "cannot place a value of type " +
+                             std::string(llvm::formatv("{0}", v.getType())) +
+                             " in the plan (static f32/bf16/f16/i64/i32 "
+                             "tensors only)");
+    unsigned s;
+    if (storage) {
+      s = *storage;
+    } else {
+      s = storages_.size();
+      Storage st;
+      st.bytes =
+          static_cast<uint64_t>(t.getNumElements()) * runtime::dtypeSize(d);
+      st.persistent = persistent;
+      st.role = role;
+      storages_.push_back(st);
+    }
+    index = buffers_.size();
+    buffers_.push_back(
+        {name, role, d,
+         std::vector<int64_t>(t.getShape().begin(), t.getShape().end()), s});
+    valueBuffer_[v] = index;
+    return true;
+  }
+
+  bool collectParams();
+  bool collectProgram(func::FuncOp fn);
+  void allocate(MemorySummary &mem);
+
+  ModuleOp module_;
+  std::string &error_;
+  std::vector<Storage> storages_;
+  std::vector<BufferEntry> buffers_;
+  DenseMap<Value, unsigned> valueBuffer_;
+  std::map<std::string, unsigned> paramBuffer_;
+  std::vector<ProgramRec> programs_;
+};
+
+bool Writer::collectParams() {
+  for (auto p : module_.getOps<ParamOp>()) {
+    std::string name = p.getSymName().str();
+    plan::Role role = plan::Role::parameter;
+    if (p.getBuffer())
+      role = name.rfind("grad.", 0) == 0        ? plan::Role::gradient
+             : name.rfind("optimizer.", 0) == 0 ? plan::Role::optimizer_state
+                                                : plan::Role::state;
+    plan::DType d;
+    if (!dtypeOf(p.getTensorType().getElementType(), d))
+      return fail(p, "parameter element type is not f32, bf16 or f16");
+    unsigned s = storages_.size();
+    Storage st;
+    st.bytes = static_cast<uint64_t>(p.getTensorType().getNumElements()) *
+               runtime::dtypeSize(d);
+    st.persistent = true;
+    st.role = role;
+    storages_.push_back(st);
+    BufferEntry b{name, role, d,
+                  std::vector<int64_t>(p.getTensorType().getShape().begin(),
+                                       p.getTensorType().getShape().end()),
+                  s};
+    b.init = p.getInit() == InitKind::normal ? plan::Init::normal
+             : p.getInit() == InitKind::ones ? plan::Init::ones
+                                             : plan::Init::zeros;
+    b.std = p.getStd() ? p.getStd()->convertToDouble() : 0.0;
+    paramBuffer_[name] = buffers_.size();
+    buffers_.push_back(b);
+  }
+  return true;
+}
+
+/// Converts an MLIR attribute into a plan attribute.
+bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
+                std::vector<flatbuffers::Offset<plan::Attr>> &out,
+                std::string &unsupported) {
+  Attribute v = a.getValue();
+  // Symbol references are resolved into the step's buffer indices.
+  if (isa<SymbolRefAttr>(v))
+    return true;
+  auto name = fbb.CreateString(a.getName().str());
+  if (auto i = dyn_cast<IntegerAttr>(v))
+    out.push_back(plan::CreateAttr(fbb, name, i.getInt(), 0, 0));
+  else if (auto f = dyn_cast<FloatAttr>(v))
+    out.push_back(plan::CreateAttr(fbb, name, 0, f.getValueAsDouble(), 0));
+  else if (auto s = dyn_cast<StringAttr>(v))
+    out.push_back(plan::CreateAttr(fbb, name, 0, 0,
+                                   fbb.CreateString(s.getValue().str())));
+  else if (isa<UnitAttr>(v))
+    out.push_back(plan::CreateAttr(fbb, name, 1, 0, 0));
+  else if (auto l = dyn_cast<WeightLayoutAttr>(v))
+    out.push_back(plan::CreateAttr(
+        fbb, name, 0, 0,
+        fbb.CreateString(stringifyWeightLayout(l.getValue()).str())));
+  else {
+    unsupported = a.getName().str();
+    return false;
+  }
+  return true;
+}
+
+bool Writer::collectProgram(func::FuncOp fn) {
+  ProgramRec prog;
+  prog.name = fn.getSymName().str();
+  for (BlockArgument arg : fn.getArguments()) {
+    unsigned idx;
+    if (!newBuffer(arg, prog.name + ".arg" + std::to_string(arg.getArgNumber()),
+                   plan::Role::input, true, nullptr, idx, fn))
+      return false;
+    prog.inputs.push_back(idx);
+  }
+  int step = 0;
+  auto use = [&](Value v, int at) {
+    Storage &s = storages_[buffers_[valueBuffer_.at(v)].storage];
+    s.lastUse = std::max(s.lastUse, at);
+  };
+  for (Operation &op : fn.getBody().front()) {
+    if (auto get = dyn_cast<GetParamOp>(op)) {
+      valueBuffer_[get.getResult()] = paramBuffer_.at(get.getName().str());
+      continue;
+    }
+    if (auto reshape = dyn_cast<ReshapeOp>(op)) {
+      // A view: same storage, another shape; no step.
+      unsigned storage = buffers_[valueBuffer_.at(reshape.getInput())].storage;
+      unsigned idx;
+      if (!newBuffer(reshape.getResult(), "", plan::Role::activation, false,
+                     &storage, idx, &op))
+        return false;
+      continue;
+    }
+    if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+      for (Value v : ret.getOperands()) {
+        use(v, step);
+        prog.outputs.push_back(valueBuffer_.at(v));
+      }
+      continue;
+    }
+    if (!runtime::findOp(op.getName().getStringRef()))
+      return fail(&op, "op " + op.getName().getStringRef().str() +
+                           " cannot be written to a plan");
+    StepRec rec{op.getName().getStringRef().str(), {}, {}, &op};
+    for (Value v : op.getOperands()) {
+      use(v, step);
+      rec.operands.push_back(valueBuffer_.at(v));
+    }
+    if (auto set = dyn_cast<SetParamOp>(op)) {
+      rec.results.push_back(paramBuffer_.at(set.getName().str()));
+    } else {
+      for (Value r : op.getResults()) {
+        unsigned idx;
+        if (!newBuffer(r, "", plan::Role::activation, false, nullptr, idx, &op))
+          return false;
+        Storage &s = storages_[buffers_[idx].storage];
+        s.def = step;
+        s.lastUse = std::max(s.lastUse, step);
+        prog.storages.push_back(buffers_[idx].storage);
+        rec.results.push_back(idx);
+      }
+    }
+    prog.steps.push_back(std::move(rec));
+    ++step;
+  }
+  programs_.push_back(std::move(prog));
+  return true;
+}
+
+void Writer::allocate(MemorySummary &mem) {
+  // Persistent storages, in declaration order.
+  uint64_t top = 0;
+  for (Storage &s : storages_) {
+    if (!s.persistent)
+      continue;
+    s.offset = top;
+    top = alignUp(top + s.bytes);
+    switch (s.role) {
+    case plan::Role::parameter:
+      mem.parameters += s.bytes;
+      break;
+    case plan::Role::gradient:
+      mem.gradients += s.bytes;
+      break;
+    case plan::Role::optimizer_state:
+      mem.optimizerState += s.bytes;
+      break;
+    case plan::Role::input:
+      mem.inputs += s.bytes;
+      break;
+    default:
+      mem.otherState += s.bytes;
+    }
+  }
+  const uint64_t base = top;
+  // Activations: each program starts with an empty region (programs run
+  // one at a time). First fit over [offset, end) intervals in use.
+  uint64_t peak = 0;
+  for (const ProgramRec &prog : programs_) {
+    std::vector<unsigned> order = prog.storages;
+    std::vector<std::pair<uint64_t, uint64_t>> live; // (offset, end)
+    std::vector<unsigned> liveIds;
+    int nsteps = static_cast<int>(prog.steps.size());
+    for (int step = 0; step <= nsteps; ++step) {
+      for (unsigned id : order) {
+        Storage &s = storages_[id];
+        if (s.def != step)
+          continue;
+        uint64_t size = alignUp(s.bytes), at = 0;
+        std::vector<std::pair<uint64_t, uint64_t>> sorted = live;
+        std::sort(sorted.begin(), sorted.end());
+        for (auto [o, e] : sorted) {
+          if (at + size <= o)
+            break;
+          at = std::max(at, e);
+        }
+        s.offset = at;
+        live.push_back({at, at + size});
+        liveIds.push_back(id);
+        peak = std::max(peak, at + size);
+      }
+      // Free what is not used after this step.
+      for (size_t i = 0; i < liveIds.size();) {
+        if (storages_[liveIds[i]].lastUse <= step) {
+          live.erase(live.begin() + i);
+          liveIds.erase(liveIds.begin() + i);
+        } else {
+          ++i;
+        }
+      }
+    }
+  }
+  for (Storage &s : storages_)
+    if (!s.persistent)
+      s.offset += base;
+  mem.activationsPeak = peak;
+  mem.total = base + peak;
+}
+
+bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
+                 std::vector<uint8_t> &out, MemorySummary &mem) {
+  if (!collectParams())
+    return false;
+  for (const char *name : {"train_step", "optimizer_step"}) {
+    auto fn = module_.lookupSymbol<func::FuncOp>(name);
+    if (!fn) {
+      error_ = std::string("the module has no @") + name +
+               " (run the pass pipeline before writing a plan)";
+      return false;
+    }
+    if (!collectProgram(fn))
+      return false;
+  }
+  allocate(mem);
+
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<plan::Buffer>> bufs;
+  for (const BufferEntry &b : buffers_) {
+    const Storage &s = storages_[b.storage];
+    uint64_t elems = 1;
+    for (int64_t d : b.shape)
+      elems *= static_cast<uint64_t>(d);
+    bufs.push_back(
+        plan::CreateBuffer(fbb, fbb.CreateString(b.name), b.role, b.dtype,
+                           fbb.CreateVector(b.shape), s.offset,
+                           elems * runtime::dtypeSize(b.dtype), b.init, b.std));
+  }
+  std::vector<flatbuffers::Offset<plan::Program>> progs;
+  for (const ProgramRec &p : programs_) {
+    std::vector<flatbuffers::Offset<plan::Step>> steps;
+    for (const StepRec &st : p.steps) {
+      std::vector<flatbuffers::Offset<plan::Attr>> attrs;
+      for (NamedAttribute a : st.source->getAttrDictionary()) {
+        std::string unsupported;
+        if (!attrToPlan(fbb, a, attrs, unsupported))
+          return fail(st.source, "attribute '" + unsupported +
+                                     "' cannot be carried by the plan");
+      }
+      std::string loc;
+      llvm::raw_string_ostream os(loc);
+      st.source->getLoc().print(os);
+      steps.push_back(plan::CreateStep(
+          fbb, fbb.CreateString(st.op), fbb.CreateVector(st.operands),
+          fbb.CreateVector(st.results), fbb.CreateVector(attrs),
+          fbb.CreateString(os.str())));
+    }
+    progs.push_back(plan::CreateProgram(
+        fbb, fbb.CreateString(p.name), fbb.CreateVector(p.inputs),
+        fbb.CreateVector(p.outputs), fbb.CreateVector(steps)));
+  }
+  auto memory = plan::CreateMemory(fbb, mem.parameters, mem.gradients,
+                                   mem.optimizerState, mem.otherState,
+                                   mem.inputs, mem.activationsPeak, mem.total);
+  const config::TrainConfig &t = cfg.train;
+  auto training = plan::CreateTraining(
+      fbb, t.max_steps, t.grad_accum_steps, t.batch_size, t.seq_len,
+      cfg.model.vocab_size, t.seed, t.effectiveDataSeed(),
+      cfg.metrics.log_interval, fbb.CreateString(cfg.data.dataset_path),
+      fbb.CreateString(cfg.data.file_pattern), fbb.CreateString(jobPath));
+  auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings({}),
+                               fbb.CreateVector(std::vector<int64_t>{}));
+  auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,
+                               fbb.CreateVector(bufs), fbb.CreateVector(progs),
+                               memory, training);
+  plan::FinishPlanBuffer(fbb, root);
+  out.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  return true;
+}
+
+std::string mib(uint64_t bytes) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%12llu bytes (%9.2f MiB)",
+                static_cast<unsigned long long>(bytes),
+                static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+} // namespace
+
+bool writePlan(ModuleOp module, const config::JobConfig &cfg,
+               const std::string &jobPath, std::vector<uint8_t> &out,
+               MemorySummary &memory, std::string &error) {
+  Writer w(module, error);
+  return w.run(cfg, jobPath, out, memory);
+}
+
+std::string describeMemory(const MemorySummary &m) {
+  std::string s = "memory per rank (planned arena):\n";
+  s += "  parameters          " + mib(m.parameters) + "\n";
+  s += "  gradients           " + mib(m.gradients) + "\n";
+  s += "  optimizer state     " + mib(m.optimizerState) + "\n";
+  if (m.otherState)
+    s += "  other state         " + mib(m.otherState) + "\n";
+  s += "  inputs              " + mib(m.inputs) + "\n";
+  s += "  activations at peak " + mib(m.activationsPeak) + "\n";
+  s += "  total peak          " + mib(m.total) + "\n";
+  return s;
+}
+
+} // namespace forge::compiler

@@ -1,0 +1,213 @@
+//===- Plan.cpp - Loading and verifying plan.bin --------------------------===//
+
+#include "runtime/core/Plan.h"
+
+#include <fstream>
+#include <iterator>
+#include <limits>
+
+namespace forge::runtime {
+
+uint64_t dtypeSize(plan::DType t) {
+  switch (t) {
+  case plan::DType::f32:
+  case plan::DType::i32:
+    return 4;
+  case plan::DType::bf16:
+  case plan::DType::f16:
+    return 2;
+  case plan::DType::i64:
+    return 8;
+  }
+  return 0;
+}
+
+const char *dtypeName(plan::DType t) {
+  const char *name = plan::EnumNameDType(t);
+  return name && *name ? name : "?";
+}
+
+const std::vector<OpInfo> &knownOps() {
+  // Operand/result counts of every forge op a plan can contain; -1 for
+  // variadic or optional operands (checked by the kernel's prepare step).
+  static const std::vector<OpInfo> ops = {
+      {"forge.embedding", 2, 1},
+      {"forge.linear", 2, 1},
+      {"forge.grouped_linear", 3, 1},
+      {"forge.stack", -1, 1},
+      {"forge.rmsnorm", 2, 1},
+      {"forge.layernorm", 3, 1},
+      {"forge.reshape", 1, 1},
+      {"forge.rope", 1, 1},
+      {"forge.attention", -1, 1},
+      {"forge.silu", 1, 1},
+      {"forge.gelu", 1, 1},
+      {"forge.relu", 1, 1},
+      {"forge.tanh", 1, 1},
+      {"forge.add", 2, 1},
+      {"forge.mul", 2, 1},
+      {"forge.scale", 1, 1},
+      {"forge.softmax_topk", 1, 3},
+      {"forge.sigmoid_topk", 2, 3},
+      {"forge.moe_capacity", 2, 1},
+      {"forge.moe_dispatch", 2, 3},
+      {"forge.moe_combine", 4, 1},
+      {"forge.moe_aux_loss", 2, 1},
+      {"forge.z_loss", 1, 1},
+      {"forge.cross_entropy", 2, 1},
+      {"forge.chunked_cross_entropy", 3, 1},
+      {"forge.fill", 0, 1},
+      {"forge.unstack", 1, -1},
+      {"forge.embedding_grad", 2, 1},
+      {"forge.linear_grad_input", 2, 1},
+      {"forge.linear_grad_weight", 2, 1},
+      {"forge.grouped_linear_grad_input", 3, 1},
+      {"forge.grouped_linear_grad_weight", 3, 1},
+      {"forge.rmsnorm_grad", 3, 2},
+      {"forge.layernorm_grad", 3, 3},
+      {"forge.rope_grad", 1, 1},
+      {"forge.attention_grad", -1, 3},
+      {"forge.silu_grad", 2, 1},
+      {"forge.gelu_grad", 2, 1},
+      {"forge.relu_grad", 2, 1},
+      {"forge.tanh_grad", 2, 1},
+      {"forge.softmax_topk_grad", 4, 1},
+      {"forge.sigmoid_topk_grad", 4, 2},
+      {"forge.moe_capacity_grad", 2, 1},
+      {"forge.moe_dispatch_grad", 2, 1},
+      {"forge.moe_combine_grad", 5, 2},
+      {"forge.moe_aux_loss_grad", 2, 1},
+      {"forge.z_loss_grad", 2, 1},
+      {"forge.cross_entropy_grad", 3, 1},
+      {"forge.chunked_cross_entropy_grad", 4, 2},
+      {"forge.set_param", 1, 1},
+      {"forge.global_norm", -1, 1},
+      {"forge.clip_coefficient", 1, 1},
+      {"forge.lr_factor", 1, 1},
+      {"forge.adamw_update", 7, 3},
+  };
+  return ops;
+}
+
+const OpInfo *findOp(std::string_view name) {
+  for (const OpInfo &op : knownOps())
+    if (op.name == name)
+      return &op;
+  return nullptr;
+}
+
+namespace {
+
+std::string str(const flatbuffers::String *s) {
+  return s ? s->str() : std::string("<unnamed>");
+}
+
+std::string checkIndices(const flatbuffers::Vector<uint32_t> *v, size_t count,
+                         const std::string &what) {
+  if (!v)
+    return "";
+  for (uint32_t i : *v)
+    if (i >= count)
+      return what + " refers to buffer " + std::to_string(i) +
+             " but the plan has " + std::to_string(count) + " buffers";
+  return "";
+}
+
+} // namespace
+
+std::string verifyPlan(const uint8_t *data, size_t size) {
+  if (size < 8)
+    return "file too small to be a plan (" + std::to_string(size) + " bytes)";
+  if (!plan::PlanBufferHasIdentifier(data))
+    return "not a forge plan (missing the FRGP identifier)";
+  flatbuffers::Verifier verifier(data, size);
+  if (!plan::VerifyPlanBuffer(verifier))
+    return "corrupted or truncated plan (FlatBuffers verification failed)";
+  const plan::Plan *p = plan::GetPlan(data);
+  if (p->version() != kPlanVersion)
+    return "plan format version " + std::to_string(p->version()) +
+           ", but this forge-run reads version " +
+           std::to_string(kPlanVersion) +
+           "; recompile the job with the matching forgec";
+  if (!p->buffers() || !p->programs() || !p->memory() || !p->training())
+    return "incomplete plan: buffers, programs, memory and training are "
+           "required";
+  const uint64_t arena = p->arena_bytes();
+  const size_t nbuf = p->buffers()->size();
+  for (size_t i = 0; i < nbuf; ++i) {
+    const plan::Buffer *b = p->buffers()->Get(i);
+    std::string name =
+        "buffer " + std::to_string(i) + " (" + str(b->name()) + ")";
+    uint64_t elems = 1;
+    if (b->shape())
+      for (int64_t d : *b->shape()) {
+        if (d < 0)
+          return name + " has a negative dimension";
+        if (d > 0 && elems > std::numeric_limits<uint64_t>::max() / d)
+          return name + " has an overflowing shape";
+        elems *= static_cast<uint64_t>(d);
+      }
+    uint64_t es = dtypeSize(b->dtype());
+    if (es == 0)
+      return name + " has an unknown dtype";
+    if (elems * es != b->bytes())
+      return name + " holds " + std::to_string(b->bytes()) + " bytes but its " +
+             dtypeName(b->dtype()) + " shape needs " +
+             std::to_string(elems * es);
+    if (b->offset() % kArenaAlignment != 0)
+      return name + " is not " + std::to_string(kArenaAlignment) +
+             "-byte aligned (offset " + std::to_string(b->offset()) + ")";
+    if (b->offset() > arena || b->bytes() > arena - b->offset())
+      return name + " [" + std::to_string(b->offset()) + ", +" +
+             std::to_string(b->bytes()) + ") lies outside the arena of " +
+             std::to_string(arena) + " bytes";
+  }
+  for (const plan::Program *prog : *p->programs()) {
+    std::string pname = "program " + str(prog->name());
+    if (std::string e = checkIndices(prog->inputs(), nbuf, pname + " input");
+        !e.empty())
+      return e;
+    if (std::string e = checkIndices(prog->outputs(), nbuf, pname + " output");
+        !e.empty())
+      return e;
+    if (!prog->steps())
+      continue;
+    for (size_t s = 0; s < prog->steps()->size(); ++s) {
+      const plan::Step *st = prog->steps()->Get(s);
+      std::string where =
+          pname + " step " + std::to_string(s) + " (" + str(st->op()) + ")";
+      const OpInfo *info = st->op() ? findOp(st->op()->string_view()) : nullptr;
+      if (!info)
+        return where + ": op unknown to this forge-run";
+      size_t nops = st->operands() ? st->operands()->size() : 0;
+      size_t nres = st->results() ? st->results()->size() : 0;
+      if ((info->operands >= 0 &&
+           nops != static_cast<size_t>(info->operands)) ||
+          (info->results >= 0 && nres != static_cast<size_t>(info->results)))
+        return where + ": has " + std::to_string(nops) + " operands and " +
+               std::to_string(nres) + " results";
+      if (std::string e =
+              checkIndices(st->operands(), nbuf, where + " operand");
+          !e.empty())
+        return e;
+      if (std::string e = checkIndices(st->results(), nbuf, where + " result");
+          !e.empty())
+        return e;
+    }
+  }
+  if (p->memory()->total() != arena)
+    return "memory total (" + std::to_string(p->memory()->total()) +
+           ") differs from the arena size (" + std::to_string(arena) + ")";
+  return "";
+}
+
+std::string loadPlan(const std::string &path, LoadedPlan &out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return "cannot open the plan";
+  out.bytes.assign(std::istreambuf_iterator<char>(in),
+                   std::istreambuf_iterator<char>());
+  return verifyPlan(out.bytes.data(), out.bytes.size());
+}
+
+} // namespace forge::runtime

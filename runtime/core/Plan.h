@@ -1,0 +1,60 @@
+//===- Plan.h - Loading and verifying plan.bin ----------------------------===//
+//
+// "Validate once, then run blind" (design.md §3): loading checks the
+// FlatBuffers structure, the identifier and version, every buffer against
+// the arena, every step's op name and operand/result indices, so the execute
+// loop can trust the plan. Never throws; a bad plan is a message.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef FORGE_RUNTIME_CORE_PLAN_H
+#define FORGE_RUNTIME_CORE_PLAN_H
+
+#include "runtime/core/plan_generated.h"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace forge::runtime {
+
+/// The plan format version this runtime reads.
+constexpr uint32_t kPlanVersion = 1;
+
+/// Arena alignment of every buffer, in bytes.
+constexpr uint64_t kArenaAlignment = 64;
+
+/// Bytes per element.
+uint64_t dtypeSize(plan::DType t);
+const char *dtypeName(plan::DType t);
+
+/// How many operands and results a step of this op has (-1: any number).
+struct OpInfo {
+  std::string_view name;
+  int operands;
+  int results;
+};
+
+/// The op a plan step names, or null for an op this runtime does not know.
+const OpInfo *findOp(std::string_view name);
+
+/// Every op this runtime knows.
+const std::vector<OpInfo> &knownOps();
+
+/// Checks a plan held in memory. Returns an empty string when it is valid,
+/// otherwise the first problem found.
+std::string verifyPlan(const uint8_t *data, size_t size);
+
+/// A verified plan and the bytes it lives in.
+struct LoadedPlan {
+  std::vector<uint8_t> bytes;
+  const plan::Plan *get() const { return plan::GetPlan(bytes.data()); }
+};
+
+/// Reads and verifies `path`. Returns an empty string on success.
+std::string loadPlan(const std::string &path, LoadedPlan &out);
+
+} // namespace forge::runtime
+
+#endif // FORGE_RUNTIME_CORE_PLAN_H
