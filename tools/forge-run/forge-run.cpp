@@ -10,9 +10,13 @@
 #include "forge/Version.h"
 #include "runtime/core/BuildInfo.h"
 #include "runtime/core/Plan.h"
+#include "runtime/cpu/Executor.h"
 #include "tools/common/ToolArgs.h"
 
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <random>
 #include <string>
 
 using namespace forge;
@@ -31,6 +35,11 @@ static void printHelp() {
       "                            a GPU is visible, else cpu)\n"
       "  --nproc-per-node <N>      fork and supervise N local ranks (default "
       "1)\n"
+      "  --steps <N>               optimizer steps to run (default: the job's\n"
+      "                            train.max_steps)\n"
+      "  --repeat-batch            train on one fixed random-token batch (a\n"
+      "                            memorization check) instead of a new one\n"
+      "                            per micro-batch\n"
       "  --check                   load and verify the plan, print what it "
       "holds\n"
       "                            (memory per rank, programs), and exit\n"
@@ -45,7 +54,8 @@ static void printHelp() {
 
 int main(int argc, char **argv) {
   std::string plan, device = "auto", nproc = "1";
-  bool checkOnly = false;
+  bool checkOnly = false, repeatBatch = false;
+  std::string stepsText;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -60,6 +70,12 @@ int main(int argc, char **argv) {
       checkOnly = true;
       continue;
     }
+    if (arg == "--repeat-batch") {
+      repeatBatch = true;
+      continue;
+    }
+    if (tools::takeValue(kTool, argc, argv, i, "--steps", stepsText))
+      continue;
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
       return 0;
@@ -114,10 +130,90 @@ int main(int argc, char **argv) {
                   prog->steps() ? prog->steps()->size() : 0u);
     return 0;
   }
-  std::fprintf(stderr,
-               "%s: error: %s: the plan is valid, but this forge-run cannot "
-               "execute plans yet (the CPU executor is the next milestone; "
-               "use --check to inspect the plan)\n",
-               kTool, plan.c_str());
-  return 1;
+  if (device == "cuda") {
+    std::fprintf(stderr,
+                 "%s: error: --device cuda: the CUDA executor is not "
+                 "implemented yet; the plan runs on the CPU\n",
+                 kTool);
+    return 1;
+  }
+  if (*n != 1) {
+    std::fprintf(stderr,
+                 "%s: error: --nproc-per-node %lld: multi-rank "
+                 "execution is not implemented yet\n",
+                 kTool, static_cast<long long>(*n));
+    return 1;
+  }
+  const plan::Training *t = p->training();
+  int64_t steps = t->max_steps();
+  if (!stepsText.empty()) {
+    auto v = tools::parseInt(stepsText);
+    if (!v || *v < 1)
+      tools::usageError(kTool, "--steps must be a positive integer, got '" +
+                                   stepsText + "'");
+    steps = *v;
+  }
+  cpu::Executor exec;
+  if (std::string why = exec.prepare(p); !why.empty()) {
+    std::fprintf(stderr, "%s: error: %s: %s\n", kTool, plan.c_str(),
+                 why.c_str());
+    return 1;
+  }
+  exec.initialize(static_cast<uint64_t>(t->seed()));
+  std::printf("%s: %s, arena %.2f MiB, %lld steps x %lld micro-batches of "
+              "%lld x %lld tokens (random tokens%s)\n",
+              kTool, t->job() ? t->job()->c_str() : plan.c_str(),
+              static_cast<double>(exec.arenaBytes()) / (1 << 20),
+              static_cast<long long>(steps),
+              static_cast<long long>(t->grad_accum_steps()),
+              static_cast<long long>(t->batch_size()),
+              static_cast<long long>(t->seq_len()),
+              repeatBatch ? ", one repeated batch" : "");
+  const std::vector<cpu::View> &in = exec.inputs("train_step");
+  std::mt19937_64 gen(static_cast<uint64_t>(t->data_seed()));
+  std::uniform_int_distribution<int64_t> token(0, t->vocab_size() - 1);
+  auto fillBatch = [&] {
+    // Like KempnerForge without a dataset: independent random inputs and
+    // labels. Document ids (packed sequences) are all one document.
+    for (size_t a = 0; a < in.size(); ++a) {
+      const cpu::View &v = in[a];
+      if (v.dtype == plan::DType::i64) {
+        auto *d = static_cast<int64_t *>(v.data);
+        for (int64_t e = 0; e < v.numel(); ++e)
+          d[e] = token(gen);
+      } else {
+        std::memset(v.data, 0, v.numel() * 4);
+      }
+    }
+  };
+  if (repeatBatch)
+    fillBatch();
+  const cpu::View &stepIn = exec.inputs("optimizer_step")[0];
+  const std::vector<cpu::View> &optOut = exec.outputs("optimizer_step");
+  const cpu::View &lossOut = exec.outputs("train_step")[0];
+  int64_t logEvery = std::max<int64_t>(1, t->log_interval());
+  for (int64_t step = 0; step < steps; ++step) {
+    auto start = std::chrono::steady_clock::now();
+    double loss = 0;
+    for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
+      if (!repeatBatch)
+        fillBatch();
+      exec.run("train_step");
+      loss += cpu::Executor::readFloat(lossOut, 0);
+    }
+    loss /= static_cast<double>(t->grad_accum_steps());
+    *static_cast<int64_t *>(stepIn.data) = step;
+    exec.run("optimizer_step");
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    if ((step + 1) % logEvery == 0 || step == 0 || step + 1 == steps)
+      std::printf("[step %lld] loss=%.4f | lr=%.2e | grad_norm=%.4f | "
+                  "step_time=%.2fs\n",
+                  static_cast<long long>(step + 1), loss,
+                  cpu::Executor::readFloat(optOut[1], 0),
+                  cpu::Executor::readFloat(optOut[0], 0), seconds);
+    std::fflush(stdout);
+  }
+  return 0;
 }

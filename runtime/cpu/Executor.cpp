@@ -1,0 +1,940 @@
+//===- Executor.cpp - Runs a verified plan on the CPU ---------------------===//
+//
+// Every kernel here is a reference kernel (runtime/cpu/RefKernels) except the
+// matmuls of linear layers, which go to OpenBLAS sgemm; both are f32.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cpu/Executor.h"
+#include "runtime/cpu/RefKernels.h"
+
+#include <cblas-openblas.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+
+namespace forge::cpu {
+namespace {
+
+using Fn = std::function<void()>;
+
+float bf16ToF32(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32ToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) // NaN: keep it a (quiet) NaN
+    return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fff + ((u >> 16) & 1); // round to nearest, ties to even
+  return static_cast<uint16_t>(u >> 16);
+}
+
+bool isFloat(plan::DType t) {
+  return t == plan::DType::f32 || t == plan::DType::bf16 ||
+         t == plan::DType::f16;
+}
+
+/// f32 copy of a floating buffer (or its own storage when it is f32).
+struct In {
+  std::vector<float> tmp;
+  const float *p;
+};
+In read(const View &v) {
+  In r;
+  if (v.dtype == plan::DType::f32) {
+    r.p = static_cast<const float *>(v.data);
+    return r;
+  }
+  int64_t n = v.numel();
+  r.tmp.resize(n);
+  if (v.dtype == plan::DType::bf16) {
+    auto *s = static_cast<const uint16_t *>(v.data);
+    for (int64_t i = 0; i < n; ++i)
+      r.tmp[i] = bf16ToF32(s[i]);
+  } else {
+    auto *s = static_cast<const _Float16 *>(v.data);
+    for (int64_t i = 0; i < n; ++i)
+      r.tmp[i] = static_cast<float>(s[i]);
+  }
+  r.p = r.tmp.data();
+  return r;
+}
+
+/// A zeroed f32 destination for a floating buffer; commit() stores it.
+struct Out {
+  View v;
+  std::vector<float> tmp;
+  float *p;
+  explicit Out(const View &view) : v(view) {
+    if (v.dtype == plan::DType::f32) {
+      p = static_cast<float *>(v.data);
+      std::fill(p, p + v.numel(), 0.0f);
+    } else {
+      tmp.assign(v.numel(), 0.0f);
+      p = tmp.data();
+    }
+  }
+  void commit() {
+    int64_t n = v.numel();
+    if (v.dtype == plan::DType::bf16) {
+      auto *d = static_cast<uint16_t *>(v.data);
+      for (int64_t i = 0; i < n; ++i)
+        d[i] = f32ToBf16(tmp[i]);
+    } else if (v.dtype == plan::DType::f16) {
+      auto *d = static_cast<_Float16 *>(v.data);
+      for (int64_t i = 0; i < n; ++i)
+        d[i] = static_cast<_Float16>(tmp[i]);
+    }
+  }
+};
+
+const int64_t *ints(const View &v) {
+  return static_cast<const int64_t *>(v.data);
+}
+int64_t *mutInts(const View &v) { return static_cast<int64_t *>(v.data); }
+
+/// One step being bound to its kernel.
+struct Bind {
+  const plan::Step *step;
+  std::vector<View> ops, res;
+
+  const plan::Attr *attr(const char *name) const {
+    if (step->attrs())
+      for (const plan::Attr *a : *step->attrs())
+        if (a->name() && a->name()->str() == name)
+          return a;
+    return nullptr;
+  }
+  int64_t i(const char *name, int64_t dflt = 0) const {
+    const plan::Attr *a = attr(name);
+    return a ? a->i() : dflt;
+  }
+  double f(const char *name, double dflt = 0) const {
+    const plan::Attr *a = attr(name);
+    return a ? a->f() : dflt;
+  }
+  std::string s(const char *name) const {
+    const plan::Attr *a = attr(name);
+    return a && a->s() ? a->s()->str() : "";
+  }
+  bool has(const char *name) const { return attr(name) != nullptr; }
+};
+
+/// y[M, N] = x[M, K] @ w[N, K]^T with sgemm.
+void gemmXWt(const float *x, const float *w, int64_t m, int64_t k, int64_t n,
+             float *y, float beta) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w,
+              k, beta, y, n);
+}
+
+using Binder = std::function<std::string(Bind &, Fn &)>;
+
+std::string need(bool ok, const Bind &b, const std::string &what) {
+  if (ok)
+    return "";
+  return std::string(b.step->op()->c_str()) + ": " + what;
+}
+
+std::map<std::string, Binder> &binders() {
+  static std::map<std::string, Binder> m = [] {
+    std::map<std::string, Binder> m;
+    auto unary = [](ref::Unary kind) {
+      return [kind](Bind &b, Fn &fn) {
+        View x = b.ops[0], y = b.res[0];
+        fn = [=] {
+          In in = read(x);
+          Out out(y);
+          ref::unaryFwd(kind, in.p, x.numel(), out.p);
+          out.commit();
+        };
+        return std::string();
+      };
+    };
+    auto unaryGrad = [](ref::Unary kind) {
+      return [kind](Bind &b, Fn &fn) {
+        View x = b.ops[0], dy = b.ops[1], dx = b.res[0];
+        fn = [=] {
+          In xi = read(x), g = read(dy);
+          Out out(dx);
+          ref::unaryBwd(kind, xi.p, g.p, x.numel(), out.p);
+          out.commit();
+        };
+        return std::string();
+      };
+    };
+    m["forge.silu"] = unary(ref::Unary::Silu);
+    m["forge.gelu"] = unary(ref::Unary::Gelu);
+    m["forge.relu"] = unary(ref::Unary::Relu);
+    m["forge.tanh"] = unary(ref::Unary::Tanh);
+    m["forge.silu_grad"] = unaryGrad(ref::Unary::Silu);
+    m["forge.gelu_grad"] = unaryGrad(ref::Unary::Gelu);
+    m["forge.relu_grad"] = unaryGrad(ref::Unary::Relu);
+    m["forge.tanh_grad"] = unaryGrad(ref::Unary::Tanh);
+
+    m["forge.embedding"] = [](Bind &b, Fn &fn) {
+      View t = b.ops[0], ids = b.ops[1], y = b.res[0];
+      int64_t vocab = t.dim(0);
+      fn = [=] {
+        const int64_t *id = ints(ids);
+        for (int64_t i = 0; i < ids.numel(); ++i)
+          if (id[i] < 0 || id[i] >= vocab) {
+            std::fprintf(stderr,
+                         "forge-run: error: token id %lld outside "
+                         "the vocabulary [0, %lld)\n",
+                         static_cast<long long>(id[i]),
+                         static_cast<long long>(vocab));
+            std::exit(1);
+          }
+        In tab = read(t);
+        Out out(y);
+        ref::embeddingFwd(tab.p, id, ids.numel(), t.dim(1), out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.embedding_grad"] = [](Bind &b, Fn &fn) {
+      View dout = b.ops[0], ids = b.ops[1], dt = b.res[0];
+      fn = [=] {
+        In g = read(dout);
+        Out out(dt);
+        ref::embeddingBwd(ints(ids), ids.numel(), dt.dim(1), g.p, out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.linear"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], w = b.ops[1], y = b.res[0];
+      int64_t k = w.dim(1), n = w.dim(0), rows = x.numel() / k;
+      fn = [=] {
+        In xi = read(x), wi = read(w);
+        Out out(y);
+        gemmXWt(xi.p, wi.p, rows, k, n, out.p, 0.0f);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.linear_grad_input"] = [](Bind &b, Fn &fn) {
+      View dy = b.ops[0], w = b.ops[1], dx = b.res[0];
+      int64_t n = w.dim(0), k = w.dim(1), rows = dy.numel() / n;
+      fn = [=] {
+        In g = read(dy), wi = read(w);
+        Out out(dx);
+        // dx[rows, k] = dy[rows, n] @ w[n, k]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, k, n, 1.0f,
+                    g.p, n, wi.p, k, 0.0f, out.p, k);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.linear_grad_weight"] = [](Bind &b, Fn &fn) {
+      View dy = b.ops[0], x = b.ops[1], dw = b.res[0];
+      int64_t n = dw.dim(0), k = dw.dim(1), rows = dy.numel() / n;
+      fn = [=] {
+        In g = read(dy), xi = read(x);
+        Out out(dw);
+        // dw[n, k] = dy^T[n, rows] @ x[rows, k]
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, rows, 1.0f,
+                    g.p, n, xi.p, k, 0.0f, out.p, k);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.grouped_linear"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], w = b.ops[1], sz = b.ops[2], y = b.res[0];
+      bool outIn = b.s("layout") != "in_out";
+      fn = [=] {
+        In xi = read(x), wi = read(w);
+        Out out(y);
+        ref::groupedLinearFwd(xi.p, wi.p, ints(sz), w.dim(0), x.dim(1),
+                              y.dim(1), outIn, out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.grouped_linear_grad_input"] = [](Bind &b, Fn &fn) {
+      View dy = b.ops[0], w = b.ops[1], sz = b.ops[2], dx = b.res[0];
+      bool outIn = b.s("layout") != "in_out";
+      fn = [=] {
+        In g = read(dy), wi = read(w);
+        Out out(dx);
+        // Only dx is wanted: the weight gradient goes to a scratch.
+        std::vector<float> dw(w.numel(), 0.0f), zeros(dx.numel(), 0.0f);
+        ref::groupedLinearBwd(zeros.data(), wi.p, ints(sz), w.dim(0), dx.dim(1),
+                              dy.dim(1), outIn, g.p, out.p, dw.data());
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.grouped_linear_grad_weight"] = [](Bind &b, Fn &fn) {
+      View dy = b.ops[0], x = b.ops[1], sz = b.ops[2], dw = b.res[0];
+      bool outIn = b.s("layout") != "in_out";
+      fn = [=] {
+        In g = read(dy), xi = read(x);
+        Out out(dw);
+        std::vector<float> w(dw.numel(), 0.0f), dx(x.numel(), 0.0f);
+        ref::groupedLinearBwd(xi.p, w.data(), ints(sz), dw.dim(0), x.dim(1),
+                              dy.dim(1), outIn, g.p, dx.data(), out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.stack"] = [](Bind &b, Fn &fn) {
+      std::vector<View> ins = b.ops;
+      View y = b.res[0];
+      fn = [=] {
+        Out out(y);
+        int64_t each = ins[0].numel();
+        for (size_t i = 0; i < ins.size(); ++i) {
+          In in = read(ins[i]);
+          std::copy(in.p, in.p + each, out.p + i * each);
+        }
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.unstack"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0];
+      std::vector<View> outs = b.res;
+      fn = [=] {
+        In in = read(x);
+        int64_t each = outs[0].numel();
+        for (size_t i = 0; i < outs.size(); ++i) {
+          Out out(outs[i]);
+          std::copy(in.p + i * each, in.p + (i + 1) * each, out.p);
+          out.commit();
+        }
+      };
+      return std::string();
+    };
+    m["forge.rmsnorm"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], w = b.ops[1], y = b.res[0];
+      double eps = b.f("eps");
+      fn = [=] {
+        In xi = read(x), wi = read(w);
+        Out out(y);
+        ref::rmsnormFwd(xi.p, wi.p, x.numel() / x.dim(-1), x.dim(-1), eps,
+                        out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.rmsnorm_grad"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], w = b.ops[1], dy = b.ops[2], dx = b.res[0],
+           dw = b.res[1];
+      double eps = b.f("eps");
+      fn = [=] {
+        In xi = read(x), wi = read(w), g = read(dy);
+        Out ox(dx), ow(dw);
+        ref::rmsnormBwd(xi.p, wi.p, g.p, x.numel() / x.dim(-1), x.dim(-1), eps,
+                        ox.p, ow.p);
+        ox.commit();
+        ow.commit();
+      };
+      return std::string();
+    };
+    m["forge.layernorm"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], w = b.ops[1], bias = b.ops[2], y = b.res[0];
+      double eps = b.f("eps");
+      fn = [=] {
+        In xi = read(x), wi = read(w), bi = read(bias);
+        Out out(y);
+        ref::layernormFwd(xi.p, wi.p, bi.p, x.numel() / x.dim(-1), x.dim(-1),
+                          eps, out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.layernorm_grad"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], w = b.ops[1], dy = b.ops[2];
+      View dx = b.res[0], dw = b.res[1], db = b.res[2];
+      double eps = b.f("eps");
+      fn = [=] {
+        In xi = read(x), wi = read(w), g = read(dy);
+        Out ox(dx), ow(dw), ob(db);
+        ref::layernormBwd(xi.p, wi.p, g.p, x.numel() / x.dim(-1), x.dim(-1),
+                          eps, ox.p, ow.p, ob.p);
+        ox.commit();
+        ow.commit();
+        ob.commit();
+      };
+      return std::string();
+    };
+    m["forge.rope"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], y = b.res[0];
+      double theta = b.f("theta");
+      fn = [=] {
+        In xi = read(x);
+        Out out(y);
+        ref::ropeFwd(xi.p, x.dim(0), x.dim(1), x.dim(2), x.dim(3), theta,
+                     out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.rope_grad"] = [](Bind &b, Fn &fn) {
+      View dy = b.ops[0], dx = b.res[0];
+      double theta = b.f("theta");
+      fn = [=] {
+        In g = read(dy);
+        Out out(dx);
+        ref::ropeBwd(g.p, dy.dim(0), dy.dim(1), dy.dim(2), dy.dim(3), theta,
+                     out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    auto shapeOf = [](const Bind &b, const View &q, const View &k) {
+      return ref::AttentionShape{q.dim(0),    q.dim(1), q.dim(2),
+                                 k.dim(2),    q.dim(3), b.has("causal"),
+                                 b.f("scale")};
+    };
+    m["forge.attention"] = [shapeOf](Bind &b, Fn &fn) {
+      if (b.ops.size() != 3 && b.ops.size() != 4)
+        return need(false, b, "expects q, k, v and optional doc_ids");
+      View q = b.ops[0], k = b.ops[1], v = b.ops[2], o = b.res[0];
+      bool docs = b.ops.size() == 4;
+      View d = docs ? b.ops[3] : View();
+      if (docs && d.dtype != plan::DType::i32)
+        return need(false, b, "doc_ids must be i32");
+      ref::AttentionShape sh = shapeOf(b, q, k);
+      fn = [=] {
+        In qi = read(q), ki = read(k), vi = read(v);
+        Out out(o);
+        std::vector<float> lse(sh.b * sh.h * sh.s);
+        ref::attentionFwd(qi.p, ki.p, vi.p,
+                          docs ? static_cast<const int32_t *>(d.data) : nullptr,
+                          sh, out.p, lse.data());
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.attention_grad"] = [shapeOf](Bind &b, Fn &fn) {
+      if (b.ops.size() != 5 && b.ops.size() != 6)
+        return need(false, b,
+                    "expects q, k, v, out, dout and optional doc_ids");
+      View q = b.ops[0], k = b.ops[1], v = b.ops[2], dout = b.ops[4];
+      bool docs = b.ops.size() == 6;
+      View d = docs ? b.ops[5] : View();
+      View dq = b.res[0], dk = b.res[1], dv = b.res[2];
+      ref::AttentionShape sh = shapeOf(b, q, k);
+      fn = [=] {
+        In qi = read(q), ki = read(k), vi = read(v), g = read(dout);
+        const int32_t *doc =
+            docs ? static_cast<const int32_t *>(d.data) : nullptr;
+        // Recompute the output and log-sum-exp in f32 (flash-style).
+        std::vector<float> o(q.numel()), lse(sh.b * sh.h * sh.s);
+        ref::attentionFwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data());
+        Out oq(dq), ok(dk), ov(dv);
+        ref::attentionBwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data(), g.p,
+                          oq.p, ok.p, ov.p);
+        oq.commit();
+        ok.commit();
+        ov.commit();
+      };
+      return std::string();
+    };
+    auto binary = [](bool mul) {
+      return [mul](Bind &b, Fn &fn) {
+        View x = b.ops[0], y = b.ops[1], z = b.res[0];
+        fn = [=] {
+          In a = read(x), c = read(y);
+          Out out(z);
+          for (int64_t i = 0; i < z.numel(); ++i)
+            out.p[i] = mul ? a.p[i] * c.p[i] : a.p[i] + c.p[i];
+          out.commit();
+        };
+        return std::string();
+      };
+    };
+    m["forge.add"] = binary(false);
+    m["forge.mul"] = binary(true);
+    m["forge.scale"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], y = b.res[0];
+      float factor = static_cast<float>(b.f("factor"));
+      fn = [=] {
+        In a = read(x);
+        Out out(y);
+        for (int64_t i = 0; i < y.numel(); ++i)
+          out.p[i] = a.p[i] * factor;
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.fill"] = [](Bind &b, Fn &fn) {
+      View y = b.res[0];
+      float value = static_cast<float>(b.f("value"));
+      fn = [=] {
+        Out out(y);
+        std::fill(out.p, out.p + y.numel(), value);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.set_param"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], p = b.res[0];
+      if (x.dtype != p.dtype || x.numel() != p.numel())
+        return need(false, b, "value and parameter differ in type or size");
+      int64_t bytes =
+          x.numel() * static_cast<int64_t>(runtime::dtypeSize(x.dtype));
+      fn = [=] {
+        if (x.data != p.data)
+          std::memmove(p.data, x.data, bytes);
+      };
+      return std::string();
+    };
+    m["forge.softmax_topk"] = [](Bind &b, Fn &fn) {
+      View l = b.ops[0], w = b.res[0], idx = b.res[1], p = b.res[2];
+      int64_t k = b.i("k");
+      fn = [=] {
+        In li = read(l);
+        Out ow(w), op(p);
+        ref::softmaxTopKFwd(li.p, l.dim(0), l.dim(1), k, ow.p, mutInts(idx),
+                            op.p);
+        ow.commit();
+        op.commit();
+      };
+      return std::string();
+    };
+    m["forge.softmax_topk_grad"] = [](Bind &b, Fn &fn) {
+      View p = b.ops[0], idx = b.ops[1], dw = b.ops[2], dp = b.ops[3],
+           dl = b.res[0];
+      fn = [=] {
+        In pi = read(p), dwi = read(dw), dpi = read(dp);
+        Out out(dl);
+        ref::softmaxTopKBwd(pi.p, ints(idx), p.dim(0), p.dim(1), idx.dim(1),
+                            dwi.p, dpi.p, out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.sigmoid_topk"] = [](Bind &b, Fn &fn) {
+      View l = b.ops[0], bias = b.ops[1], w = b.res[0], idx = b.res[1],
+           s = b.res[2];
+      int64_t k = b.i("k");
+      fn = [=] {
+        In li = read(l), bi = read(bias);
+        Out ow(w), os(s);
+        ref::sigmoidTopKFwd(li.p, bi.p, l.dim(0), l.dim(1), k, ow.p,
+                            mutInts(idx), os.p);
+        ow.commit();
+        os.commit();
+      };
+      return std::string();
+    };
+    m["forge.sigmoid_topk_grad"] = [](Bind &b, Fn &fn) {
+      View s = b.ops[0], idx = b.ops[1], dw = b.ops[2], ds = b.ops[3],
+           dl = b.res[0], db = b.res[1];
+      fn = [=] {
+        In si = read(s), dwi = read(dw), dsi = read(ds);
+        Out ol(dl), ob(db);
+        ref::sigmoidTopKBwd(si.p, ints(idx), s.dim(0), s.dim(1), idx.dim(1),
+                            dwi.p, dsi.p, ol.p, ob.p);
+        ol.commit();
+        ob.commit();
+      };
+      return std::string();
+    };
+    m["forge.moe_capacity"] = [](Bind &b, Fn &fn) {
+      View idx = b.ops[0], w = b.ops[1], y = b.res[0];
+      int64_t e = b.i("experts");
+      double factor = b.f("factor");
+      fn = [=] {
+        In wi = read(w);
+        Out out(y);
+        ref::moeCapacityFwd(ints(idx), wi.p, idx.dim(0), idx.dim(1), e, factor,
+                            out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.moe_capacity_grad"] = [](Bind &b, Fn &fn) {
+      View idx = b.ops[0], dy = b.ops[1], dw = b.res[0];
+      int64_t e = b.i("experts");
+      double factor = b.f("factor");
+      fn = [=] {
+        In g = read(dy);
+        Out out(dw);
+        ref::moeCapacityBwd(ints(idx), idx.dim(0), idx.dim(1), e, factor, g.p,
+                            out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.moe_dispatch"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], idx = b.ops[1], rows = b.res[0], sizes = b.res[1],
+           order = b.res[2];
+      int64_t e = b.i("experts");
+      fn = [=] {
+        In xi = read(x);
+        Out out(rows);
+        ref::moeDispatchFwd(xi.p, ints(idx), x.dim(0), x.dim(1), idx.dim(1), e,
+                            out.p, mutInts(sizes), mutInts(order));
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.moe_dispatch_grad"] = [](Bind &b, Fn &fn) {
+      View drows = b.ops[0], order = b.ops[1], dx = b.res[0];
+      fn = [=] {
+        In g = read(drows);
+        Out out(dx);
+        int64_t k = drows.dim(0) / dx.dim(0);
+        ref::moeDispatchBwd(ints(order), dx.dim(0), dx.dim(1), k, g.p, out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    // Expert of each routed copy, by flat (token * k + slot) index: rows are
+    // grouped by expert, so copy r belongs to the expert whose group holds r.
+    auto expertsOf = [](const int64_t *order, const int64_t *sizes,
+                        int64_t experts, int64_t copies) {
+      std::vector<int64_t> ex(copies);
+      int64_t r = 0;
+      for (int64_t e = 0; e < experts; ++e)
+        for (int64_t j = 0; j < sizes[e]; ++j, ++r)
+          ex[order[r]] = e;
+      return ex;
+    };
+    m["forge.moe_combine"] = [expertsOf](Bind &b, Fn &fn) {
+      View rows = b.ops[0], order = b.ops[1], w = b.ops[2], sizes = b.ops[3],
+           y = b.res[0];
+      bool scale = b.has("gradient_scale");
+      fn = [=] {
+        In ri = read(rows), wi = read(w);
+        Out out(y);
+        int64_t t = w.dim(0), k = w.dim(1), e = sizes.dim(0);
+        std::vector<int64_t> ex = expertsOf(ints(order), ints(sizes), e, t * k);
+        ref::moeCombineFwd(ri.p, ints(order), wi.p, ints(sizes), t, y.dim(1), k,
+                           e, scale, ex.data(), out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.moe_combine_grad"] = [expertsOf](Bind &b, Fn &fn) {
+      View rows = b.ops[0], order = b.ops[1], w = b.ops[2], sizes = b.ops[3],
+           dy = b.ops[4], drows = b.res[0], dw = b.res[1];
+      bool scale = b.has("gradient_scale");
+      fn = [=] {
+        In ri = read(rows), wi = read(w), g = read(dy);
+        Out orow(drows), ow(dw);
+        int64_t t = w.dim(0), k = w.dim(1), e = sizes.dim(0);
+        std::vector<int64_t> ex = expertsOf(ints(order), ints(sizes), e, t * k);
+        ref::moeCombineBwd(ri.p, ints(order), wi.p, ints(sizes), t, rows.dim(1),
+                           k, e, scale, ex.data(), g.p, orow.p, ow.p);
+        orow.commit();
+        ow.commit();
+      };
+      return std::string();
+    };
+    m["forge.moe_aux_loss"] = [](Bind &b, Fn &fn) {
+      View p = b.ops[0], idx = b.ops[1], y = b.res[0];
+      fn = [=] {
+        In pi = read(p);
+        Out out(y);
+        out.p[0] =
+            ref::moeAuxLossFwd(pi.p, ints(idx), p.dim(0), p.dim(1), idx.dim(1));
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.moe_aux_loss_grad"] = [](Bind &b, Fn &fn) {
+      View idx = b.ops[0], dl = b.ops[1], dp = b.res[0];
+      fn = [=] {
+        In g = read(dl);
+        Out out(dp);
+        ref::moeAuxLossBwd(ints(idx), dp.dim(0), dp.dim(1), idx.dim(1), g.p[0],
+                           out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.z_loss"] = [](Bind &b, Fn &fn) {
+      View l = b.ops[0], y = b.res[0];
+      fn = [=] {
+        In li = read(l);
+        Out out(y);
+        out.p[0] = ref::zLossFwd(li.p, l.dim(0), l.dim(1));
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.z_loss_grad"] = [](Bind &b, Fn &fn) {
+      View l = b.ops[0], dl = b.ops[1], dx = b.res[0];
+      fn = [=] {
+        In li = read(l), g = read(dl);
+        Out out(dx);
+        ref::zLossBwd(li.p, l.dim(0), l.dim(1), g.p[0], out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.cross_entropy"] = [](Bind &b, Fn &fn) {
+      View l = b.ops[0], lab = b.ops[1], y = b.res[0];
+      int64_t ignore = b.i("ignore_index", -100);
+      fn = [=] {
+        In li = read(l);
+        Out out(y);
+        int64_t c = l.dim(-1);
+        out.p[0] =
+            ref::crossEntropyFwd(li.p, ints(lab), l.numel() / c, c, ignore);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.cross_entropy_grad"] = [](Bind &b, Fn &fn) {
+      View l = b.ops[0], lab = b.ops[1], dl = b.ops[2], dx = b.res[0];
+      int64_t ignore = b.i("ignore_index", -100);
+      fn = [=] {
+        In li = read(l), g = read(dl);
+        Out out(dx);
+        int64_t c = l.dim(-1);
+        ref::crossEntropyBwd(li.p, ints(lab), l.numel() / c, c, ignore, g.p[0],
+                             out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.chunked_cross_entropy"] = [](Bind &b, Fn &fn) {
+      View h = b.ops[0], w = b.ops[1], lab = b.ops[2], y = b.res[0];
+      int64_t chunk = b.i("chunk"), ignore = b.i("ignore_index", -100);
+      double zw = b.f("z_weight");
+      fn = [=] {
+        In hi = read(h), wi = read(w);
+        Out out(y);
+        int64_t d = h.dim(-1);
+        out.p[0] =
+            ref::chunkedCrossEntropyFwd(hi.p, wi.p, ints(lab), h.numel() / d, d,
+                                        w.dim(0), chunk, ignore, zw);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.chunked_cross_entropy_grad"] = [](Bind &b, Fn &fn) {
+      View h = b.ops[0], w = b.ops[1], lab = b.ops[2], dl = b.ops[3],
+           dh = b.res[0], dw = b.res[1];
+      int64_t chunk = b.i("chunk"), ignore = b.i("ignore_index", -100);
+      double zw = b.f("z_weight");
+      fn = [=] {
+        In hi = read(h), wi = read(w), g = read(dl);
+        Out oh(dh), ow(dw);
+        int64_t d = h.dim(-1);
+        ref::chunkedCrossEntropyBwd(hi.p, wi.p, ints(lab), h.numel() / d, d,
+                                    w.dim(0), chunk, ignore, zw, g.p[0], oh.p,
+                                    ow.p);
+        oh.commit();
+        ow.commit();
+      };
+      return std::string();
+    };
+    m["forge.global_norm"] = [](Bind &b, Fn &fn) {
+      std::vector<View> gs = b.ops;
+      View y = b.res[0];
+      fn = [=] {
+        double acc = 0;
+        for (const View &g : gs) {
+          In gi = read(g);
+          for (int64_t i = 0; i < g.numel(); ++i)
+            acc += static_cast<double>(gi.p[i]) * gi.p[i];
+        }
+        Out out(y);
+        out.p[0] = static_cast<float>(std::sqrt(acc));
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.clip_coefficient"] = [](Bind &b, Fn &fn) {
+      View n = b.ops[0], y = b.res[0];
+      double maxNorm = b.f("max_norm");
+      fn = [=] {
+        In ni = read(n);
+        Out out(y);
+        out.p[0] = static_cast<float>(ref::clipCoefficient(ni.p[0], maxNorm));
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.lr_factor"] = [](Bind &b, Fn &fn) {
+      View step = b.ops[0], y = b.res[0];
+      // The strings must outlive the closure: keep copies in it.
+      std::string name = b.s("schedule"), wsd = b.s("wsd_decay");
+      ref::Schedule s;
+      s.warmup = b.i("warmup");
+      s.decay = b.i("decay");
+      s.stable = b.i("stable");
+      s.minLrRatio = b.f("min_lr_ratio");
+      s.maxSteps = b.i("max_steps");
+      s.rexAlpha = b.f("rex_alpha");
+      fn = [=]() mutable {
+        s.name = name.c_str();
+        s.wsdDecay = wsd.c_str();
+        Out out(y);
+        out.p[0] = static_cast<float>(ref::lrFactor(s, ints(step)[0]));
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.adamw_update"] = [](Bind &b, Fn &fn) {
+      View p = b.ops[0], g = b.ops[1], mv = b.ops[2], vv = b.ops[3],
+           lr = b.ops[4], clip = b.ops[5], step = b.ops[6];
+      View np = b.res[0], nm = b.res[1], nv = b.res[2];
+      double b1 = b.f("beta1"), b2 = b.f("beta2"), eps = b.f("eps"),
+             wd = b.f("weight_decay");
+      fn = [=] {
+        In pi = read(p), gi = read(g), mi = read(mv), vi = read(vv),
+           li = read(lr), ci = read(clip);
+        std::vector<float> P(pi.p, pi.p + p.numel()), M(mi.p, mi.p + p.numel()),
+            V(vi.p, vi.p + p.numel());
+        ref::adamwUpdate(P.data(), gi.p, M.data(), V.data(), p.numel(), li.p[0],
+                         ci.p[0], ints(step)[0], b1, b2, eps, wd);
+        Out op(np), om(nm), ov(nv);
+        std::copy(P.begin(), P.end(), op.p);
+        std::copy(M.begin(), M.end(), om.p);
+        std::copy(V.begin(), V.end(), ov.p);
+        op.commit();
+        om.commit();
+        ov.commit();
+      };
+      return std::string();
+    };
+    return m;
+  }();
+  return m;
+}
+
+uint64_t fnv1a(const std::string &s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+} // namespace
+
+float Executor::readFloat(const View &v, int64_t i) {
+  switch (v.dtype) {
+  case plan::DType::f32:
+    return static_cast<const float *>(v.data)[i];
+  case plan::DType::bf16:
+    return bf16ToF32(static_cast<const uint16_t *>(v.data)[i]);
+  case plan::DType::f16:
+    return static_cast<float>(static_cast<const _Float16 *>(v.data)[i]);
+  default:
+    return 0;
+  }
+}
+
+std::string Executor::prepare(const plan::Plan *plan) {
+  plan_ = plan;
+  arenaBytes_ = plan->arena_bytes();
+  auto *mem = static_cast<std::byte *>(std::aligned_alloc(
+      runtime::kArenaAlignment,
+      std::max<uint64_t>(arenaBytes_, runtime::kArenaAlignment)));
+  if (!mem)
+    return "cannot allocate the arena of " + std::to_string(arenaBytes_) +
+           " bytes";
+  arena_ = {mem, [](std::byte *p) { std::free(p); }};
+  for (const plan::Buffer *b : *plan->buffers()) {
+    View v;
+    v.data = mem + b->offset();
+    v.dtype = b->dtype();
+    if (b->shape())
+      v.shape.assign(b->shape()->begin(), b->shape()->end());
+    views_.push_back(v);
+  }
+  for (const plan::Program *p : *plan->programs()) {
+    Program prog;
+    prog.name = p->name() ? p->name()->str() : "";
+    if (p->inputs())
+      for (uint32_t i : *p->inputs())
+        prog.inputs.push_back(views_[i]);
+    if (p->outputs())
+      for (uint32_t i : *p->outputs())
+        prog.outputs.push_back(views_[i]);
+    if (p->steps()) {
+      for (size_t s = 0; s < p->steps()->size(); ++s) {
+        const plan::Step *st = p->steps()->Get(s);
+        auto it = binders().find(st->op()->str());
+        std::string where = "program " + prog.name + " step " +
+                            std::to_string(s) + " (" + st->op()->str() + ")";
+        if (it == binders().end())
+          return where + ": no CPU kernel";
+        Bind b{st, {}, {}};
+        if (st->operands())
+          for (uint32_t i : *st->operands())
+            b.ops.push_back(views_[i]);
+        if (st->results())
+          for (uint32_t i : *st->results())
+            b.res.push_back(views_[i]);
+        for (const View &v : b.res)
+          if (!isFloat(v.dtype) && v.dtype != plan::DType::i64 &&
+              st->op()->str() != "forge.set_param")
+            return where + ": unsupported result dtype";
+        Fn fn;
+        if (std::string e = it->second(b, fn); !e.empty())
+          return where + ": " + e;
+        prog.steps.push_back(std::move(fn));
+      }
+    }
+    programs_.push_back(std::move(prog));
+  }
+  return "";
+}
+
+void Executor::initialize(uint64_t seed) {
+  for (size_t i = 0; i < views_.size(); ++i) {
+    const plan::Buffer *b = plan_->buffers()->Get(i);
+    if (b->role() == plan::Role::activation)
+      continue;
+    const View &v = views_[i];
+    if (!isFloat(v.dtype)) {
+      std::memset(v.data, 0, b->bytes());
+      continue;
+    }
+    Out out(v);
+    if (b->role() == plan::Role::parameter && b->init() == plan::Init::normal) {
+      std::mt19937_64 gen(seed ^ fnv1a(b->name() ? b->name()->str() : ""));
+      std::normal_distribution<double> dist(0.0, b->std());
+      for (int64_t j = 0; j < v.numel(); ++j)
+        out.p[j] = static_cast<float>(dist(gen));
+    } else if (b->role() == plan::Role::parameter &&
+               b->init() == plan::Init::ones) {
+      std::fill(out.p, out.p + v.numel(), 1.0f);
+    }
+    out.commit();
+  }
+}
+
+void Executor::run(const std::string &name) {
+  for (Program &p : programs_)
+    if (p.name == name)
+      for (Fn &step : p.steps)
+        step();
+}
+
+const std::vector<View> &Executor::inputs(const std::string &program) const {
+  for (const Program &p : programs_)
+    if (p.name == program)
+      return p.inputs;
+  static const std::vector<View> none;
+  return none;
+}
+
+const std::vector<View> &Executor::outputs(const std::string &program) const {
+  for (const Program &p : programs_)
+    if (p.name == program)
+      return p.outputs;
+  static const std::vector<View> none;
+  return none;
+}
+
+} // namespace forge::cpu
