@@ -6,10 +6,13 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cpu/Executor.h"
+#include "runtime/cpu/FastKernels.h"
 #include "runtime/cpu/RefKernels.h"
 
 #include <cblas-openblas.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -409,9 +412,10 @@ std::map<std::string, Binder> &binders() {
         In qi = read(q), ki = read(k), vi = read(v);
         Out out(o);
         std::vector<float> lse(sh.b * sh.h * sh.s);
-        ref::attentionFwd(qi.p, ki.p, vi.p,
-                          docs ? static_cast<const int32_t *>(d.data) : nullptr,
-                          sh, out.p, lse.data());
+        fast::attentionFwd(qi.p, ki.p, vi.p,
+                           docs ? static_cast<const int32_t *>(d.data)
+                                : nullptr,
+                           sh, out.p, lse.data());
         out.commit();
       };
       return std::string();
@@ -431,10 +435,10 @@ std::map<std::string, Binder> &binders() {
             docs ? static_cast<const int32_t *>(d.data) : nullptr;
         // Recompute the output and log-sum-exp in f32 (flash-style).
         std::vector<float> o(q.numel()), lse(sh.b * sh.h * sh.s);
-        ref::attentionFwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data());
+        fast::attentionFwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data());
         Out oq(dq), ok(dk), ov(dv);
-        ref::attentionBwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data(), g.p,
-                          oq.p, ok.p, ov.p);
+        fast::attentionBwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data(), g.p,
+                           oq.p, ok.p, ov.p);
         oq.commit();
         ok.commit();
         ov.commit();
@@ -696,8 +700,8 @@ std::map<std::string, Binder> &binders() {
         In li = read(l), g = read(dl);
         Out out(dx);
         int64_t c = l.dim(-1);
-        ref::crossEntropyBwd(li.p, ints(lab), l.numel() / c, c, ignore, g.p[0],
-                             out.p);
+        fast::crossEntropyBwd(li.p, ints(lab), l.numel() / c, c, ignore, g.p[0],
+                              out.p);
         out.commit();
       };
       return std::string();
@@ -835,6 +839,8 @@ float Executor::readFloat(const View &v, int64_t i) {
 
 std::string Executor::prepare(const plan::Plan *plan) {
   plan_ = plan;
+  const char *env = std::getenv("FORGE_PROFILE");
+  profile_ = env && *env && std::string(env) != "0";
   arenaBytes_ = plan->arena_bytes();
   auto *mem = static_cast<std::byte *>(std::aligned_alloc(
       runtime::kArenaAlignment,
@@ -882,6 +888,17 @@ std::string Executor::prepare(const plan::Plan *plan) {
         Fn fn;
         if (std::string e = it->second(b, fn); !e.empty())
           return where + ": " + e;
+        if (profile_) {
+          // Time every step under its op name (FORGE_PROFILE=1).
+          std::string op = st->op()->str();
+          fn = [this, op, inner = std::move(fn)] {
+            auto t0 = std::chrono::steady_clock::now();
+            inner();
+            opSeconds_[op] += std::chrono::duration<double>(
+                                  std::chrono::steady_clock::now() - t0)
+                                  .count();
+          };
+        }
         prog.steps.push_back(std::move(fn));
       }
     }
@@ -912,6 +929,24 @@ void Executor::initialize(uint64_t seed) {
     }
     out.commit();
   }
+}
+
+std::string Executor::profileReport() const {
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (auto &[op, sec] : opSeconds_) {
+    rows.push_back({sec, op});
+    total += sec;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::string out = "time by op (FORGE_PROFILE):\n";
+  char buf[160];
+  for (auto &[sec, op] : rows) {
+    std::snprintf(buf, sizeof(buf), "  %-36s %9.3f s %5.1f%%\n", op.c_str(),
+                  sec, total > 0 ? 100 * sec / total : 0.0);
+    out += buf;
+  }
+  return out;
 }
 
 void Executor::run(const std::string &name) {

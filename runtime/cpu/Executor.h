@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,10 @@ public:
   /// The arena size actually allocated.
   uint64_t arenaBytes() const { return arenaBytes_; }
 
+  /// Seconds spent per op, when FORGE_PROFILE is set (else empty).
+  std::string profileReport() const;
+  bool profiling() const { return profile_; }
+
   /// Reads element `i` of a floating buffer as f32.
   static float readFloat(const View &v, int64_t i);
 
@@ -75,6 +80,8 @@ private:
   uint64_t arenaBytes_ = 0;
   std::vector<View> views_;
   std::vector<Program> programs_;
+  bool profile_ = false;
+  std::map<std::string, double> opSeconds_;
 };
 
 } // namespace forge::cpu

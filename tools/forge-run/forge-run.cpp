@@ -215,5 +215,7 @@ int main(int argc, char **argv) {
                   cpu::Executor::readFloat(optOut[0], 0), seconds);
     std::fflush(stdout);
   }
+  if (exec.profiling())
+    std::fputs(exec.profileReport().c_str(), stdout);
   return 0;
 }

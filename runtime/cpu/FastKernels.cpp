@@ -1,0 +1,228 @@
+//===- FastKernels.cpp - Optimized CPU kernels ----------------------------===//
+
+#include "runtime/cpu/FastKernels.h"
+
+#include <cblas-openblas.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <functional>
+#include <thread>
+#include <vector>
+
+namespace forge::cpu::fast {
+
+void parallelFor(int64_t n, const std::function<void(int64_t)> &fn) {
+  int64_t threads =
+      std::min<int64_t>(n, std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 1) {
+    for (int64_t i = 0; i < n; ++i)
+      fn(i);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  auto worker = [&] {
+    for (int64_t i = next++; i < n; i = next++)
+      fn(i);
+  };
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t)
+    pool.emplace_back(worker);
+  worker();
+  for (std::thread &t : pool)
+    t.join();
+}
+
+namespace {
+
+constexpr int64_t kBlock = 64;
+
+/// Copies head `h` of a [B, S, heads, hd] tensor at batch b into [S, hd].
+void gather(const float *x, int64_t b, int64_t s, int64_t heads, int64_t h,
+            int64_t hd, float *out) {
+  for (int64_t i = 0; i < s; ++i)
+    std::copy_n(x + ((b * s + i) * heads + h) * hd, hd, out + i * hd);
+}
+
+void scatterAdd(const float *in, int64_t b, int64_t s, int64_t heads, int64_t h,
+                int64_t hd, float *x) {
+  for (int64_t i = 0; i < s; ++i) {
+    float *dst = x + ((b * s + i) * heads + h) * hd;
+    for (int64_t c = 0; c < hd; ++c)
+      dst[c] += in[i * hd + c];
+  }
+}
+
+bool masked(const ref::AttentionShape &sh, const int32_t *doc, int64_t b,
+            int64_t i, int64_t j) {
+  return (sh.causal && j > i) ||
+         (doc && doc[b * sh.s + i] != doc[b * sh.s + j]);
+}
+
+/// Scores of queries [i0, i0+nb) against keys [0, kEnd), scaled and masked.
+void scores(const float *qh, const float *kg, const ref::AttentionShape &sh,
+            const int32_t *doc, int64_t b, int64_t i0, int64_t nb, int64_t kEnd,
+            float *sc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kEnd, sh.hd,
+              static_cast<float>(sh.scale), qh + i0 * sh.hd, sh.hd, kg, sh.hd,
+              0.0f, sc, kEnd);
+  for (int64_t r = 0; r < nb; ++r)
+    for (int64_t j = 0; j < kEnd; ++j)
+      if (masked(sh, doc, b, i0 + r, j))
+        sc[r * kEnd + j] = -INFINITY;
+}
+
+} // namespace
+
+void attentionFwd(const float *q, const float *k, const float *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  float *o, float *lse) {
+  const int64_t rep = sh.h / sh.kv;
+  parallelFor(sh.b * sh.kv, [&](int64_t task) {
+    const int64_t b = task / sh.kv, g = task % sh.kv;
+    std::vector<float> kg(sh.s * sh.hd), vg(sh.s * sh.hd), qh(sh.s * sh.hd),
+        oh(sh.s * sh.hd), sc(kBlock * sh.s);
+    gather(k, b, sh.s, sh.kv, g, sh.hd, kg.data());
+    gather(v, b, sh.s, sh.kv, g, sh.hd, vg.data());
+    for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
+      gather(q, b, sh.s, sh.h, h, sh.hd, qh.data());
+      for (int64_t i0 = 0; i0 < sh.s; i0 += kBlock) {
+        const int64_t nb = std::min(kBlock, sh.s - i0);
+        const int64_t kEnd = sh.causal ? i0 + nb : sh.s;
+        scores(qh.data(), kg.data(), sh, docIds, b, i0, nb, kEnd, sc.data());
+        for (int64_t r = 0; r < nb; ++r) {
+          float *row = sc.data() + r * kEnd;
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < kEnd; ++j)
+            mx = std::max(mx, row[j]);
+          float sum = 0;
+          for (int64_t j = 0; j < kEnd; ++j) {
+            row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - mx);
+            sum += row[j];
+          }
+          for (int64_t j = 0; j < kEnd; ++j)
+            row[j] /= sum;
+          lse[(b * sh.h + h) * sh.s + i0 + r] = mx + std::log(sum);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, sh.hd, kEnd,
+                    1.0f, sc.data(), kEnd, vg.data(), sh.hd, 0.0f,
+                    oh.data() + i0 * sh.hd, sh.hd);
+      }
+      for (int64_t i = 0; i < sh.s; ++i)
+        std::copy_n(oh.data() + i * sh.hd, sh.hd,
+                    o + ((b * sh.s + i) * sh.h + h) * sh.hd);
+    }
+  });
+}
+
+void attentionBwd(const float *q, const float *k, const float *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  const float *o, const float *lse, const float *dout,
+                  float *dq, float *dk, float *dv) {
+  const int64_t rep = sh.h / sh.kv;
+  const float scale = static_cast<float>(sh.scale);
+  parallelFor(sh.b * sh.kv, [&](int64_t task) {
+    const int64_t b = task / sh.kv, g = task % sh.kv;
+    const int64_t n = sh.s * sh.hd;
+    std::vector<float> kg(n), vg(n), qh(n), oh(n), doh(n), dqh(n), dkg(n, 0.f),
+        dvg(n, 0.f), p(kBlock * sh.s), dp(kBlock * sh.s), di(sh.s);
+    gather(k, b, sh.s, sh.kv, g, sh.hd, kg.data());
+    gather(v, b, sh.s, sh.kv, g, sh.hd, vg.data());
+    for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
+      gather(q, b, sh.s, sh.h, h, sh.hd, qh.data());
+      gather(o, b, sh.s, sh.h, h, sh.hd, oh.data());
+      gather(dout, b, sh.s, sh.h, h, sh.hd, doh.data());
+      std::fill(dqh.begin(), dqh.end(), 0.0f);
+      for (int64_t i = 0; i < sh.s; ++i) {
+        float acc = 0;
+        for (int64_t c = 0; c < sh.hd; ++c)
+          acc += doh[i * sh.hd + c] * oh[i * sh.hd + c];
+        di[i] = acc;
+      }
+      for (int64_t i0 = 0; i0 < sh.s; i0 += kBlock) {
+        const int64_t nb = std::min(kBlock, sh.s - i0);
+        const int64_t kEnd = sh.causal ? i0 + nb : sh.s;
+        scores(qh.data(), kg.data(), sh, docIds, b, i0, nb, kEnd, p.data());
+        for (int64_t r = 0; r < nb; ++r) {
+          float l = lse[(b * sh.h + h) * sh.s + i0 + r];
+          float *row = p.data() + r * kEnd;
+          for (int64_t j = 0; j < kEnd; ++j)
+            row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - l);
+        }
+        // dP = dO_blk V^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kEnd, sh.hd,
+                    1.0f, doh.data() + i0 * sh.hd, sh.hd, vg.data(), sh.hd,
+                    0.0f, dp.data(), kEnd);
+        // dS = P * (dP - D) * scale, in place in dp.
+        for (int64_t r = 0; r < nb; ++r)
+          for (int64_t j = 0; j < kEnd; ++j)
+            dp[r * kEnd + j] =
+                p[r * kEnd + j] * (dp[r * kEnd + j] - di[i0 + r]) * scale;
+        // dQ_blk = dS K; dK += dS^T Q_blk; dV += P^T dO_blk.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, sh.hd, kEnd,
+                    1.0f, dp.data(), kEnd, kg.data(), sh.hd, 0.0f,
+                    dqh.data() + i0 * sh.hd, sh.hd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kEnd, sh.hd, nb,
+                    1.0f, dp.data(), kEnd, qh.data() + i0 * sh.hd, sh.hd, 1.0f,
+                    dkg.data(), sh.hd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kEnd, sh.hd, nb,
+                    1.0f, p.data(), kEnd, doh.data() + i0 * sh.hd, sh.hd, 1.0f,
+                    dvg.data(), sh.hd);
+      }
+      scatterAdd(dqh.data(), b, sh.s, sh.h, h, sh.hd, dq);
+    }
+    scatterAdd(dkg.data(), b, sh.s, sh.kv, g, sh.hd, dk);
+    scatterAdd(dvg.data(), b, sh.s, sh.kv, g, sh.hd, dv);
+  });
+}
+
+float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
+                      int64_t c, int64_t ignoreIndex) {
+  std::vector<double> part(rows, 0.0);
+  std::atomic<int64_t> valid{0};
+  parallelFor(rows, [&](int64_t r) {
+    if (labels[r] == ignoreIndex)
+      return;
+    const float *l = logits + r * c;
+    float mx = *std::max_element(l, l + c);
+    double sum = 0;
+    for (int64_t j = 0; j < c; ++j)
+      sum += std::exp(l[j] - mx);
+    part[r] = mx + std::log(sum) - l[labels[r]];
+    ++valid;
+  });
+  if (!valid)
+    return 0.0f;
+  double acc = 0;
+  for (double x : part)
+    acc += x;
+  return static_cast<float>(acc / valid);
+}
+
+void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
+                     int64_t c, int64_t ignoreIndex, float dloss,
+                     float *dlogits) {
+  int64_t valid = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    valid += labels[r] != ignoreIndex;
+  if (!valid)
+    return;
+  const float f = dloss / static_cast<float>(valid);
+  parallelFor(rows, [&](int64_t r) {
+    if (labels[r] == ignoreIndex)
+      return;
+    const float *l = logits + r * c;
+    float *d = dlogits + r * c;
+    float mx = *std::max_element(l, l + c);
+    double sum = 0;
+    for (int64_t j = 0; j < c; ++j)
+      sum += std::exp(l[j] - mx);
+    float inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < c; ++j)
+      d[j] += f * std::exp(l[j] - mx) * inv;
+    d[labels[r]] -= f;
+  });
+}
+
+} // namespace forge::cpu::fast

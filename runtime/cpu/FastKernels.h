@@ -1,0 +1,43 @@
+//===- FastKernels.h - Optimized CPU kernels --------------------*- C++ -*-===//
+//
+// Faster versions of reference kernels, f32, tested against them
+// (FastKernels_test.cpp). Attention is blocked: scores exist for one block
+// of queries at a time (block x keys), never the full S x S matrix; work is
+// split over (batch, kv-head) groups across threads so GQA heads that share
+// a kv head never race on its gradient.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef FORGE_RUNTIME_CPU_FASTKERNELS_H
+#define FORGE_RUNTIME_CPU_FASTKERNELS_H
+
+#include "runtime/cpu/RefKernels.h"
+
+#include <functional>
+
+namespace forge::cpu::fast {
+
+/// Same contract as ref::attentionFwd (o and lse written, not accumulated).
+void attentionFwd(const float *q, const float *k, const float *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  float *o, float *lse);
+
+/// Same contract as ref::attentionBwd (dq, dk, dv accumulated).
+void attentionBwd(const float *q, const float *k, const float *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  const float *o, const float *lse, const float *dout,
+                  float *dq, float *dk, float *dv);
+
+/// Same contracts as the reference cross-entropy kernels; rows in parallel.
+float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
+                      int64_t c, int64_t ignoreIndex);
+void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
+                     int64_t c, int64_t ignoreIndex, float dloss,
+                     float *dlogits);
+
+/// Runs fn(i) for i in [0, n) over the machine's cores.
+void parallelFor(int64_t n, const std::function<void(int64_t)> &fn);
+
+} // namespace forge::cpu::fast
+
+#endif // FORGE_RUNTIME_CPU_FASTKERNELS_H
