@@ -11,6 +11,7 @@
 #include "runtime/core/BuildInfo.h"
 #include "runtime/core/Plan.h"
 #include "runtime/cpu/Executor.h"
+#include "runtime/train/State.h"
 #include "tools/common/ToolArgs.h"
 
 #include <chrono>
@@ -40,6 +41,15 @@ static void printHelp() {
       "  --repeat-batch            train on one fixed random-token batch (a\n"
       "                            memorization check) instead of a new one\n"
       "                            per micro-batch\n"
+      "  --init-from <file>        load the initial parameters (by FQN) from "
+      "a\n"
+      "                            .safetensors file instead of initializing\n"
+      "  --batch-from <file>       train on the tokens/labels (I64 [batch, "
+      "seq])\n"
+      "                            of a .safetensors file, every micro-batch\n"
+      "  --dump-state <dir>        after each step write "
+      "<dir>/step<N>.safetensors:\n"
+      "                            loss, gradients (pre-clip) and parameters\n"
       "  --check                   load and verify the plan, print what it "
       "holds\n"
       "                            (memory per rank, programs), and exit\n"
@@ -55,7 +65,7 @@ static void printHelp() {
 int main(int argc, char **argv) {
   std::string plan, device = "auto", nproc = "1";
   bool checkOnly = false, repeatBatch = false;
-  std::string stepsText;
+  std::string stepsText, initFrom, batchFrom, dumpDir;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -74,7 +84,10 @@ int main(int argc, char **argv) {
       repeatBatch = true;
       continue;
     }
-    if (tools::takeValue(kTool, argc, argv, i, "--steps", stepsText))
+    if (tools::takeValue(kTool, argc, argv, i, "--steps", stepsText) ||
+        tools::takeValue(kTool, argc, argv, i, "--init-from", initFrom) ||
+        tools::takeValue(kTool, argc, argv, i, "--batch-from", batchFrom) ||
+        tools::takeValue(kTool, argc, argv, i, "--dump-state", dumpDir))
       continue;
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
@@ -160,6 +173,18 @@ int main(int argc, char **argv) {
     return 1;
   }
   exec.initialize(static_cast<uint64_t>(t->seed()));
+  auto fail = [&](const std::string &why) {
+    std::fprintf(stderr, "%s: error: %s\n", kTool, why.c_str());
+    return 1;
+  };
+  if (!initFrom.empty())
+    if (std::string e = train::loadParameters(p, exec, initFrom); !e.empty())
+      return fail(e);
+  if (!batchFrom.empty()) {
+    if (std::string e = train::loadBatch(exec, batchFrom); !e.empty())
+      return fail(e);
+    repeatBatch = true;
+  }
   std::printf("%s: %s, arena %.2f MiB, %lld steps x %lld micro-batches of "
               "%lld x %lld tokens (random tokens%s)\n",
               kTool, t->job() ? t->job()->c_str() : plan.c_str(),
@@ -186,7 +211,7 @@ int main(int argc, char **argv) {
       }
     }
   };
-  if (repeatBatch)
+  if (repeatBatch && batchFrom.empty())
     fillBatch();
   const cpu::View &stepIn = exec.inputs("optimizer_step")[0];
   const std::vector<cpu::View> &optOut = exec.outputs("optimizer_step");
@@ -202,8 +227,21 @@ int main(int argc, char **argv) {
       loss += cpu::Executor::readFloat(lossOut, 0);
     }
     loss /= static_cast<double>(t->grad_accum_steps());
+    train::TensorMap dump;
+    if (!dumpDir.empty()) {
+      dump["loss"] = train::scalar(static_cast<float>(loss));
+      train::collect(p, exec, plan::Role::gradient, "", dump);
+    }
     *static_cast<int64_t *>(stepIn.data) = step;
     exec.run("optimizer_step");
+    if (!dumpDir.empty()) {
+      train::collect(p, exec, plan::Role::parameter, "param.", dump);
+      dump["grad_norm"] = train::scalar(cpu::Executor::readFloat(optOut[0], 0));
+      std::string file =
+          dumpDir + "/step" + std::to_string(step + 1) + ".safetensors";
+      if (std::string e = train::writeSafeTensors(file, dump); !e.empty())
+        return fail(e);
+    }
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();

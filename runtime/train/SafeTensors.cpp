@@ -1,0 +1,212 @@
+//===- SafeTensors.cpp - Reading and writing .safetensors files -----------===//
+
+#include "runtime/train/SafeTensors.h"
+
+#include <cctype>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+namespace forge::train {
+
+int64_t safeTensorsDtypeSize(const std::string &dtype) {
+  if (dtype == "F32" || dtype == "I32")
+    return 4;
+  if (dtype == "BF16" || dtype == "F16")
+    return 2;
+  if (dtype == "I64")
+    return 8;
+  return 0;
+}
+
+namespace {
+
+/// A minimal JSON reader for safetensors headers: objects, arrays, strings
+/// (with simple escapes) and integers.
+class Json {
+public:
+  explicit Json(const std::string &s) : s_(s) {}
+
+  std::string error;
+
+  void ws() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_])))
+      ++i_;
+  }
+  bool eat(char c) {
+    ws();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool expect(char c) {
+    if (eat(c))
+      return true;
+    error = std::string("expected '") + c + "' at byte " + std::to_string(i_);
+    return false;
+  }
+  bool string(std::string &out) {
+    if (!expect('"'))
+      return false;
+    out.clear();
+    while (i_ < s_.size() && s_[i_] != '"') {
+      if (s_[i_] == '\\' && i_ + 1 < s_.size())
+        ++i_;
+      out.push_back(s_[i_++]);
+    }
+    return expect('"');
+  }
+  bool integer(int64_t &out) {
+    ws();
+    size_t start = i_;
+    if (i_ < s_.size() && s_[i_] == '-')
+      ++i_;
+    while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_])))
+      ++i_;
+    if (start == i_) {
+      error = "expected a number at byte " + std::to_string(i_);
+      return false;
+    }
+    out = std::stoll(s_.substr(start, i_ - start));
+    return true;
+  }
+  bool intArray(std::vector<int64_t> &out) {
+    if (!expect('['))
+      return false;
+    out.clear();
+    if (eat(']'))
+      return true;
+    do {
+      int64_t v;
+      if (!integer(v))
+        return false;
+      out.push_back(v);
+    } while (eat(','));
+    return expect(']');
+  }
+  /// Skips a value (the __metadata__ object of string pairs).
+  bool skipObject() {
+    if (!expect('{'))
+      return false;
+    if (eat('}'))
+      return true;
+    do {
+      std::string k, v;
+      if (!string(k) || !expect(':') || !string(v))
+        return false;
+    } while (eat(','));
+    return expect('}');
+  }
+
+private:
+  const std::string &s_;
+  size_t i_ = 0;
+};
+
+} // namespace
+
+std::string readSafeTensors(const std::string &path, TensorMap &out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return "cannot open " + path;
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  if (bytes.size() < 8)
+    return path + ": too small to be a safetensors file";
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | bytes[i];
+  if (n > bytes.size() - 8)
+    return path + ": header size " + std::to_string(n) + " exceeds the file";
+  std::string header(bytes.begin() + 8, bytes.begin() + 8 + n);
+  const uint64_t dataStart = 8 + n, dataSize = bytes.size() - dataStart;
+  Json j(header);
+  if (!j.expect('{'))
+    return path + ": bad header: " + j.error;
+  if (j.eat('}'))
+    return "";
+  do {
+    std::string name;
+    if (!j.string(name) || !j.expect(':'))
+      return path + ": bad header: " + j.error;
+    if (name == "__metadata__") {
+      if (!j.skipObject())
+        return path + ": bad header: " + j.error;
+      continue;
+    }
+    Tensor t;
+    std::vector<int64_t> offsets;
+    if (!j.expect('{'))
+      return path + ": bad header: " + j.error;
+    do {
+      std::string key;
+      if (!j.string(key) || !j.expect(':'))
+        return path + ": bad header: " + j.error;
+      bool ok = key == "dtype"          ? j.string(t.dtype)
+                : key == "shape"        ? j.intArray(t.shape)
+                : key == "data_offsets" ? j.intArray(offsets)
+                                        : false;
+      if (!ok)
+        return path + ": bad header at tensor '" + name + "' key '" + key +
+               "'" + (j.error.empty() ? "" : ": " + j.error);
+    } while (j.eat(','));
+    if (!j.expect('}'))
+      return path + ": bad header: " + j.error;
+    int64_t es = safeTensorsDtypeSize(t.dtype);
+    if (es == 0)
+      return path + ": tensor '" + name + "' has unsupported dtype '" +
+             t.dtype + "'";
+    int64_t elems = 1;
+    for (int64_t d : t.shape) {
+      if (d < 0)
+        return path + ": tensor '" + name + "' has a negative dimension";
+      elems *= d;
+    }
+    if (offsets.size() != 2 || offsets[0] < 0 || offsets[1] < offsets[0] ||
+        static_cast<uint64_t>(offsets[1]) > dataSize ||
+        offsets[1] - offsets[0] != elems * es)
+      return path + ": tensor '" + name +
+             "' has data_offsets that do not match its shape or the file";
+    t.data.assign(bytes.begin() + dataStart + offsets[0],
+                  bytes.begin() + dataStart + offsets[1]);
+    out[name] = std::move(t);
+  } while (j.eat(','));
+  if (!j.expect('}'))
+    return path + ": bad header: " + j.error;
+  return "";
+}
+
+std::string writeSafeTensors(const std::string &path,
+                             const TensorMap &tensors) {
+  std::string header = "{";
+  uint64_t offset = 0;
+  bool first = true;
+  for (const auto &[name, t] : tensors) {
+    header += first ? "" : ",";
+    first = false;
+    header += "\"" + name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
+    for (size_t i = 0; i < t.shape.size(); ++i)
+      header += (i ? "," : "") + std::to_string(t.shape[i]);
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," +
+              std::to_string(offset + t.data.size()) + "]}";
+    offset += t.data.size();
+  }
+  header += "}";
+  while (header.size() % 8)
+    header += ' ';
+  std::ofstream out(path, std::ios::binary);
+  if (!out)
+    return "cannot write " + path;
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i)
+    out.put(static_cast<char>((n >> (8 * i)) & 0xff));
+  out << header;
+  for (const auto &[name, t] : tensors)
+    out.write(reinterpret_cast<const char *>(t.data.data()),
+              static_cast<std::streamsize>(t.data.size()));
+  return out ? "" : "cannot write " + path;
+}
+
+} // namespace forge::train

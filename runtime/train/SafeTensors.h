@@ -1,0 +1,41 @@
+//===- SafeTensors.h - Reading and writing .safetensors files ---*- C++ -*-===//
+//
+// The Hugging Face safetensors format: an 8-byte little-endian header size,
+// a JSON header {"name": {"dtype", "shape", "data_offsets": [begin, end]}},
+// then the raw tensor bytes. forge-run uses it to load initial weights
+// (--init-from), read a fixed batch (--batch-from) and dump state for the
+// golden tests (--dump-state). Only the subset of JSON the format uses is
+// parsed; anything else is rejected with a reason.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef FORGE_RUNTIME_TRAIN_SAFETENSORS_H
+#define FORGE_RUNTIME_TRAIN_SAFETENSORS_H
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace forge::train {
+
+struct Tensor {
+  std::string dtype; ///< "F32", "BF16", "F16", "I64", "I32"
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+
+using TensorMap = std::map<std::string, Tensor>;
+
+/// Reads `path`. Returns an empty string on success, else the reason.
+std::string readSafeTensors(const std::string &path, TensorMap &out);
+
+/// Writes `tensors` to `path`. Returns an empty string on success.
+std::string writeSafeTensors(const std::string &path, const TensorMap &tensors);
+
+/// Bytes per element of a safetensors dtype name, or 0 when unknown.
+int64_t safeTensorsDtypeSize(const std::string &dtype);
+
+} // namespace forge::train
+
+#endif // FORGE_RUNTIME_TRAIN_SAFETENSORS_H

@@ -1,0 +1,135 @@
+//===- State.cpp - Weights, batches and state dumps for forge-run ---------===//
+
+#include "runtime/train/State.h"
+
+#include <cstring>
+#include <set>
+
+namespace forge::train {
+namespace {
+
+float toF32(const Tensor &t, int64_t i) {
+  if (t.dtype == "F32") {
+    float f;
+    std::memcpy(&f, t.data.data() + 4 * i, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, t.data.data() + 2 * i, 2);
+  if (t.dtype == "BF16") {
+    uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  _Float16 x;
+  std::memcpy(&x, &h, 2);
+  return static_cast<float>(x);
+}
+
+void fromF32(const cpu::View &v, int64_t i, float f) {
+  switch (v.dtype) {
+  case plan::DType::f32:
+    static_cast<float *>(v.data)[i] = f;
+    break;
+  case plan::DType::bf16: {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    static_cast<uint16_t *>(v.data)[i] = static_cast<uint16_t>(u >> 16);
+    break;
+  }
+  case plan::DType::f16:
+    static_cast<_Float16 *>(v.data)[i] = static_cast<_Float16>(f);
+    break;
+  default:
+    break;
+  }
+}
+
+std::string shapeStr(const std::vector<int64_t> &s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+} // namespace
+
+Tensor scalar(float v) {
+  Tensor t{"F32", {}, std::vector<uint8_t>(4)};
+  std::memcpy(t.data.data(), &v, 4);
+  return t;
+}
+
+std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
+                           const std::string &path) {
+  TensorMap file;
+  if (std::string e = readSafeTensors(path, file); !e.empty())
+    return e;
+  std::set<std::string> used;
+  for (uint32_t i = 0; i < plan->buffers()->size(); ++i) {
+    const plan::Buffer *b = plan->buffers()->Get(i);
+    if (b->role() != plan::Role::parameter)
+      continue;
+    std::string name = b->name()->str();
+    auto it = file.find(name);
+    if (it == file.end())
+      return path + ": no tensor for parameter '" + name + "'";
+    const Tensor &t = it->second;
+    const cpu::View &v = exec.buffer(i);
+    if (t.shape != v.shape)
+      return path + ": '" + name + "' has shape " + shapeStr(t.shape) +
+             ", the model needs " + shapeStr(v.shape);
+    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
+      return path + ": '" + name + "' is " + t.dtype +
+             "; parameters must be F32, BF16 or F16";
+    for (int64_t e = 0; e < v.numel(); ++e)
+      fromF32(v, e, toF32(t, e));
+    used.insert(name);
+  }
+  for (const auto &[name, t] : file)
+    if (!used.count(name))
+      return path + ": tensor '" + name + "' is not a parameter of this model";
+  return "";
+}
+
+std::string loadBatch(cpu::Executor &exec, const std::string &path) {
+  TensorMap file;
+  if (std::string e = readSafeTensors(path, file); !e.empty())
+    return e;
+  const std::vector<cpu::View> &in = exec.inputs("train_step");
+  const char *names[] = {"tokens", "labels"};
+  for (int a = 0; a < 2; ++a) {
+    auto it = file.find(names[a]);
+    if (it == file.end())
+      return path + ": no '" + names[a] + "' tensor";
+    const Tensor &t = it->second;
+    if (t.dtype != "I64" || t.shape != in[a].shape)
+      return path + ": '" + names[a] + "' must be I64 " +
+             shapeStr(in[a].shape) + ", got " + t.dtype + " " +
+             shapeStr(t.shape);
+    std::memcpy(in[a].data, t.data.data(), t.data.size());
+  }
+  for (size_t a = 2; a < in.size(); ++a) // document ids: one document
+    std::memset(in[a].data, 0, in[a].numel() * 4);
+  return "";
+}
+
+void collect(const plan::Plan *plan, const cpu::Executor &exec, plan::Role role,
+             const std::string &prefix, TensorMap &out) {
+  for (uint32_t i = 0; i < plan->buffers()->size(); ++i) {
+    const plan::Buffer *b = plan->buffers()->Get(i);
+    if (b->role() != role)
+      continue;
+    const cpu::View &v = exec.buffer(i);
+    Tensor t{"F32", v.shape, std::vector<uint8_t>(v.numel() * 4)};
+    for (int64_t e = 0; e < v.numel(); ++e) {
+      float f = cpu::Executor::readFloat(v, e);
+      std::memcpy(t.data.data() + 4 * e, &f, 4);
+    }
+    out[prefix + b->name()->str()] = std::move(t);
+  }
+}
+
+} // namespace forge::train

@@ -1,0 +1,59 @@
+"""Compares forge-run's --dump-state output with the PyTorch golden files.
+
+For each step file and each tensor (loss, grad_norm, grad.<fqn>,
+param.<fqn>) the error is max|forge - torch| / max(max|torch|, tiny): a
+per-tensor relative error. Loss, norm and gradients must be within `tol`;
+parameters after AdamW within `param_tol` (Adam normalizes each element's
+step, so a gradient element near zero turns a tiny difference into an
+lr-sized one). Reads safetensors with the standard library only (CI has no
+numpy or torch).
+"""
+import json
+import struct
+import sys
+
+
+def read(path):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        if t["dtype"] != "F32":
+            sys.exit(f"{path}: {name} is {t['dtype']}, expected F32")
+        b, e = t["data_offsets"]
+        raw = data[8 + n + b:8 + n + e]
+        out[name] = struct.unpack(f"<{len(raw) // 4}f", raw)
+    return out
+
+
+def main(forge_dir, golden_dir, steps, tol, param_tol):
+    worst = {"grads": (0.0, ""), "params": (0.0, "")}
+    for step in range(1, steps + 1):
+        got = read(f"{forge_dir}/step{step}.safetensors")
+        want = read(f"{golden_dir}/step{step}.safetensors")
+        if set(got) != set(want):
+            sys.exit(f"step {step}: tensors differ: only forge "
+                     f"{sorted(set(got) - set(want))[:5]}, only torch "
+                     f"{sorted(set(want) - set(got))[:5]}")
+        for name in sorted(want):
+            a, b = got[name], want[name]
+            if len(a) != len(b):
+                sys.exit(f"step {step} {name}: {len(a)} vs {len(b)} elements")
+            scale = max(max(abs(x) for x in b), 1e-12)
+            err = max(abs(x - y) for x, y in zip(a, b)) / scale
+            kind = "params" if name.startswith("param.") else "grads"
+            limit = param_tol if kind == "params" else tol
+            if err > worst[kind][0]:
+                worst[kind] = (err, f"step {step} {name}")
+            if err > limit:
+                sys.exit(f"step {step} {name}: relative error {err:.3e} > {limit}")
+    for kind, (err, where) in worst.items():
+        print(f"{kind}: max relative error {err:.3e} ({where})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
+         float(sys.argv[5]))
