@@ -185,15 +185,17 @@ int main(int argc, char **argv) {
       return fail(e);
     repeatBatch = true;
   }
-  std::printf("%s: %s, arena %.2f MiB, %lld steps x %lld micro-batches of "
-              "%lld x %lld tokens (random tokens%s)\n",
+  std::printf("%s: %s, arena %llu bytes (%.2f MiB), %lld steps x %lld "
+              "micro-batches of %lld x %lld tokens (%s%s)\n",
               kTool, t->job() ? t->job()->c_str() : plan.c_str(),
+              static_cast<unsigned long long>(exec.arenaBytes()),
               static_cast<double>(exec.arenaBytes()) / (1 << 20),
               static_cast<long long>(steps),
               static_cast<long long>(t->grad_accum_steps()),
               static_cast<long long>(t->batch_size()),
               static_cast<long long>(t->seq_len()),
-              repeatBatch ? ", one repeated batch" : "");
+              batchFrom.empty() ? "random tokens" : batchFrom.c_str(),
+              repeatBatch && batchFrom.empty() ? ", one repeated batch" : "");
   const std::vector<cpu::View> &in = exec.inputs("train_step");
   std::mt19937_64 gen(static_cast<uint64_t>(t->data_seed()));
   std::uniform_int_distribution<int64_t> token(0, t->vocab_size() - 1);
