@@ -76,10 +76,13 @@ struct Out {
   View v;
   std::vector<float> tmp;
   float *p;
-  explicit Out(const View &view) : v(view) {
+  /// `zero`: kernels that accumulate need a zeroed destination; kernels
+  /// that overwrite every element pass false and skip the fill.
+  explicit Out(const View &view, bool zero = true) : v(view) {
     if (v.dtype == plan::DType::f32) {
       p = static_cast<float *>(v.data);
-      std::fill(p, p + v.numel(), 0.0f);
+      if (zero)
+        std::fill(p, p + v.numel(), 0.0f);
     } else {
       tmp.assign(v.numel(), 0.0f);
       p = tmp.data();
@@ -218,7 +221,7 @@ std::map<std::string, Binder> &binders() {
       int64_t k = w.dim(1), n = w.dim(0), rows = x.numel() / k;
       fn = [=] {
         In xi = read(x), wi = read(w);
-        Out out(y);
+        Out out(y, false);
         gemmXWt(xi.p, wi.p, rows, k, n, out.p, 0.0f);
         out.commit();
       };
@@ -229,7 +232,7 @@ std::map<std::string, Binder> &binders() {
       int64_t n = w.dim(0), k = w.dim(1), rows = dy.numel() / n;
       fn = [=] {
         In g = read(dy), wi = read(w);
-        Out out(dx);
+        Out out(dx, false);
         // dx[rows, k] = dy[rows, n] @ w[n, k]
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, k, n, 1.0f,
                     g.p, n, wi.p, k, 0.0f, out.p, k);
@@ -242,7 +245,7 @@ std::map<std::string, Binder> &binders() {
       int64_t n = dw.dim(0), k = dw.dim(1), rows = dy.numel() / n;
       fn = [=] {
         In g = read(dy), xi = read(x);
-        Out out(dw);
+        Out out(dw, false);
         // dw[n, k] = dy^T[n, rows] @ x[rows, k]
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, rows, 1.0f,
                     g.p, n, xi.p, k, 0.0f, out.p, k);
@@ -424,7 +427,8 @@ std::map<std::string, Binder> &binders() {
       if (b.ops.size() != 5 && b.ops.size() != 6)
         return need(false, b,
                     "expects q, k, v, out, dout and optional doc_ids");
-      View q = b.ops[0], k = b.ops[1], v = b.ops[2], dout = b.ops[4];
+      View q = b.ops[0], k = b.ops[1], v = b.ops[2], out = b.ops[3],
+           dout = b.ops[4];
       bool docs = b.ops.size() == 6;
       View d = docs ? b.ops[5] : View();
       View dq = b.res[0], dk = b.res[1], dv = b.res[2];
@@ -433,12 +437,10 @@ std::map<std::string, Binder> &binders() {
         In qi = read(q), ki = read(k), vi = read(v), g = read(dout);
         const int32_t *doc =
             docs ? static_cast<const int32_t *>(d.data) : nullptr;
-        // Recompute the output and log-sum-exp in f32 (flash-style).
-        std::vector<float> o(q.numel()), lse(sh.b * sh.h * sh.s);
-        fast::attentionFwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data());
+        In oi = read(out);
         Out oq(dq), ok(dk), ov(dv);
-        fast::attentionBwd(qi.p, ki.p, vi.p, doc, sh, o.data(), lse.data(), g.p,
-                           oq.p, ok.p, ov.p);
+        fast::attentionBwd(qi.p, ki.p, vi.p, doc, sh, oi.p, nullptr, g.p, oq.p,
+                           ok.p, ov.p);
         oq.commit();
         ok.commit();
         ov.commit();
@@ -794,14 +796,11 @@ std::map<std::string, Binder> &binders() {
       fn = [=] {
         In pi = read(p), gi = read(g), mi = read(mv), vi = read(vv),
            li = read(lr), ci = read(clip);
-        std::vector<float> P(pi.p, pi.p + p.numel()), M(mi.p, mi.p + p.numel()),
-            V(vi.p, vi.p + p.numel());
-        ref::adamwUpdate(P.data(), gi.p, M.data(), V.data(), p.numel(), li.p[0],
-                         ci.p[0], ints(step)[0], b1, b2, eps, wd);
-        Out op(np), om(nm), ov(nv);
-        std::copy(P.begin(), P.end(), op.p);
-        std::copy(M.begin(), M.end(), om.p);
-        std::copy(V.begin(), V.end(), ov.p);
+        Out op(np, false), om(nm, false), ov(nv, false);
+        fast::adamwUpdate(pi.p, gi.p, mi.p, vi.p, p.numel(), li.p[0], ci.p[0],
+                          ints(step)[0], static_cast<float>(b1),
+                          static_cast<float>(b2), static_cast<float>(eps),
+                          static_cast<float>(wd), op.p, om.p, ov.p);
         op.commit();
         om.commit();
         ov.commit();

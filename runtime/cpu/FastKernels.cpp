@@ -21,6 +21,10 @@ void parallelFor(int64_t n, const std::function<void(int64_t)> &fn) {
       fn(i);
     return;
   }
+  // Our threads already use every core: BLAS calls inside them run
+  // single-threaded instead of oversubscribing the machine.
+  int blasThreads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
   std::atomic<int64_t> next{0};
   auto worker = [&] {
     for (int64_t i = next++; i < n; i = next++)
@@ -32,6 +36,7 @@ void parallelFor(int64_t n, const std::function<void(int64_t)> &fn) {
   worker();
   for (std::thread &t : pool)
     t.join();
+  openblas_set_num_threads(blasThreads);
 }
 
 namespace {
@@ -144,11 +149,20 @@ void attentionBwd(const float *q, const float *k, const float *v,
         const int64_t nb = std::min(kBlock, sh.s - i0);
         const int64_t kEnd = sh.causal ? i0 + nb : sh.s;
         scores(qh.data(), kg.data(), sh, docIds, b, i0, nb, kEnd, p.data());
+        // A block row holds every key its query can see, so P is the row's
+        // softmax: no saved log-sum-exp needed.
         for (int64_t r = 0; r < nb; ++r) {
-          float l = lse[(b * sh.h + h) * sh.s + i0 + r];
           float *row = p.data() + r * kEnd;
+          float mx = -INFINITY;
           for (int64_t j = 0; j < kEnd; ++j)
-            row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - l);
+            mx = std::max(mx, row[j]);
+          float sum = 0;
+          for (int64_t j = 0; j < kEnd; ++j) {
+            row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - mx);
+            sum += row[j];
+          }
+          for (int64_t j = 0; j < kEnd; ++j)
+            row[j] /= sum;
         }
         // dP = dO_blk V^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kEnd, sh.hd,
@@ -174,6 +188,33 @@ void attentionBwd(const float *q, const float *k, const float *v,
     }
     scatterAdd(dkg.data(), b, sh.s, sh.kv, g, sh.hd, dk);
     scatterAdd(dvg.data(), b, sh.s, sh.kv, g, sh.hd, dv);
+  });
+}
+
+void adamwUpdate(const float *param, const float *grad, const float *expAvg,
+                 const float *expAvgSq, int64_t n, float lr, float clip,
+                 int64_t step, float beta1, float beta2, float eps,
+                 float weightDecay, float *newParam, float *newExpAvg,
+                 float *newExpAvgSq) {
+  const double t = static_cast<double>(step + 1);
+  const float bc1 = static_cast<float>(1 - std::pow(beta1, t));
+  const float bc2Sqrt = static_cast<float>(std::sqrt(1 - std::pow(beta2, t)));
+  const float decay = 1 - lr * weightDecay, stepSize = lr / bc1;
+  const int64_t chunk = 1 << 16;
+  parallelFor((n + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t end = std::min(n, (c + 1) * chunk);
+    // The operation order of torch.optim.AdamW (single-tensor path), so f32
+    // rounding matches: lerp for the first moment, addcmul for the second,
+    // addcdiv for the update.
+    for (int64_t i = c * chunk; i < end; ++i) {
+      float g = grad[i] * clip;
+      float m = expAvg[i] + (1 - beta1) * (g - expAvg[i]);
+      float v = expAvgSq[i] * beta2 + (1 - beta2) * (g * g);
+      float denom = std::sqrt(v) / bc2Sqrt + eps;
+      newParam[i] = param[i] * decay + (-stepSize) * (m / denom);
+      newExpAvg[i] = m;
+      newExpAvgSq[i] = v;
+    }
   });
 }
 

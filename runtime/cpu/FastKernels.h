@@ -22,7 +22,8 @@ void attentionFwd(const float *q, const float *k, const float *v,
                   const int32_t *docIds, const ref::AttentionShape &sh,
                   float *o, float *lse);
 
-/// Same contract as ref::attentionBwd (dq, dk, dv accumulated).
+/// Same contract as ref::attentionBwd (dq, dk, dv accumulated); `lse` may
+/// be null (the probabilities are recomputed per block row).
 void attentionBwd(const float *q, const float *k, const float *v,
                   const int32_t *docIds, const ref::AttentionShape &sh,
                   const float *o, const float *lse, const float *dout,
@@ -34,6 +35,14 @@ float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
 void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
                      int64_t c, int64_t ignoreIndex, float dloss,
                      float *dlogits);
+
+/// One torch.optim.AdamW step, f32, threaded; reads param/grad/moments and
+/// writes the new values to the out arrays (which may alias the inputs).
+void adamwUpdate(const float *param, const float *grad, const float *expAvg,
+                 const float *expAvgSq, int64_t n, float lr, float clip,
+                 int64_t step, float beta1, float beta2, float eps,
+                 float weightDecay, float *newParam, float *newExpAvg,
+                 float *newExpAvgSq);
 
 /// Runs fn(i) for i in [0, n) over the machine's cores.
 void parallelFor(int64_t n, const std::function<void(int64_t)> &fn);
