@@ -195,6 +195,49 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
         return e;
     }
   }
+  // The programs forge-run drives, with the interface it relies on.
+  auto program = [&](const char *name) -> const plan::Program * {
+    for (const plan::Program *prog : *p->programs())
+      if (prog->name() && prog->name()->str() == name)
+        return prog;
+    return nullptr;
+  };
+  auto bufferOf = [&](const flatbuffers::Vector<uint32_t> *v, size_t i) {
+    return p->buffers()->Get(v->Get(i));
+  };
+  const plan::Training *t = p->training();
+  if (t->batch_size() <= 0 || t->seq_len() <= 0 || t->vocab_size() <= 0 ||
+      t->grad_accum_steps() <= 0 || t->max_steps() <= 0)
+    return "training settings must have positive batch_size, seq_len, "
+           "vocab_size, grad_accum_steps and max_steps";
+  const plan::Program *micro = program("train_step");
+  if (!micro || !micro->inputs() || micro->inputs()->size() < 2 ||
+      !micro->outputs() || micro->outputs()->size() != 1)
+    return "the plan needs a train_step program with token and label inputs "
+           "and one loss output";
+  for (size_t i = 0; i < micro->inputs()->size(); ++i) {
+    const plan::Buffer *b = bufferOf(micro->inputs(), i);
+    plan::DType want = i < 2 ? plan::DType::i64 : plan::DType::i32;
+    if (b->dtype() != want || !b->shape() || b->shape()->size() != 2 ||
+        b->shape()->Get(0) != t->batch_size() ||
+        b->shape()->Get(1) != t->seq_len())
+      return "train_step input " + std::to_string(i) + " must be " +
+             dtypeName(want) + " [batch_size, seq_len] = [" +
+             std::to_string(t->batch_size()) + ", " +
+             std::to_string(t->seq_len()) + "]";
+  }
+  if (bufferOf(micro->outputs(), 0)->bytes() != 4 ||
+      bufferOf(micro->outputs(), 0)->dtype() != plan::DType::f32)
+    return "train_step must output an f32 scalar loss";
+  const plan::Program *opt = program("optimizer_step");
+  if (!opt || !opt->inputs() || opt->inputs()->size() != 1 || !opt->outputs() ||
+      opt->outputs()->size() != 2 ||
+      bufferOf(opt->inputs(), 0)->dtype() != plan::DType::i64 ||
+      bufferOf(opt->inputs(), 0)->bytes() != 8 ||
+      bufferOf(opt->outputs(), 0)->dtype() != plan::DType::f32 ||
+      bufferOf(opt->outputs(), 1)->dtype() != plan::DType::f32)
+    return "the plan needs an optimizer_step program taking the i64 step "
+           "and returning the f32 gradient norm and learning rate";
   if (p->memory()->total() != arena)
     return "memory total (" + std::to_string(p->memory()->total()) +
            ") differs from the arena size (" + std::to_string(arena) + ")";

@@ -14,26 +14,38 @@ namespace {
 /// Knobs to break a small, otherwise valid plan in one way each.
 struct Spec {
   uint32_t version = kPlanVersion;
-  uint64_t arena = 256;
+  uint64_t arena = 512;
   uint64_t offset1 = 64;
   uint64_t bytes1 = 64; // 4x4 f32
   const char *op = "forge.relu";
   uint32_t operand = 0;
   int extraOperands = 0;
-  uint64_t memoryTotal = 256;
+  uint64_t memoryTotal = 512;
   bool identifier = true;
+  bool optimizerProgram = true;
+  int64_t tokensSeq = 4;
 };
 
 std::vector<uint8_t> build(const Spec &s) {
   flatbuffers::FlatBufferBuilder fbb;
-  std::vector<int64_t> shape = {4, 4};
+  auto buffer = [&](const char *name, plan::Role role, plan::DType dt,
+                    std::vector<int64_t> shape, uint64_t offset,
+                    uint64_t bytes) {
+    return plan::CreateBuffer(fbb, fbb.CreateString(name), role, dt,
+                              fbb.CreateVector(shape), offset, bytes,
+                              plan::Init::none, 0);
+  };
   std::vector<flatbuffers::Offset<plan::Buffer>> bufs = {
-      plan::CreateBuffer(fbb, fbb.CreateString("w"), plan::Role::parameter,
-                         plan::DType::f32, fbb.CreateVector(shape), 0, 64,
-                         plan::Init::normal, 0.02),
-      plan::CreateBuffer(fbb, fbb.CreateString("y"), plan::Role::activation,
-                         plan::DType::f32, fbb.CreateVector(shape), s.offset1,
-                         s.bytes1, plan::Init::none, 0)};
+      buffer("w", plan::Role::parameter, plan::DType::f32, {4, 4}, 0, 64),
+      buffer("y", plan::Role::activation, plan::DType::f32, {4, 4}, s.offset1,
+             s.bytes1),
+      buffer("tokens", plan::Role::input, plan::DType::i64, {1, s.tokensSeq},
+             128, 8 * s.tokensSeq),
+      buffer("labels", plan::Role::input, plan::DType::i64, {1, 4}, 192, 32),
+      buffer("loss", plan::Role::activation, plan::DType::f32, {}, 256, 4),
+      buffer("step", plan::Role::input, plan::DType::i64, {}, 320, 8),
+      buffer("norm", plan::Role::activation, plan::DType::f32, {}, 384, 4),
+      buffer("lr", plan::Role::activation, plan::DType::f32, {}, 448, 4)};
   std::vector<uint32_t> operands = {s.operand};
   for (int i = 0; i < s.extraOperands; ++i)
     operands.push_back(0);
@@ -41,13 +53,17 @@ std::vector<uint8_t> build(const Spec &s) {
   auto step =
       plan::CreateStep(fbb, fbb.CreateString(s.op), fbb.CreateVector(operands),
                        fbb.CreateVector(results), 0, fbb.CreateString("test"));
-  std::vector<flatbuffers::Offset<plan::Step>> steps = {step};
-  std::vector<uint32_t> none;
-  auto prog = plan::CreateProgram(
-      fbb, fbb.CreateString("train_step"), fbb.CreateVector(none),
-      fbb.CreateVector(results), fbb.CreateVector(steps));
-  std::vector<flatbuffers::Offset<plan::Program>> progs = {prog};
-  auto mem = plan::CreateMemory(fbb, 64, 0, 0, 0, 0, 64, s.memoryTotal);
+  std::vector<flatbuffers::Offset<plan::Step>> steps = {step}, none;
+  std::vector<uint32_t> microIn = {2, 3}, microOut = {4}, optIn = {5},
+                        optOut = {6, 7};
+  std::vector<flatbuffers::Offset<plan::Program>> progs = {plan::CreateProgram(
+      fbb, fbb.CreateString("train_step"), fbb.CreateVector(microIn),
+      fbb.CreateVector(microOut), fbb.CreateVector(steps))};
+  if (s.optimizerProgram)
+    progs.push_back(plan::CreateProgram(
+        fbb, fbb.CreateString("optimizer_step"), fbb.CreateVector(optIn),
+        fbb.CreateVector(optOut), fbb.CreateVector(none)));
+  auto mem = plan::CreateMemory(fbb, 64, 0, 0, 0, 72, 64, s.memoryTotal);
   auto training = plan::CreateTraining(fbb, 10, 1, 1, 4, 4);
   auto root =
       plan::CreatePlan(fbb, s.version, 0, s.arena, fbb.CreateVector(bufs),
@@ -78,8 +94,8 @@ TEST(Plan, RejectsEachKindOfMistake) {
   s.identifier = false;
   expect(s, "not a forge plan (missing the FRGP identifier)");
   s = Spec{};
-  s.offset1 = 256;
-  expect(s, "buffer 1 (y) [256, +64) lies outside the arena of 256 bytes");
+  s.offset1 = 512;
+  expect(s, "buffer 1 (y) [512, +64) lies outside the arena of 512 bytes");
   s = Spec{};
   s.offset1 = 32;
   expect(s, "buffer 1 (y) is not 64-byte aligned (offset 32)");
@@ -94,11 +110,19 @@ TEST(Plan, RejectsEachKindOfMistake) {
   s.extraOperands = 1;
   expect(s, "step 0 (forge.relu): has 2 operands and 1 results");
   s = Spec{};
-  s.operand = 7;
-  expect(s, "operand refers to buffer 7 but the plan has 2 buffers");
+  s.operand = 9;
+  expect(s, "operand refers to buffer 9 but the plan has 8 buffers");
   s = Spec{};
   s.memoryTotal = 128;
-  expect(s, "memory total (128) differs from the arena size (256)");
+  expect(s, "memory total (128) differs from the arena size (512)");
+  s = Spec{};
+  s.optimizerProgram = false;
+  expect(s, "the plan needs an optimizer_step program");
+  s = Spec{};
+  s.tokensSeq = 8;
+  s.arena = 1024;
+  s.memoryTotal = 1024;
+  expect(s, "train_step input 0 must be i64 [batch_size, seq_len] = [1, 4]");
 }
 
 TEST(Plan, EveryTruncationIsRejected) {

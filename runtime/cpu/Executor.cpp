@@ -143,6 +143,22 @@ void gemmXWt(const float *x, const float *w, int64_t m, int64_t k, int64_t n,
 
 using Binder = std::function<std::string(Bind &, Fn &)>;
 
+/// Labels come from data: an id outside [0, classes) other than the ignore
+/// index would index outside the logits, so it stops the run with a reason.
+void checkLabels(const int64_t *labels, int64_t n, int64_t classes,
+                 int64_t ignore) {
+  for (int64_t i = 0; i < n; ++i)
+    if (labels[i] != ignore && (labels[i] < 0 || labels[i] >= classes)) {
+      std::fprintf(stderr,
+                   "forge-run: error: label %lld at position %lld is outside "
+                   "[0, %lld) and is not the ignore index %lld\n",
+                   static_cast<long long>(labels[i]), static_cast<long long>(i),
+                   static_cast<long long>(classes),
+                   static_cast<long long>(ignore));
+      std::exit(1);
+    }
+}
+
 std::string need(bool ok, const Bind &b, const std::string &what) {
   if (ok)
     return "";
@@ -686,11 +702,12 @@ std::map<std::string, Binder> &binders() {
       View l = b.ops[0], lab = b.ops[1], y = b.res[0];
       int64_t ignore = b.i("ignore_index", -100);
       fn = [=] {
+        checkLabels(ints(lab), lab.numel(), l.dim(-1), ignore);
         In li = read(l);
         Out out(y);
         int64_t c = l.dim(-1);
         out.p[0] =
-            ref::crossEntropyFwd(li.p, ints(lab), l.numel() / c, c, ignore);
+            fast::crossEntropyFwd(li.p, ints(lab), l.numel() / c, c, ignore);
         out.commit();
       };
       return std::string();
@@ -713,6 +730,7 @@ std::map<std::string, Binder> &binders() {
       int64_t chunk = b.i("chunk"), ignore = b.i("ignore_index", -100);
       double zw = b.f("z_weight");
       fn = [=] {
+        checkLabels(ints(lab), lab.numel(), w.dim(0), ignore);
         In hi = read(h), wi = read(w);
         Out out(y);
         int64_t d = h.dim(-1);
@@ -812,6 +830,114 @@ std::map<std::string, Binder> &binders() {
   return m;
 }
 
+/// The shape relations each kernel indexes with; a plan that breaks one is
+/// rejected at prepare time instead of reading outside a buffer.
+std::string checkShapes(const std::string &op, const Bind &b) {
+  auto n = [&](const View &v) { return v.numel(); };
+  auto rank = [&](const View &v) {
+    return static_cast<int64_t>(v.shape.size());
+  };
+  auto isInt = [&](const View &v) { return v.dtype == plan::DType::i64; };
+  auto bad = [&](const char *why) { return std::string(why); };
+  const std::vector<View> &o = b.ops, &r = b.res;
+  if (op == "forge.silu" || op == "forge.gelu" || op == "forge.relu" ||
+      op == "forge.tanh" || op == "forge.scale" || op == "forge.rope_grad" ||
+      op == "forge.moe_capacity_grad")
+    return n(o.back()) == n(r[0]) ? "" : bad("input and result sizes differ");
+  if (op.ends_with("_grad") &&
+      (op == "forge.silu_grad" || op == "forge.gelu_grad" ||
+       op == "forge.relu_grad" || op == "forge.tanh_grad"))
+    return n(o[0]) == n(o[1]) && n(o[0]) == n(r[0])
+               ? ""
+               : bad("operand sizes differ");
+  if (op == "forge.add" || op == "forge.mul")
+    return n(o[0]) == n(o[1]) && n(o[0]) == n(r[0])
+               ? ""
+               : bad("operand sizes differ");
+  if (op == "forge.embedding")
+    return rank(o[0]) == 2 && isInt(o[1]) && n(o[1]) * o[0].dim(1) == n(r[0])
+               ? ""
+               : bad("needs a [vocab, dim] table, i64 ids and ids x dim "
+                     "results");
+  if (op == "forge.embedding_grad")
+    return rank(r[0]) == 2 && isInt(o[1]) && n(o[1]) * r[0].dim(1) == n(o[0])
+               ? ""
+               : bad("needs i64 ids and a [vocab, dim] result");
+  if (op == "forge.linear")
+    return rank(o[1]) == 2 && rank(o[0]) >= 1 && o[0].dim(-1) == o[1].dim(1) &&
+                   n(r[0]) == n(o[0]) / o[1].dim(1) * o[1].dim(0)
+               ? ""
+               : bad("input, [out, in] weight and result disagree");
+  if (op == "forge.linear_grad_input")
+    return rank(o[1]) == 2 && o[0].dim(-1) == o[1].dim(0) &&
+                   n(r[0]) == n(o[0]) / o[1].dim(0) * o[1].dim(1)
+               ? ""
+               : bad("dy, [out, in] weight and result disagree");
+  if (op == "forge.linear_grad_weight")
+    return rank(r[0]) == 2 && o[0].dim(-1) == r[0].dim(0) &&
+                   o[1].dim(-1) == r[0].dim(1) &&
+                   n(o[0]) / r[0].dim(0) == n(o[1]) / r[0].dim(1)
+               ? ""
+               : bad("dy, input and [out, in] result disagree");
+  if (op == "forge.rmsnorm" || op == "forge.layernorm" ||
+      op == "forge.rmsnorm_grad" || op == "forge.layernorm_grad")
+    return rank(o[0]) >= 1 && n(o[1]) == o[0].dim(-1) && n(r[0]) == n(o[0])
+               ? ""
+               : bad("weight must match the input's last dimension");
+  if (op == "forge.rope")
+    return rank(o[0]) == 4 && o[0].dim(3) % 2 == 0 && n(r[0]) == n(o[0])
+               ? ""
+               : bad("needs [batch, seq, heads, even head_dim]");
+  if (op == "forge.attention" || op == "forge.attention_grad") {
+    const View &q = o[0], &k = o[1], &v = o[2];
+    bool ok = rank(q) == 4 && rank(k) == 4 && k.shape == v.shape &&
+              q.dim(0) == k.dim(0) && q.dim(1) == k.dim(1) &&
+              q.dim(3) == k.dim(3) && k.dim(2) > 0 && q.dim(2) % k.dim(2) == 0;
+    size_t docAt = op == "forge.attention" ? 3 : 5;
+    if (o.size() > docAt)
+      ok = ok && o[docAt].dtype == plan::DType::i32 &&
+           n(o[docAt]) == q.dim(0) * q.dim(1);
+    return ok ? "" : bad("q, k, v (and doc_ids) shapes disagree");
+  }
+  if (op == "forge.cross_entropy" || op == "forge.cross_entropy_grad")
+    return isInt(o[1]) && rank(o[0]) >= 2 && n(o[1]) * o[0].dim(-1) == n(o[0])
+               ? ""
+               : bad("labels must be i64 with the logits' rows");
+  if (op == "forge.chunked_cross_entropy" ||
+      op == "forge.chunked_cross_entropy_grad")
+    return isInt(o[2]) && rank(o[1]) == 2 && o[0].dim(-1) == o[1].dim(1) &&
+                   n(o[2]) * o[1].dim(1) == n(o[0]) && b.i("chunk") > 0
+               ? ""
+               : bad("hidden, [vocab, dim] head and i64 labels disagree");
+  if (op == "forge.z_loss" || op == "forge.z_loss_grad")
+    return rank(o[0]) == 2 ? "" : bad("logits must be [rows, classes]");
+  if (op == "forge.adamw_update") {
+    for (size_t i = 1; i < 4; ++i)
+      if (n(o[i]) != n(o[0]))
+        return bad("parameter, gradient and moments differ in size");
+    return isInt(o[6]) ? "" : bad("the step must be i64");
+  }
+  if (op == "forge.stack" || op == "forge.unstack") {
+    const std::vector<View> &parts = op == "forge.stack" ? o : r;
+    const View &whole = op == "forge.stack" ? r[0] : o[0];
+    for (const View &part : parts)
+      if (n(part) * static_cast<int64_t>(parts.size()) != n(whole))
+        return bad("parts and the stacked tensor differ in size");
+    return "";
+  }
+  if (op == "forge.softmax_topk" || op == "forge.sigmoid_topk")
+    return rank(o[0]) == 2 && isInt(r[1]) && b.i("k") >= 1 &&
+                   b.i("k") <= o[0].dim(1) && n(r[0]) == o[0].dim(0) * b.i("k")
+               ? ""
+               : bad("logits, k and results disagree");
+  if (op == "forge.moe_dispatch")
+    return rank(o[0]) == 2 && isInt(o[1]) && rank(o[1]) == 2 &&
+                   n(r[1]) == b.i("experts") && n(r[2]) == n(o[1])
+               ? ""
+               : bad("tokens, indices and expert count disagree");
+  return "";
+}
+
 uint64_t fnv1a(const std::string &s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) {
@@ -884,6 +1010,8 @@ std::string Executor::prepare(const plan::Plan *plan) {
           if (!isFloat(v.dtype) && v.dtype != plan::DType::i64 &&
               st->op()->str() != "forge.set_param")
             return where + ": unsupported result dtype";
+        if (std::string e = checkShapes(st->op()->str(), b); !e.empty())
+          return where + ": " + e;
         Fn fn;
         if (std::string e = it->second(b, fn); !e.empty())
           return where + ": " + e;

@@ -1,8 +1,9 @@
 //===- Executor.h - Runs a verified plan on the CPU -------------*- C++ -*-===//
 //
 // Prepare once, then run blind: `prepare` binds every step of every program
-// to a kernel and checks the shapes the kernel needs (the plan loader has
-// already checked indices and buffer bounds), so `run` only calls kernels.
+// to a kernel and checks the shape relations the kernel indexes with (the
+// plan loader has already checked indices and buffer bounds), so `run` only
+// calls kernels. Index *values* (token ids) are checked where they are read.
 // Compute is f32; bf16/f16 buffers are widened on read and rounded to
 // nearest even on write, as PyTorch's bf16 storage with f32 math.
 //
