@@ -126,8 +126,8 @@ compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
               compiler::MemorySummary &memory);
 
 /// Builds and verifies the model IR, then prints it or the report.
-static int emitOrReport(const config::ConfigLoader &loader, bool report,
-                        bool locations) {
+static int emitOrReport(const config::ConfigLoader &loader, int64_t worldSize,
+                        bool report, bool locations) {
   auto start = std::chrono::steady_clock::now();
   mlir::MLIRContext ctx;
   std::string error;
@@ -165,6 +165,11 @@ static int emitOrReport(const config::ConfigLoader &loader, bool report,
   mlir::MLIRContext planCtx;
   if (!compileModule(planCtx, loader, "", bytes, memory))
     return 1;
+  if (worldSize > 1)
+    std::printf("note: the memory below is one unsharded replica; the "
+                "sharding passes for world size %lld are not implemented "
+                "yet\n",
+                static_cast<long long>(worldSize));
   std::fputs(compiler::describeMemory(memory).c_str(), stdout);
   return 0;
 }
@@ -367,7 +372,8 @@ int main(int argc, char **argv) {
     return 0;
   case Mode::EmitForge:
   case Mode::Report:
-    return emitOrReport(loader, mode == Mode::Report, printLocations);
+    return emitOrReport(loader, worldSize, mode == Mode::Report,
+                        printLocations);
   case Mode::DumpIR:
     return dumpIR(loader, dumpDir);
   case Mode::Summary:
