@@ -145,14 +145,6 @@ bool looksNumeric(const std::string &s) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-template <typename T> struct IsOptional : std::false_type {};
-template <typename T> struct IsOptional<std::optional<T>> : std::true_type {};
-template <typename T> struct IsVector : std::false_type {};
-template <typename T> struct IsVector<std::vector<T>> : std::true_type {};
-template <typename T> struct IsMap : std::false_type {};
-template <typename T>
-struct IsMap<std::map<std::string, T>> : std::true_type {};
-
 /// Loads one struct from one TOML table, then reports the table's keys that
 /// the struct does not declare.
 class TableLoader {

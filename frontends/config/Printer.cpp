@@ -11,16 +11,6 @@
 namespace forge::config {
 namespace {
 
-template <typename T> struct IsOptional : std::false_type {};
-template <typename T> struct IsOptional<std::optional<T>> : std::true_type {};
-template <typename T> struct IsVector : std::false_type {};
-template <typename T> struct IsVector<std::vector<T>> : std::true_type {
-  using Elem = T;
-};
-template <typename T> struct IsMap : std::false_type {};
-template <typename T>
-struct IsMap<std::map<std::string, T>> : std::true_type {};
-
 /// True for the structs that declare keys with visit().
 template <typename T>
 constexpr bool isTable =

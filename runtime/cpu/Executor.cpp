@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cpu/Executor.h"
+#include "runtime/core/DType.h"
 #include "runtime/cpu/FastKernels.h"
 #include "runtime/cpu/RefKernels.h"
 
@@ -24,21 +25,8 @@ namespace {
 
 using Fn = std::function<void()>;
 
-float bf16ToF32(uint16_t b) {
-  uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-uint16_t f32ToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffff) > 0x7f800000) // NaN: keep it a (quiet) NaN
-    return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7fff + ((u >> 16) & 1); // round to nearest, ties to even
-  return static_cast<uint16_t>(u >> 16);
-}
+using runtime::bf16ToF32;
+using runtime::f32ToBf16;
 
 bool isFloat(plan::DType t) {
   return t == plan::DType::f32 || t == plan::DType::bf16 ||

@@ -1,6 +1,7 @@
 //===- State.cpp - Weights, batches and state dumps for forge-run ---------===//
 
 #include "runtime/train/State.h"
+#include "runtime/core/DType.h"
 
 #include <cstring>
 #include <set>
@@ -16,12 +17,8 @@ float toF32(const Tensor &t, int64_t i) {
   }
   uint16_t h;
   std::memcpy(&h, t.data.data() + 2 * i, 2);
-  if (t.dtype == "BF16") {
-    uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
+  if (t.dtype == "BF16")
+    return runtime::bf16ToF32(h);
   _Float16 x;
   std::memcpy(&x, &h, 2);
   return static_cast<float>(x);
@@ -32,13 +29,9 @@ void fromF32(const cpu::View &v, int64_t i, float f) {
   case plan::DType::f32:
     static_cast<float *>(v.data)[i] = f;
     break;
-  case plan::DType::bf16: {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7fff + ((u >> 16) & 1);
-    static_cast<uint16_t *>(v.data)[i] = static_cast<uint16_t>(u >> 16);
+  case plan::DType::bf16:
+    static_cast<uint16_t *>(v.data)[i] = runtime::f32ToBf16(f);
     break;
-  }
   case plan::DType::f16:
     static_cast<_Float16 *>(v.data)[i] = static_cast<_Float16>(f);
     break;
