@@ -22,6 +22,7 @@ const std::vector<PipelineStep> &pipeline() {
     };
     add([] { return forge::createBuildBackwardPass(); });
     add([] { return forge::createBuildOptimizerPass(); });
+    add([] { return forge::createPlanMemoryPass(); });
     return s;
   }();
   return steps;

@@ -17,27 +17,13 @@ using namespace mlir;
 namespace forge::compiler {
 namespace {
 
-uint64_t alignUp(uint64_t v) {
-  const uint64_t a = runtime::kArenaAlignment;
-  return (v + a - 1) / a * a;
-}
-
-/// Storage: one region of the arena, shared by a value and its views.
-struct Storage {
-  uint64_t bytes = 0;
-  bool persistent = false;
-  plan::Role role = plan::Role::activation;
-  uint64_t offset = 0; // persistent: absolute; activation: within region
-  int def = 0, lastUse = -1;
-};
-
-/// A plan buffer: a typed view of a storage.
+/// A plan buffer: a typed view at an arena offset.
 struct BufferEntry {
   std::string name;
   plan::Role role;
   plan::DType dtype;
   std::vector<int64_t> shape;
-  unsigned storage;
+  uint64_t offset;
   plan::Init init = plan::Init::none;
   double std = 0;
 };
@@ -52,9 +38,9 @@ struct ProgramRec {
   std::string name;
   std::vector<unsigned> inputs, outputs;
   std::vector<StepRec> steps;
-  std::vector<unsigned> storages; // activation storages defined here
 };
 
+/// Serializes the layout forge-plan-memory recorded in the IR.
 class Writer {
 public:
   Writer(ModuleOp module, std::string &error)
@@ -88,53 +74,43 @@ private:
     return true;
   }
 
-  /// A new buffer over a new storage (or over `storage` when given).
-  bool newBuffer(Value v, const std::string &name, plan::Role role,
-                 bool persistent, unsigned *storage, unsigned &index,
-                 Operation *where) {
+  /// A buffer for `v` at `offset`.
+  bool addBuffer(Value v, const std::string &name, plan::Role role,
+                 int64_t offset, Operation *where, unsigned &index) {
     auto t = dyn_cast<RankedTensorType>(v.getType());
     plan::DType d;
     if (!t || !t.hasStaticShape() || !dtypeOf(t.getElementType(), d))
       return fail(where, "cannot place a value of type " +
                              std::string(llvm::formatv("{0}", v.getType())) +
-                             " in the plan (static f32/bf16/f16/i64/i32 "
-                             "tensors only)");
-    unsigned s;
-    if (storage) {
-      s = *storage;
-    } else {
-      s = storages_.size();
-      Storage st;
-      st.bytes =
-          static_cast<uint64_t>(t.getNumElements()) * runtime::dtypeSize(d);
-      st.persistent = persistent;
-      st.role = role;
-      storages_.push_back(st);
-    }
+                             " in the plan");
     index = buffers_.size();
     buffers_.push_back(
         {name, role, d,
-         std::vector<int64_t>(t.getShape().begin(), t.getShape().end()), s});
+         std::vector<int64_t>(t.getShape().begin(), t.getShape().end()),
+         static_cast<uint64_t>(offset)});
     valueBuffer_[v] = index;
     return true;
   }
 
   bool collectParams();
   bool collectProgram(func::FuncOp fn);
-  void allocate(MemorySummary &mem);
 
   ModuleOp module_;
   std::string &error_;
-  std::vector<Storage> storages_;
   std::vector<BufferEntry> buffers_;
   DenseMap<Value, unsigned> valueBuffer_;
   std::map<std::string, unsigned> paramBuffer_;
   std::vector<ProgramRec> programs_;
 };
 
+const char kNoLayout[] = "has no memory layout: run forge-plan-memory first";
+
 bool Writer::collectParams() {
   for (auto p : module_.getOps<ParamOp>()) {
     std::string name = p.getSymName().str();
+    auto offset = p->getAttrOfType<IntegerAttr>("exec.offset");
+    if (!offset)
+      return fail(p, "parameter '" + name + "' " + kNoLayout);
     plan::Role role = plan::Role::parameter;
     if (p.getBuffer())
       role = name.rfind("grad.", 0) == 0        ? plan::Role::gradient
@@ -143,17 +119,10 @@ bool Writer::collectParams() {
     plan::DType d;
     if (!dtypeOf(p.getTensorType().getElementType(), d))
       return fail(p, "parameter element type is not f32, bf16 or f16");
-    unsigned s = storages_.size();
-    Storage st;
-    st.bytes = static_cast<uint64_t>(p.getTensorType().getNumElements()) *
-               runtime::dtypeSize(d);
-    st.persistent = true;
-    st.role = role;
-    storages_.push_back(st);
     BufferEntry b{name, role, d,
                   std::vector<int64_t>(p.getTensorType().getShape().begin(),
                                        p.getTensorType().getShape().end()),
-                  s};
+                  static_cast<uint64_t>(offset.getInt())};
     b.init = p.getInit() == InitKind::normal ? plan::Init::normal
              : p.getInit() == InitKind::ones ? plan::Init::ones
                                              : plan::Init::zeros;
@@ -164,13 +133,73 @@ bool Writer::collectParams() {
   return true;
 }
 
+bool Writer::collectProgram(func::FuncOp fn) {
+  ProgramRec prog;
+  prog.name = fn.getSymName().str();
+  for (BlockArgument arg : fn.getArguments()) {
+    auto offset =
+        fn.getArgAttrOfType<IntegerAttr>(arg.getArgNumber(), "exec.offset");
+    if (!offset)
+      return fail(fn, "@" + prog.name + " argument " + kNoLayout);
+    unsigned idx;
+    if (!addBuffer(arg, prog.name + ".arg" + std::to_string(arg.getArgNumber()),
+                   plan::Role::input, offset.getInt(), fn, idx))
+      return false;
+    prog.inputs.push_back(idx);
+  }
+  for (Operation &op : fn.getBody().front()) {
+    if (auto get = dyn_cast<GetParamOp>(op)) {
+      valueBuffer_[get.getResult()] = paramBuffer_.at(get.getName().str());
+      continue;
+    }
+    if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+      for (Value v : ret.getOperands())
+        prog.outputs.push_back(valueBuffer_.at(v));
+      continue;
+    }
+    ArrayRef<int64_t> offsets;
+    if (op.getNumResults()) {
+      auto attr = op.getAttrOfType<DenseI64ArrayAttr>("exec.offsets");
+      if (!attr || attr.size() != static_cast<int64_t>(op.getNumResults()))
+        return fail(&op, std::string("op ") + kNoLayout);
+      offsets = attr.asArrayRef();
+    }
+    if (auto view = dyn_cast<ReshapeOp>(op)) {
+      // A view: another shape at its input's offset; no step.
+      unsigned idx;
+      if (!addBuffer(view.getResult(), "", plan::Role::activation, offsets[0],
+                     &op, idx))
+        return false;
+      continue;
+    }
+    if (!runtime::findOp(op.getName().getStringRef()))
+      return fail(&op, "op " + op.getName().getStringRef().str() +
+                           " cannot be written to a plan");
+    StepRec rec{op.getName().getStringRef().str(), {}, {}, &op};
+    for (Value v : op.getOperands())
+      rec.operands.push_back(valueBuffer_.at(v));
+    if (auto set = dyn_cast<SetParamOp>(op))
+      rec.results.push_back(paramBuffer_.at(set.getName().str()));
+    for (auto [i, r] : llvm::enumerate(op.getResults())) {
+      unsigned idx;
+      if (!addBuffer(r, "", plan::Role::activation, offsets[i], &op, idx))
+        return false;
+      rec.results.push_back(idx);
+    }
+    prog.steps.push_back(std::move(rec));
+  }
+  programs_.push_back(std::move(prog));
+  return true;
+}
+
 /// Converts an MLIR attribute into a plan attribute.
 bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
                 std::vector<flatbuffers::Offset<plan::Attr>> &out,
                 std::string &unsupported) {
   Attribute v = a.getValue();
-  // Symbol references are resolved into the step's buffer indices.
-  if (isa<SymbolRefAttr>(v))
+  // Symbol references are resolved into the step's buffer indices, and the
+  // layout into buffer offsets.
+  if (isa<SymbolRefAttr>(v) || a.getName().strref().starts_with("exec."))
     return true;
   auto name = fbb.CreateString(a.getName().str());
   if (auto i = dyn_cast<IntegerAttr>(v))
@@ -193,143 +222,24 @@ bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
   return true;
 }
 
-bool Writer::collectProgram(func::FuncOp fn) {
-  ProgramRec prog;
-  prog.name = fn.getSymName().str();
-  for (BlockArgument arg : fn.getArguments()) {
-    unsigned idx;
-    if (!newBuffer(arg, prog.name + ".arg" + std::to_string(arg.getArgNumber()),
-                   plan::Role::input, true, nullptr, idx, fn))
-      return false;
-    prog.inputs.push_back(idx);
-  }
-  int step = 0;
-  auto use = [&](Value v, int at) {
-    Storage &s = storages_[buffers_[valueBuffer_.at(v)].storage];
-    s.lastUse = std::max(s.lastUse, at);
-  };
-  for (Operation &op : fn.getBody().front()) {
-    if (auto get = dyn_cast<GetParamOp>(op)) {
-      valueBuffer_[get.getResult()] = paramBuffer_.at(get.getName().str());
-      continue;
-    }
-    if (auto reshape = dyn_cast<ReshapeOp>(op)) {
-      // A view: same storage, another shape; no step.
-      unsigned storage = buffers_[valueBuffer_.at(reshape.getInput())].storage;
-      unsigned idx;
-      if (!newBuffer(reshape.getResult(), "", plan::Role::activation, false,
-                     &storage, idx, &op))
-        return false;
-      continue;
-    }
-    if (auto ret = dyn_cast<func::ReturnOp>(op)) {
-      for (Value v : ret.getOperands()) {
-        use(v, step);
-        prog.outputs.push_back(valueBuffer_.at(v));
-      }
-      continue;
-    }
-    if (!runtime::findOp(op.getName().getStringRef()))
-      return fail(&op, "op " + op.getName().getStringRef().str() +
-                           " cannot be written to a plan");
-    StepRec rec{op.getName().getStringRef().str(), {}, {}, &op};
-    for (Value v : op.getOperands()) {
-      use(v, step);
-      rec.operands.push_back(valueBuffer_.at(v));
-    }
-    if (auto set = dyn_cast<SetParamOp>(op)) {
-      rec.results.push_back(paramBuffer_.at(set.getName().str()));
-    } else {
-      for (Value r : op.getResults()) {
-        unsigned idx;
-        if (!newBuffer(r, "", plan::Role::activation, false, nullptr, idx, &op))
-          return false;
-        Storage &s = storages_[buffers_[idx].storage];
-        s.def = step;
-        s.lastUse = std::max(s.lastUse, step);
-        prog.storages.push_back(buffers_[idx].storage);
-        rec.results.push_back(idx);
-      }
-    }
-    prog.steps.push_back(std::move(rec));
-    ++step;
-  }
-  programs_.push_back(std::move(prog));
-  return true;
-}
-
-void Writer::allocate(MemorySummary &mem) {
-  // Persistent storages, in declaration order.
-  uint64_t top = 0;
-  for (Storage &s : storages_) {
-    if (!s.persistent)
-      continue;
-    s.offset = top;
-    top = alignUp(top + s.bytes);
-    switch (s.role) {
-    case plan::Role::parameter:
-      mem.parameters += s.bytes;
-      break;
-    case plan::Role::gradient:
-      mem.gradients += s.bytes;
-      break;
-    case plan::Role::optimizer_state:
-      mem.optimizerState += s.bytes;
-      break;
-    case plan::Role::input:
-      mem.inputs += s.bytes;
-      break;
-    default:
-      mem.otherState += s.bytes;
-    }
-  }
-  const uint64_t base = top;
-  // Activations: each program starts with an empty region (programs run
-  // one at a time). First fit over [offset, end) intervals in use.
-  uint64_t peak = 0;
-  for (const ProgramRec &prog : programs_) {
-    std::vector<unsigned> order = prog.storages;
-    std::vector<std::pair<uint64_t, uint64_t>> live; // (offset, end)
-    std::vector<unsigned> liveIds;
-    int nsteps = static_cast<int>(prog.steps.size());
-    for (int step = 0; step <= nsteps; ++step) {
-      for (unsigned id : order) {
-        Storage &s = storages_[id];
-        if (s.def != step)
-          continue;
-        uint64_t size = alignUp(s.bytes), at = 0;
-        std::vector<std::pair<uint64_t, uint64_t>> sorted = live;
-        std::sort(sorted.begin(), sorted.end());
-        for (auto [o, e] : sorted) {
-          if (at + size <= o)
-            break;
-          at = std::max(at, e);
-        }
-        s.offset = at;
-        live.push_back({at, at + size});
-        liveIds.push_back(id);
-        peak = std::max(peak, at + size);
-      }
-      // Free what is not used after this step.
-      for (size_t i = 0; i < liveIds.size();) {
-        if (storages_[liveIds[i]].lastUse <= step) {
-          live.erase(live.begin() + i);
-          liveIds.erase(liveIds.begin() + i);
-        } else {
-          ++i;
-        }
-      }
-    }
-  }
-  for (Storage &s : storages_)
-    if (!s.persistent)
-      s.offset += base;
-  mem.activationsPeak = peak;
-  mem.total = base + peak;
-}
-
 bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
                  std::vector<uint8_t> &out, MemorySummary &mem) {
+  auto memory = module_->getAttrOfType<DictionaryAttr>("exec.memory");
+  if (!memory) {
+    error_ = std::string("the module ") + kNoLayout;
+    return false;
+  }
+  auto field = [&](StringRef key) -> uint64_t {
+    auto a = memory.getAs<IntegerAttr>(key);
+    return a ? static_cast<uint64_t>(a.getInt()) : 0;
+  };
+  mem.parameters = field("parameters");
+  mem.gradients = field("gradients");
+  mem.optimizerState = field("optimizer_state");
+  mem.otherState = field("other_state");
+  mem.inputs = field("inputs");
+  mem.activationsPeak = field("activations_peak");
+  mem.total = field("total");
   if (!collectParams())
     return false;
   for (const char *name : {"train_step", "optimizer_step"}) {
@@ -342,18 +252,16 @@ bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
     if (!collectProgram(fn))
       return false;
   }
-  allocate(mem);
 
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<plan::Buffer>> bufs;
   for (const BufferEntry &b : buffers_) {
-    const Storage &s = storages_[b.storage];
     uint64_t elems = 1;
     for (int64_t d : b.shape)
       elems *= static_cast<uint64_t>(d);
     bufs.push_back(
         plan::CreateBuffer(fbb, fbb.CreateString(b.name), b.role, b.dtype,
-                           fbb.CreateVector(b.shape), s.offset,
+                           fbb.CreateVector(b.shape), b.offset,
                            elems * runtime::dtypeSize(b.dtype), b.init, b.std));
   }
   std::vector<flatbuffers::Offset<plan::Program>> progs;
@@ -379,9 +287,9 @@ bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
         fbb, fbb.CreateString(p.name), fbb.CreateVector(p.inputs),
         fbb.CreateVector(p.outputs), fbb.CreateVector(steps)));
   }
-  auto memory = plan::CreateMemory(fbb, mem.parameters, mem.gradients,
-                                   mem.optimizerState, mem.otherState,
-                                   mem.inputs, mem.activationsPeak, mem.total);
+  auto memoryTable = plan::CreateMemory(
+      fbb, mem.parameters, mem.gradients, mem.optimizerState, mem.otherState,
+      mem.inputs, mem.activationsPeak, mem.total);
   const config::TrainConfig &t = cfg.train;
   auto training = plan::CreateTraining(
       fbb, t.max_steps, t.grad_accum_steps, t.batch_size, t.seq_len,
@@ -392,7 +300,7 @@ bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
                                fbb.CreateVector(std::vector<int64_t>{}));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,
                                fbb.CreateVector(bufs), fbb.CreateVector(progs),
-                               memory, training);
+                               memoryTable, training);
   plan::FinishPlanBuffer(fbb, root);
   out.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   return true;

@@ -1,11 +1,10 @@
 //===- PlanWriter.h - Memory planning and plan.bin ---------------*- C++
 //-*-===//
 //
-// Lays out every tensor of the compiled module in one arena and writes
-// plan.bin (schema: runtime/core/plan.fbs). Persistent tensors (parameters,
-// gradient accumulators, optimizer state, other buffers, inputs) come first;
-// activations share one region above them, placed first-fit by liveness in
-// program order, so the arena size is each rank's exact peak.
+// Writes plan.bin (schema: runtime/core/plan.fbs) from a module that has
+// been through the whole pass pipeline: the programs' ops become steps, and
+// the arena layout that forge-plan-memory recorded in the IR (exec.offset,
+// exec.offsets, exec.memory) becomes the buffers and the memory summary.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,9 +32,9 @@ struct MemorySummary {
   uint64_t total = 0;
 };
 
-/// Plans memory for `module` (after the pass pipeline) and serializes the
-/// plan. Returns false with `error` set when the module cannot be planned
-/// (an op the plan format does not carry, a dynamic shape, ...).
+/// Serializes the plan of `module` (after the pass pipeline). Returns false
+/// with `error` set when it cannot (no layout, an op the plan format does
+/// not carry, ...).
 bool writePlan(mlir::ModuleOp module, const config::JobConfig &cfg,
                const std::string &jobPath, std::vector<uint8_t> &out,
                MemorySummary &memory, std::string &error);

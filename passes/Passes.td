@@ -55,4 +55,22 @@ def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
   let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
 }
 
+def PlanMemoryPass : Pass<"forge-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Liveness-based layout of every tensor in one arena";
+  let description = [{
+    Places every tensor of `@train_step` and `@optimizer_step` in one arena
+    per rank and records it in the IR: `exec.offset` on each `forge.param`
+    and program argument, `exec.offsets` (one per result) on each op, and
+    the module attribute `exec.memory` (bytes of parameters, gradients,
+    optimizer state, other state, inputs, activations at peak, total).
+    Persistent tensors come first in declaration order; activations share
+    one region above them that each program reuses from its start, placed
+    first-fit in op order and freed after their last use, so `total` is the
+    exact peak. `forge.reshape` is a view of its input's storage and
+    `forge.get_param` reads the parameter in place. Offsets are 64-byte
+    aligned. The plan writer serializes this layout unchanged.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
+}
+
 #endif // FORGE_PASSES_TD

@@ -1,0 +1,236 @@
+//===- PlanMemory.cpp - Liveness-based arena layout ----------------------===//
+//
+// Places every tensor of @train_step and @optimizer_step in one arena and
+// records the offsets in the IR, so `--dump-ir` shows the layout and the
+// plan writer only serializes it. Persistent tensors (parameters, their
+// gradient accumulators and optimizer state, other buffers, program inputs)
+// come first in declaration order; activations share one region above them
+// that each program reuses from its start (programs run one at a time),
+// placed first-fit in op order and freed after their last use. A view
+// (forge.reshape) shares its input's storage; forge.get_param reads the
+// parameter in place.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/forge/IR/ForgeOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+
+#include <algorithm>
+
+namespace forge {
+#define GEN_PASS_DEF_PLANMEMORYPASS
+#include "passes/Passes.h.inc"
+} // namespace forge
+
+using namespace mlir;
+using namespace forge;
+
+namespace {
+
+constexpr uint64_t kAlign = 64; // matches the runtime's kArenaAlignment
+
+uint64_t alignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+enum class Kind {
+  Activation,
+  Parameter,
+  Gradient,
+  OptimizerState,
+  State,
+  Input
+};
+
+struct Storage {
+  uint64_t bytes = 0;
+  Kind kind = Kind::Activation;
+  uint64_t offset = 0;
+  int program = -1, def = 0, lastUse = -1;
+};
+
+struct PlanMemoryPass : public forge::impl::PlanMemoryPassBase<PlanMemoryPass> {
+  void runOnOperation() override;
+
+private:
+  /// Bytes of a statically shaped tensor value, or failure.
+  FailureOr<uint64_t> bytesOf(Type t, Operation *where) {
+    auto rt = dyn_cast<RankedTensorType>(t);
+    if (!rt || !rt.hasStaticShape() ||
+        !(rt.getElementType().isF32() || rt.getElementType().isBF16() ||
+          rt.getElementType().isF16() || rt.getElementType().isInteger(64) ||
+          rt.getElementType().isInteger(32))) {
+      where->emitOpError("forge-plan-memory: cannot place a value of type ")
+          << t << " (static f32/bf16/f16/i64/i32 tensors only)";
+      return failure();
+    }
+    return static_cast<uint64_t>(rt.getNumElements()) *
+           rt.getElementTypeBitWidth() / 8;
+  }
+
+  unsigned newStorage(uint64_t bytes, Kind kind) {
+    storages_.push_back({bytes, kind});
+    return storages_.size() - 1;
+  }
+
+  std::vector<Storage> storages_;
+  DenseMap<Value, unsigned> storageOf_;
+};
+
+void PlanMemoryPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  MLIRContext *ctx = &getContext();
+  SmallVector<func::FuncOp> programs;
+  for (const char *name : {"train_step", "optimizer_step"}) {
+    auto fn = module.lookupSymbol<func::FuncOp>(name);
+    if (!fn) {
+      module.emitError("forge-plan-memory: the module has no @")
+          << name << " (run forge-build-optimizer first)";
+      return signalPassFailure();
+    }
+    programs.push_back(fn);
+  }
+  DenseMap<StringAttr, unsigned> paramStorage;
+  SmallVector<std::pair<ParamOp, unsigned>> params;
+  for (auto p : module.getOps<ParamOp>()) {
+    auto bytes = bytesOf(p.getType(), p);
+    if (failed(bytes))
+      return signalPassFailure();
+    StringRef name = p.getSymName();
+    Kind kind = !p.getBuffer()                   ? Kind::Parameter
+                : name.starts_with("grad.")      ? Kind::Gradient
+                : name.starts_with("optimizer.") ? Kind::OptimizerState
+                                                 : Kind::State;
+    unsigned s = newStorage(*bytes, kind);
+    paramStorage[p.getSymNameAttr()] = s;
+    params.push_back({p, s});
+  }
+  // Program inputs are persistent: the runtime writes them between runs.
+  for (func::FuncOp fn : programs)
+    for (BlockArgument arg : fn.getArguments()) {
+      auto bytes = bytesOf(arg.getType(), fn);
+      if (failed(bytes))
+        return signalPassFailure();
+      storageOf_[arg] = newStorage(*bytes, Kind::Input);
+    }
+  // Liveness, per program, in op order.
+  SmallVector<SmallVector<unsigned>> defined(programs.size());
+  for (auto [pi, fn] : llvm::enumerate(programs)) {
+    int step = 0;
+    auto use = [&](Value v) {
+      Storage &s = storages_[storageOf_.at(v)];
+      s.lastUse = std::max(s.lastUse, step);
+    };
+    for (Operation &op : fn.getBody().front()) {
+      if (auto get = dyn_cast<GetParamOp>(op)) {
+        storageOf_[get.getResult()] =
+            paramStorage.at(get.getNameAttr().getAttr());
+        continue;
+      }
+      if (auto view = dyn_cast<ReshapeOp>(op)) {
+        storageOf_[view.getResult()] = storageOf_.at(view.getInput());
+        continue;
+      }
+      for (Value v : op.getOperands())
+        use(v);
+      if (isa<func::ReturnOp>(op))
+        break;
+      for (Value r : op.getResults()) {
+        auto bytes = bytesOf(r.getType(), &op);
+        if (failed(bytes))
+          return signalPassFailure();
+        unsigned s = newStorage(*bytes, Kind::Activation);
+        storages_[s].program = pi;
+        storages_[s].def = step;
+        storages_[s].lastUse = step;
+        storageOf_[r] = s;
+        defined[pi].push_back(s);
+      }
+      ++step;
+    }
+  }
+  // Persistent storages, in declaration order.
+  uint64_t top = 0;
+  uint64_t byKind[6] = {0, 0, 0, 0, 0, 0};
+  for (Storage &s : storages_) {
+    if (s.kind == Kind::Activation)
+      continue;
+    s.offset = top;
+    top = alignUp(top + s.bytes);
+    byKind[static_cast<int>(s.kind)] += s.bytes;
+  }
+  const uint64_t base = top;
+  uint64_t peak = 0;
+  for (auto [pi, fn] : llvm::enumerate(programs)) {
+    std::vector<std::pair<uint64_t, uint64_t>> live; // [offset, end)
+    std::vector<unsigned> liveIds;
+    int last = 0;
+    for (unsigned id : defined[pi])
+      last = std::max(last, storages_[id].lastUse);
+    size_t next = 0;
+    for (int step = 0; step <= last; ++step) {
+      for (; next < defined[pi].size() &&
+             storages_[defined[pi][next]].def == step;
+           ++next) {
+        Storage &s = storages_[defined[pi][next]];
+        uint64_t size = alignUp(s.bytes), at = 0;
+        std::vector<std::pair<uint64_t, uint64_t>> sorted = live;
+        std::sort(sorted.begin(), sorted.end());
+        for (auto [o, e] : sorted) {
+          if (at + size <= o)
+            break;
+          at = std::max(at, e);
+        }
+        s.offset = base + at;
+        live.push_back({at, at + size});
+        liveIds.push_back(defined[pi][next]);
+        peak = std::max(peak, at + size);
+      }
+      for (size_t i = 0; i < liveIds.size();) {
+        if (storages_[liveIds[i]].lastUse <= step) {
+          live.erase(live.begin() + i);
+          liveIds.erase(liveIds.begin() + i);
+        } else {
+          ++i;
+        }
+      }
+    }
+  }
+
+  // Record the layout in the IR.
+  Builder b(ctx);
+  auto offsetAttr = [&](Value v) {
+    return b.getI64IntegerAttr(
+        static_cast<int64_t>(storages_[storageOf_.at(v)].offset));
+  };
+  for (auto [p, s] : params)
+    p->setAttr("exec.offset", b.getI64IntegerAttr(storages_[s].offset));
+  for (func::FuncOp fn : programs) {
+    for (BlockArgument arg : fn.getArguments())
+      fn.setArgAttr(arg.getArgNumber(), "exec.offset", offsetAttr(arg));
+    for (Operation &op : fn.getBody().front()) {
+      if (op.getNumResults() == 0 || isa<GetParamOp>(op))
+        continue;
+      SmallVector<int64_t> offsets;
+      for (Value r : op.getResults())
+        offsets.push_back(offsetAttr(r).getInt());
+      op.setAttr("exec.offsets", b.getDenseI64ArrayAttr(offsets));
+    }
+  }
+  auto i64 = [&](uint64_t v) {
+    return b.getI64IntegerAttr(static_cast<int64_t>(v));
+  };
+  module->setAttr(
+      "exec.memory",
+      b.getDictionaryAttr(
+          {b.getNamedAttr("parameters", i64(byKind[int(Kind::Parameter)])),
+           b.getNamedAttr("gradients", i64(byKind[int(Kind::Gradient)])),
+           b.getNamedAttr("optimizer_state",
+                          i64(byKind[int(Kind::OptimizerState)])),
+           b.getNamedAttr("other_state", i64(byKind[int(Kind::State)])),
+           b.getNamedAttr("inputs", i64(byKind[int(Kind::Input)])),
+           b.getNamedAttr("activations_peak", i64(peak)),
+           b.getNamedAttr("total", i64(base + peak))}));
+}
+
+} // namespace

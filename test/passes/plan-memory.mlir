@@ -1,0 +1,60 @@
+// RUN: forge-opt %s -split-input-file -forge-plan-memory -verify-diagnostics | FileCheck %s
+
+// Persistent first (params, then program inputs, 64-byte aligned): @w at 0,
+// @grad.w at 64, %x at 128, %s at 192; the activation region starts at 256.
+// %a (step 0) and %b (step 1) overlap in time; %a dies at step 1, so %c
+// (step 2) reuses its slot; the reshape is a view of %c; the loss takes %b's
+// freed slot. @optimizer_step starts from an empty region again.
+// CHECK-LABEL: module attributes {exec.memory = {activations_peak = 128 : i64, gradients = 64 : i64, inputs = 72 : i64, optimizer_state = 0 : i64, other_state = 0 : i64, parameters = 64 : i64, total = 384 : i64}}
+// CHECK: forge.param @w {{.*}} {exec.offset = 0 : i64}
+// CHECK: forge.param @grad.w {{.*}} {exec.offset = 64 : i64}
+forge.param @w : tensor<4x4xf32> init(normal, std = 2.000000e-02)
+forge.param @grad.w : tensor<4x4xf32> init(zeros) buffer
+
+// CHECK: func.func @train_step(%{{.*}}: tensor<4x4xf32> {exec.offset = 128 : i64})
+func.func @train_step(%x: tensor<4x4xf32>) -> tensor<f32> {
+  %w = forge.get_param @w : tensor<4x4xf32>
+  // CHECK: forge.mul {{.*}} {exec.offsets = array<i64: 256>}
+  %a = forge.mul %x, %w : tensor<4x4xf32>
+  // CHECK: forge.relu {{.*}} {exec.offsets = array<i64: 320>}
+  %b = forge.relu %a : tensor<4x4xf32>
+  // CHECK: forge.relu {{.*}} {exec.offsets = array<i64: 256>}
+  %c = forge.relu %b : tensor<4x4xf32>
+  // CHECK: forge.reshape {{.*}} {exec.offsets = array<i64: 256>}
+  %v = forge.reshape %c : tensor<4x4xf32> -> tensor<2x8xf32>
+  // CHECK: forge.z_loss {{.*}} {exec.offsets = array<i64: 320>}
+  %l = forge.z_loss %v : tensor<2x8xf32> -> tensor<f32>
+  return %l : tensor<f32>
+}
+
+// CHECK: func.func @optimizer_step(%{{.*}}: tensor<i64> {exec.offset = 192 : i64})
+func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
+  // CHECK: forge.fill {{.*}} {exec.offsets = array<i64: 256>}
+  %z = forge.fill 0.0 : tensor<4x4xf32>
+  forge.set_param @grad.w, %z : tensor<4x4xf32>
+  // CHECK: forge.fill {{.*}} {exec.offsets = array<i64: 256>}
+  %n = forge.fill 1.0 : tensor<f32>
+  return %n, %n : tensor<f32>, tensor<f32>
+}
+
+// -----
+
+// expected-error @+1 {{forge-plan-memory: the module has no @optimizer_step (run forge-build-optimizer first)}}
+module {
+  func.func @train_step(%x: tensor<f32>) -> tensor<f32> {
+    return %x : tensor<f32>
+  }
+}
+
+// -----
+
+func.func @train_step(%x: tensor<4xf32>) -> tensor<f32> {
+  // expected-error @+1 {{'forge.fill' op forge-plan-memory: cannot place a value of type 'tensor<4xf64>' (static f32/bf16/f16/i64/i32 tensors only)}}
+  %y = forge.fill 0.0 : tensor<4xf64>
+  %l = forge.fill 0.0 : tensor<f32>
+  return %l : tensor<f32>
+}
+func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
+  %n = forge.fill 1.0 : tensor<f32>
+  return %n, %n : tensor<f32>, tensor<f32>
+}
