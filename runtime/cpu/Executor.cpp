@@ -161,8 +161,8 @@ std::map<std::string, Binder> &binders() {
         View x = b.ops[0], y = b.res[0];
         fn = [=] {
           In in = read(x);
-          Out out(y);
-          ref::unaryFwd(kind, in.p, x.numel(), out.p);
+          Out out(y, false);
+          fast::unary(kind, in.p, x.numel(), out.p);
           out.commit();
         };
         return std::string();
@@ -174,7 +174,7 @@ std::map<std::string, Binder> &binders() {
         fn = [=] {
           In xi = read(x), g = read(dy);
           Out out(dx);
-          ref::unaryBwd(kind, xi.p, g.p, x.numel(), out.p);
+          fast::unaryGrad(kind, xi.p, g.p, x.numel(), out.p);
           out.commit();
         };
         return std::string();
@@ -382,9 +382,9 @@ std::map<std::string, Binder> &binders() {
       double theta = b.f("theta");
       fn = [=] {
         In xi = read(x);
-        Out out(y);
-        ref::ropeFwd(xi.p, x.dim(0), x.dim(1), x.dim(2), x.dim(3), theta,
-                     out.p);
+        Out out(y, false);
+        fast::rope(xi.p, x.dim(0), x.dim(1), x.dim(2), x.dim(3), theta, false,
+                   out.p);
         out.commit();
       };
       return std::string();
@@ -395,8 +395,8 @@ std::map<std::string, Binder> &binders() {
       fn = [=] {
         In g = read(dy);
         Out out(dx);
-        ref::ropeBwd(g.p, dy.dim(0), dy.dim(1), dy.dim(2), dy.dim(3), theta,
-                     out.p);
+        fast::rope(g.p, dy.dim(0), dy.dim(1), dy.dim(2), dy.dim(3), theta, true,
+                   out.p);
         out.commit();
       };
       return std::string();
@@ -456,9 +456,8 @@ std::map<std::string, Binder> &binders() {
         View x = b.ops[0], y = b.ops[1], z = b.res[0];
         fn = [=] {
           In a = read(x), c = read(y);
-          Out out(z);
-          for (int64_t i = 0; i < z.numel(); ++i)
-            out.p[i] = mul ? a.p[i] * c.p[i] : a.p[i] + c.p[i];
+          Out out(z, false);
+          fast::binary(mul, a.p, c.p, z.numel(), out.p);
           out.commit();
         };
         return std::string();
@@ -471,9 +470,8 @@ std::map<std::string, Binder> &binders() {
       float factor = static_cast<float>(b.f("factor"));
       fn = [=] {
         In a = read(x);
-        Out out(y);
-        for (int64_t i = 0; i < y.numel(); ++i)
-          out.p[i] = a.p[i] * factor;
+        Out out(y, false);
+        fast::scale(a.p, factor, y.numel(), out.p);
         out.commit();
       };
       return std::string();

@@ -218,6 +218,111 @@ void adamwUpdate(const float *param, const float *grad, const float *expAvg,
   });
 }
 
+void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
+          double theta, bool backward, float *y) {
+  const int64_t half = hd / 2;
+  // The same angles as the reference: inv_freq in f32, angle = pos * inv_freq.
+  std::vector<float> cosT(s * half), sinT(s * half);
+  for (int64_t i = 0; i < half; ++i) {
+    float invFreq = static_cast<float>(std::pow(
+        theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd)));
+    for (int64_t p = 0; p < s; ++p) {
+      double a = static_cast<double>(static_cast<float>(p) * invFreq);
+      cosT[p * half + i] = static_cast<float>(std::cos(a));
+      sinT[p * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+  const float sign = backward ? -1.0f : 1.0f;
+  parallelFor(b * s, [&](int64_t bp) {
+    const int64_t p = bp % s;
+    const float *c = cosT.data() + p * half, *sn = sinT.data() + p * half;
+    for (int64_t hi = 0; hi < h; ++hi) {
+      const float *xv = x + (bp * h + hi) * hd;
+      float *yv = y + (bp * h + hi) * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        float x1 = xv[i], x2 = xv[i + half], si = sign * sn[i];
+        float r1 = x1 * c[i] - x2 * si, r2 = x2 * c[i] + x1 * si;
+        if (backward) {
+          yv[i] += r1;
+          yv[i + half] += r2;
+        } else {
+          yv[i] = r1;
+          yv[i + half] = r2;
+        }
+      }
+    }
+  });
+}
+
+namespace {
+constexpr int64_t kChunk = 1 << 15;
+template <typename F> void chunked(int64_t n, F f) {
+  parallelFor((n + kChunk - 1) / kChunk, [&](int64_t c) {
+    int64_t end = std::min(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < end; ++i)
+      f(i);
+  });
+}
+} // namespace
+
+void unary(ref::Unary kind, const float *x, int64_t n, float *y) {
+  switch (kind) {
+  case ref::Unary::Silu:
+    chunked(n, [&](int64_t i) { y[i] = x[i] / (1.0f + std::exp(-x[i])); });
+    break;
+  case ref::Unary::Gelu:
+    chunked(n, [&](int64_t i) {
+      y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+    });
+    break;
+  case ref::Unary::Relu:
+    chunked(n, [&](int64_t i) { y[i] = x[i] > 0 ? x[i] : 0.0f; });
+    break;
+  case ref::Unary::Tanh:
+    chunked(n, [&](int64_t i) { y[i] = std::tanh(x[i]); });
+    break;
+  }
+}
+
+void unaryGrad(ref::Unary kind, const float *x, const float *dy, int64_t n,
+               float *dx) {
+  switch (kind) {
+  case ref::Unary::Silu:
+    chunked(n, [&](int64_t i) {
+      float sg = 1.0f / (1.0f + std::exp(-x[i]));
+      dx[i] += dy[i] * sg * (1.0f + x[i] * (1.0f - sg));
+    });
+    break;
+  case ref::Unary::Gelu:
+    chunked(n, [&](int64_t i) {
+      float cdf = 0.5f * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+      float pdf = std::exp(-0.5f * x[i] * x[i]) * 0.39894228040143268f;
+      dx[i] += dy[i] * (cdf + x[i] * pdf);
+    });
+    break;
+  case ref::Unary::Relu:
+    chunked(n, [&](int64_t i) { dx[i] += x[i] > 0 ? dy[i] : 0.0f; });
+    break;
+  case ref::Unary::Tanh:
+    chunked(n, [&](int64_t i) {
+      float t = std::tanh(x[i]);
+      dx[i] += dy[i] * (1.0f - t * t);
+    });
+    break;
+  }
+}
+
+void binary(bool mul, const float *x, const float *y, int64_t n, float *z) {
+  if (mul)
+    chunked(n, [&](int64_t i) { z[i] = x[i] * y[i]; });
+  else
+    chunked(n, [&](int64_t i) { z[i] = x[i] + y[i]; });
+}
+
+void scale(const float *x, float factor, int64_t n, float *y) {
+  chunked(n, [&](int64_t i) { y[i] = x[i] * factor; });
+}
+
 float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
                       int64_t c, int64_t ignoreIndex) {
   std::vector<double> part(rows, 0.0);

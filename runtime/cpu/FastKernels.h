@@ -44,6 +44,19 @@ void adamwUpdate(const float *param, const float *grad, const float *expAvg,
                  float weightDecay, float *newParam, float *newExpAvg,
                  float *newExpAvgSq);
 
+/// RoPE with a per-call cos/sin table, threaded over (batch, position);
+/// `backward` rotates by the opposite angle (accumulating into y).
+void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
+          double theta, bool backward, float *y);
+
+/// Element-wise kernels, threaded. unary: y = f(x); unaryGrad: dx += f'(x)
+/// dy; binary: z = x + y or x * y; scale: y = x * factor.
+void unary(ref::Unary kind, const float *x, int64_t n, float *y);
+void unaryGrad(ref::Unary kind, const float *x, const float *dy, int64_t n,
+               float *dx);
+void binary(bool mul, const float *x, const float *y, int64_t n, float *z);
+void scale(const float *x, float factor, int64_t n, float *y);
+
 /// Runs fn(i) for i in [0, n) over the machine's cores.
 void parallelFor(int64_t n, const std::function<void(int64_t)> &fn);
 

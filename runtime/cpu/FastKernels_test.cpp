@@ -79,3 +79,42 @@ TEST(FastKernels, CrossEntropy) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(FastKernels, Rope) {
+  const int64_t B = 2, S = 9, H = 3, HD = 8;
+  auto x = randn(B * S * H * HD, 7);
+  std::vector<float> y1(x.size()), y2(x.size()), d1(x.size(), 0.5f),
+      d2(x.size(), 0.5f);
+  ref::ropeFwd(x.data(), B, S, H, HD, 500000.0, y1.data());
+  fast::rope(x.data(), B, S, H, HD, 500000.0, false, y2.data());
+  expectClose(y2, y1, "rope");
+  ref::ropeBwd(x.data(), B, S, H, HD, 500000.0, d1.data());
+  fast::rope(x.data(), B, S, H, HD, 500000.0, true, d2.data());
+  expectClose(d2, d1, "rope_grad");
+}
+
+TEST(FastKernels, ElementWise) {
+  const int64_t n = 70000; // more than one chunk
+  auto x = randn(n, 8), y = randn(n, 9);
+  for (ref::Unary kind : {ref::Unary::Silu, ref::Unary::Gelu, ref::Unary::Relu,
+                          ref::Unary::Tanh}) {
+    std::vector<float> a(n), b(n), da(n, 1.0f), db(n, 1.0f);
+    ref::unaryFwd(kind, x.data(), n, a.data());
+    fast::unary(kind, x.data(), n, b.data());
+    expectClose(b, a, "unary");
+    ref::unaryBwd(kind, x.data(), y.data(), n, da.data());
+    fast::unaryGrad(kind, x.data(), y.data(), n, db.data());
+    expectClose(db, da, "unary grad");
+  }
+  std::vector<float> z(n), s(n);
+  fast::binary(true, x.data(), y.data(), n, z.data());
+  EXPECT_FLOAT_EQ(z[n - 1], x[n - 1] * y[n - 1]);
+  fast::binary(false, x.data(), y.data(), n, z.data());
+  EXPECT_FLOAT_EQ(z[12345], x[12345] + y[12345]);
+  fast::scale(x.data(), 0.25f, n, s.data());
+  EXPECT_FLOAT_EQ(s[n / 2], x[n / 2] * 0.25f);
+}
+
+} // namespace
