@@ -11,6 +11,7 @@
 #include "runtime/core/BuildInfo.h"
 #include "runtime/core/Plan.h"
 #include "runtime/cpu/Executor.h"
+#include "runtime/data/Dataset.h"
 #include "runtime/train/State.h"
 #include "tools/common/ToolArgs.h"
 
@@ -158,6 +159,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   const plan::Training *t = p->training();
+  const std::string datasetPath =
+      t->dataset_path() ? t->dataset_path()->str() : "";
   int64_t steps = t->max_steps();
   if (!stepsText.empty()) {
     auto v = tools::parseInt(stepsText);
@@ -194,12 +197,45 @@ int main(int argc, char **argv) {
               static_cast<long long>(t->grad_accum_steps()),
               static_cast<long long>(t->batch_size()),
               static_cast<long long>(t->seq_len()),
-              batchFrom.empty() ? "random tokens" : batchFrom.c_str(),
+              !batchFrom.empty()    ? batchFrom.c_str()
+              : datasetPath.empty() ? "random tokens"
+                                    : datasetPath.c_str(),
               repeatBatch && batchFrom.empty() ? ", one repeated batch" : "");
   const std::vector<cpu::View> &in = exec.inputs("train_step");
+  // Real data when the job names a dataset (and no batch file overrides it).
+  std::unique_ptr<data::TokenDataset> dataset;
+  std::unique_ptr<data::Loader> loader;
+  if (!datasetPath.empty() && batchFrom.empty()) {
+    dataset = std::make_unique<data::TokenDataset>();
+    if (std::string e = dataset->open(
+            datasetPath, t->file_pattern() ? t->file_pattern()->str() : "*",
+            t->seq_len(), t->vocab_size());
+        !e.empty())
+      return fail(e);
+    if (dataset->numWindows() < t->batch_size())
+      return fail("'" + datasetPath + "' holds " +
+                  std::to_string(dataset->numWindows()) +
+                  " windows of seq_len + 1 tokens, fewer than one batch of " +
+                  std::to_string(t->batch_size()));
+    std::printf("%s: data: %zu shards, %lld tokens, %lld windows of %lld\n",
+                kTool, dataset->numShards(),
+                static_cast<long long>(dataset->numTokens()),
+                static_cast<long long>(dataset->numWindows()),
+                static_cast<long long>(t->seq_len() + 1));
+    loader =
+        std::make_unique<data::Loader>(*dataset, t->batch_size(), t->seq_len(),
+                                       static_cast<uint64_t>(t->data_seed()));
+  }
   std::mt19937_64 gen(static_cast<uint64_t>(t->data_seed()));
   std::uniform_int_distribution<int64_t> token(0, t->vocab_size() - 1);
   auto fillBatch = [&] {
+    if (loader) {
+      loader->next(static_cast<int64_t *>(in[0].data),
+                   static_cast<int64_t *>(in[1].data));
+      for (size_t a = 2; a < in.size(); ++a)
+        std::memset(in[a].data, 0, in[a].numel() * 4);
+      return;
+    }
     // Like KempnerForge without a dataset: independent random inputs and
     // labels. Document ids (packed sequences) are all one document.
     for (size_t a = 0; a < in.size(); ++a) {
