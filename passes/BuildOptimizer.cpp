@@ -98,10 +98,11 @@ struct BuildOptimizerPass
     auto rexAlpha = s.get<FloatAttr>(sched, "rex_alpha");
     if (!s.ok())
       return signalPassFailure();
-    if (optName.getValue() != "adamw") {
+    const bool lion = optName.getValue() == "lion";
+    if (optName.getValue() != "adamw" && !lion) {
       module.emitError("forge-build-optimizer: optimizer '")
           << optName.getValue()
-          << "' is not supported yet; only adamw is implemented";
+          << "' is not supported yet; adamw and lion are implemented";
       return signalPassFailure();
     }
 
@@ -127,7 +128,8 @@ struct BuildOptimizerPass
       std::string fqn = p.getSymName().str();
       acc.push_back(declare("grad." + fqn, p));
       m.push_back(declare("optimizer.exp_avg." + fqn, p));
-      v.push_back(declare("optimizer.exp_avg_sq." + fqn, p));
+      if (!lion) // Lion keeps one moment
+        v.push_back(declare("optimizer.exp_avg_sq." + fqn, p));
     }
 
     // Micro step: accumulate grad / accum into the buffers.
@@ -169,16 +171,24 @@ struct BuildOptimizerPass
       Type t = p.getType();
       Value pv = GetParamOp::create(b, p.getLoc(), t, p.getSymName());
       Value mv = GetParamOp::create(b, p.getLoc(), t, m[i]);
-      Value vv = GetParamOp::create(b, p.getLoc(), t, v[i]);
-      auto upd = AdamWUpdateOp::create(
-          b, p.getLoc(), TypeRange{t, t, t}, pv, gs[i], mv, vv, rate, coef,
-          stepArg, beta1, beta2, eps,
-          b.getF64FloatAttr(decays(p) ? wd.getValueAsDouble() : 0.0));
-      SetParamOp::create(b, p.getLoc(),
-                         FlatSymbolRefAttr::get(p.getSymNameAttr()),
-                         upd.getNewParam());
-      SetParamOp::create(b, p.getLoc(), m[i], upd.getNewExpAvg());
-      SetParamOp::create(b, p.getLoc(), v[i], upd.getNewExpAvgSq());
+      FloatAttr decay =
+          b.getF64FloatAttr(decays(p) ? wd.getValueAsDouble() : 0.0);
+      auto self = FlatSymbolRefAttr::get(p.getSymNameAttr());
+      if (lion) {
+        auto upd =
+            LionUpdateOp::create(b, p.getLoc(), TypeRange{t, t}, pv, gs[i], mv,
+                                 rate, coef, beta1, beta2, decay);
+        SetParamOp::create(b, p.getLoc(), self, upd.getNewParam());
+        SetParamOp::create(b, p.getLoc(), m[i], upd.getNewExpAvg());
+      } else {
+        Value vv = GetParamOp::create(b, p.getLoc(), t, v[i]);
+        auto upd = AdamWUpdateOp::create(b, p.getLoc(), TypeRange{t, t, t}, pv,
+                                         gs[i], mv, vv, rate, coef, stepArg,
+                                         beta1, beta2, eps, decay);
+        SetParamOp::create(b, p.getLoc(), self, upd.getNewParam());
+        SetParamOp::create(b, p.getLoc(), m[i], upd.getNewExpAvg());
+        SetParamOp::create(b, p.getLoc(), v[i], upd.getNewExpAvgSq());
+      }
       SetParamOp::create(
           b, p.getLoc(), acc[i],
           FillOp::create(b, p.getLoc(), t, b.getF64FloatAttr(0.0)));

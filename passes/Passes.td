@@ -41,9 +41,10 @@ def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
     computes the global gradient norm (the logged, pre-clip value), the clip
     coefficient for `grad_clip_norm`, the learning rate (`lr` times the
     schedule's factor at `step`, the number of completed optimizer steps),
-    updates every trainable parameter with AdamW in place (state buffers
+    updates every trainable parameter in place with AdamW (state buffers
     `optimizer.exp_avg.<fqn>` and `optimizer.exp_avg_sq.<fqn>`, in the
-    parameter's dtype as in KempnerForge) and zeroes the accumulators.
+    parameter's dtype as in KempnerForge) or Lion (`optimizer.exp_avg.<fqn>`)
+    and zeroes the accumulators.
     Weight decay follows KempnerForge's groups: parameters with >= 2
     dimensions whose name does not contain "bias" decay, the rest do not.
 

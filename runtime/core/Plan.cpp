@@ -85,6 +85,7 @@ const std::vector<OpInfo> &knownOps() {
       {"forge.clip_coefficient", 1, 1},
       {"forge.lr_factor", 1, 1},
       {"forge.adamw_update", 7, 3},
+      {"forge.lion_update", 5, 2},
   };
   return ops;
 }

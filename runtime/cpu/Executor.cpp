@@ -791,6 +791,24 @@ std::map<std::string, Binder> &binders() {
       };
       return std::string();
     };
+    m["forge.lion_update"] = [](Bind &b, Fn &fn) {
+      View p = b.ops[0], g = b.ops[1], mv = b.ops[2], lr = b.ops[3],
+           clip = b.ops[4], np = b.res[0], nm = b.res[1];
+      double b1 = b.f("beta1"), b2 = b.f("beta2"), wd = b.f("weight_decay");
+      fn = [=] {
+        In pi = read(p), gi = read(g), mi = read(mv), li = read(lr),
+           ci = read(clip);
+        std::vector<float> P(pi.p, pi.p + p.numel()), M(mi.p, mi.p + p.numel());
+        ref::lionUpdate(P.data(), gi.p, M.data(), p.numel(), li.p[0], ci.p[0],
+                        b1, b2, wd);
+        Out op(np, false), om(nm, false);
+        std::copy(P.begin(), P.end(), op.p);
+        std::copy(M.begin(), M.end(), om.p);
+        op.commit();
+        om.commit();
+      };
+      return std::string();
+    };
     m["forge.adamw_update"] = [](Bind &b, Fn &fn) {
       View p = b.ops[0], g = b.ops[1], mv = b.ops[2], vv = b.ops[3],
            lr = b.ops[4], clip = b.ops[5], step = b.ops[6];
@@ -897,6 +915,10 @@ std::string checkShapes(const std::string &op, const Bind &b) {
                : bad("hidden, [vocab, dim] head and i64 labels disagree");
   if (op == "forge.z_loss" || op == "forge.z_loss_grad")
     return rank(o[0]) == 2 ? "" : bad("logits must be [rows, classes]");
+  if (op == "forge.lion_update")
+    return n(o[1]) == n(o[0]) && n(o[2]) == n(o[0])
+               ? ""
+               : bad("parameter, gradient and moment differ in size");
   if (op == "forge.adamw_update") {
     for (size_t i = 1; i < 4; ++i)
       if (n(o[i]) != n(o[0]))

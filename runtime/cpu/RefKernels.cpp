@@ -831,6 +831,18 @@ void adamwUpdate(float *param, const float *grad, float *expAvg,
   }
 }
 
+void lionUpdate(float *param, const float *grad, float *expAvg, int64_t n,
+                double lr, double clip, double beta1, double beta2,
+                double weightDecay) {
+  for (int64_t i = 0; i < n; ++i) {
+    double g = grad[i] * clip;
+    double c = beta1 * expAvg[i] + (1 - beta1) * g;
+    double u = c > 0 ? 1.0 : c < 0 ? -1.0 : 0.0;
+    param[i] = static_cast<float>(param[i] * (1 - lr * weightDecay) - lr * u);
+    expAvg[i] = static_cast<float>(beta2 * expAvg[i] + (1 - beta2) * g);
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // Instantiations
 //===----------------------------------------------------------------------===//

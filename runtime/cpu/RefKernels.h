@@ -222,6 +222,11 @@ void adamwUpdate(float *param, const float *grad, float *expAvg,
                  int64_t step, double beta1, double beta2, double eps,
                  double weightDecay);
 
+/// One Lion step (reference §4.3) of n elements, gradient scaled by `clip`.
+void lionUpdate(float *param, const float *grad, float *expAvg, int64_t n,
+                double lr, double clip, double beta1, double beta2,
+                double weightDecay);
+
 } // namespace forge::cpu::ref
 
 #endif // FORGE_RUNTIME_CPU_REFKERNELS_H

@@ -469,3 +469,20 @@ TEST(RefKernels, AdamWFirstStepIsSignDescent) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(RefKernels, LionIsSignDescentOnTheInterpolatedMomentum) {
+  // m = 0.2, g = -1: c = 0.9*0.2 + 0.1*(-1) = 0.08 > 0, so u = +1 even though
+  // the gradient is negative; m then moves toward g with beta2.
+  std::vector<float> p = {1.0f, 2.0f, 3.0f}, g = {-1.0f, 0.0f, 2.0f},
+                     m = {0.2f, 0.0f, -0.1f};
+  lionUpdate(p.data(), g.data(), m.data(), 3, 0.01, 1.0, 0.9, 0.99, 0.1);
+  EXPECT_NEAR(p[0], 1.0 * (1 - 0.001) - 0.01, 1e-6);
+  EXPECT_NEAR(p[1], 2.0 * (1 - 0.001), 1e-6); // sign(0) = 0
+  EXPECT_NEAR(p[2], 3.0 * (1 - 0.001) - 0.01, 1e-6);
+  EXPECT_NEAR(m[0], 0.99 * 0.2 + 0.01 * -1.0, 1e-7);
+  EXPECT_NEAR(m[2], 0.99 * -0.1 + 0.01 * 2.0, 1e-7);
+}
+
+} // namespace

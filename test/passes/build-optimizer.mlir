@@ -79,10 +79,10 @@ module attributes {
 
 // -----
 
-// expected-error @+1 {{forge-build-optimizer: optimizer 'lion' is not supported yet; only adamw is implemented}}
+// expected-error @+1 {{forge-build-optimizer: optimizer 'muon' is not supported yet; adamw and lion are implemented}}
 module attributes {
   forge.train = {grad_accum_steps = 1 : i64, grad_clip_norm = 1.0 : f64, max_steps = 10 : i64},
-  forge.optimizer = {name = "lion", lr = 1.0e-04 : f64, weight_decay = 0.1 : f64, beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64},
+  forge.optimizer = {name = "muon", lr = 1.0e-04 : f64, weight_decay = 0.1 : f64, beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64},
   forge.schedule = {name = "cosine", warmup = 10 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 0.1 : f64, wsd_decay = "cosine", rex_alpha = 1.0 : f64}
 } {
   func.func @train_step(%x: tensor<f32>) -> tensor<f32> attributes {forge.grads = []} {
@@ -101,3 +101,23 @@ module {
     return
   }
 }
+
+// -----
+
+// Lion: one moment per parameter and a lion_update with the group's decay.
+module attributes {
+  forge.train = {grad_accum_steps = 1 : i64, grad_clip_norm = 1.0 : f64, max_steps = 100 : i64},
+  forge.optimizer = {name = "lion", lr = 1.0e-04 : f64, weight_decay = 0.1 : f64, beta1 = 0.9 : f64, beta2 = 0.99 : f64, eps = 1.0e-08 : f64},
+  forge.schedule = {name = "constant", warmup = 0 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 0.1 : f64, wsd_decay = "cosine", rex_alpha = 1.0 : f64}
+} {
+  forge.param @w : tensor<4x4xf32> init(normal, std = 2.000000e-02)
+  func.func @train_step(%x: tensor<4xf32>) -> (tensor<f32>, tensor<4x4xf32>)
+      attributes {forge.grads = [@w]} {
+    %l = forge.fill 1.0 : tensor<f32>
+    %g = forge.fill 0.5 : tensor<4x4xf32>
+    return %l, %g : tensor<f32>, tensor<4x4xf32>
+  }
+}
+// CHECK: forge.param @optimizer.exp_avg.w
+// CHECK-NOT: exp_avg_sq
+// CHECK: forge.lion_update {{.*}} betas(9.000000e-01, 0.98999999999999999) weight_decay(1.000000e-01) : tensor<4x4xf32>, tensor<f32>, tensor<f32>

@@ -35,6 +35,9 @@ CASES = {
                   ffn=96, seq=16, batch=2, experts=0, top_k=2),
     "moe": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab=128,
                 ffn=96, seq=16, batch=2, experts=4, top_k=2),
+    "lion": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab=128,
+                 ffn=96, seq=16, batch=2, experts=0, top_k=2, opt="lion",
+                 betas=(0.9, 0.99)),
 }
 LR, WD, BETAS, EPS, CLIP = 1e-3, 0.1, (0.9, 0.95), 1e-8, 1.0
 WARMUP, MAX_STEPS, MIN_LR, THETA, INIT_STD, AUX = 1, 10, 0.1, 10000.0, 0.02, 0.01
@@ -171,11 +174,39 @@ def job_toml(c):
     lines += ["", "[train]", f"batch_size = {c['batch']}", f"seq_len = {c['seq']}",
               f"max_steps = {MAX_STEPS}", "grad_accum_steps = 1",
               f"grad_clip_norm = {CLIP}", 'mixed_precision = "fp32"',
-              "compile_model = false", "", "[optimizer]", 'name = "adamw"',
-              f"lr = {LR}", f"weight_decay = {WD}", f"betas = [{BETAS[0]}, {BETAS[1]}]",
+              "compile_model = false", "", "[optimizer]",
+              f'name = "{c.get("opt", "adamw")}"', f"lr = {LR}",
+              f"weight_decay = {WD}",
+              f"betas = [{c.get('betas', BETAS)[0]}, {c.get('betas', BETAS)[1]}]",
               f"eps = {EPS}", "", "[scheduler]", 'name = "cosine"',
               f"warmup_steps = {WARMUP}", f"min_lr_ratio = {MIN_LR}", ""]
     return "\n".join(lines)
+
+
+class Lion:
+    """Lion as reference §4.3 states it (PyTorch has no built-in Lion):
+    u = sign(b1*m + (1-b1)*g); p = p*(1-lr*wd) - lr*u; m = b2*m + (1-b2)*g."""
+
+    def __init__(self, groups, lr, betas):
+        self.groups, self.lr, self.betas = groups, lr, betas
+        self.m = {id(p): torch.zeros_like(p) for g in groups for p in g["params"]}
+        self.param_groups = [{"lr": lr, "initial_lr": lr} for _ in groups]
+
+    @torch.no_grad()
+    def step(self):
+        b1, b2 = self.betas
+        for group, pg in zip(self.groups, self.param_groups):
+            lr, wd = pg["lr"], group["weight_decay"]
+            for p in group["params"]:
+                m = self.m[id(p)]
+                u = torch.sign(b1 * m + (1 - b1) * p.grad)
+                p.mul_(1 - lr * wd).add_(u, alpha=-lr)
+                m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+    def zero_grad(self):
+        for g in self.groups:
+            for p in g["params"]:
+                p.grad = None
 
 
 def main(out_dir):
@@ -197,10 +228,27 @@ def main(out_dir):
         p = {k: torch.nn.Parameter(v.clone()) for k, v in params.items()}
         decay = [t for k, t in p.items() if t.ndim >= 2 and "bias" not in k]
         other = [t for k, t in p.items() if not (t.ndim >= 2 and "bias" not in k)]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD},
-                                 {"params": other, "weight_decay": 0.0}],
-                                lr=LR, betas=BETAS, eps=EPS, foreach=False)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+        groups = [{"params": decay, "weight_decay": WD},
+                  {"params": other, "weight_decay": 0.0}]
+        if c.get("opt") == "lion":
+            opt = Lion(groups, LR, c["betas"])
+            factor = [lr_factor(0)]
+            for pg in opt.param_groups:
+                pg["lr"] = LR * factor[0]
+
+            class Sched:  # LambdaLR's semantics: lr = base * f(completed steps)
+                steps = 0
+
+                def step(self):
+                    Sched.steps += 1
+                    for pg in opt.param_groups:
+                        pg["lr"] = LR * lr_factor(Sched.steps)
+
+            sched = Sched()
+        else:
+            opt = torch.optim.AdamW(groups, lr=LR, betas=BETAS, eps=EPS,
+                                    foreach=False)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         for step in (1, 2, 3):
             opt.zero_grad()
             loss = forward(c, p, tokens, labels)

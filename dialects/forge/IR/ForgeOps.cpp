@@ -691,5 +691,15 @@ LogicalResult AdamWUpdateOp::verify() {
   return success();
 }
 
+LogicalResult LionUpdateOp::verify() {
+  double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
+  if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1))
+    return emitOpError("requires betas in [0, 1), got (")
+           << b1 << ", " << b2 << ")";
+  if (getWeightDecay().convertToDouble() < 0)
+    return emitOpError("requires weight_decay >= 0");
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "dialects/forge/IR/ForgeOps.cpp.inc"

@@ -1100,4 +1100,32 @@ def Forge_AdamWUpdateOp : Forge_Op<"adamw_update", [Pure,
   let hasVerifier = 1;
 }
 
+def Forge_LionUpdateOp : Forge_Op<"lion_update", [Pure,
+    AllTypesMatch<["param", "grad", "exp_avg", "new_param", "new_exp_avg"]>]> {
+  let summary = "One Lion step of one parameter.";
+  let description = [{
+    With `g = grad * clip` (reference §4.3):
+    `u = sign(b1*m + (1-b1)*g)`, `p = p*(1 - lr*wd) - lr*u`,
+    `m = b2*m + (1-b2)*g`; `sign(0) = 0`. `weight_decay` is the parameter's
+    group value, as for AdamW.
+
+    Example:
+
+    ```mlir
+    %p1, %m1 = forge.lion_update %p, %g, %m, %lr, %clip betas(9.000000e-01, 9.900000e-01) weight_decay(1.000000e-01) : tensor<256x256xbf16>, tensor<f32>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$param, Forge_FloatTensor:$grad,
+                       Forge_FloatTensor:$exp_avg, Forge_Scalar:$lr,
+                       Forge_Scalar:$clip, F64Attr:$beta1, F64Attr:$beta2,
+                       F64Attr:$weight_decay);
+  let results = (outs Forge_FloatTensor:$new_param, Forge_FloatTensor:$new_exp_avg);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $exp_avg `,` $lr `,` $clip
+    `betas` `(` $beta1 `,` $beta2 `)` `weight_decay` `(` $weight_decay `)`
+    attr-dict `:` type($param) `,` type($lr) `,` type($clip)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // FORGE_OPS_TD

@@ -771,3 +771,19 @@ func.func @f(%h: tensor<2x8x16xbf16>, %w: tensor<64x16xbf16>, %t: tensor<2x8xi64
   %0 = forge.chunked_cross_entropy %h, %w, %t chunk(-4) : tensor<2x8x16xbf16>, tensor<64x16xbf16>, tensor<2x8xi64> -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.lion_update' op requires betas in [0, 1), got (1.000000e+00, 9.900000e-01)}}
+  %a, %b = forge.lion_update %p, %p, %p, %lr, %lr betas(1.0, 0.99) weight_decay(0.1) : tensor<4xf32>, tensor<f32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.lion_update' op requires weight_decay >= 0}}
+  %a, %b = forge.lion_update %p, %p, %p, %lr, %lr betas(0.9, 0.99) weight_decay(-0.1) : tensor<4xf32>, tensor<f32>, tensor<f32>
+  return
+}
