@@ -20,10 +20,23 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <unistd.h>
 
 using namespace forge;
 
 static const char kTool[] = "forge-run";
+
+/// 12345.6 -> "12,346".
+static std::string withCommas(double v) {
+  std::string digits = std::to_string(static_cast<long long>(v + 0.5));
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0)
+      out += ',';
+    out += digits[i];
+  }
+  return out;
+}
 
 static void printHelp() {
   std::printf(
@@ -255,6 +268,11 @@ int main(int argc, char **argv) {
   const std::vector<cpu::View> &optOut = exec.outputs("optimizer_step");
   const cpu::View &lossOut = exec.outputs("train_step")[0];
   int64_t logEvery = std::max<int64_t>(1, t->log_interval());
+  const double tokensPerStep = static_cast<double>(t->batch_size()) *
+                               static_cast<double>(t->seq_len()) *
+                               static_cast<double>(t->grad_accum_steps());
+  const double machineGB = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
+                           static_cast<double>(sysconf(_SC_PAGE_SIZE)) / 1e9;
   for (int64_t step = 0; step < steps; ++step) {
     auto start = std::chrono::steady_clock::now();
     double loss = 0;
@@ -284,11 +302,17 @@ int main(int argc, char **argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
     if ((step + 1) % logEvery == 0 || step == 0 || step + 1 == steps)
-      std::printf("[step %lld] loss=%.4f | lr=%.2e | grad_norm=%.4f | "
-                  "step_time=%.2fs\n",
+      // KempnerForge's log line (reference §7.1). MFU is left out: it
+      // needs a peak-FLOPS figure, which KempnerForge has for GPUs only;
+      // mem is this rank's arena (planned, allocated once) over the machine.
+      std::printf("[step %lld] loss=%.4f | lr=%.2e | grad_norm=%.3f | "
+                  "tok/s=%s | mem=%.1f/%.0fGB | step_time=%.2fs\n",
                   static_cast<long long>(step + 1), loss,
                   cpu::Executor::readFloat(optOut[1], 0),
-                  cpu::Executor::readFloat(optOut[0], 0), seconds);
+                  cpu::Executor::readFloat(optOut[0], 0),
+                  withCommas(tokensPerStep / seconds).c_str(),
+                  static_cast<double>(exec.arenaBytes()) / 1e9, machineGB,
+                  seconds);
     std::fflush(stdout);
   }
   if (exec.profiling())
