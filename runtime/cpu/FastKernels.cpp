@@ -78,6 +78,22 @@ void scores(const float *qh, const float *kg, const ref::AttentionShape &sh,
         sc[r * kEnd + j] = -INFINITY;
 }
 
+/// Replaces a row of masked scores (-inf) by its softmax; returns the row's
+/// log-sum-exp.
+float softmaxRow(float *row, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j)
+    mx = std::max(mx, row[j]);
+  float sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - mx);
+    sum += row[j];
+  }
+  for (int64_t j = 0; j < n; ++j)
+    row[j] /= sum;
+  return mx + std::log(sum);
+}
+
 } // namespace
 
 void attentionFwd(const float *q, const float *k, const float *v,
@@ -97,18 +113,8 @@ void attentionFwd(const float *q, const float *k, const float *v,
         const int64_t kEnd = sh.causal ? i0 + nb : sh.s;
         scores(qh.data(), kg.data(), sh, docIds, b, i0, nb, kEnd, sc.data());
         for (int64_t r = 0; r < nb; ++r) {
-          float *row = sc.data() + r * kEnd;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < kEnd; ++j)
-            mx = std::max(mx, row[j]);
-          float sum = 0;
-          for (int64_t j = 0; j < kEnd; ++j) {
-            row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - mx);
-            sum += row[j];
-          }
-          for (int64_t j = 0; j < kEnd; ++j)
-            row[j] /= sum;
-          lse[(b * sh.h + h) * sh.s + i0 + r] = mx + std::log(sum);
+          lse[(b * sh.h + h) * sh.s + i0 + r] =
+              softmaxRow(sc.data() + r * kEnd, kEnd);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, sh.hd, kEnd,
                     1.0f, sc.data(), kEnd, vg.data(), sh.hd, 0.0f,
@@ -151,19 +157,8 @@ void attentionBwd(const float *q, const float *k, const float *v,
         scores(qh.data(), kg.data(), sh, docIds, b, i0, nb, kEnd, p.data());
         // A block row holds every key its query can see, so P is the row's
         // softmax: no saved log-sum-exp needed.
-        for (int64_t r = 0; r < nb; ++r) {
-          float *row = p.data() + r * kEnd;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < kEnd; ++j)
-            mx = std::max(mx, row[j]);
-          float sum = 0;
-          for (int64_t j = 0; j < kEnd; ++j) {
-            row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - mx);
-            sum += row[j];
-          }
-          for (int64_t j = 0; j < kEnd; ++j)
-            row[j] /= sum;
-        }
+        for (int64_t r = 0; r < nb; ++r)
+          softmaxRow(p.data() + r * kEnd, kEnd);
         // dP = dO_blk V^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kEnd, sh.hd,
                     1.0f, doh.data() + i0 * sh.hd, sh.hd, vg.data(), sh.hd,

@@ -125,18 +125,25 @@ compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
               const std::string &job, std::vector<uint8_t> &planBytes,
               compiler::MemorySummary &memory);
 
+/// The job's model IR, or null after printing why it cannot be built.
+static mlir::OwningOpRef<mlir::ModuleOp>
+buildOrReport(mlir::MLIRContext &ctx, const config::ConfigLoader &loader) {
+  std::string error;
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      model::buildModel(ctx, loader, error);
+  if (!module)
+    std::fprintf(stderr, "%s\n", error.c_str());
+  return module;
+}
+
 /// Builds and verifies the model IR, then prints it or the report.
 static int emitOrReport(const config::ConfigLoader &loader, int64_t worldSize,
                         bool report, bool locations) {
   auto start = std::chrono::steady_clock::now();
   mlir::MLIRContext ctx;
-  std::string error;
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      model::buildModel(ctx, loader, error);
-  if (!module) {
-    std::fprintf(stderr, "%s\n", error.c_str());
+  mlir::OwningOpRef<mlir::ModuleOp> module = buildOrReport(ctx, loader);
+  if (!module)
     return 1;
-  }
   // The builder's output must verify; a failure here is a forgec bug, and
   // the verifier's diagnostic (with the config key's location) says where.
   if (mlir::failed(mlir::verify(*module))) {
@@ -179,13 +186,10 @@ static mlir::OwningOpRef<mlir::ModuleOp>
 compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
               const std::string &job, std::vector<uint8_t> &planBytes,
               compiler::MemorySummary &memory) {
-  std::string error;
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      model::buildModel(ctx, loader, error);
-  if (!module) {
-    std::fprintf(stderr, "%s\n", error.c_str());
+  mlir::OwningOpRef<mlir::ModuleOp> module = buildOrReport(ctx, loader);
+  if (!module)
     return nullptr;
-  }
+  std::string error;
   if (mlir::failed(compiler::runPipeline(*module, "", error)) ||
       !compiler::writePlan(*module, loader.config(), job, planBytes, memory,
                            error)) {
@@ -228,13 +232,10 @@ static int compilePlan(const config::ConfigLoader &loader,
 /// Builds the model IR and runs the pass pipeline, writing every stage.
 static int dumpIR(const config::ConfigLoader &loader, const std::string &dir) {
   mlir::MLIRContext ctx;
-  std::string error;
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      model::buildModel(ctx, loader, error);
-  if (!module) {
-    std::fprintf(stderr, "%s\n", error.c_str());
+  mlir::OwningOpRef<mlir::ModuleOp> module = buildOrReport(ctx, loader);
+  if (!module)
     return 1;
-  }
+  std::string error;
   if (mlir::failed(compiler::runPipeline(*module, dir, error))) {
     std::fprintf(stderr, "%s: error: %s\n", kTool, error.c_str());
     return 1;
