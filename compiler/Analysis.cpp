@@ -31,7 +31,11 @@ ParamStats countParams(ModuleOp module) {
 
 double forwardFlops(ModuleOp module) {
   double flops = 0;
-  module.walk([&](Operation *op) {
+  // The training step's forward only (eval_step repeats it).
+  auto fn = module.lookupSymbol<func::FuncOp>("train_step");
+  if (!fn)
+    return 0;
+  fn.walk([&](Operation *op) {
     llvm::TypeSwitch<Operation *>(op)
         .Case([&](forge::LinearOp l) {
           auto w = cast<RankedTensorType>(l.getWeight().getType());

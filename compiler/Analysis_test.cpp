@@ -33,8 +33,9 @@ std::unique_ptr<Built> build(const std::string &toml) {
   std::string error;
   b->module = model::buildModel(b->ctx, b->loader, error);
   EXPECT_TRUE(b->module) << error;
-  if (b->module)
+  if (b->module) {
     EXPECT_TRUE(mlir::succeeded(mlir::verify(*b->module)));
+  }
   return b;
 }
 

@@ -46,8 +46,9 @@ public:
   Writer(ModuleOp module, std::string &error)
       : module_(module), error_(error) {}
 
-  bool run(const config::JobConfig &cfg, const std::string &jobPath,
-           std::vector<uint8_t> &out, MemorySummary &mem);
+  bool run(const config::JobConfig &cfg, const RunSettings &run,
+           const std::string &jobPath, std::vector<uint8_t> &out,
+           MemorySummary &mem);
 
 private:
   bool fail(Operation *op, const std::string &msg) {
@@ -222,8 +223,9 @@ bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
   return true;
 }
 
-bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
-                 std::vector<uint8_t> &out, MemorySummary &mem) {
+bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
+                 const std::string &jobPath, std::vector<uint8_t> &out,
+                 MemorySummary &mem) {
   auto memory = module_->getAttrOfType<DictionaryAttr>("exec.memory");
   if (!memory) {
     error_ = std::string("the module ") + kNoLayout;
@@ -242,16 +244,16 @@ bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
   mem.total = field("total");
   if (!collectParams())
     return false;
-  for (const char *name : {"train_step", "optimizer_step"}) {
-    auto fn = module_.lookupSymbol<func::FuncOp>(name);
-    if (!fn) {
+  for (const char *name : {"train_step", "optimizer_step"})
+    if (!module_.lookupSymbol<func::FuncOp>(name)) {
       error_ = std::string("the module has no @") + name +
                " (run the pass pipeline before writing a plan)";
       return false;
     }
+  // Every function becomes a program, in module order.
+  for (auto fn : module_.getOps<func::FuncOp>())
     if (!collectProgram(fn))
       return false;
-  }
 
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<plan::Buffer>> bufs;
@@ -291,11 +293,26 @@ bool Writer::run(const config::JobConfig &cfg, const std::string &jobPath,
       fbb, mem.parameters, mem.gradients, mem.optimizerState, mem.otherState,
       mem.inputs, mem.activationsPeak, mem.total);
   const config::TrainConfig &t = cfg.train;
+  std::vector<flatbuffers::Offset<plan::DataSource>> sources;
+  for (const DataSourceSpec &s : run.sources)
+    sources.push_back(plan::CreateDataSource(
+        fbb, fbb.CreateString(s.name), fbb.CreateString(s.path),
+        fbb.CreateString(s.pattern), s.weight));
+  std::vector<flatbuffers::Offset<plan::Phase>> phases;
+  for (const PhaseSpec &ph : run.phases)
+    phases.push_back(plan::CreatePhase(
+        fbb, ph.startStep, fbb.CreateVector(ph.weights), ph.lrScale));
   auto training = plan::CreateTraining(
       fbb, t.max_steps, t.grad_accum_steps, t.batch_size, t.seq_len,
       cfg.model.vocab_size, t.seed, t.effectiveDataSeed(),
       cfg.metrics.log_interval, fbb.CreateString(cfg.data.dataset_path),
-      fbb.CreateString(cfg.data.file_pattern), fbb.CreateString(jobPath));
+      fbb.CreateString(cfg.data.file_pattern), fbb.CreateString(jobPath),
+      fbb.CreateVector(sources), run.temperature, fbb.CreateVector(phases),
+      run.pack, run.eosId, run.evalInterval, run.evalSteps,
+      fbb.CreateString(run.evalPath), fbb.CreateString(run.evalPattern),
+      fbb.CreateString(run.jsonlPath), fbb.CreateString(run.tensorboardDir),
+      run.flopsPerToken, cfg.optimizer.lr, fbb.CreateString(cfg.optimizer.name),
+      t.z_loss_weight);
   auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings({}),
                                fbb.CreateVector(std::vector<int64_t>{}));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,
@@ -317,10 +334,11 @@ std::string mib(uint64_t bytes) {
 } // namespace
 
 bool writePlan(ModuleOp module, const config::JobConfig &cfg,
-               const std::string &jobPath, std::vector<uint8_t> &out,
-               MemorySummary &memory, std::string &error) {
+               const RunSettings &run, const std::string &jobPath,
+               std::vector<uint8_t> &out, MemorySummary &memory,
+               std::string &error) {
   Writer w(module, error);
-  return w.run(cfg, jobPath, out, memory);
+  return w.run(cfg, run, jobPath, out, memory);
 }
 
 std::string describeMemory(const MemorySummary &m) {

@@ -11,6 +11,7 @@
 #ifndef FORGE_COMPILER_PLANWRITER_H
 #define FORGE_COMPILER_PLANWRITER_H
 
+#include "compiler/RunSettings.h"
 #include "frontends/config/JobConfig.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -36,8 +37,9 @@ struct MemorySummary {
 /// with `error` set when it cannot (no layout, an op the plan format does
 /// not carry, ...).
 bool writePlan(mlir::ModuleOp module, const config::JobConfig &cfg,
-               const std::string &jobPath, std::vector<uint8_t> &out,
-               MemorySummary &memory, std::string &error);
+               const RunSettings &run, const std::string &jobPath,
+               std::vector<uint8_t> &out, MemorySummary &memory,
+               std::string &error);
 
 /// `memory` as the lines forgec --report prints.
 std::string describeMemory(const MemorySummary &memory);

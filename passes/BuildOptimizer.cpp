@@ -1,9 +1,11 @@
-//===- BuildOptimizer.cpp - Accumulation, clipping, AdamW, LR schedule ----===//
+//===- BuildOptimizer.cpp - Accumulation, clipping, optimizers, LR --------===//
 //
 // After forge-build-backward, @train_step returns (loss, grads...). This
 // pass splits a training step the way the runtime executes it: the micro
 // step (forward + backward + accumulate, run grad_accum_steps times) and the
-// optimizer step (norm, clip, schedule, update, reset, run once).
+// optimizer step (norm, clip, schedule, update, reset, run once). For
+// schedule-free AdamW it also adds @eval_params and @train_params, the swap
+// between the averaged weights x and the training point y.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +13,9 @@
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringSwitch.h"
+
+#include <algorithm>
 
 namespace forge {
 #define GEN_PASS_DEF_BUILDOPTIMIZERPASS
@@ -59,6 +64,21 @@ bool decays(ParamOp p) {
   return p.getTensorType().getRank() >= 2 && !p.getSymName().contains("bias");
 }
 
+/// KempnerForge's Muon eligibility: >= 2-D and, flattened to dim 0 x the
+/// rest, an aspect ratio of at most 10 (embeddings and output heads with a
+/// large vocabulary fall back to AdamW).
+bool muonEligible(ParamOp p) {
+  RankedTensorType t = p.getTensorType();
+  if (t.getRank() < 2)
+    return false;
+  int64_t m = t.getDimSize(0), n = t.getNumElements() / std::max<int64_t>(m, 1);
+  return static_cast<double>(std::max(m, n)) /
+             static_cast<double>(std::max<int64_t>(std::min(m, n), 1)) <=
+         10.0;
+}
+
+enum class Optimizer { Unknown, AdamW, Lion, Muon, ScheduleFree };
+
 struct BuildOptimizerPass
     : public forge::impl::BuildOptimizerPassBase<BuildOptimizerPass> {
   void runOnOperation() override {
@@ -71,11 +91,12 @@ struct BuildOptimizerPass
                        "differentiated by forge-build-backward first");
       return signalPassFailure();
     }
-    if (module.lookupSymbol("optimizer_step")) {
-      module.emitError("forge-build-optimizer: the module already has "
-                       "@optimizer_step");
-      return signalPassFailure();
-    }
+    for (const char *made : {"optimizer_step", "eval_params", "train_params"})
+      if (module.lookupSymbol(made)) {
+        module.emitError("forge-build-optimizer: the module already has @")
+            << made;
+        return signalPassFailure();
+      }
     Settings s(module);
     DictionaryAttr train = s.dict("forge.train"),
                    opt = s.dict("forge.optimizer"),
@@ -98,13 +119,34 @@ struct BuildOptimizerPass
     auto rexAlpha = s.get<FloatAttr>(sched, "rex_alpha");
     if (!s.ok())
       return signalPassFailure();
-    const bool lion = optName.getValue() == "lion";
-    if (optName.getValue() != "adamw" && !lion) {
+    const Optimizer kind =
+        llvm::StringSwitch<Optimizer>(optName)
+            .Case("adamw", Optimizer::AdamW)
+            .Case("lion", Optimizer::Lion)
+            .Case("muon", Optimizer::Muon)
+            .Case("schedule_free_adamw", Optimizer::ScheduleFree)
+            .Default(Optimizer::Unknown);
+    if (kind == Optimizer::Unknown) { // a plugin's: no update rule in forge
       module.emitError("forge-build-optimizer: optimizer '")
           << optName.getValue()
-          << "' is not supported yet; adamw and lion are implemented";
+          << "' is not supported yet; adamw, lion, muon and "
+             "schedule_free_adamw are implemented";
       return signalPassFailure();
     }
+    // Keys only the optimizer that uses them needs.
+    IntegerAttr nsSteps, sfWarmup;
+    FloatAttr momentum, adamLr = lr;
+    if (kind == Optimizer::Muon) {
+      momentum = s.get<FloatAttr>(opt, "muon_momentum");
+      nsSteps = s.get<IntegerAttr>(opt, "muon_ns_steps");
+      // Unset: the fallback AdamW runs at lr, as KempnerForge.
+      if (opt.contains("muon_adam_lr"))
+        adamLr = s.get<FloatAttr>(opt, "muon_adam_lr");
+    }
+    if (kind == Optimizer::ScheduleFree)
+      sfWarmup = s.get<IntegerAttr>(opt, "schedule_free_warmup");
+    if (!s.ok())
+      return signalPassFailure();
 
     OpBuilder b(ctx);
     auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
@@ -114,33 +156,71 @@ struct BuildOptimizerPass
       params.push_back(
           module.lookupSymbol<ParamOp>(cast<FlatSymbolRefAttr>(a).getAttr()));
 
-    // State buffers, declared after the parameters.
+    // State buffers, declared after the parameters, named
+    // optimizer.<KempnerForge state key>.<fqn>.
     b.setInsertionPoint(fn);
-    auto declare = [&](const std::string &name, ParamOp like) {
-      ParamOp::create(b, like.getLoc(), b.getStringAttr(name),
-                      TypeAttr::get(like.getType()),
+    auto declare = [&](const std::string &name, Type type, Location at) {
+      ParamOp::create(b, at, b.getStringAttr(name), TypeAttr::get(type),
                       InitKindAttr::get(ctx, InitKind::zeros), FloatAttr(),
                       b.getUnitAttr());
       return FlatSymbolRefAttr::get(ctx, name);
     };
-    SmallVector<FlatSymbolRefAttr> acc, m, v;
+    // Per parameter: which update it gets and its state.
+    struct Slot {
+      bool muon = false;
+      FlatSymbolRefAttr acc, m, v, x;
+    };
+    SmallVector<Slot> slots;
+    bool anyAdam = false;
     for (ParamOp p : params) {
       std::string fqn = p.getSymName().str();
-      acc.push_back(declare("grad." + fqn, p));
-      m.push_back(declare("optimizer.exp_avg." + fqn, p));
-      if (!lion) // Lion keeps one moment
-        v.push_back(declare("optimizer.exp_avg_sq." + fqn, p));
+      Type t = p.getType();
+      Location at = p.getLoc();
+      Slot slot;
+      slot.acc = declare("grad." + fqn, t, at);
+      switch (kind) {
+      case Optimizer::Unknown: // rejected above
+      case Optimizer::AdamW:
+        slot.m = declare("optimizer.exp_avg." + fqn, t, at);
+        slot.v = declare("optimizer.exp_avg_sq." + fqn, t, at);
+        break;
+      case Optimizer::Lion: // one moment
+        slot.m = declare("optimizer.exp_avg." + fqn, t, at);
+        break;
+      case Optimizer::Muon:
+        slot.muon = muonEligible(p);
+        if (slot.muon) {
+          slot.m = declare("optimizer.momentum_buffer." + fqn, t, at);
+        } else {
+          slot.m = declare("optimizer.exp_avg." + fqn, t, at);
+          slot.v = declare("optimizer.exp_avg_sq." + fqn, t, at);
+          anyAdam = true;
+        }
+        break;
+      case Optimizer::ScheduleFree: // m holds z
+        slot.m = declare("optimizer.z." + fqn, t, at);
+        slot.v = declare("optimizer.v." + fqn, t, at);
+        slot.x = declare("optimizer.x." + fqn, t, at);
+        break;
+      }
+      slots.push_back(slot);
     }
+    // Schedule-free AdamW's step count and weight sum, shared by all
+    // parameters (ScheduleFreeCountOp holds the layout).
+    auto sfStateType = RankedTensorType::get({4}, b.getF32Type());
+    FlatSymbolRefAttr sfState;
+    if (kind == Optimizer::ScheduleFree)
+      sfState = declare("optimizer.schedule_free", sfStateType, fn.getLoc());
 
     // Micro step: accumulate grad / accum into the buffers.
     b.setInsertionPoint(ret);
     double inv = 1.0 / static_cast<double>(accum.getInt());
     for (auto [i, p] : llvm::enumerate(params)) {
       Value g = ret.getOperand(i + 1);
-      Value cur = GetParamOp::create(b, loc, p.getType(), acc[i]);
+      Value cur = GetParamOp::create(b, loc, p.getType(), slots[i].acc);
       Value scaled =
           ScaleOp::create(b, loc, g.getType(), g, b.getF64FloatAttr(inv));
-      SetParamOp::create(b, loc, acc[i],
+      SetParamOp::create(b, loc, slots[i].acc,
                          AddOp::create(b, loc, g.getType(), cur, scaled));
     }
     Value loss = ret.getOperand(0);
@@ -154,46 +234,112 @@ struct BuildOptimizerPass
     auto i64 = RankedTensorType::get({}, b.getI64Type());
     b.setInsertionPointAfter(fn);
     auto step = func::FuncOp::create(b, loc, "optimizer_step",
-                                     b.getFunctionType({i64}, {f32, f32}));
+                                     b.getFunctionType({i64, f32}, {f32, f32}));
     Block *entry = step.addEntryBlock();
     b.setInsertionPointToStart(entry);
+    // Inputs: the number of updates so far (the schedule's step) and the
+    // active training phase's lr_scale (reference §4.5), which the runtime
+    // owns because phases follow the data.
     Value stepArg = entry->getArgument(0);
+    Value lrScaleArg = entry->getArgument(1);
     SmallVector<Value> gs;
     for (auto [i, p] : llvm::enumerate(params))
-      gs.push_back(GetParamOp::create(b, loc, p.getType(), acc[i]));
+      gs.push_back(GetParamOp::create(b, loc, p.getType(), slots[i].acc));
     Value norm = GlobalNormOp::create(b, loc, f32, gs);
     Value coef = ClipCoefficientOp::create(b, loc, f32, norm, clip);
-    Value factor = LrFactorOp::create(
-        b, loc, f32, stepArg, schedName, warmup, decay, stable, minLr,
-        b.getI64IntegerAttr(maxSteps.getInt()), wsdDecay, rexAlpha);
+    Value factor =
+        MulOp::create(b, loc, f32,
+                      LrFactorOp::create(b, loc, f32, stepArg, schedName,
+                                         warmup, decay, stable, minLr,
+                                         b.getI64IntegerAttr(maxSteps.getInt()),
+                                         wsdDecay, rexAlpha),
+                      lrScaleArg);
     Value rate = ScaleOp::create(b, loc, f32, factor, lr);
+    // Muon's AdamW group runs at muon_adam_lr times the same schedule
+    // factor (KempnerForge rescales it by current lr / initial lr).
+    Value adamRate = rate;
+    if (anyAdam && adamLr != lr)
+      adamRate = ScaleOp::create(b, loc, f32, factor, adamLr);
+    Value sfNow;
+    if (kind == Optimizer::ScheduleFree) {
+      Value cur = GetParamOp::create(b, loc, sfStateType, sfState);
+      sfNow = ScheduleFreeCountOp::create(b, loc, sfStateType, cur, rate, beta1,
+                                          sfWarmup);
+      SetParamOp::create(b, loc, sfState, sfNow);
+    }
     for (auto [i, p] : llvm::enumerate(params)) {
+      const Slot &slot = slots[i];
       Type t = p.getType();
-      Value pv = GetParamOp::create(b, p.getLoc(), t, p.getSymName());
-      Value mv = GetParamOp::create(b, p.getLoc(), t, m[i]);
+      Location at = p.getLoc();
+      Value pv = GetParamOp::create(b, at, t, p.getSymName());
+      Value mv = GetParamOp::create(b, at, t, slot.m);
       FloatAttr decay =
           b.getF64FloatAttr(decays(p) ? wd.getValueAsDouble() : 0.0);
       auto self = FlatSymbolRefAttr::get(p.getSymNameAttr());
-      if (lion) {
+      if (kind == Optimizer::Lion) {
+        auto upd = LionUpdateOp::create(b, at, TypeRange{t, t}, pv, gs[i], mv,
+                                        rate, coef, beta1, beta2, decay);
+        SetParamOp::create(b, at, self, upd.getNewParam());
+        SetParamOp::create(b, at, slot.m, upd.getNewExpAvg());
+      } else if (slot.muon) {
+        auto upd = MuonUpdateOp::create(b, at, TypeRange{t, t}, pv, gs[i], mv,
+                                        rate, coef, momentum, nsSteps, decay);
+        SetParamOp::create(b, at, self, upd.getNewParam());
+        SetParamOp::create(b, at, slot.m, upd.getNewMomentumBuffer());
+      } else if (kind == Optimizer::ScheduleFree) {
+        Value vv = GetParamOp::create(b, at, t, slot.v);
+        Value xv = GetParamOp::create(b, at, t, slot.x);
+        auto upd = ScheduleFreeAdamWUpdateOp::create(
+            b, at, TypeRange{t, t, t, t}, pv, gs[i], mv, vv, xv, rate, coef,
+            sfNow, beta1, beta2, eps, decay, sfWarmup);
+        SetParamOp::create(b, at, self, upd.getNewParam());
+        SetParamOp::create(b, at, slot.m, upd.getNewZ());
+        SetParamOp::create(b, at, slot.v, upd.getNewExpAvgSq());
+        SetParamOp::create(b, at, slot.x, upd.getNewX());
+      } else { // AdamW, or Muon's AdamW group
+        Value vv = GetParamOp::create(b, at, t, slot.v);
         auto upd =
-            LionUpdateOp::create(b, p.getLoc(), TypeRange{t, t}, pv, gs[i], mv,
-                                 rate, coef, beta1, beta2, decay);
-        SetParamOp::create(b, p.getLoc(), self, upd.getNewParam());
-        SetParamOp::create(b, p.getLoc(), m[i], upd.getNewExpAvg());
-      } else {
-        Value vv = GetParamOp::create(b, p.getLoc(), t, v[i]);
-        auto upd = AdamWUpdateOp::create(b, p.getLoc(), TypeRange{t, t, t}, pv,
-                                         gs[i], mv, vv, rate, coef, stepArg,
-                                         beta1, beta2, eps, decay);
-        SetParamOp::create(b, p.getLoc(), self, upd.getNewParam());
-        SetParamOp::create(b, p.getLoc(), m[i], upd.getNewExpAvg());
-        SetParamOp::create(b, p.getLoc(), v[i], upd.getNewExpAvgSq());
+            AdamWUpdateOp::create(b, at, TypeRange{t, t, t}, pv, gs[i], mv, vv,
+                                  kind == Optimizer::Muon ? adamRate : rate,
+                                  coef, stepArg, beta1, beta2, eps, decay);
+        SetParamOp::create(b, at, self, upd.getNewParam());
+        SetParamOp::create(b, at, slot.m, upd.getNewExpAvg());
+        SetParamOp::create(b, at, slot.v, upd.getNewExpAvgSq());
       }
-      SetParamOp::create(
-          b, p.getLoc(), acc[i],
-          FillOp::create(b, p.getLoc(), t, b.getF64FloatAttr(0.0)));
+      SetParamOp::create(b, at, slot.acc,
+                         FillOp::create(b, at, t, b.getF64FloatAttr(0.0)));
     }
     func::ReturnOp::create(b, loc, ValueRange{norm, rate});
+
+    if (kind != Optimizer::ScheduleFree)
+      return;
+    // The train/eval swap of schedule-free AdamW (KempnerForge's
+    // eval_params / train_params): programs without inputs or outputs that
+    // the runtime runs around evaluation. Parameters hold y while training;
+    // @eval_params sets them to x, @train_params back to
+    // y = (1 - beta1) z + beta1 x. Both leave the parameters alone before the
+    // first step (z and x do not exist yet) and can run any number of times.
+    auto swap = [&](StringRef name, double weight) {
+      auto f = func::FuncOp::create(b, loc, name, b.getFunctionType({}, {}));
+      b.setInsertionPointToStart(f.addEntryBlock());
+      Value st = GetParamOp::create(b, loc, sfStateType, sfState);
+      for (auto [i, p] : llvm::enumerate(params)) {
+        Type t = p.getType();
+        Location at = p.getLoc();
+        auto self = FlatSymbolRefAttr::get(p.getSymNameAttr());
+        Value pv = GetParamOp::create(b, at, t, self);
+        Value zv = GetParamOp::create(b, at, t, slots[i].m);
+        Value xv = GetParamOp::create(b, at, t, slots[i].x);
+        Value point = ScheduleFreeInterpolateOp::create(
+            b, at, t, pv, zv, xv, st, b.getF64FloatAttr(weight));
+        SetParamOp::create(b, at, self, point);
+      }
+      func::ReturnOp::create(b, loc, ValueRange{});
+      b.setInsertionPointAfter(f);
+    };
+    b.setInsertionPointAfter(step);
+    swap("eval_params", 1.0);
+    swap("train_params", beta1.getValueAsDouble());
   }
 };
 

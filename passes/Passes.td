@@ -32,7 +32,7 @@ def BuildBackwardPass : Pass<"forge-build-backward", "::mlir::ModuleOp"> {
 }
 
 def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
-  let summary = "Gradient accumulation, clipping, AdamW and the LR schedule";
+  let summary = "Gradient accumulation, clipping, optimizer update and the LR schedule";
   let description = [{
     Turns the differentiated `@train_step` into one micro-step: each
     gradient, scaled by `1 / grad_accum_steps`, is added to its accumulator
@@ -41,17 +41,35 @@ def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
     computes the global gradient norm (the logged, pre-clip value), the clip
     coefficient for `grad_clip_norm`, the learning rate (`lr` times the
     schedule's factor at `step`, the number of completed optimizer steps),
-    updates every trainable parameter in place with AdamW (state buffers
-    `optimizer.exp_avg.<fqn>` and `optimizer.exp_avg_sq.<fqn>`, in the
-    parameter's dtype as in KempnerForge) or Lion (`optimizer.exp_avg.<fqn>`)
-    and zeroes the accumulators.
+    updates every trainable parameter in place and zeroes the accumulators.
+    State buffers are named `optimizer.<state key>.<fqn>` with
+    KempnerForge's state keys, in the parameter's dtype:
+
+    - `adamw`: `forge.adamw_update`; `exp_avg`, `exp_avg_sq`.
+    - `lion`: `forge.lion_update`; `exp_avg`.
+    - `muon`: parameters with >= 2 dimensions whose shape, flattened to
+      dim 0 x the rest, has an aspect ratio of at most 10 get
+      `forge.muon_update` (`momentum_buffer`); the others (1-D parameters,
+      embeddings and heads with a large vocabulary) get
+      `forge.adamw_update` (`exp_avg`, `exp_avg_sq`) at `muon_adam_lr`
+      (or `lr` when unset) times the same schedule factor.
+    - `schedule_free_adamw`: `forge.schedule_free_count` once per step on
+      the shared buffer `optimizer.schedule_free` (step count and averaging
+      weight), then `forge.schedule_free_adamw_update` per parameter (`z`,
+      `v`, `x`); the parameters hold `y`. Two more programs without inputs
+      or outputs, `@eval_params` (parameters <- `x`) and `@train_params`
+      (parameters <- `y`), are for the runtime to run before and after
+      evaluation. `z` starts from the parameter on the first update, so no
+      initialization program is needed.
+
     Weight decay follows KempnerForge's groups: parameters with >= 2
     dimensions whose name does not contain "bias" decay, the rest do not.
 
     The settings come from the module attributes `forge.train`,
-    `forge.optimizer` and `forge.schedule` that the model frontend records.
-    Other optimizers plug in here; until they do, they are rejected with a
-    clear error.
+    `forge.optimizer` and `forge.schedule` that the model frontend records
+    (`muon_momentum`, `muon_ns_steps` and the optional `muon_adam_lr` for
+    Muon, `schedule_free_warmup` for schedule-free AdamW). Other optimizers
+    (registered by plugins) are rejected with a clear error.
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
 }

@@ -80,16 +80,15 @@ private:
 void PlanMemoryPass::runOnOperation() {
   ModuleOp module = getOperation();
   MLIRContext *ctx = &getContext();
-  SmallVector<func::FuncOp> programs;
-  for (const char *name : {"train_step", "optimizer_step"}) {
-    auto fn = module.lookupSymbol<func::FuncOp>(name);
-    if (!fn) {
+  // Every function is a program the runtime runs on its own (train_step,
+  // optimizer_step, eval_step, optimizer helpers); the first two must exist.
+  for (const char *name : {"train_step", "optimizer_step"})
+    if (!module.lookupSymbol<func::FuncOp>(name)) {
       module.emitError("forge-plan-memory: the module has no @")
           << name << " (run forge-build-optimizer first)";
       return signalPassFailure();
     }
-    programs.push_back(fn);
-  }
+  SmallVector<func::FuncOp> programs(module.getOps<func::FuncOp>());
   DenseMap<StringAttr, unsigned> paramStorage;
   SmallVector<std::pair<ParamOp, unsigned>> params;
   for (auto p : module.getOps<ParamOp>()) {

@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# Sets everything up (scripts/setup.sh), then runs the main job: compiles
-# configs/train/debug.toml (or the job given as $1), reports on it, writes
-# its plan and trains it for a few steps on the CPU (FORGE_RUN_STEPS, default
-# 3; the job's own max_steps with FORGE_RUN_STEPS=all).
+# Sets everything up (scripts/setup.sh: packages, build, and the main job's
+# corpus), then runs the main job end to end: compiles
+# configs/train/default.toml (or the job given as $1, extra arguments are
+# forgec overrides), reports on it, writes its plan and trains it on the
+# CPU for the job's max_steps (or FORGE_RUN_STEPS steps), with evaluation,
+# the log line and metrics files (logs/default/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 build="${FORGE_BUILD_DIR:-build}"
-job="${1:-configs/train/debug.toml}"
+job="${1:-configs/train/default.toml}"
 shift || true
-steps="${FORGE_RUN_STEPS:-3}"
-echo "== forgec $job --print-config"
-"$build/bin/forgec" "$job" --print-config "$@"
-echo
+steps="${FORGE_RUN_STEPS:-all}"
 echo "== forgec $job"
 "$build/bin/forgec" "$job" "$@"
 echo

@@ -23,6 +23,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 fi
 
+# The test-only Python tools (TensorBoard reads back forge's event files) go
+# into .cache/venv from PyPI; skipped when already installed. A failure stops
+# setup: the tests that need them must not silently turn unsupported.
+bash scripts/setup-venv.sh
+
 # nvcc is not a Debian package here: the CUDA toolkit lives in /usr/local/cuda
 # when present, and the CUDA backend is built only then.
 if [ -x /usr/local/cuda/bin/nvcc ]; then
@@ -34,3 +39,7 @@ if [ ! -f "$build/build.ninja" ]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${FORGE_CMAKE_ARGS:-}
 fi
 cmake --build "$build"
+
+# The main job's corpus (configs/train/default.toml), tokenized by the
+# forge-data just built; skipped when it is current.
+FORGE_BUILD_DIR="$build" bash scripts/prepare-data.sh

@@ -1,6 +1,7 @@
 # lit configuration for forge's tool tests (forgec, forge-run, forge-opt, and
 # the shipped configs). Unit tests live in test/Unit with their own config.
 import os
+import subprocess
 
 import lit.formats
 
@@ -25,3 +26,16 @@ if config.forge_build_compiler:
     config.available_features.add("compiler")
 if config.forge_have_cuda:
     config.available_features.add("cuda")
+
+# The test-only Python tools (TensorBoard, the independent reader of forge's
+# event files) live in the venv scripts/setup.sh creates; tests that need them
+# REQUIRE 'tensorboard' and run them through %forge_python.
+forge_python = os.path.join(config.forge_src_root, ".cache", "venv", "bin", "python")
+config.substitutions.append(("%forge_python", forge_python))
+if os.access(forge_python, os.X_OK):
+    probe = subprocess.run(
+        [forge_python, "-c",
+         "import tensorboard.backend.event_processing.event_accumulator"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if probe.returncode == 0:
+        config.available_features.add("tensorboard")

@@ -58,6 +58,8 @@ std::vector<std::string> videoSplit();
 /// Marks a key as accepted for compatibility with KempnerForge's config files
 /// but without effect in forge; docs/config.md shows the reason.
 #define FORGE_NO_EFFECT "[no effect in forge] "
+/// Marks a key forge adds to KempnerForge's schema.
+#define FORGE_EXTENSION "[forge only] "
 
 struct ModelConfig {
   int64_t dim = 4096;
@@ -469,6 +471,7 @@ struct MetricsConfig {
   std::optional<std::string> wandb_run_name;
   std::string wandb_run_id;
   std::string tensorboard_dir = "tb_logs";
+  std::string jsonl_path = "metrics.jsonl";
 
   template <typename V> void visit(V &v) {
     v.field("log_interval", log_interval, "steps between log lines (> 0)");
@@ -479,6 +482,9 @@ struct MetricsConfig {
     v.field("wandb_run_name", wandb_run_name, "W&B run name");
     v.field("wandb_run_id", wandb_run_id, "W&B run id (restored on resume)");
     v.field("tensorboard_dir", tensorboard_dir, "TensorBoard directory");
+    v.field("jsonl_path", jsonl_path,
+            FORGE_EXTENSION "file that gets every metric of every step as "
+                            "one JSON line; empty = off");
   }
   bool operator==(const MetricsConfig &) const = default;
 };

@@ -86,6 +86,10 @@ const std::vector<OpInfo> &knownOps() {
       {"forge.lr_factor", 1, 1},
       {"forge.adamw_update", 7, 3},
       {"forge.lion_update", 5, 2},
+      {"forge.muon_update", 5, 2},
+      {"forge.schedule_free_count", 2, 1},
+      {"forge.schedule_free_adamw_update", 8, 4},
+      {"forge.schedule_free_interpolate", 4, 1},
   };
   return ops;
 }
@@ -230,15 +234,65 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
   if (bufferOf(micro->outputs(), 0)->bytes() != 4 ||
       bufferOf(micro->outputs(), 0)->dtype() != plan::DType::f32)
     return "train_step must output an f32 scalar loss";
+  if (t->eval_interval() < 0 ||
+      (t->eval_interval() > 0 && t->eval_steps() <= 0))
+    return "eval settings must have a non-negative interval and, when on, a "
+           "positive number of steps";
+  if (const plan::Program *eval = program("eval_step")) {
+    if (t->eval_interval() == 0)
+      return "the plan has an eval_step program but evaluation is off";
+    if (!eval->inputs() || !eval->outputs() ||
+        eval->inputs()->size() != micro->inputs()->size() ||
+        eval->outputs()->size() != 1)
+      return "eval_step must take train_step's inputs and output the loss";
+    for (size_t i = 0; i < eval->inputs()->size(); ++i) {
+      const plan::Buffer *a = bufferOf(eval->inputs(), i),
+                         *b = bufferOf(micro->inputs(), i);
+      if (a->dtype() != b->dtype() || a->bytes() != b->bytes())
+        return "eval_step input " + std::to_string(i) +
+               " differs from train_step's";
+    }
+  } else if (t->eval_interval() > 0) {
+    return "evaluation is on but the plan has no eval_step program";
+  }
+  const size_t nsources = t->datasets() ? t->datasets()->size() : 0;
+  if (t->datasets())
+    for (const plan::DataSource *d : *t->datasets())
+      if (!d->path() || d->path()->size() == 0 || !(d->weight() >= 0))
+        return "data source '" + str(d->name()) +
+               "' needs a path and a non-negative weight";
+  if (t->phases()) {
+    int64_t last = -1;
+    for (const plan::Phase *ph : *t->phases()) {
+      size_t nw = ph->weights() ? ph->weights()->size() : 0;
+      if (nw != nsources)
+        return "phase at step " + std::to_string(ph->start_step()) + " has " +
+               std::to_string(nw) + " weights for " + std::to_string(nsources) +
+               " data sources";
+      if (ph->start_step() <= last || !(ph->lr_scale() > 0))
+        return "phases must have increasing start steps and positive lr "
+               "scales";
+      last = ph->start_step();
+    }
+  }
+  if (t->pack_sequences() &&
+      (t->eos_id() < 0 || t->eos_id() >= t->vocab_size()))
+    return "pack_sequences needs an EOS id in [0, vocab_size), got " +
+           std::to_string(t->eos_id());
+  if (t->pack_sequences() && micro->inputs()->size() != 3)
+    return "pack_sequences needs train_step's document-id input";
   const plan::Program *opt = program("optimizer_step");
-  if (!opt || !opt->inputs() || opt->inputs()->size() != 1 || !opt->outputs() ||
+  if (!opt || !opt->inputs() || opt->inputs()->size() != 2 || !opt->outputs() ||
       opt->outputs()->size() != 2 ||
       bufferOf(opt->inputs(), 0)->dtype() != plan::DType::i64 ||
       bufferOf(opt->inputs(), 0)->bytes() != 8 ||
+      bufferOf(opt->inputs(), 1)->dtype() != plan::DType::f32 ||
+      bufferOf(opt->inputs(), 1)->bytes() != 4 ||
       bufferOf(opt->outputs(), 0)->dtype() != plan::DType::f32 ||
       bufferOf(opt->outputs(), 1)->dtype() != plan::DType::f32)
     return "the plan needs an optimizer_step program taking the i64 step "
-           "and returning the f32 gradient norm and learning rate";
+           "and the f32 lr scale and returning the f32 gradient norm and "
+           "learning rate";
   if (p->memory()->total() != arena)
     return "memory total (" + std::to_string(p->memory()->total()) +
            ") differs from the arena size (" + std::to_string(arena) + ")";

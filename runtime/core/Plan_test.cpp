@@ -24,6 +24,11 @@ struct Spec {
   bool identifier = true;
   bool optimizerProgram = true;
   int64_t tokensSeq = 4;
+  int64_t evalInterval = 0;
+  bool evalProgram = false;
+  int phaseWeights = 0; ///< weights of one phase (the plan has no sources)
+  bool pack = false;
+  int64_t eos = -1;
 };
 
 std::vector<uint8_t> build(const Spec &s) {
@@ -45,7 +50,10 @@ std::vector<uint8_t> build(const Spec &s) {
       buffer("loss", plan::Role::activation, plan::DType::f32, {}, 256, 4),
       buffer("step", plan::Role::input, plan::DType::i64, {}, 320, 8),
       buffer("norm", plan::Role::activation, plan::DType::f32, {}, 384, 4),
-      buffer("lr", plan::Role::activation, plan::DType::f32, {}, 448, 4)};
+      buffer("lr", plan::Role::activation, plan::DType::f32, {}, 448, 4),
+      // Sharing norm's bytes is fine: verification checks bounds, not
+      // aliasing.
+      buffer("lr_scale", plan::Role::input, plan::DType::f32, {}, 384, 4)};
   std::vector<uint32_t> operands = {s.operand};
   for (int i = 0; i < s.extraOperands; ++i)
     operands.push_back(0);
@@ -54,7 +62,7 @@ std::vector<uint8_t> build(const Spec &s) {
       plan::CreateStep(fbb, fbb.CreateString(s.op), fbb.CreateVector(operands),
                        fbb.CreateVector(results), 0, fbb.CreateString("test"));
   std::vector<flatbuffers::Offset<plan::Step>> steps = {step}, none;
-  std::vector<uint32_t> microIn = {2, 3}, microOut = {4}, optIn = {5},
+  std::vector<uint32_t> microIn = {2, 3}, microOut = {4}, optIn = {5, 8},
                         optOut = {6, 7};
   std::vector<flatbuffers::Offset<plan::Program>> progs = {plan::CreateProgram(
       fbb, fbb.CreateString("train_step"), fbb.CreateVector(microIn),
@@ -63,8 +71,28 @@ std::vector<uint8_t> build(const Spec &s) {
     progs.push_back(plan::CreateProgram(
         fbb, fbb.CreateString("optimizer_step"), fbb.CreateVector(optIn),
         fbb.CreateVector(optOut), fbb.CreateVector(none)));
-  auto mem = plan::CreateMemory(fbb, 64, 0, 0, 0, 72, 64, s.memoryTotal);
-  auto training = plan::CreateTraining(fbb, 10, 1, 1, 4, 4);
+  if (s.evalProgram)
+    progs.push_back(plan::CreateProgram(
+        fbb, fbb.CreateString("eval_step"), fbb.CreateVector(microIn),
+        fbb.CreateVector(microOut), fbb.CreateVector(none)));
+  auto mem = plan::CreateMemory(fbb, 64, 0, 0, 0, 76, 64, s.memoryTotal);
+  std::vector<flatbuffers::Offset<plan::Phase>> phases;
+  if (s.phaseWeights)
+    phases.push_back(plan::CreatePhase(
+        fbb, 5, fbb.CreateVector(std::vector<double>(s.phaseWeights, 1.0))));
+  plan::TrainingBuilder tb(fbb);
+  auto phaseVec = fbb.CreateVector(phases);
+  tb.add_max_steps(10);
+  tb.add_grad_accum_steps(1);
+  tb.add_batch_size(1);
+  tb.add_seq_len(4);
+  tb.add_vocab_size(4);
+  tb.add_eval_interval(s.evalInterval);
+  tb.add_eval_steps(1);
+  tb.add_phases(phaseVec);
+  tb.add_pack_sequences(s.pack);
+  tb.add_eos_id(s.eos);
+  auto training = tb.Finish();
   auto root =
       plan::CreatePlan(fbb, s.version, 0, s.arena, fbb.CreateVector(bufs),
                        fbb.CreateVector(progs), mem, training);
@@ -89,7 +117,9 @@ TEST(Plan, RejectsEachKindOfMistake) {
   };
   Spec s;
   s.version = kPlanVersion + 1;
-  expect(s, "plan format version 2, but this forge-run reads version 1");
+  expect(s, "plan format version " + std::to_string(kPlanVersion + 1) +
+                ", but this forge-run reads version " +
+                std::to_string(kPlanVersion));
   s = Spec{};
   s.identifier = false;
   expect(s, "not a forge plan (missing the FRGP identifier)");
@@ -111,7 +141,7 @@ TEST(Plan, RejectsEachKindOfMistake) {
   expect(s, "step 0 (forge.relu): has 2 operands and 1 results");
   s = Spec{};
   s.operand = 9;
-  expect(s, "operand refers to buffer 9 but the plan has 8 buffers");
+  expect(s, "operand refers to buffer 9 but the plan has 9 buffers");
   s = Spec{};
   s.memoryTotal = 128;
   expect(s, "memory total (128) differs from the arena size (512)");
@@ -123,6 +153,25 @@ TEST(Plan, RejectsEachKindOfMistake) {
   s.arena = 1024;
   s.memoryTotal = 1024;
   expect(s, "train_step input 0 must be i64 [batch_size, seq_len] = [1, 4]");
+  s = Spec{};
+  s.evalInterval = 10;
+  expect(s, "evaluation is on but the plan has no eval_step program");
+  s = Spec{};
+  s.evalProgram = true;
+  expect(s, "the plan has an eval_step program but evaluation is off");
+  s = Spec{};
+  s.phaseWeights = 2;
+  expect(s, "phase at step 5 has 2 weights for 0 data sources");
+  s = Spec{};
+  s.pack = true;
+  expect(s, "pack_sequences needs an EOS id in [0, vocab_size), got -1");
+}
+
+TEST(Plan, EvalProgramVerifies) {
+  Spec s;
+  s.evalInterval = 10;
+  s.evalProgram = true;
+  EXPECT_EQ(verify(s), "");
 }
 
 TEST(Plan, EveryTruncationIsRejected) {

@@ -1,7 +1,9 @@
 //===- Executor.cpp - Runs a verified plan on the CPU ---------------------===//
 //
-// Every kernel here is a reference kernel (runtime/cpu/RefKernels) except the
-// matmuls of linear layers, which go to OpenBLAS sgemm; both are f32.
+// Every kernel here is a reference kernel (runtime/cpu/RefKernels) or a fast
+// one tested against it (FastKernels), except the matmuls of linear layers
+// and of Muon's Newton–Schulz iteration, which go to OpenBLAS sgemm; all are
+// f32.
 //
 //===----------------------------------------------------------------------===//
 
@@ -127,6 +129,34 @@ void gemmXWt(const float *x, const float *w, int64_t m, int64_t k, int64_t n,
              float *y, float beta) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w,
               k, beta, y, n);
+}
+
+/// Muon's Newton–Schulz iteration (same math as ref::newtonSchulz) with
+/// sgemm: each iteration is O(m^2 n + m^3), which plain loops cannot afford
+/// at real layer sizes. `x` is [m, n] and is overwritten with the result.
+void newtonSchulzBlas(float *x, int64_t m, int64_t n, int64_t steps) {
+  const float a = 3.4445f, b = -4.7750f, c = 2.0315f;
+  double sq = 0;
+  for (int64_t i = 0; i < m * n; ++i)
+    sq += static_cast<double>(x[i]) * x[i];
+  const float denom = static_cast<float>(std::sqrt(sq)) + 1e-7f;
+  for (int64_t i = 0; i < m * n; ++i)
+    x[i] /= denom;
+  std::vector<float> aa(m * m), bb(m * m), next(m * n);
+  for (int64_t s = 0; s < steps; ++s) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, m, n, 1.0f, x, n, x,
+                n, 0.0f, aa.data(), m); // A = X X^T
+    for (int64_t i = 0; i < m * m; ++i)
+      bb[i] = b * aa[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, m, m, c,
+                aa.data(), m, aa.data(), m, 1.0f, bb.data(),
+                m); // B = b A + c A A
+    for (int64_t i = 0; i < m * n; ++i)
+      next[i] = a * x[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, m, 1.0f,
+                bb.data(), m, x, n, 1.0f, next.data(), n); // X = a X + B X
+    std::copy(next.begin(), next.end(), x);
+  }
 }
 
 using Binder = std::function<std::string(Bind &, Fn &)>;
@@ -829,6 +859,94 @@ std::map<std::string, Binder> &binders() {
       };
       return std::string();
     };
+    m["forge.muon_update"] = [](Bind &b, Fn &fn) {
+      View p = b.ops[0], g = b.ops[1], buf = b.ops[2], lr = b.ops[3],
+           clip = b.ops[4], np = b.res[0], nb = b.res[1];
+      float mu = static_cast<float>(b.f("momentum"));
+      double wd = b.f("weight_decay");
+      int64_t steps = b.i("ns_steps");
+      // Flattened to [dim 0, the rest], as KempnerForge's view(m, -1).
+      int64_t rows = p.dim(0), cols = p.numel() / p.dim(0);
+      fn = [=] {
+        In pi = read(p), gi = read(g), bi = read(buf), li = read(lr),
+           ci = read(clip);
+        const int64_t n = p.numel();
+        const float rate = li.p[0], c = ci.p[0];
+        Out ob(nb, false), op(np, false);
+        for (int64_t i = 0; i < n; ++i)
+          ob.p[i] = mu * bi.p[i] + gi.p[i] * c;
+        std::vector<float> u(ob.p, ob.p + n);
+        newtonSchulzBlas(u.data(), rows, cols, steps);
+        const float scale = static_cast<float>(std::sqrt(std::max(
+            1.0, static_cast<double>(rows) / static_cast<double>(cols))));
+        const float decay = static_cast<float>(1 - rate * wd);
+        for (int64_t i = 0; i < n; ++i)
+          op.p[i] = pi.p[i] * decay - rate * (u[i] * scale);
+        ob.commit();
+        op.commit();
+      };
+      return std::string();
+    };
+    m["forge.schedule_free_count"] = [](Bind &b, Fn &fn) {
+      View st = b.ops[0], lr = b.ops[1], ns = b.res[0];
+      double b1 = b.f("beta1");
+      int64_t warmup = b.i("warmup");
+      fn = [=] {
+        In si = read(st), li = read(lr);
+        float next[4];
+        ref::scheduleFreeCount(si.p, li.p[0], b1, warmup, next);
+        Out out(ns, false);
+        std::copy(next, next + 4, out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.schedule_free_adamw_update"] = [](Bind &b, Fn &fn) {
+      View p = b.ops[0], g = b.ops[1], z = b.ops[2], v = b.ops[3], x = b.ops[4],
+           lr = b.ops[5], clip = b.ops[6], st = b.ops[7];
+      View np = b.res[0], nz = b.res[1], nv = b.res[2], nx = b.res[3];
+      double b1 = b.f("beta1"), b2 = b.f("beta2"), eps = b.f("eps"),
+             wd = b.f("weight_decay");
+      int64_t warmup = b.i("warmup");
+      fn = [=] {
+        In pi = read(p), gi = read(g), zi = read(z), vi = read(v), xi = read(x),
+           li = read(lr), ci = read(clip), si = read(st);
+        const int64_t n = p.numel();
+        Out op(np, false), oz(nz, false), ov(nv, false), ox(nx, false);
+        std::copy(pi.p, pi.p + n, op.p);
+        std::copy(zi.p, zi.p + n, oz.p);
+        std::copy(vi.p, vi.p + n, ov.p);
+        std::copy(xi.p, xi.p + n, ox.p);
+        // Element-wise: the reference kernel, on chunks across the cores.
+        const int64_t chunk = 1 << 16;
+        const double rate = li.p[0], c = ci.p[0];
+        const float *state = si.p;
+        fast::parallelFor((n + chunk - 1) / chunk, [&](int64_t k) {
+          const int64_t at = k * chunk, len = std::min(chunk, n - at);
+          ref::scheduleFreeAdamwUpdate(op.p + at, gi.p + at, oz.p + at,
+                                       ov.p + at, ox.p + at, len, rate, c,
+                                       state, b1, b2, eps, wd, warmup);
+        });
+        op.commit();
+        oz.commit();
+        ov.commit();
+        ox.commit();
+      };
+      return std::string();
+    };
+    m["forge.schedule_free_interpolate"] = [](Bind &b, Fn &fn) {
+      View p = b.ops[0], z = b.ops[1], x = b.ops[2], st = b.ops[3],
+           y = b.res[0];
+      double w = b.f("weight");
+      fn = [=] {
+        In pi = read(p), zi = read(z), xi = read(x), si = read(st);
+        Out out(y, false);
+        ref::scheduleFreeInterpolate(pi.p, zi.p, xi.p, p.numel(), si.p, w,
+                                     out.p);
+        out.commit();
+      };
+      return std::string();
+    };
     return m;
   }();
   return m;
@@ -842,6 +960,10 @@ std::string checkShapes(const std::string &op, const Bind &b) {
     return static_cast<int64_t>(v.shape.size());
   };
   auto isInt = [&](const View &v) { return v.dtype == plan::DType::i64; };
+  // Schedule-free AdamW's scalars: [k_hi, k_lo, weight_sum_hi, _lo] in f32.
+  auto isState = [&](const View &v) {
+    return v.dtype == plan::DType::f32 && v.numel() == 4;
+  };
   auto bad = [&](const char *why) { return std::string(why); };
   const std::vector<View> &o = b.ops, &r = b.res;
   if (op == "forge.silu" || op == "forge.gelu" || op == "forge.relu" ||
@@ -925,6 +1047,27 @@ std::string checkShapes(const std::string &op, const Bind &b) {
         return bad("parameter, gradient and moments differ in size");
     return isInt(o[6]) ? "" : bad("the step must be i64");
   }
+  if (op == "forge.muon_update")
+    return rank(o[0]) >= 2 && o[0].dim(0) > 0 && n(o[1]) == n(o[0]) &&
+                   n(o[2]) == n(o[0])
+               ? ""
+               : bad("needs a parameter of rank >= 2 and a gradient and "
+                     "momentum buffer of its size");
+  if (op == "forge.schedule_free_count")
+    return isState(o[0]) && isState(r[0]) ? ""
+                                          : bad("the state must be f32 [4]");
+  if (op == "forge.schedule_free_adamw_update") {
+    for (size_t i = 1; i < 5; ++i)
+      if (n(o[i]) != n(o[0]))
+        return bad("parameter, gradient and state differ in size");
+    return isState(o[7]) ? "" : bad("the state must be f32 [4]");
+  }
+  if (op == "forge.schedule_free_interpolate")
+    return n(o[1]) == n(o[0]) && n(o[2]) == n(o[0]) && n(r[0]) == n(o[0]) &&
+                   isState(o[3])
+               ? ""
+               : bad("parameter, z and x differ in size, or the state is "
+                     "not f32 [4]");
   if (op == "forge.stack" || op == "forge.unstack") {
     const std::vector<View> &parts = op == "forge.stack" ? o : r;
     const View &whole = op == "forge.stack" ? r[0] : o[0];

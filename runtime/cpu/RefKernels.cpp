@@ -843,6 +843,121 @@ void lionUpdate(float *param, const float *grad, float *expAvg, int64_t n,
   }
 }
 
+void newtonSchulz(const float *g, int64_t m, int64_t n, int64_t steps,
+                  float *out) {
+  const double a = 3.4445, b = -4.7750, c = 2.0315;
+  double sq = 0;
+  for (int64_t i = 0; i < m * n; ++i)
+    sq += static_cast<double>(g[i]) * g[i];
+  const float denom = static_cast<float>(std::sqrt(sq)) + 1e-7f;
+  std::vector<float> x(m * n), aa(m * m), bb(m * m), next(m * n);
+  for (int64_t i = 0; i < m * n; ++i)
+    x[i] = g[i] / denom;
+  for (int64_t s = 0; s < steps; ++s) {
+    for (int64_t i = 0; i < m; ++i) // A = X X^T
+      for (int64_t j = 0; j < m; ++j) {
+        double acc = 0;
+        for (int64_t k = 0; k < n; ++k)
+          acc += static_cast<double>(x[i * n + k]) * x[j * n + k];
+        aa[i * m + j] = static_cast<float>(acc);
+      }
+    for (int64_t i = 0; i < m; ++i) // B = b A + c A A
+      for (int64_t j = 0; j < m; ++j) {
+        double acc = 0;
+        for (int64_t k = 0; k < m; ++k)
+          acc += static_cast<double>(aa[i * m + k]) * aa[k * m + j];
+        bb[i * m + j] = static_cast<float>(b * aa[i * m + j] + c * acc);
+      }
+    for (int64_t i = 0; i < m; ++i) // X = a X + B X
+      for (int64_t j = 0; j < n; ++j) {
+        double acc = 0;
+        for (int64_t k = 0; k < m; ++k)
+          acc += static_cast<double>(bb[i * m + k]) * x[k * n + j];
+        next[i * n + j] = static_cast<float>(a * x[i * n + j] + acc);
+      }
+    x.swap(next);
+  }
+  std::copy(x.begin(), x.end(), out);
+}
+
+void muonUpdate(float *param, const float *grad, float *momentumBuf, int64_t m,
+                int64_t n, double lr, double clip, double momentum,
+                int64_t nsSteps, double weightDecay) {
+  const int64_t size = m * n;
+  for (int64_t i = 0; i < size; ++i)
+    momentumBuf[i] = static_cast<float>(momentum * momentumBuf[i] +
+                                        static_cast<double>(grad[i]) * clip);
+  std::vector<float> u(size);
+  newtonSchulz(momentumBuf, m, n, nsSteps, u.data());
+  const double scale =
+      std::sqrt(std::max(1.0, static_cast<double>(m) / static_cast<double>(n)));
+  for (int64_t i = 0; i < size; ++i)
+    param[i] = static_cast<float>(param[i] * (1 - lr * weightDecay) -
+                                  lr * scale * u[i]);
+}
+
+ScheduleFreeScalars readScheduleFree(const float *state) {
+  return {static_cast<double>(state[0]) + state[1],
+          static_cast<double>(state[2]) + state[3]};
+}
+
+void writeScheduleFree(const ScheduleFreeScalars &s, float *state) {
+  // hi is the nearest f32, lo the (exactly representable) remainder.
+  state[0] = static_cast<float>(s.k);
+  state[1] = static_cast<float>(s.k - state[0]);
+  state[2] = static_cast<float>(s.weightSum);
+  state[3] = static_cast<float>(s.weightSum - state[2]);
+}
+
+double scheduleFreeWarm(double k, int64_t warmup) {
+  return warmup > 0 ? std::min(1.0, k / static_cast<double>(warmup)) : 1.0;
+}
+
+void scheduleFreeCount(const float *state, double lr, double beta1,
+                       int64_t warmup, float *newState) {
+  ScheduleFreeScalars s = readScheduleFree(state);
+  s.k += 1;
+  s.weightSum += lr * scheduleFreeWarm(s.k, warmup) * (1 - beta1);
+  writeScheduleFree(s, newState);
+}
+
+void scheduleFreeAdamwUpdate(float *param, const float *grad, float *z,
+                             float *expAvgSq, float *x, int64_t n, double lr,
+                             double clip, const float *state, double beta1,
+                             double beta2, double eps, double weightDecay,
+                             int64_t warmup) {
+  const ScheduleFreeScalars s = readScheduleFree(state);
+  const double eta = lr * scheduleFreeWarm(s.k, warmup);
+  const double bc2 = 1 - std::pow(beta2, s.k);
+  // KempnerForge divides by weight_sum unguarded; it is 0 only while every
+  // lr so far was 0, when c is not used (first step) or has no effect.
+  const double c = s.weightSum > 0 ? eta * (1 - beta1) / s.weightSum : 0.0;
+  const bool first = s.k <= 1;
+  for (int64_t i = 0; i < n; ++i) {
+    double g = grad[i] * clip;
+    double v = beta2 * expAvgSq[i] + (1 - beta2) * g * g;
+    double zi = first ? param[i] : z[i];
+    zi -= eta * g / (std::sqrt(v / bc2) + eps);
+    zi *= 1 - eta * weightDecay;
+    double xi = first ? zi : x[i] + c * (zi - x[i]);
+    expAvgSq[i] = static_cast<float>(v);
+    z[i] = static_cast<float>(zi);
+    x[i] = static_cast<float>(xi);
+    param[i] = static_cast<float>((1 - beta1) * zi + beta1 * xi);
+  }
+}
+
+void scheduleFreeInterpolate(const float *param, const float *z, const float *x,
+                             int64_t n, const float *state, double weight,
+                             float *out) {
+  if (readScheduleFree(state).k == 0) {
+    std::copy(param, param + n, out);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = static_cast<float>((1 - weight) * z[i] + weight * x[i]);
+}
+
 //===----------------------------------------------------------------------===//
 // Instantiations
 //===----------------------------------------------------------------------===//

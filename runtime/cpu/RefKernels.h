@@ -227,6 +227,54 @@ void lionUpdate(float *param, const float *grad, float *expAvg, int64_t n,
                 double lr, double clip, double beta1, double beta2,
                 double weightDecay);
 
+/// Muon's Newton–Schulz orthogonalization (reference §4.3) of an [m, n]
+/// matrix: X = g / (||g||_F + 1e-7), then `steps` times A = X X^T,
+/// B = b A + c A^2, X = a X + B X with (a, b, c) = (3.4445, -4.7750,
+/// 2.0315); never transposed. f32 matrices as KempnerForge's fp32
+/// iteration, each dot product summed in double.
+void newtonSchulz(const float *g, int64_t m, int64_t n, int64_t steps,
+                  float *out);
+
+/// One Muon step of a parameter flattened to [m, n] (dim 0 x the rest):
+/// buf = momentum*buf + grad*clip; p = p*(1 - lr*wd) - lr*sqrt(max(1, m/n))
+/// * newtonSchulz(buf).
+void muonUpdate(float *param, const float *grad, float *momentumBuf, int64_t m,
+                int64_t n, double lr, double clip, double momentum,
+                int64_t nsSteps, double weightDecay);
+
+/// Schedule-free AdamW's scalar state, [k_hi, k_lo, weight_sum_hi,
+/// weight_sum_lo]: two doubles, each stored as an unevaluated f32 pair
+/// because plan buffers are f32.
+struct ScheduleFreeScalars {
+  double k = 0, weightSum = 0;
+};
+ScheduleFreeScalars readScheduleFree(const float *state);
+void writeScheduleFree(const ScheduleFreeScalars &s, float *state);
+
+/// Schedule-free warmup factor at step k (1-based): min(1, k / warmup), or
+/// 1 when warmup is 0.
+double scheduleFreeWarm(double k, int64_t warmup);
+
+/// The state after one more step: k + 1 and weight_sum + lr * warm * (1 -
+/// beta1); `state` and `newState` may alias.
+void scheduleFreeCount(const float *state, double lr, double beta1,
+                       int64_t warmup, float *newState);
+
+/// One schedule-free AdamW step (reference §4.3) of n elements with the
+/// gradient scaled by `clip`; `state` is this step's (already counted)
+/// scalars. On the first step (k = 1) z starts from the parameter. The
+/// parameter becomes y = (1 - beta1) z + beta1 x.
+void scheduleFreeAdamwUpdate(float *param, const float *grad, float *z,
+                             float *expAvgSq, float *x, int64_t n, double lr,
+                             double clip, const float *state, double beta1,
+                             double beta2, double eps, double weightDecay,
+                             int64_t warmup);
+
+/// out = (1 - weight) z + weight x, or param while k = 0 (no step yet).
+void scheduleFreeInterpolate(const float *param, const float *z, const float *x,
+                             int64_t n, const float *state, double weight,
+                             float *out);
+
 } // namespace forge::cpu::ref
 
 #endif // FORGE_RUNTIME_CPU_REFKERNELS_H

@@ -3,6 +3,7 @@
 #include "runtime/data/Dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
@@ -211,52 +212,201 @@ void TokenDataset::window(int64_t w, int64_t *input, int64_t *labels) const {
   }
 }
 
-Loader::Loader(const TokenDataset &ds, int64_t batch, int64_t seqLen,
-               uint64_t seed, int64_t rank, int64_t worldSize)
-    : ds_(ds), batch_(batch), seqLen_(seqLen), rank_(rank), world_(worldSize),
-      seed_(seed) {
+std::vector<double> mixingProbabilities(const std::vector<double> &weights,
+                                        double temperature) {
+  std::vector<double> p(weights.size());
+  if (temperature == 1.0) {
+    double sum = 0;
+    for (double w : weights)
+      sum += w;
+    for (size_t i = 0; i < weights.size(); ++i)
+      p[i] = sum > 0 ? weights[i] / sum : 1.0 / weights.size();
+    return p;
+  }
+  double top = -1e300;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    p[i] = std::log(std::max(weights[i], 1e-12)) / temperature;
+    top = std::max(top, p[i]);
+  }
+  double sum = 0;
+  for (double &x : p)
+    sum += (x = std::exp(x - top));
+  for (double &x : p)
+    x /= sum;
+  return p;
+}
+
+void packWindow(const int64_t *input, int64_t *labels, int32_t *doc,
+                int64_t seqLen, int64_t eos) {
+  // The EOS belongs to the document it ends: the id rises after it, so the
+  // label of an EOS input (the next document's first token) is masked.
+  int32_t id = 0;
+  for (int64_t i = 0; i < seqLen; ++i) {
+    doc[i] = id;
+    if (input[i] == eos) {
+      labels[i] = -100;
+      ++id;
+    }
+  }
+}
+
+Loader::Loader(std::vector<const TokenDataset *> sources,
+               std::vector<double> weights, const LoaderOptions &options)
+    : sources_(std::move(sources)), weights_(std::move(weights)), o_(options) {
+  delivered_.assign(sources_.size(), 0);
+  probs_ = mixingProbabilities(weights_, o_.temperature);
+  buildOrder();
+  batchesPerEpoch_ = static_cast<int64_t>(order_.size()) / o_.batch;
   startPrefetch();
 }
 
-Loader::~Loader() {
+Loader::Loader(const TokenDataset &ds, int64_t batch, int64_t seqLen,
+               uint64_t seed, int64_t rank, int64_t worldSize)
+    : Loader({&ds}, {1.0}, [&] {
+        LoaderOptions o;
+        o.batch = batch;
+        o.seqLen = seqLen;
+        o.seed = seed;
+        o.rank = rank;
+        o.worldSize = worldSize;
+        return o;
+      }()) {}
+
+Loader::~Loader() { join(); }
+
+void Loader::buildOrder() {
+  // One generator per epoch, seeded by (seed + epoch), drives every
+  // permutation of the epoch, so an epoch's order is reproducible alone.
+  std::mt19937_64 gen(o_.seed + static_cast<uint64_t>(fillPos_.epoch));
+  const int64_t R = o_.worldSize;
+  // Window indices of source i this rank owns: a permutation (or the
+  // identity), cut to a multiple of the world size, this rank's stride.
+  auto rankShare = [&](size_t i) {
+    std::vector<int64_t> perm(sources_[i]->numWindows());
+    for (size_t w = 0; w < perm.size(); ++w)
+      perm[w] = static_cast<int64_t>(w);
+    if (o_.shuffle)
+      std::shuffle(perm.begin(), perm.end(), gen);
+    perm.resize(perm.size() / R * R);
+    std::vector<int64_t> mine;
+    for (size_t w = o_.rank; w < perm.size(); w += R)
+      mine.push_back(perm[w]);
+    return mine;
+  };
+  order_.clear();
+  cursor_ = 0;
+  built_ = true;
+  if (sources_.size() == 1) {
+    for (int64_t w : rankShare(0))
+      order_.push_back({0, w});
+    return;
+  }
+  // Targets: round(p_i * budget), the rounding residue given to (or taken
+  // from) the most probable sources first.
+  int64_t total = 0;
+  for (const TokenDataset *d : sources_)
+    total += d->numWindows();
+  const int64_t budget = total / R;
+  std::vector<int64_t> target(sources_.size());
+  int64_t assigned = 0;
+  for (size_t i = 0; i < target.size(); ++i)
+    assigned += target[i] = std::llround(probs_[i] * budget);
+  std::vector<size_t> byProb(target.size());
+  for (size_t i = 0; i < byProb.size(); ++i)
+    byProb[i] = i;
+  std::stable_sort(byProb.begin(), byProb.end(),
+                   [&](size_t a, size_t b) { return probs_[a] > probs_[b]; });
+  for (size_t k = 0; assigned != budget; k = (k + 1) % byProb.size()) {
+    size_t i = byProb[k];
+    if (assigned < budget) {
+      ++target[i];
+      ++assigned;
+    } else if (target[i] > 0) {
+      --target[i];
+      --assigned;
+    }
+  }
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    std::vector<int64_t> mine = rankShare(i);
+    if (mine.empty())
+      continue;
+    for (int64_t k = 0; k < target[i]; ++k) // cycled when oversampled
+      order_.push_back({static_cast<int32_t>(i), mine[k % mine.size()]});
+  }
+  if (o_.shuffle)
+    std::shuffle(order_.begin(), order_.end(), gen);
+}
+
+void Loader::fill(std::vector<int64_t> &in, std::vector<int64_t> &lab,
+                  std::vector<int32_t> &doc, std::vector<int32_t> &src) {
+  const int64_t B = o_.batch, S = o_.seqLen;
+  in.resize(B * S);
+  lab.resize(B * S);
+  doc.assign(o_.pack ? B * S : 0, 0);
+  src.resize(B);
+  if (!built_ || cursor_ + B > static_cast<int64_t>(order_.size())) {
+    // A new epoch; the last partial batch is dropped.
+    if (built_) {
+      ++fillPos_.epoch;
+      fillPos_.batchesYielded = 0;
+    }
+    buildOrder();
+  }
+  if (static_cast<int64_t>(order_.size()) < B)
+    return; // checked by the caller (batchesPerEpoch() == 0)
+  for (int64_t b = 0; b < B; ++b) {
+    auto [source, w] = order_[cursor_++];
+    sources_[source]->window(w, in.data() + b * S, lab.data() + b * S);
+    if (o_.pack)
+      packWindow(in.data() + b * S, lab.data() + b * S, doc.data() + b * S, S,
+                 o_.eos);
+    src[b] = source;
+  }
+  ++fillPos_.batchesYielded;
+  nextPos_ = fillPos_;
+}
+
+void Loader::startPrefetch() {
+  worker_ =
+      std::thread([this] { fill(nextIn_, nextLab_, nextDoc_, nextSrc_); });
+}
+
+void Loader::join() {
   if (worker_.joinable())
     worker_.join();
 }
 
-void Loader::fill(std::vector<int64_t> &in, std::vector<int64_t> &lab) {
-  in.resize(batch_ * seqLen_);
-  lab.resize(batch_ * seqLen_);
-  if (order_.empty() ||
-      cursor_ + batch_ > static_cast<int64_t>(order_.size())) {
-    // A new epoch (the last partial batch is dropped): a fresh permutation
-    // seeded by (seed + epoch), cut to a multiple of the world size, and
-    // this rank's stride of it.
-    if (!order_.empty())
-      ++epoch_;
-    std::vector<int64_t> perm(ds_.numWindows());
-    for (int64_t i = 0; i < ds_.numWindows(); ++i)
-      perm[i] = i;
-    std::mt19937_64 gen(seed_ + static_cast<uint64_t>(epoch_));
-    std::shuffle(perm.begin(), perm.end(), gen);
-    perm.resize(perm.size() / world_ * world_);
-    order_.clear();
-    for (size_t i = rank_; i < perm.size(); i += world_)
-      order_.push_back(perm[i]);
-    cursor_ = 0;
-  }
-  for (int64_t b = 0; b < batch_; ++b)
-    ds_.window(order_[cursor_++], in.data() + b * seqLen_,
-               lab.data() + b * seqLen_);
-}
-
-void Loader::startPrefetch() {
-  worker_ = std::thread([this] { fill(nextIn_, nextLab_); });
-}
-
-void Loader::next(int64_t *input, int64_t *labels) {
-  worker_.join();
+void Loader::next(int64_t *input, int64_t *labels, int32_t *docIds) {
+  join();
   std::copy(nextIn_.begin(), nextIn_.end(), input);
   std::copy(nextLab_.begin(), nextLab_.end(), labels);
+  if (docIds)
+    std::copy(nextDoc_.begin(), nextDoc_.end(), docIds);
+  for (int32_t s : nextSrc_)
+    ++delivered_[s];
+  pos_ = nextPos_;
+  startPrefetch();
+}
+
+void Loader::setWeights(std::vector<double> weights) {
+  join();
+  weights_ = std::move(weights);
+  probs_ = mixingProbabilities(weights_, o_.temperature);
+  fillPos_ = {pos_.epoch, 0};
+  pos_ = fillPos_;
+  buildOrder();
+  batchesPerEpoch_ = static_cast<int64_t>(order_.size()) / o_.batch;
+  startPrefetch();
+}
+
+void Loader::restore(const LoaderPosition &p) {
+  join();
+  fillPos_ = {p.epoch, 0};
+  buildOrder();
+  cursor_ = std::min<int64_t>(p.batchesYielded * o_.batch,
+                              static_cast<int64_t>(order_.size()));
+  fillPos_.batchesYielded = p.batchesYielded;
+  pos_ = p;
   startPrefetch();
 }
 

@@ -17,10 +17,8 @@
 #ifndef FORGE_RUNTIME_DATA_DATASET_H
 #define FORGE_RUNTIME_DATA_DATASET_H
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,32 +60,97 @@ private:
   int64_t seqLen_ = 0;
 };
 
-/// Shuffled batches over a dataset, with a prefetch thread.
+/// How a Loader draws and shapes batches.
+struct LoaderOptions {
+  int64_t batch = 1, seqLen = 1;
+  uint64_t seed = 0;
+  int64_t rank = 0, worldSize = 1;
+  /// Shuffle each epoch (training) or read the windows in order (eval).
+  bool shuffle = true;
+  /// Mixing temperature over the sources' weights (reference §5.2).
+  double temperature = 1.0;
+  /// Sequence packing (reference §5.1): document ids restart at 0 in each
+  /// window and increase after every `eos`; labels that cross a document
+  /// boundary (at each EOS) become -100.
+  bool pack = false;
+  int64_t eos = -1;
+};
+
+/// Where a Loader stands, to resume it exactly (reference §5.4).
+struct LoaderPosition {
+  int64_t epoch = 0;
+  int64_t batchesYielded = 0; ///< in this epoch
+};
+
+/// Batches over one or more datasets, with a prefetch thread. One source is
+/// KempnerForge's DistributedSampler: a permutation of the windows seeded by
+/// (seed + epoch), cut to a multiple of the world size, every world-th
+/// element from this rank. Several sources are its MixtureSampler: source i
+/// is drawn with probability softmax(log(w_i) / T); each epoch takes
+/// round(p_i * budget) windows of source i (budget = this rank's share of
+/// all windows; a source with fewer windows is cycled), shuffled together.
 class Loader {
 public:
+  Loader(std::vector<const TokenDataset *> sources, std::vector<double> weights,
+         const LoaderOptions &options);
+  /// One dataset, shuffled.
   Loader(const TokenDataset &ds, int64_t batch, int64_t seqLen, uint64_t seed,
          int64_t rank = 0, int64_t worldSize = 1);
   ~Loader();
 
-  /// Copies the next batch ([batch, seqLen] each) and starts preparing the
-  /// one after it.
-  void next(int64_t *input, int64_t *labels);
+  /// Copies the next batch ([batch, seqLen] each; `docIds` may be null)
+  /// and starts preparing the one after it.
+  void next(int64_t *input, int64_t *labels, int32_t *docIds = nullptr);
 
-  int64_t epoch() const { return epoch_; }
+  /// New mixing weights (a phase change): the sampler is rebuilt for the
+  /// current epoch and starts from its beginning, as KempnerForge rebuilds
+  /// its iterator.
+  void setWeights(std::vector<double> weights);
+
+  /// Starts over from `p` (reading the first batch after it).
+  void restore(const LoaderPosition &p);
+  LoaderPosition position() const { return pos_; }
+
+  /// Batches in one epoch of this rank (0: fewer windows than one batch).
+  int64_t batchesPerEpoch() const { return batchesPerEpoch_; }
+
+  /// The realized sampling probabilities of the current weights.
+  const std::vector<double> &probabilities() const { return probs_; }
+  /// Windows delivered from each source so far.
+  const std::vector<int64_t> &samplesPerSource() const { return delivered_; }
 
 private:
-  void fill(std::vector<int64_t> &in, std::vector<int64_t> &lab);
+  void buildOrder();
+  void fill(std::vector<int64_t> &in, std::vector<int64_t> &lab,
+            std::vector<int32_t> &doc, std::vector<int32_t> &src);
   void startPrefetch();
+  void join();
 
-  const TokenDataset &ds_;
-  int64_t batch_, seqLen_, rank_, world_;
-  uint64_t seed_;
-  int64_t epoch_ = 0, cursor_ = 0;
-  std::vector<int64_t> order_;
+  std::vector<const TokenDataset *> sources_;
+  std::vector<double> weights_, probs_;
+  LoaderOptions o_;
+  LoaderPosition pos_;     ///< of the batches handed out
+  LoaderPosition fillPos_; ///< of the batches prepared
+  LoaderPosition nextPos_; ///< after the prepared batch
+  int64_t batchesPerEpoch_ = 0;
+  std::vector<std::pair<int32_t, int64_t>> order_; // (source, window)
+  int64_t cursor_ = 0;
+  bool built_ = false;
   std::vector<int64_t> nextIn_, nextLab_;
+  std::vector<int32_t> nextDoc_, nextSrc_;
+  std::vector<int64_t> delivered_;
   std::thread worker_;
-  bool ready_ = false;
 };
+
+/// Packs one window in place: `doc` gets the document ids of the inputs and
+/// labels crossing a document boundary become -100 (reference §5.1).
+void packWindow(const int64_t *input, int64_t *labels, int32_t *doc,
+                int64_t seqLen, int64_t eos);
+
+/// Mixing probabilities: w_i / sum(w) at temperature 1, else
+/// softmax(log(max(w_i, 1e-12)) / T).
+std::vector<double> mixingProbabilities(const std::vector<double> &weights,
+                                        double temperature);
 
 } // namespace forge::data
 

@@ -1,9 +1,7 @@
-//===- forge-run.cpp - Run a compiled forge plan
-//---------------------------===//
+//===- forge-run.cpp - Run a compiled forge plan --------------------------===//
 //
-// forge-run executes a plan.bin written by forgec on every rank. This build
-// parses and checks its command line and reports the backends compiled in;
-// plan loading and execution come with the runtime (see README, "Status").
+// forge-run executes a plan.bin written by forgec: it loads and verifies
+// the plan, then hands it to the training loop (runtime/train/Trainer).
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,32 +9,16 @@
 #include "runtime/core/BuildInfo.h"
 #include "runtime/core/Plan.h"
 #include "runtime/cpu/Executor.h"
-#include "runtime/data/Dataset.h"
-#include "runtime/train/State.h"
+#include "runtime/train/Trainer.h"
 #include "tools/common/ToolArgs.h"
 
-#include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <random>
 #include <string>
 #include <unistd.h>
 
 using namespace forge;
 
 static const char kTool[] = "forge-run";
-
-/// 12345.6 -> "12,346".
-static std::string withCommas(double v) {
-  std::string digits = std::to_string(static_cast<long long>(v + 0.5));
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0)
-      out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 static void printHelp() {
   std::printf(
@@ -63,7 +45,10 @@ static void printHelp() {
       "                            of a .safetensors file, every micro-batch\n"
       "  --dump-state <dir>        after each step write "
       "<dir>/step<N>.safetensors:\n"
-      "                            loss, gradients (pre-clip) and parameters\n"
+      "                            loss, gradients (pre-clip), parameters,\n"
+      "                            grad_norm and lr\n"
+      "  --progress <auto|on|off>  live progress bar (default auto: only when\n"
+      "                            stdout is a terminal)\n"
       "  --check                   load and verify the plan, print what it "
       "holds\n"
       "                            (memory per rank, programs), and exit\n"
@@ -79,7 +64,7 @@ static void printHelp() {
 int main(int argc, char **argv) {
   std::string plan, device = "auto", nproc = "1";
   bool checkOnly = false, repeatBatch = false;
-  std::string stepsText, initFrom, batchFrom, dumpDir;
+  std::string stepsText, initFrom, batchFrom, dumpDir, progress = "auto";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -101,7 +86,8 @@ int main(int argc, char **argv) {
     if (tools::takeValue(kTool, argc, argv, i, "--steps", stepsText) ||
         tools::takeValue(kTool, argc, argv, i, "--init-from", initFrom) ||
         tools::takeValue(kTool, argc, argv, i, "--batch-from", batchFrom) ||
-        tools::takeValue(kTool, argc, argv, i, "--dump-state", dumpDir))
+        tools::takeValue(kTool, argc, argv, i, "--dump-state", dumpDir) ||
+        tools::takeValue(kTool, argc, argv, i, "--progress", progress))
       continue;
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
@@ -117,6 +103,9 @@ int main(int argc, char **argv) {
                                    "' and '" + arg + "')");
     plan = arg;
   }
+  if (progress != "auto" && progress != "on" && progress != "off")
+    tools::usageError(kTool, "--progress must be auto, on or off, got '" +
+                                 progress + "'");
   if (device != "auto" && device != "cpu" && device != "cuda")
     tools::usageError(kTool, "--device must be auto, cpu or cuda, got '" +
                                  device + "'");
@@ -171,151 +160,25 @@ int main(int argc, char **argv) {
                  kTool, static_cast<long long>(*n));
     return 1;
   }
-  const plan::Training *t = p->training();
-  const std::string datasetPath =
-      t->dataset_path() ? t->dataset_path()->str() : "";
-  int64_t steps = t->max_steps();
+  train::TrainerOptions options;
+  options.planPath = plan;
   if (!stepsText.empty()) {
     auto v = tools::parseInt(stepsText);
     if (!v || *v < 1)
       tools::usageError(kTool, "--steps must be a positive integer, got '" +
                                    stepsText + "'");
-    steps = *v;
+    options.steps = *v;
   }
-  cpu::Executor exec;
-  if (std::string why = exec.prepare(p); !why.empty()) {
-    std::fprintf(stderr, "%s: error: %s: %s\n", kTool, plan.c_str(),
-                 why.c_str());
+  options.repeatBatch = repeatBatch;
+  options.initFrom = initFrom;
+  options.batchFrom = batchFrom;
+  options.dumpDir = dumpDir;
+  // The live progress bar only on a terminal; pipes and CI get log lines.
+  options.progress = progress == "on" || (progress == "auto" && isatty(1));
+  train::Trainer trainer(p);
+  if (std::string e = trainer.setup(options); !e.empty()) {
+    std::fprintf(stderr, "%s: error: %s\n", kTool, e.c_str());
     return 1;
   }
-  exec.initialize(static_cast<uint64_t>(t->seed()));
-  auto fail = [&](const std::string &why) {
-    std::fprintf(stderr, "%s: error: %s\n", kTool, why.c_str());
-    return 1;
-  };
-  if (!initFrom.empty())
-    if (std::string e = train::loadParameters(p, exec, initFrom); !e.empty())
-      return fail(e);
-  if (!batchFrom.empty()) {
-    if (std::string e = train::loadBatch(exec, batchFrom); !e.empty())
-      return fail(e);
-    repeatBatch = true;
-  }
-  std::printf("%s: %s, arena %llu bytes (%.2f MiB), %lld steps x %lld "
-              "micro-batches of %lld x %lld tokens (%s%s)\n",
-              kTool, t->job() ? t->job()->c_str() : plan.c_str(),
-              static_cast<unsigned long long>(exec.arenaBytes()),
-              static_cast<double>(exec.arenaBytes()) / (1 << 20),
-              static_cast<long long>(steps),
-              static_cast<long long>(t->grad_accum_steps()),
-              static_cast<long long>(t->batch_size()),
-              static_cast<long long>(t->seq_len()),
-              !batchFrom.empty()    ? batchFrom.c_str()
-              : datasetPath.empty() ? "random tokens"
-                                    : datasetPath.c_str(),
-              repeatBatch && batchFrom.empty() ? ", one repeated batch" : "");
-  const std::vector<cpu::View> &in = exec.inputs("train_step");
-  // Real data when the job names a dataset (and no batch file overrides it).
-  std::unique_ptr<data::TokenDataset> dataset;
-  std::unique_ptr<data::Loader> loader;
-  if (!datasetPath.empty() && batchFrom.empty()) {
-    dataset = std::make_unique<data::TokenDataset>();
-    if (std::string e = dataset->open(
-            datasetPath, t->file_pattern() ? t->file_pattern()->str() : "*",
-            t->seq_len(), t->vocab_size());
-        !e.empty())
-      return fail(e);
-    if (dataset->numWindows() < t->batch_size())
-      return fail("'" + datasetPath + "' holds " +
-                  std::to_string(dataset->numWindows()) +
-                  " windows of seq_len + 1 tokens, fewer than one batch of " +
-                  std::to_string(t->batch_size()));
-    std::printf("%s: data: %zu shards, %lld tokens, %lld windows of %lld\n",
-                kTool, dataset->numShards(),
-                static_cast<long long>(dataset->numTokens()),
-                static_cast<long long>(dataset->numWindows()),
-                static_cast<long long>(t->seq_len() + 1));
-    loader =
-        std::make_unique<data::Loader>(*dataset, t->batch_size(), t->seq_len(),
-                                       static_cast<uint64_t>(t->data_seed()));
-  }
-  std::mt19937_64 gen(static_cast<uint64_t>(t->data_seed()));
-  std::uniform_int_distribution<int64_t> token(0, t->vocab_size() - 1);
-  auto fillBatch = [&] {
-    if (loader) {
-      loader->next(static_cast<int64_t *>(in[0].data),
-                   static_cast<int64_t *>(in[1].data));
-      for (size_t a = 2; a < in.size(); ++a)
-        std::memset(in[a].data, 0, in[a].numel() * 4);
-      return;
-    }
-    // Like KempnerForge without a dataset: independent random inputs and
-    // labels. Document ids (packed sequences) are all one document.
-    for (size_t a = 0; a < in.size(); ++a) {
-      const cpu::View &v = in[a];
-      if (v.dtype == plan::DType::i64) {
-        auto *d = static_cast<int64_t *>(v.data);
-        for (int64_t e = 0; e < v.numel(); ++e)
-          d[e] = token(gen);
-      } else {
-        std::memset(v.data, 0, v.numel() * 4);
-      }
-    }
-  };
-  if (repeatBatch && batchFrom.empty())
-    fillBatch();
-  const cpu::View &stepIn = exec.inputs("optimizer_step")[0];
-  const std::vector<cpu::View> &optOut = exec.outputs("optimizer_step");
-  const cpu::View &lossOut = exec.outputs("train_step")[0];
-  int64_t logEvery = std::max<int64_t>(1, t->log_interval());
-  const double tokensPerStep = static_cast<double>(t->batch_size()) *
-                               static_cast<double>(t->seq_len()) *
-                               static_cast<double>(t->grad_accum_steps());
-  const double machineGB = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
-                           static_cast<double>(sysconf(_SC_PAGE_SIZE)) / 1e9;
-  for (int64_t step = 0; step < steps; ++step) {
-    auto start = std::chrono::steady_clock::now();
-    double loss = 0;
-    for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
-      if (!repeatBatch)
-        fillBatch();
-      exec.run("train_step");
-      loss += cpu::Executor::readFloat(lossOut, 0);
-    }
-    loss /= static_cast<double>(t->grad_accum_steps());
-    train::TensorMap dump;
-    if (!dumpDir.empty()) {
-      dump["loss"] = train::scalar(static_cast<float>(loss));
-      train::collect(p, exec, plan::Role::gradient, "", dump);
-    }
-    *static_cast<int64_t *>(stepIn.data) = step;
-    exec.run("optimizer_step");
-    if (!dumpDir.empty()) {
-      train::collect(p, exec, plan::Role::parameter, "param.", dump);
-      dump["grad_norm"] = train::scalar(cpu::Executor::readFloat(optOut[0], 0));
-      std::string file =
-          dumpDir + "/step" + std::to_string(step + 1) + ".safetensors";
-      if (std::string e = train::writeSafeTensors(file, dump); !e.empty())
-        return fail(e);
-    }
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count();
-    if ((step + 1) % logEvery == 0 || step == 0 || step + 1 == steps)
-      // KempnerForge's log line (reference §7.1). MFU is left out: it
-      // needs a peak-FLOPS figure, which KempnerForge has for GPUs only;
-      // mem is this rank's arena (planned, allocated once) over the machine.
-      std::printf("[step %lld] loss=%.4f | lr=%.2e | grad_norm=%.3f | "
-                  "tok/s=%s | mem=%.1f/%.0fGB | step_time=%.2fs\n",
-                  static_cast<long long>(step + 1), loss,
-                  cpu::Executor::readFloat(optOut[1], 0),
-                  cpu::Executor::readFloat(optOut[0], 0),
-                  withCommas(tokensPerStep / seconds).c_str(),
-                  static_cast<double>(exec.arenaBytes()) / 1e9, machineGB,
-                  seconds);
-    std::fflush(stdout);
-  }
-  if (exec.profiling())
-    std::fputs(exec.profileReport().c_str(), stdout);
-  return 0;
+  return trainer.run();
 }

@@ -186,13 +186,26 @@ static mlir::OwningOpRef<mlir::ModuleOp>
 compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
               const std::string &job, std::vector<uint8_t> &planBytes,
               compiler::MemorySummary &memory) {
+  // Settings forge-run would reject fail the plan; a report (no job path)
+  // still shows the memory and says why the plan could not run.
+  compiler::RunSettings run;
+  std::string error;
+  if (!compiler::resolveRunSettings(loader, run, error)) {
+    if (!job.empty()) {
+      std::fprintf(stderr, "%s\n", error.c_str());
+      return nullptr;
+    }
+    std::printf("note: no plan can be written for this job: %s\n",
+                error.c_str());
+    run = compiler::RunSettings();
+    error.clear();
+  }
   mlir::OwningOpRef<mlir::ModuleOp> module = buildOrReport(ctx, loader);
   if (!module)
     return nullptr;
-  std::string error;
   if (mlir::failed(compiler::runPipeline(*module, "", error)) ||
-      !compiler::writePlan(*module, loader.config(), job, planBytes, memory,
-                           error)) {
+      !compiler::writePlan(*module, loader.config(), run, job, planBytes,
+                           memory, error)) {
     std::fprintf(stderr, "%s: error: %s\n", kTool, error.c_str());
     return nullptr;
   }

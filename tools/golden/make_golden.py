@@ -6,14 +6,16 @@ training step (reference §2, §3.10, §4.1-4.4): RMSNorm in f32, rotate-half
 RoPE, causal SDPA with GQA by repeat_interleave, SwiGLU, softmax top-k MoE
 with the load-balancing loss, cross-entropy with ignore index -100,
 clip_grad_norm_, torch.optim.AdamW with KempnerForge's decay groups and a
-LambdaLR warmup + cosine schedule. For each case it writes, next to the job
-file forge compiles:
+LambdaLR warmup + cosine schedule; Lion, Muon and schedule-free AdamW (no
+PyTorch built-ins) are plain PyTorch written from reference §4.3, under
+other warmup schedules. For each case it writes, next to the job file forge
+compiles:
 
   init.safetensors   the initial parameters (KempnerForge FQNs)
   batch.safetensors  tokens and labels (I64 [batch, seq])
   step1.safetensors, step2.safetensors, step3.safetensors
-                     loss, grad.<fqn> (before clipping), grad_norm, and
-                     param.<fqn> after the optimizer step (the first
+                     loss, grad.<fqn> (before clipping), grad_norm, the
+                     update's lr, and param.<fqn> after it (the first
                      update has lr 0 under warmup; the third step's
                      gradients are taken at updated parameters)
 
@@ -38,9 +40,28 @@ CASES = {
     "lion": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab=128,
                  ffn=96, seq=16, batch=2, experts=0, top_k=2, opt="lion",
                  betas=(0.9, 0.99)),
+    # Muon: the 512 x 32 embedding and head (aspect 16) and the norms fall
+    # back to AdamW at muon_adam_lr; attention (aspect 1-2) and the 320 x 32
+    # MLP matrices (aspect 10, the eligibility bound; m > n for gate/up) get
+    # Newton-Schulz. Linear warmup over 2 steps, so the updates use lr
+    # factors 0, 0.5, 1.
+    "muon": dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab=512,
+                 ffn=320, seq=16, batch=2, experts=0, top_k=2, opt="muon",
+                 lr=0.02, muon_momentum=0.95, muon_ns_steps=5,
+                 muon_adam_lr=3e-3,
+                 sched=dict(name="linear", warmup=2, min_lr=0.1)),
+    # Schedule-free AdamW with its own warmup (3 steps) under a scheduler
+    # warmup (1 step): the updates use lr factors 0, 1, 0.9 times 1/3, 2/3,
+    # 1; the first has lr 0 (weight_sum stays 0).
+    "schedule_free": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                          vocab=128, ffn=96, seq=16, batch=2, experts=0,
+                          top_k=2, opt="schedule_free_adamw", lr=3e-3,
+                          betas=(0.9, 0.999), sf_warmup=3,
+                          sched=dict(name="linear", warmup=1, min_lr=0.1)),
 }
 LR, WD, BETAS, EPS, CLIP = 1e-3, 0.1, (0.9, 0.95), 1e-8, 1.0
 WARMUP, MAX_STEPS, MIN_LR, THETA, INIT_STD, AUX = 1, 10, 0.1, 10000.0, 0.02, 0.01
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
 def make_params(c, gen):
@@ -152,12 +173,21 @@ def forward(c, p, tokens, labels):
     return loss
 
 
-def lr_factor(step):
-    if WARMUP > 0 and step < WARMUP:
-        return step / WARMUP
-    total = MAX_STEPS - WARMUP
-    prog = min(1.0, (step - WARMUP) / total)
-    return MIN_LR + 0.5 * (1 - MIN_LR) * (1 + math.cos(math.pi * prog))
+def sched_of(c):
+    return c.get("sched", dict(name="cosine", warmup=WARMUP, min_lr=MIN_LR))
+
+
+def lr_factor(step, sched=None):
+    """Cosine or linear decay to min_lr after linear warmup (§4.4)."""
+    sched = sched or sched_of({})
+    warmup, min_lr = sched["warmup"], sched["min_lr"]
+    if warmup > 0 and step < warmup:
+        return step / warmup
+    total = MAX_STEPS - warmup
+    prog = min(1.0, (step - warmup) / total)
+    if sched["name"] == "linear":
+        return 1 - (1 - min_lr) * prog
+    return min_lr + 0.5 * (1 - min_lr) * (1 + math.cos(math.pi * prog))
 
 
 def job_toml(c):
@@ -175,11 +205,19 @@ def job_toml(c):
               f"max_steps = {MAX_STEPS}", "grad_accum_steps = 1",
               f"grad_clip_norm = {CLIP}", 'mixed_precision = "fp32"',
               "compile_model = false", "", "[optimizer]",
-              f'name = "{c.get("opt", "adamw")}"', f"lr = {LR}",
+              f'name = "{c.get("opt", "adamw")}"', f"lr = {c.get('lr', LR)}",
               f"weight_decay = {WD}",
               f"betas = [{c.get('betas', BETAS)[0]}, {c.get('betas', BETAS)[1]}]",
-              f"eps = {EPS}", "", "[scheduler]", 'name = "cosine"',
-              f"warmup_steps = {WARMUP}", f"min_lr_ratio = {MIN_LR}", ""]
+              f"eps = {EPS}"]
+    for key in ("muon_momentum", "muon_ns_steps", "muon_adam_lr"):
+        if key in c:
+            lines.append(f"{key} = {c[key]}")
+    if "sf_warmup" in c:
+        lines.append(f"schedule_free_warmup_steps = {c['sf_warmup']}")
+    sched = sched_of(c)
+    lines += ["", "[scheduler]", f'name = "{sched["name"]}"',
+              f"warmup_steps = {sched['warmup']}",
+              f"min_lr_ratio = {sched['min_lr']}", ""]
     return "\n".join(lines)
 
 
@@ -209,6 +247,124 @@ class Lion:
                 p.grad = None
 
 
+def muon_eligible(p):
+    """>= 2-D with max(m, n) / min(m, n) <= 10, m = dim 0, n = the rest."""
+    if p.ndim < 2:
+        return False
+    m, n = p.shape[0], p.numel() // p.shape[0]
+    return max(m, n) / max(min(m, n), 1) <= 10
+
+
+def newton_schulz(g, steps):
+    """Reference §4.3, fp32, never transposed: X = G / (||G||_F + 1e-7),
+    then A = X X^T, B = b A + c A^2, X = a X + B X."""
+    a, b, c = NS_COEFFS
+    x = g.float() / (g.float().norm() + 1e-7)
+    for _ in range(steps):
+        A = x @ x.T
+        B = b * A + c * (A @ A)
+        x = a * x + B @ x
+    return x
+
+
+class Muon:
+    """Muon as reference §4.3 states it (PyTorch has no built-in Muon).
+
+    Eligible parameters: buf = mu*buf + g (no Nesterov); the update is
+    newton_schulz(buf flattened to dim 0 x rest) * sqrt(max(1, m/n));
+    p = p*(1 - lr*wd) - lr*update. The others: torch.optim.AdamW with the
+    same betas and eps at muon_adam_lr times the schedule's current/initial
+    lr, in the same decay groups."""
+
+    def __init__(self, groups, lr, momentum, ns_steps, betas, eps, adam_lr):
+        self.lr, self.momentum, self.ns_steps = lr, momentum, ns_steps
+        self.adam_lr = adam_lr
+        self.muon_groups, adam_groups = [], []
+        for g in groups:
+            mu = [p for p in g["params"] if muon_eligible(p)]
+            ad = [p for p in g["params"] if not muon_eligible(p)]
+            self.muon_groups.append({"params": mu,
+                                     "weight_decay": g["weight_decay"]})
+            adam_groups.append({"params": ad,
+                                "weight_decay": g["weight_decay"]})
+        self.adam = torch.optim.AdamW(adam_groups, lr=adam_lr, betas=betas,
+                                      eps=eps, foreach=False)
+        self.buf = {id(p): torch.zeros_like(p)
+                    for g in self.muon_groups for p in g["params"]}
+        self.param_groups = [{"lr": lr}]
+
+    @torch.no_grad()
+    def step(self):
+        lr = self.param_groups[0]["lr"]
+        for group in self.muon_groups:
+            wd = group["weight_decay"]
+            for p in group["params"]:
+                buf = self.buf[id(p)]
+                buf.mul_(self.momentum).add_(p.grad)
+                g2 = buf.reshape(buf.shape[0], -1)
+                m, n = g2.shape
+                update = newton_schulz(g2, self.ns_steps).reshape(p.shape)
+                update = update * max(1.0, m / n) ** 0.5
+                p.mul_(1 - lr * wd).add_(update, alpha=-lr)
+        for pg in self.adam.param_groups:  # the schedule drives both
+            pg["lr"] = self.adam_lr * lr / self.lr
+        self.adam.step()
+
+    def zero_grad(self):
+        for g in self.muon_groups:
+            for p in g["params"]:
+                p.grad = None
+        self.adam.zero_grad()
+
+
+class ScheduleFreeAdamW:
+    """Schedule-free AdamW as reference §4.3 states it (PyTorch has no
+    built-in): k += 1; eta = lr * min(1, k/warmup); v = b2 v + (1-b2) g^2;
+    z -= eta g / (sqrt(v / (1-b2^k)) + eps); z *= 1 - eta wd;
+    weight_sum += eta (1-b1); c = eta (1-b1) / weight_sum; x = z on the
+    first step, else lerp(x, z, c); p = (1-b1) z + b1 x. z starts from the
+    parameter. With a zero lr on the first step (a scheduler warmup)
+    weight_sum is 0: c is then 0 (unused, x = z), where KempnerForge would
+    divide by zero."""
+
+    def __init__(self, groups, lr, betas, eps, warmup):
+        self.groups, self.betas, self.eps, self.warmup = groups, betas, eps, warmup
+        self.param_groups = [{"lr": lr}]
+        self.k, self.weight_sum = 0, 0.0
+        self.z, self.v, self.x = {}, {}, {}
+
+    @torch.no_grad()
+    def step(self):
+        b1, b2 = self.betas
+        self.k += 1
+        k = self.k
+        warm = min(1.0, k / self.warmup) if self.warmup > 0 else 1.0
+        eta = self.param_groups[0]["lr"] * warm
+        self.weight_sum += eta * (1 - b1)
+        c = eta * (1 - b1) / self.weight_sum if self.weight_sum > 0 else 0.0
+        for group in self.groups:
+            wd = group["weight_decay"]
+            for p in group["params"]:
+                if id(p) not in self.z:
+                    self.z[id(p)] = p.detach().clone()
+                    self.v[id(p)] = torch.zeros_like(p)
+                z, v, g = self.z[id(p)], self.v[id(p)], p.grad
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v / (1 - b2 ** k)).sqrt().add_(self.eps)
+                z.addcdiv_(g, denom, value=-eta)
+                z.mul_(1 - eta * wd)
+                if id(p) not in self.x:
+                    self.x[id(p)] = z.clone()
+                else:
+                    self.x[id(p)].lerp_(z, c)
+                p.copy_((1 - b1) * z + b1 * self.x[id(p)])
+
+    def zero_grad(self):
+        for g in self.groups:
+            for p in g["params"]:
+                p.grad = None
+
+
 def main(out_dir):
     torch.manual_seed(0)
     for name, c in CASES.items():
@@ -230,11 +386,18 @@ def main(out_dir):
         other = [t for k, t in p.items() if not (t.ndim >= 2 and "bias" not in k)]
         groups = [{"params": decay, "weight_decay": WD},
                   {"params": other, "weight_decay": 0.0}]
-        if c.get("opt") == "lion":
-            opt = Lion(groups, LR, c["betas"])
-            factor = [lr_factor(0)]
+        lr, sched_cfg = c.get("lr", LR), sched_of(c)
+        if c.get("opt") in ("lion", "muon", "schedule_free_adamw"):
+            if c["opt"] == "lion":
+                opt = Lion(groups, lr, c["betas"])
+            elif c["opt"] == "muon":
+                opt = Muon(groups, lr, c["muon_momentum"], c["muon_ns_steps"],
+                           BETAS, EPS, c["muon_adam_lr"])
+            else:
+                opt = ScheduleFreeAdamW(groups, lr, c["betas"], EPS,
+                                        c["sf_warmup"])
             for pg in opt.param_groups:
-                pg["lr"] = LR * factor[0]
+                pg["lr"] = lr * lr_factor(0, sched_cfg)
 
             class Sched:  # LambdaLR's semantics: lr = base * f(completed steps)
                 steps = 0
@@ -242,7 +405,7 @@ def main(out_dir):
                 def step(self):
                     Sched.steps += 1
                     for pg in opt.param_groups:
-                        pg["lr"] = LR * lr_factor(Sched.steps)
+                        pg["lr"] = lr * lr_factor(Sched.steps, sched_cfg)
 
             sched = Sched()
         else:
@@ -258,6 +421,10 @@ def main(out_dir):
                 out["grad." + k] = t.grad.detach().clone()
             norm = torch.nn.utils.clip_grad_norm_(list(p.values()), CLIP)
             out["grad_norm"] = norm.detach().reshape(())
+            # The scheduled lr this update uses (the logged one: Muon's
+            # matrix lr; schedule-free before its own warmup).
+            out["lr"] = torch.tensor(opt.param_groups[0]["lr"],
+                                     dtype=torch.float32)
             opt.step()
             sched.step()
             for k, t in p.items():

@@ -701,5 +701,48 @@ LogicalResult LionUpdateOp::verify() {
   return success();
 }
 
+LogicalResult MuonUpdateOp::verify() {
+  if (tensorOf(getParam()).getRank() < 2)
+    return emitOpError("requires a parameter of rank >= 2, got ")
+           << getParam().getType();
+  double mu = getMomentum().convertToDouble();
+  if (!(mu >= 0 && mu < 1))
+    return emitOpError("requires momentum in [0, 1), got ") << mu;
+  if (getNsStepsAttr().getInt() < 1)
+    return emitOpError("requires ns_steps >= 1, got ")
+           << getNsStepsAttr().getInt();
+  if (getWeightDecay().convertToDouble() < 0)
+    return emitOpError("requires weight_decay >= 0");
+  return success();
+}
+
+LogicalResult ScheduleFreeCountOp::verify() {
+  double b1 = getBeta1().convertToDouble();
+  if (!(b1 >= 0 && b1 < 1))
+    return emitOpError("requires beta1 in [0, 1), got ") << b1;
+  if (getWarmupAttr().getInt() < 0)
+    return emitOpError("requires warmup >= 0, got ")
+           << getWarmupAttr().getInt();
+  return success();
+}
+
+LogicalResult ScheduleFreeAdamWUpdateOp::verify() {
+  double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
+  if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1))
+    return emitOpError("requires betas in [0, 1), got (")
+           << b1 << ", " << b2 << ")";
+  if (!(getEps().convertToDouble() > 0) ||
+      getWeightDecay().convertToDouble() < 0 || getWarmupAttr().getInt() < 0)
+    return emitOpError("requires eps > 0, weight_decay >= 0 and warmup >= 0");
+  return success();
+}
+
+LogicalResult ScheduleFreeInterpolateOp::verify() {
+  double w = getWeight().convertToDouble();
+  if (!(w >= 0 && w <= 1))
+    return emitOpError("requires weight in [0, 1], got ") << w;
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "dialects/forge/IR/ForgeOps.cpp.inc"

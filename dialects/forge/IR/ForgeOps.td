@@ -1052,6 +1052,16 @@ def Forge_LrFactorOp : Forge_Op<"lr_factor", [Pure]> {
     and rex's alpha. `step` counts completed optimizer steps, so the first
     update uses `f(0)` (0 with warmup, as KempnerForge's LambdaLR).
 
+    With `W = warmup` and `r = min_lr_ratio`: `f = step / W` while
+    `step < W`; wsd then holds 1 for `stable` steps. The decay length is
+    `T = decay`, or `max_steps - W` (`max_steps - W - stable` for wsd);
+    progress `p = min(1, (step - W [- stable]) / T)`, so after the window the
+    factor stays at its end value. cosine: `r + (1-r)(1 + cos(pi p))/2`;
+    linear: `1 - (1-r) p`; wsd cools down with either of those or sqrt:
+    `r + (1-r) sqrt(1-p)`; rex: `max(r, (1-p)^rex_alpha)` with `T` taken as
+    `max(T, 1)`; for the others a `T <= 0` means no decay (factor 1).
+    constant is 1 after warmup, none is 1 throughout (no warmup).
+
     Example:
 
     ```mlir
@@ -1124,6 +1134,152 @@ def Forge_LionUpdateOp : Forge_Op<"lion_update", [Pure,
     $param `,` $grad `,` $exp_avg `,` $lr `,` $clip
     `betas` `(` $beta1 `,` $beta2 `)` `weight_decay` `(` $weight_decay `)`
     attr-dict `:` type($param) `,` type($lr) `,` type($clip)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_MuonUpdateOp : Forge_Op<"muon_update", [Pure,
+    AllTypesMatch<["param", "grad", "momentum_buffer", "new_param",
+                   "new_momentum_buffer"]>]> {
+  let summary = "One Muon step of one matrix parameter.";
+  let description = [{
+    With `g = grad * clip` (reference §4.3): `buf = momentum*buf + g` (plain
+    momentum, no Nesterov); `G` is `buf` flattened to `[m, n]` (`m` = dim 0,
+    `n` = the product of the other dims); Newton–Schulz in f32:
+    `X = G / (||G||_F + 1e-7)`, then `ns_steps` times `A = X X^T`,
+    `B = b A + c A^2`, `X = a X + B X` with
+    `(a, b, c) = (3.4445, -4.7750, 2.0315)`; finally
+    `p = p*(1 - lr*wd) - lr * sqrt(max(1, m/n)) * X`. `X` is never
+    transposed, also when `m > n` (KempnerForge's Muon does not), so `A` is
+    `[m, m]`.
+
+    forge-build-optimizer uses it for Muon-eligible parameters only (>= 2-D
+    with `max(m, n) / min(m, n) <= 10`); the others get `forge.adamw_update`.
+    `weight_decay` is the parameter's group value, as for AdamW.
+
+    Example:
+
+    ```mlir
+    %p1, %b1 = forge.muon_update %p, %g, %buf, %lr, %clip momentum(0.94999999999999996) ns_steps(5) weight_decay(1.000000e-01) : tensor<256x256xbf16>, tensor<f32>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$param, Forge_FloatTensor:$grad,
+                       Forge_FloatTensor:$momentum_buffer, Forge_Scalar:$lr,
+                       Forge_Scalar:$clip, F64Attr:$momentum, I64Attr:$ns_steps,
+                       F64Attr:$weight_decay);
+  let results = (outs Forge_FloatTensor:$new_param,
+                      Forge_FloatTensor:$new_momentum_buffer);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $momentum_buffer `,` $lr `,` $clip
+    `momentum` `(` $momentum `)` `ns_steps` `(` $ns_steps `)`
+    `weight_decay` `(` $weight_decay `)` attr-dict `:` type($param) `,`
+    type($lr) `,` type($clip)
+  }];
+  let hasVerifier = 1;
+}
+
+// Schedule-free AdamW's two scalars, k and weight_sum, each held as an
+// unevaluated f32 pair (hi + lo): plan buffers are f32, and the pair keeps
+// the ~48 bits of KempnerForge's Python int and float.
+def Forge_ScheduleFreeState : ConfinedType<TensorRankOf<[F32], [1]>,
+    [CPred<"::llvm::cast<::mlir::RankedTensorType>($_self).getDimSize(0) == 4">],
+    "tensor<4xf32> schedule-free state", "::mlir::TensorType">;
+
+def Forge_ScheduleFreeCountOp : Forge_Op<"schedule_free_count", [Pure,
+    AllTypesMatch<["state", "new_state"]>]> {
+  let summary = "Counts a schedule-free AdamW step and its averaging weight.";
+  let description = [{
+    The per-step scalars of schedule-free AdamW (reference §4.3). `state`
+    holds `[k_hi, k_lo, weight_sum_hi, weight_sum_lo]` (`k = k_hi + k_lo`,
+    the same for `weight_sum`: an f32 pair keeps double precision in f32
+    plan buffers). The result is the state after one more step:
+    `k = k + 1`, `warm = min(1, k / warmup)` (1 when `warmup` is 0),
+    `weight_sum = weight_sum + lr * warm * (1 - beta1)`, with `lr` the
+    scheduled learning rate. The per-parameter updates of the same step read
+    the result.
+
+    Example:
+
+    ```mlir
+    %s1 = forge.schedule_free_count %s, %lr beta1(9.000000e-01) warmup(100) : tensor<4xf32>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_ScheduleFreeState:$state, Forge_Scalar:$lr,
+                       F64Attr:$beta1, I64Attr:$warmup);
+  let results = (outs Forge_ScheduleFreeState:$new_state);
+  let assemblyFormat = [{
+    $state `,` $lr `beta1` `(` $beta1 `)` `warmup` `(` $warmup `)` attr-dict
+    `:` type($state) `,` type($lr)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_ScheduleFreeAdamWUpdateOp : Forge_Op<"schedule_free_adamw_update",
+    [Pure, AllTypesMatch<["param", "grad", "z", "exp_avg_sq", "x", "new_param",
+                          "new_z", "new_exp_avg_sq", "new_x"]>]> {
+  let summary = "One schedule-free AdamW step of one parameter.";
+  let description = [{
+    Reference §4.3, with `g = grad * clip` and `k`, `weight_sum` read from
+    `state`, the result of this step's `forge.schedule_free_count`:
+    `eta = lr * min(1, k / warmup)` (`lr` when `warmup` is 0),
+    `v = b2*v + (1-b2)*g^2`, `z = z - eta * g / (sqrt(v/(1-b2^k)) + eps)`,
+    `z = z*(1 - eta*wd)`, `c = eta*(1-b1) / weight_sum` (0 while
+    `weight_sum` is 0), `x = z` on the first step (`k = 1`) else
+    `x = x + c*(z - x)`, and the parameter becomes
+    `y = (1-b1)*z + b1*x`, where the next gradients are taken.
+
+    On the first step `z` starts from the parameter itself (the state
+    buffers are still zero then), as KempnerForge creates `z` from the
+    parameter when the optimizer first sees it; so no initialization
+    program is needed, and a resumed run keeps its restored `z`.
+
+    Example:
+
+    ```mlir
+    %p1, %z1, %v1, %x1 = forge.schedule_free_adamw_update %p, %g, %z, %v, %x, %lr, %clip, %s betas(9.000000e-01, 0.99899999999999999) eps(1.000000e-08) weight_decay(1.000000e-01) warmup(0) : tensor<256x256xbf16>, tensor<f32>, tensor<f32>, tensor<4xf32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$param, Forge_FloatTensor:$grad,
+                       Forge_FloatTensor:$z, Forge_FloatTensor:$exp_avg_sq,
+                       Forge_FloatTensor:$x, Forge_Scalar:$lr,
+                       Forge_Scalar:$clip, Forge_ScheduleFreeState:$state,
+                       F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps,
+                       F64Attr:$weight_decay, I64Attr:$warmup);
+  let results = (outs Forge_FloatTensor:$new_param, Forge_FloatTensor:$new_z,
+                      Forge_FloatTensor:$new_exp_avg_sq,
+                      Forge_FloatTensor:$new_x);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $z `,` $exp_avg_sq `,` $x `,` $lr `,` $clip `,` $state
+    `betas` `(` $beta1 `,` $beta2 `)` `eps` `(` $eps `)`
+    `weight_decay` `(` $weight_decay `)` `warmup` `(` $warmup `)` attr-dict
+    `:` type($param) `,` type($lr) `,` type($clip) `,` type($state)
+  }];
+  let hasVerifier = 1;
+}
+
+def Forge_ScheduleFreeInterpolateOp : Forge_Op<"schedule_free_interpolate",
+    [Pure, AllTypesMatch<["param", "z", "x", "result"]>]> {
+  let summary = "A schedule-free AdamW point between z and x.";
+  let description = [{
+    `result = (1 - weight)*z + weight*x`, or `param` unchanged while no
+    step has been taken (`k = 0` in `state`; `z` and `x` do not exist yet,
+    as in KempnerForge). With `weight = 1` it is the averaged point `x`
+    that evaluation uses (`@eval_params`), with `weight = beta1` the
+    training point `y` (`@train_params`); reference §4.3.
+
+    Example:
+
+    ```mlir
+    %e = forge.schedule_free_interpolate %p, %z, %x, %s weight(1.000000e+00) : tensor<256x256xbf16>, tensor<4xf32>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$param, Forge_FloatTensor:$z,
+                       Forge_FloatTensor:$x, Forge_ScheduleFreeState:$state,
+                       F64Attr:$weight);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = [{
+    $param `,` $z `,` $x `,` $state `weight` `(` $weight `)` attr-dict `:`
+    type($param) `,` type($state)
   }];
   let hasVerifier = 1;
 }

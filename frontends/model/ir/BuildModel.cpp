@@ -123,6 +123,9 @@ private:
   Value attention(Value x, int64_t i);
   Value moe(Value x, int64_t i);
   Value loss(Value h, Value labels);
+  /// Builds @name: token ids (and doc ids) to the loss. The training step's
+  /// loss has every configured term; the eval step's is the plain loss.
+  void buildStep(StringRef name, bool training);
   /// Checks the registry entries the graph needs, before building anything.
   bool checkEntries(std::string &error);
   /// The settings later passes need (forge-build-optimizer), as module
@@ -137,6 +140,7 @@ private:
   Type dt_;
   int64_t B_ = 0, S_ = 0;
   Value docIds_;
+  bool training_ = true;
   std::map<std::string, RankedTensorType> paramTypes_;
   SmallVector<Value> aux_, routerZ_;
 };
@@ -274,12 +278,13 @@ Value Builder::loss(Value h, Value labels) {
     total = forge::ChunkedCrossEntropyOp::create(
         b_, ll, scalar(), h, head, labels,
         b_.getI64IntegerAttr(t.effectiveCeChunkSize()),
-        b_.getI64IntegerAttr(-100), b_.getF64FloatAttr(t.z_loss_weight));
+        b_.getI64IntegerAttr(-100),
+        b_.getF64FloatAttr(training_ ? t.z_loss_weight : 0.0));
   } else {
     Value logits = linear(h, head, lh);
     total = forge::CrossEntropyOp::create(b_, ll, scalar(), logits, labels,
                                           b_.getI64IntegerAttr(-100));
-    if (t.z_loss_weight > 0) {
+    if (training_ && t.z_loss_weight > 0) {
       Location lz = loc("loss", "train.z_loss_weight");
       Value flat = reshape(logits, {B_ * S_, m_.vocab_size}, lz);
       Value z = forge::ZLossOp::create(b_, lz, scalar(), flat);
@@ -291,7 +296,7 @@ Value Builder::loss(Value h, Value labels) {
   }
   auto addTerms = [&](ArrayRef<Value> terms, double weight,
                       const std::string &key) {
-    if (terms.empty() || weight == 0)
+    if (!training_ || terms.empty() || weight == 0)
       return;
     Location l = loc("loss", key);
     Value sum = terms.front();
@@ -352,14 +357,21 @@ void Builder::recordTrainingSettings(ModuleOp module) {
            b_.getNamedAttr("grad_clip_norm", f64(t.grad_clip_norm)),
            b_.getNamedAttr("max_steps", i64(t.max_steps)),
            b_.getNamedAttr("seed", i64(t.seed))}));
-  module->setAttr("forge.optimizer",
-                  b_.getDictionaryAttr(
-                      {b_.getNamedAttr("name", b_.getStringAttr(o.name)),
-                       b_.getNamedAttr("lr", f64(o.lr)),
-                       b_.getNamedAttr("weight_decay", f64(o.weight_decay)),
-                       b_.getNamedAttr("beta1", f64(o.betas[0])),
-                       b_.getNamedAttr("beta2", f64(o.betas[1])),
-                       b_.getNamedAttr("eps", f64(o.eps))}));
+  SmallVector<NamedAttribute> optimizer = {
+      b_.getNamedAttr("name", b_.getStringAttr(o.name)),
+      b_.getNamedAttr("lr", f64(o.lr)),
+      b_.getNamedAttr("weight_decay", f64(o.weight_decay)),
+      b_.getNamedAttr("beta1", f64(o.betas[0])),
+      b_.getNamedAttr("beta2", f64(o.betas[1])),
+      b_.getNamedAttr("eps", f64(o.eps)),
+      b_.getNamedAttr("muon_momentum", f64(o.muon_momentum)),
+      b_.getNamedAttr("muon_ns_steps", i64(o.muon_ns_steps)),
+      b_.getNamedAttr("schedule_free_warmup",
+                      i64(o.schedule_free_warmup_steps))};
+  // Unset means "the same as lr"; forge-build-optimizer resolves it.
+  if (o.muon_adam_lr)
+    optimizer.push_back(b_.getNamedAttr("muon_adam_lr", f64(*o.muon_adam_lr)));
+  module->setAttr("forge.optimizer", b_.getDictionaryAttr(optimizer));
   module->setAttr(
       "forge.schedule",
       b_.getDictionaryAttr(
@@ -370,6 +382,46 @@ void Builder::recordTrainingSettings(ModuleOp module) {
            b_.getNamedAttr("min_lr_ratio", f64(s.min_lr_ratio)),
            b_.getNamedAttr("wsd_decay", b_.getStringAttr(s.wsd_decay_type)),
            b_.getNamedAttr("rex_alpha", f64(s.rex_alpha))}));
+}
+
+void Builder::buildStep(StringRef name, bool training) {
+  training_ = training;
+  aux_.clear();
+  routerZ_.clear();
+  docIds_ = nullptr;
+  Type i64 = b_.getI64Type();
+  SmallVector<Type> inputs = {tensor({B_, S_}, i64), tensor({B_, S_}, i64)};
+  bool packed = cfg_.data.pack_sequences;
+  if (packed)
+    inputs.push_back(tensor({B_, S_}, b_.getI32Type()));
+  OpBuilder::InsertionGuard guard(b_);
+  auto fn = func::FuncOp::create(b_, loc(name.str(), "train"), name,
+                                 b_.getFunctionType(inputs, {scalar()}));
+  Block *entry = fn.addEntryBlock();
+  b_.setInsertionPointToStart(entry);
+  Value tokens = entry->getArgument(0), labels = entry->getArgument(1);
+  if (packed)
+    docIds_ = entry->getArgument(2);
+
+  Location le = loc("token_embedding", "model.vocab_size");
+  Value h = forge::EmbeddingOp::create(
+      b_, le, act({B_, S_, m_.dim}),
+      param("token_embedding.embedding.weight", le), tokens);
+  const registry::MlpEntry *dense =
+      registry::mlps().find(registry::mlpKeyForActivation(m_.activation));
+  for (int64_t i = 0; i < m_.n_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i);
+    Location l = loc(p, "model.n_layers");
+    h = add(h, attention(norm(h, p + ".attention_norm", m_.norm_eps), i), l);
+    Value x = norm(h, p + ".mlp_norm", m_.norm_eps);
+    h = add(h,
+            m_.isMoeLayer(i) ? moe(x, i)
+                             : mlp(x, p + ".mlp", *dense, "model.activation"),
+            l);
+  }
+  h = norm(h, "norm", m_.norm_eps);
+  func::ReturnOp::create(b_, loc(name.str(), "train"),
+                         ValueRange{loss(h, labels)});
 }
 
 OwningOpRef<ModuleOp> Builder::build(std::string &error) {
@@ -401,38 +453,11 @@ OwningOpRef<ModuleOp> Builder::build(std::string &error) {
         forge::InitKindAttr::get(&ctx_, kind), std, UnitAttr());
   }
 
-  Type i64 = b_.getI64Type();
-  SmallVector<Type> inputs = {tensor({B_, S_}, i64), tensor({B_, S_}, i64)};
-  bool packed = cfg_.data.pack_sequences;
-  if (packed)
-    inputs.push_back(tensor({B_, S_}, b_.getI32Type()));
-  auto fn = func::FuncOp::create(b_, loc("train_step", "train"), "train_step",
-                                 b_.getFunctionType(inputs, {scalar()}));
-  Block *entry = fn.addEntryBlock();
-  b_.setInsertionPointToStart(entry);
-  Value tokens = entry->getArgument(0), labels = entry->getArgument(1);
-  if (packed)
-    docIds_ = entry->getArgument(2);
-
-  Location le = loc("token_embedding", "model.vocab_size");
-  Value h = forge::EmbeddingOp::create(
-      b_, le, act({B_, S_, m_.dim}),
-      param("token_embedding.embedding.weight", le), tokens);
-  const registry::MlpEntry *dense =
-      registry::mlps().find(registry::mlpKeyForActivation(m_.activation));
-  for (int64_t i = 0; i < m_.n_layers; ++i) {
-    const std::string p = "layers." + std::to_string(i);
-    Location l = loc(p, "model.n_layers");
-    h = add(h, attention(norm(h, p + ".attention_norm", m_.norm_eps), i), l);
-    Value x = norm(h, p + ".mlp_norm", m_.norm_eps);
-    h = add(h,
-            m_.isMoeLayer(i) ? moe(x, i)
-                             : mlp(x, p + ".mlp", *dense, "model.activation"),
-            l);
-  }
-  h = norm(h, "norm", m_.norm_eps);
-  func::ReturnOp::create(b_, loc("train_step", "train"),
-                         ValueRange{loss(h, labels)});
+  buildStep("train_step", /*training=*/true);
+  // Evaluation runs the same forward on its own inputs with the plain
+  // configured loss (reference §4.8: no z-loss, no MoE terms), no backward.
+  if (cfg_.eval.enabled)
+    buildStep("eval_step", /*training=*/false);
   return module;
 }
 

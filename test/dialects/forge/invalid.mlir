@@ -787,3 +787,83 @@ func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>) {
   %a, %b = forge.lion_update %p, %p, %p, %lr, %lr betas(0.9, 0.99) weight_decay(-0.1) : tensor<4xf32>, tensor<f32>, tensor<f32>
   return
 }
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.muon_update' op requires a parameter of rank >= 2, got 'tensor<4xf32>'}}
+  %a, %b = forge.muon_update %p, %p, %p, %lr, %lr momentum(0.95) ns_steps(5) weight_decay(0.1) : tensor<4xf32>, tensor<f32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4x4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.muon_update' op requires momentum in [0, 1), got 1}}
+  %a, %b = forge.muon_update %p, %p, %p, %lr, %lr momentum(1.0) ns_steps(5) weight_decay(0.1) : tensor<4x4xf32>, tensor<f32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4x4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.muon_update' op requires ns_steps >= 1, got 0}}
+  %a, %b = forge.muon_update %p, %p, %p, %lr, %lr momentum(0.95) ns_steps(0) weight_decay(0.1) : tensor<4x4xf32>, tensor<f32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4x4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.muon_update' op requires weight_decay >= 0}}
+  %a, %b = forge.muon_update %p, %p, %p, %lr, %lr momentum(0.95) ns_steps(5) weight_decay(-0.1) : tensor<4x4xf32>, tensor<f32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<3xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.schedule_free_count' op operand #0 must be tensor<4xf32> schedule-free state, but got 'tensor<3xf32>'}}
+  %0 = forge.schedule_free_count %s, %lr beta1(0.9) warmup(0) : tensor<3xf32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.schedule_free_count' op requires beta1 in [0, 1), got 1}}
+  %0 = forge.schedule_free_count %s, %lr beta1(1.0) warmup(0) : tensor<4xf32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<4xf32>, %lr: tensor<f32>) {
+  // expected-error @+1 {{'forge.schedule_free_count' op requires warmup >= 0, got -1}}
+  %0 = forge.schedule_free_count %s, %lr beta1(0.9) warmup(-1) : tensor<4xf32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>, %s: tensor<4xf32>) {
+  // expected-error @+1 {{'forge.schedule_free_adamw_update' op requires betas in [0, 1), got (9.000000e-01, 1.000000e+00)}}
+  %a, %b, %c, %d = forge.schedule_free_adamw_update %p, %p, %p, %p, %p, %lr, %lr, %s betas(0.9, 1.0) eps(1.0e-8) weight_decay(0.0) warmup(0) : tensor<4xf32>, tensor<f32>, tensor<f32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %lr: tensor<f32>, %s: tensor<4xf32>) {
+  // expected-error @+1 {{'forge.schedule_free_adamw_update' op requires eps > 0, weight_decay >= 0 and warmup >= 0}}
+  %a, %b, %c, %d = forge.schedule_free_adamw_update %p, %p, %p, %p, %p, %lr, %lr, %s betas(0.9, 0.999) eps(1.0e-8) weight_decay(0.0) warmup(-5) : tensor<4xf32>, tensor<f32>, tensor<f32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %s: tensor<4xf32>) {
+  // expected-error @+1 {{'forge.schedule_free_interpolate' op requires weight in [0, 1], got 1.5}}
+  %0 = forge.schedule_free_interpolate %p, %p, %p, %s weight(1.5) : tensor<4xf32>, tensor<4xf32>
+  return
+}

@@ -95,3 +95,28 @@ func.func @moe(%x: tensor<6x16xbf16>, %gate: tensor<4x16xbf16>, %bias: tensor<4x
   %aux = forge.moe_aux_loss %p, %i : tensor<6x4xf32>, tensor<6x2xi64> -> tensor<f32>
   return %out, %aux : tensor<6x16xbf16>, tensor<f32>
 }
+
+// CHECK-LABEL: func.func @optimizer
+func.func @optimizer(%p: tensor<8x4xbf16>, %g: tensor<8x4xbf16>, %m: tensor<8x4xbf16>,
+                     %v: tensor<8x4xbf16>, %x: tensor<8x4xbf16>, %step: tensor<i64>,
+                     %state: tensor<4xf32>) -> (tensor<8x4xbf16>, tensor<4xf32>) {
+  // CHECK: forge.global_norm %{{.*}}, %{{.*}} : tensor<8x4xbf16>, tensor<8x4xbf16> -> tensor<f32>
+  %n = forge.global_norm %g, %m : tensor<8x4xbf16>, tensor<8x4xbf16> -> tensor<f32>
+  // CHECK: forge.clip_coefficient %{{.*}} max_norm(1.000000e+00) : tensor<f32>
+  %c = forge.clip_coefficient %n max_norm(1.0) : tensor<f32>
+  // CHECK: forge.lr_factor %{{.*}} {decay = 0 : i64, max_steps = 100 : i64, min_lr_ratio = 1.000000e-01 : f64, rex_alpha = 1.000000e+00 : f64, schedule = "wsd", stable = 20 : i64, warmup = 10 : i64, wsd_decay = "sqrt"} : tensor<i64> -> tensor<f32>
+  %f = forge.lr_factor %step {schedule = "wsd", warmup = 10 : i64, decay = 0 : i64, stable = 20 : i64, min_lr_ratio = 0.1 : f64, max_steps = 100 : i64, wsd_decay = "sqrt", rex_alpha = 1.0 : f64} : tensor<i64> -> tensor<f32>
+  // CHECK: forge.adamw_update %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} betas(9.000000e-01, 0.94999999999999996) eps(1.000000e-08) weight_decay(1.000000e-01) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>, tensor<i64>
+  %a0, %a1, %a2 = forge.adamw_update %p, %g, %m, %v, %f, %c, %step betas(0.9, 0.95) eps(1.0e-8) weight_decay(0.1) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>, tensor<i64>
+  // CHECK: forge.lion_update %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} betas(9.000000e-01, 0.98999999999999999) weight_decay(1.000000e-01) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>
+  %l0, %l1 = forge.lion_update %a0, %g, %m, %f, %c betas(0.9, 0.99) weight_decay(0.1) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>
+  // CHECK: forge.muon_update %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} momentum(0.94999999999999996) ns_steps(5) weight_decay(1.000000e-01) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>
+  %u0, %u1 = forge.muon_update %l0, %g, %m, %f, %c momentum(0.95) ns_steps(5) weight_decay(0.1) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>
+  // CHECK: forge.schedule_free_count %{{.*}}, %{{.*}} beta1(9.000000e-01) warmup(10) : tensor<4xf32>, tensor<f32>
+  %s1 = forge.schedule_free_count %state, %f beta1(0.9) warmup(10) : tensor<4xf32>, tensor<f32>
+  // CHECK: forge.schedule_free_adamw_update %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} betas(9.000000e-01, 0.99899999999999999) eps(1.000000e-08) weight_decay(0.000000e+00) warmup(10) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>, tensor<4xf32>
+  %y, %z1, %v1, %x1 = forge.schedule_free_adamw_update %u0, %g, %m, %v, %x, %f, %c, %s1 betas(0.9, 0.999) eps(1.0e-8) weight_decay(0.0) warmup(10) : tensor<8x4xbf16>, tensor<f32>, tensor<f32>, tensor<4xf32>
+  // CHECK: forge.schedule_free_interpolate %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} weight(1.000000e+00) : tensor<8x4xbf16>, tensor<4xf32>
+  %e = forge.schedule_free_interpolate %y, %z1, %x1, %s1 weight(1.0) : tensor<8x4xbf16>, tensor<4xf32>
+  return %e, %s1 : tensor<8x4xbf16>, tensor<4xf32>
+}

@@ -1,0 +1,543 @@
+//===- Trainer.cpp - The training loop of forge-run -----------------------===//
+
+#include "runtime/train/Trainer.h"
+#include "runtime/cpu/Executor.h"
+#include "runtime/data/Dataset.h"
+#include "runtime/train/Metrics.h"
+#include "runtime/train/State.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <unistd.h>
+
+namespace forge::train {
+namespace {
+
+/// 12345.6 -> "12,346".
+std::string withCommas(double v) {
+  std::string digits = std::to_string(static_cast<long long>(v + 0.5));
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0)
+      out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string str(const flatbuffers::String *s) { return s ? s->str() : ""; }
+
+/// "1h02m", "3m07s", "12s".
+std::string duration(double seconds) {
+  long s = std::lround(std::max(0.0, seconds));
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, s / 60 % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof(buf), "%lds", s);
+  return buf;
+}
+
+/// True when every element of a floating buffer is finite.
+bool allFinite(const cpu::View &v) {
+  const int64_t n = v.numel();
+  switch (v.dtype) {
+  case plan::DType::f32: {
+    const auto *x = static_cast<const float *>(v.data);
+    // Summing x * 0 keeps this a vectorizable reduction: any Inf or NaN
+    // makes the sum NaN.
+    float acc = 0;
+    for (int64_t i = 0; i < n; ++i)
+      acc += x[i] * 0.0f;
+    return acc == 0.0f;
+  }
+  case plan::DType::bf16:
+  case plan::DType::f16: {
+    // All-ones exponent: 8 bits at 0x7F80 for bf16, 5 at 0x7C00 for f16.
+    const uint16_t mask = v.dtype == plan::DType::bf16 ? 0x7F80 : 0x7C00;
+    const auto *x = static_cast<const uint16_t *>(v.data);
+    for (int64_t i = 0; i < n; ++i)
+      if ((x[i] & mask) == mask)
+        return false;
+    return true;
+  }
+  default:
+    return true;
+  }
+}
+
+/// KempnerForge stops after this many non-finite steps in a row (§4.1).
+constexpr int kMaxConsecutiveNonFinite = 10;
+
+} // namespace
+
+struct Trainer::Impl {
+  const plan::Plan *p;
+  const plan::Training *t;
+  TrainerOptions o;
+  cpu::Executor exec;
+  int64_t steps = 0;
+
+  // Data.
+  std::vector<std::unique_ptr<data::TokenDataset>> sources;
+  std::vector<std::string> sourceNames;
+  std::unique_ptr<data::Loader> loader;
+  std::unique_ptr<data::TokenDataset> evalData;
+  std::unique_ptr<data::Loader> evalLoader;
+  std::mt19937_64 gen;
+  int phase = -1; ///< index into t->phases(), -1 before the first
+  double lrScale = 1.0;
+
+  // Metrics.
+  std::unique_ptr<MetricsSink> metrics;
+  double peakFlops = 0;
+  double smoothLoss = 0, smoothTps = 0, smoothMfu = 0, smoothTime = 0;
+  bool smoothed = false;
+  bool progressShown = false;
+
+  std::string openData();
+  void fillRandom(const std::vector<cpu::View> &in);
+  void fillBatch(const std::vector<cpu::View> &in);
+  void enterPhase(int64_t step);
+  std::string evaluate(int64_t step);
+  void clearProgress();
+  void showProgress(int64_t step, double loss, double stepTime, double elapsed);
+  void zeroGradients();
+  bool gradientsFinite();
+};
+
+Trainer::Trainer(const plan::Plan *plan) : impl_(std::make_unique<Impl>()) {
+  impl_->p = plan;
+  impl_->t = plan->training();
+}
+
+Trainer::~Trainer() = default;
+
+std::string Trainer::Impl::openData() {
+  const int64_t B = t->batch_size(), S = t->seq_len();
+  auto open = [&](const std::string &path, const std::string &pattern,
+                  std::unique_ptr<data::TokenDataset> &ds) {
+    ds = std::make_unique<data::TokenDataset>();
+    return ds->open(path, pattern, S, t->vocab_size());
+  };
+  if (t->datasets() && t->datasets()->size() > 0 && o.batchFrom.empty()) {
+    std::vector<const data::TokenDataset *> raw;
+    std::vector<double> weights;
+    for (const plan::DataSource *d : *t->datasets()) {
+      sources.emplace_back();
+      if (std::string e =
+              open(str(d->path()), str(d->pattern()), sources.back());
+          !e.empty())
+        return e;
+      raw.push_back(sources.back().get());
+      weights.push_back(d->weight());
+      sourceNames.push_back(str(d->name()));
+      std::printf("forge-run: data '%s': %zu shards, %lld tokens, %lld "
+                  "windows of %lld\n",
+                  sourceNames.back().c_str(), sources.back()->numShards(),
+                  static_cast<long long>(sources.back()->numTokens()),
+                  static_cast<long long>(sources.back()->numWindows()),
+                  static_cast<long long>(S + 1));
+    }
+    data::LoaderOptions lo;
+    lo.batch = B;
+    lo.seqLen = S;
+    lo.seed = static_cast<uint64_t>(t->data_seed());
+    lo.temperature = t->mix_temperature();
+    lo.pack = t->pack_sequences();
+    lo.eos = t->eos_id();
+    loader = std::make_unique<data::Loader>(raw, weights, lo);
+    if (loader->batchesPerEpoch() == 0)
+      return "the training data holds fewer windows of seq_len + 1 tokens "
+             "than one batch of " +
+             std::to_string(B);
+    if (raw.size() > 1) {
+      std::string probs;
+      for (size_t i = 0; i < raw.size(); ++i) {
+        char buf[64];
+        std::snprintf(buf, sizeof(buf), "%s%s %.3f", i ? ", " : "",
+                      sourceNames[i].c_str(), loader->probabilities()[i]);
+        probs += buf;
+      }
+      std::printf("forge-run: mixing at temperature %g: %s\n",
+                  t->mix_temperature(), probs.c_str());
+    }
+  }
+  if (t->eval_interval() > 0) {
+    if (std::string e = open(str(t->eval_dataset_path()),
+                             str(t->eval_file_pattern()), evalData);
+        !e.empty())
+      return "eval data: " + e;
+    data::LoaderOptions lo;
+    lo.batch = B;
+    lo.seqLen = S;
+    lo.shuffle = false; // the same first eval.steps batches every time
+    evalLoader = std::make_unique<data::Loader>(
+        std::vector<const data::TokenDataset *>{evalData.get()},
+        std::vector<double>{1.0}, lo);
+    if (evalLoader->batchesPerEpoch() == 0)
+      return "eval data '" + str(t->eval_dataset_path()) +
+             "' holds fewer windows of seq_len + 1 tokens than one batch "
+             "of " +
+             std::to_string(B);
+  }
+  return "";
+}
+
+void Trainer::Impl::fillRandom(const std::vector<cpu::View> &in) {
+  // Like KempnerForge without a dataset: independent random inputs and
+  // labels. Document ids (packed sequences) are all one document.
+  std::uniform_int_distribution<int64_t> token(0, t->vocab_size() - 1);
+  for (const cpu::View &v : in) {
+    if (v.dtype == plan::DType::i64) {
+      auto *d = static_cast<int64_t *>(v.data);
+      for (int64_t e = 0; e < v.numel(); ++e)
+        d[e] = token(gen);
+    } else {
+      std::memset(v.data, 0, v.numel() * 4);
+    }
+  }
+}
+
+void Trainer::Impl::fillBatch(const std::vector<cpu::View> &in) {
+  if (!loader)
+    return fillRandom(in);
+  loader->next(static_cast<int64_t *>(in[0].data),
+               static_cast<int64_t *>(in[1].data),
+               in.size() > 2 ? static_cast<int32_t *>(in[2].data) : nullptr);
+}
+
+void Trainer::Impl::enterPhase(int64_t step) {
+  // The last phase whose start step has been reached is active; its data
+  // weights apply to the following batches and its lr scale to the
+  // following updates.
+  if (!t->phases())
+    return;
+  int next = phase;
+  for (int i = phase + 1; i < static_cast<int>(t->phases()->size()); ++i)
+    if (t->phases()->Get(i)->start_step() <= step)
+      next = i;
+  if (next == phase)
+    return;
+  phase = next;
+  const plan::Phase *ph = t->phases()->Get(phase);
+  lrScale = ph->lr_scale();
+  std::string desc;
+  if (loader && ph->weights() && ph->weights()->size() == sourceNames.size()) {
+    std::vector<double> w(ph->weights()->begin(), ph->weights()->end());
+    loader->setWeights(w);
+    for (size_t i = 0; i < w.size(); ++i) {
+      char buf[96];
+      std::snprintf(buf, sizeof(buf), "%s%s %.3f", i ? ", " : "",
+                    sourceNames[i].c_str(), loader->probabilities()[i]);
+      desc += buf;
+    }
+  }
+  clearProgress();
+  std::printf("[step %lld] phase %d (from step %lld): lr_scale=%g%s%s\n",
+              static_cast<long long>(step), phase,
+              static_cast<long long>(ph->start_step()), lrScale,
+              desc.empty() ? "" : " | mixing: ", desc.c_str());
+}
+
+std::string Trainer::Impl::evaluate(int64_t step) {
+  // Schedule-free AdamW evaluates at its averaged weights x (reference
+  // §4.3: eval_params/train_params swap).
+  bool swap = false;
+  for (const plan::Program *prog : *p->programs())
+    if (str(prog->name()) == "eval_params")
+      swap = true;
+  if (swap)
+    exec.run("eval_params");
+  const std::vector<cpu::View> &in = exec.inputs("eval_step");
+  const cpu::View &out = exec.outputs("eval_step")[0];
+  evalLoader->restore({});
+  double sum = 0;
+  for (int64_t i = 0; i < t->eval_steps(); ++i) {
+    evalLoader->next(static_cast<int64_t *>(in[0].data),
+                     static_cast<int64_t *>(in[1].data), nullptr);
+    for (size_t a = 2; a < in.size(); ++a) // one document per window
+      std::memset(in[a].data, 0, in[a].numel() * 4);
+    exec.run("eval_step");
+    sum += cpu::Executor::readFloat(out, 0);
+  }
+  if (swap)
+    exec.run("train_params");
+  double loss = sum / static_cast<double>(t->eval_steps());
+  double ppl = std::exp(std::min(loss, 20.0));
+  clearProgress();
+  std::printf("[eval step %lld] eval/loss=%.4f | eval/perplexity=%.2f\n",
+              static_cast<long long>(step), loss, ppl);
+  if (metrics)
+    return metrics->log(step, {{"eval/loss", loss}, {"eval/perplexity", ppl}});
+  return "";
+}
+
+void Trainer::Impl::clearProgress() {
+  if (progressShown) {
+    std::fputs("\r\033[K", stdout);
+    progressShown = false;
+  }
+}
+
+void Trainer::Impl::showProgress(int64_t step, double loss, double stepTime,
+                                 double elapsed) {
+  const int width = 30;
+  int filled = static_cast<int>(width * step / std::max<int64_t>(1, steps));
+  std::string bar(filled, '#');
+  bar += std::string(width - filled, '.');
+  double eta =
+      elapsed / static_cast<double>(step) * static_cast<double>(steps - step);
+  std::printf("\r\033[K[%s] %lld/%lld %3.0f%% | loss %.4f | %.2f s/step | "
+              "elapsed %s | eta %s",
+              bar.c_str(), static_cast<long long>(step),
+              static_cast<long long>(steps),
+              100.0 * static_cast<double>(step) / static_cast<double>(steps),
+              loss, stepTime, duration(elapsed).c_str(), duration(eta).c_str());
+  std::fflush(stdout);
+  progressShown = true;
+}
+
+void Trainer::Impl::zeroGradients() {
+  for (uint32_t i = 0; i < p->buffers()->size(); ++i)
+    if (p->buffers()->Get(i)->role() == plan::Role::gradient) {
+      const cpu::View &v = exec.buffer(i);
+      std::memset(v.data, 0, p->buffers()->Get(i)->bytes());
+    }
+}
+
+bool Trainer::Impl::gradientsFinite() {
+  for (uint32_t i = 0; i < p->buffers()->size(); ++i)
+    if (p->buffers()->Get(i)->role() == plan::Role::gradient &&
+        !allFinite(exec.buffer(i)))
+      return false;
+  return true;
+}
+
+std::string Trainer::setup(const TrainerOptions &options) {
+  Impl &m = *impl_;
+  m.o = options;
+  const plan::Training *t = m.t;
+  m.steps = options.steps > 0 ? options.steps : t->max_steps();
+  if (std::string why = m.exec.prepare(m.p); !why.empty())
+    return options.planPath + ": " + why;
+  m.exec.initialize(static_cast<uint64_t>(t->seed()));
+  // Optimizers whose state starts from the parameters (schedule-free
+  // AdamW's z and x) initialize it once, after the parameters are final.
+  bool hasInit = false;
+  for (const plan::Program *prog : *m.p->programs())
+    if (str(prog->name()) == "optimizer_init")
+      hasInit = true;
+  if (!options.initFrom.empty())
+    if (std::string e = loadParameters(m.p, m.exec, options.initFrom);
+        !e.empty())
+      return e;
+  if (hasInit)
+    m.exec.run("optimizer_init");
+  const std::vector<cpu::View> &in = m.exec.inputs("train_step");
+  if (!options.batchFrom.empty()) {
+    if (std::string e = loadBatch(m.exec, options.batchFrom); !e.empty())
+      return e;
+    if (t->pack_sequences())
+      for (int64_t b = 0; b < t->batch_size(); ++b) {
+        const int64_t S = t->seq_len();
+        data::packWindow(static_cast<int64_t *>(in[0].data) + b * S,
+                         static_cast<int64_t *>(in[1].data) + b * S,
+                         static_cast<int32_t *>(in[2].data) + b * S, S,
+                         t->eos_id());
+      }
+    m.o.repeatBatch = true;
+  }
+  m.gen.seed(static_cast<uint64_t>(t->data_seed()));
+  if (std::string e = m.openData(); !e.empty())
+    return e;
+
+  std::string jsonl = str(t->jsonl_path()), tb = str(t->tensorboard_dir());
+  if (!jsonl.empty() || !tb.empty()) {
+    m.metrics = std::make_unique<MetricsSink>();
+    if (!jsonl.empty())
+      if (std::string e = m.metrics->openJsonl(jsonl); !e.empty())
+        return e;
+    if (!tb.empty())
+      if (std::string e = m.metrics->openTensorBoard(tb); !e.empty())
+        return e;
+  }
+  m.peakFlops = cpuPeakFlops();
+  if (m.o.repeatBatch && options.batchFrom.empty())
+    m.fillBatch(in);
+  return "";
+}
+
+int Trainer::run() {
+  Impl &m = *impl_;
+  const plan::Training *t = m.t;
+  const std::string datasetDesc =
+      !m.o.batchFrom.empty() ? m.o.batchFrom
+      : m.sourceNames.empty()
+          ? std::string("random tokens")
+          : (m.sourceNames.size() == 1
+                 ? str(t->datasets()->Get(0)->path())
+                 : std::to_string(m.sourceNames.size()) + " datasets");
+  std::printf(
+      "forge-run: %s, arena %llu bytes (%.2f MiB), %lld steps x %lld "
+      "micro-batches of %lld x %lld tokens (%s%s%s)\n",
+      t->job() && t->job()->size() ? t->job()->c_str() : m.o.planPath.c_str(),
+      static_cast<unsigned long long>(m.exec.arenaBytes()),
+      static_cast<double>(m.exec.arenaBytes()) / (1 << 20),
+      static_cast<long long>(m.steps),
+      static_cast<long long>(t->grad_accum_steps()),
+      static_cast<long long>(t->batch_size()),
+      static_cast<long long>(t->seq_len()), datasetDesc.c_str(),
+      m.o.repeatBatch && m.o.batchFrom.empty() ? ", one repeated batch" : "",
+      t->pack_sequences() ? ", packed" : "");
+  std::fflush(stdout);
+
+  const std::vector<cpu::View> &in = m.exec.inputs("train_step");
+  const std::vector<cpu::View> &optIn = m.exec.inputs("optimizer_step");
+  const std::vector<cpu::View> &optOut = m.exec.outputs("optimizer_step");
+  const cpu::View &lossOut = m.exec.outputs("train_step")[0];
+  const int64_t logEvery = std::max<int64_t>(1, t->log_interval());
+  const double tokensPerStep = static_cast<double>(t->batch_size()) *
+                               static_cast<double>(t->seq_len()) *
+                               static_cast<double>(t->grad_accum_steps());
+  const double machineGB = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
+                           static_cast<double>(sysconf(_SC_PAGE_SIZE)) / 1e9;
+  auto fail = [&](const std::string &why) {
+    m.clearProgress();
+    std::fprintf(stderr, "forge-run: error: %s\n", why.c_str());
+    return 1;
+  };
+  auto begin = std::chrono::steady_clock::now();
+  int64_t updates = 0; // optimizer (and schedule) steps taken
+  int nonFinite = 0;
+  m.enterPhase(0);
+  for (int64_t step = 1; step <= m.steps; ++step) {
+    auto start = std::chrono::steady_clock::now();
+    double loss = 0;
+    for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
+      if (!m.o.repeatBatch)
+        m.fillBatch(in);
+      m.exec.run("train_step");
+      loss += cpu::Executor::readFloat(lossOut, 0);
+    }
+    loss /= static_cast<double>(t->grad_accum_steps());
+
+    // Reference §4.1 step 3: a non-finite loss or gradient skips the
+    // update and the schedule; ten in a row end the run.
+    if (!std::isfinite(loss) || !m.gradientsFinite()) {
+      m.zeroGradients();
+      ++nonFinite;
+      m.clearProgress();
+      std::printf("[step %lld] non-finite %s: update skipped (%d in a row)\n",
+                  static_cast<long long>(step),
+                  std::isfinite(loss) ? "gradients" : "loss", nonFinite);
+      std::fflush(stdout);
+      if (m.metrics)
+        if (std::string e = m.metrics->log(
+                step, {{"train/nonfinite_skips", double(nonFinite)}});
+            !e.empty())
+          return fail(e);
+      if (nonFinite >= kMaxConsecutiveNonFinite)
+        return fail("stopping at step " + std::to_string(step) + ": " +
+                    std::to_string(nonFinite) +
+                    " consecutive steps had a non-finite loss or gradients");
+      m.enterPhase(step);
+      continue;
+    }
+    nonFinite = 0;
+
+    TensorMap dump;
+    if (!m.o.dumpDir.empty()) {
+      dump["loss"] = scalar(static_cast<float>(loss));
+      collect(m.p, m.exec, plan::Role::gradient, "", dump);
+    }
+    // Update s uses schedule factor(s - 1), as LambdaLR (reference §4.1).
+    *static_cast<int64_t *>(optIn[0].data) = updates;
+    *static_cast<float *>(optIn[1].data) = static_cast<float>(m.lrScale);
+    m.exec.run("optimizer_step");
+    ++updates;
+    const double gradNorm = cpu::Executor::readFloat(optOut[0], 0);
+    const double lr = cpu::Executor::readFloat(optOut[1], 0);
+    if (!m.o.dumpDir.empty()) {
+      collect(m.p, m.exec, plan::Role::parameter, "param.", dump);
+      dump["grad_norm"] = scalar(static_cast<float>(gradNorm));
+      dump["lr"] = scalar(static_cast<float>(lr));
+      std::string file =
+          m.o.dumpDir + "/step" + std::to_string(step) + ".safetensors";
+      if (std::string e = writeSafeTensors(file, dump); !e.empty())
+        return fail(e);
+    }
+    auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - start).count();
+    const double elapsed = std::chrono::duration<double>(now - begin).count();
+    const double tps = tokensPerStep / seconds;
+    const double mfu =
+        100.0 * computeMfu(t->flops_per_token(), tps, m.peakFlops, 1);
+    if (!m.smoothed) {
+      m.smoothLoss = loss, m.smoothTps = tps, m.smoothMfu = mfu,
+      m.smoothTime = seconds;
+      m.smoothed = true;
+    } else {
+      const double a = 0.1; // KempnerForge's EMA (reference §7.3)
+      m.smoothLoss += a * (loss - m.smoothLoss);
+      m.smoothTps += a * (tps - m.smoothTps);
+      m.smoothMfu += a * (mfu - m.smoothMfu);
+      m.smoothTime += a * (seconds - m.smoothTime);
+    }
+    if (step % logEvery == 0 || step == 1 || step == m.steps) {
+      // KempnerForge's log line (reference §7.1); mem is this rank's arena
+      // (planned, allocated once) over the machine's memory.
+      m.clearProgress();
+      std::printf("[step %lld] loss=%.4f | lr=%.2e | grad_norm=%.3f | "
+                  "tok/s=%s | mfu=%.1f%% | mem=%.1f/%.0fGB | "
+                  "step_time=%.2fs\n",
+                  static_cast<long long>(step), loss, lr, gradNorm,
+                  withCommas(tps).c_str(), mfu,
+                  static_cast<double>(m.exec.arenaBytes()) / 1e9, machineGB,
+                  seconds);
+    }
+    if (m.metrics) {
+      std::vector<std::pair<std::string, double>> scalars = {
+          {"train/loss", loss},
+          {"train/grad_norm", gradNorm},
+          {"train/lr", lr},
+          {"train/tokens_per_sec", tps},
+          {"train/mfu", mfu},
+          {"train/step_time_sec", seconds},
+          {"train/tokens_seen", tokensPerStep * static_cast<double>(step)},
+          {"mem/arena_gb", static_cast<double>(m.exec.arenaBytes()) / 1e9},
+          {"smoothed/loss", m.smoothLoss},
+          {"smoothed/tokens_per_sec", m.smoothTps},
+          {"smoothed/mfu", m.smoothMfu},
+          {"smoothed/step_time", m.smoothTime}};
+      if (m.loader && m.sourceNames.size() > 1)
+        for (size_t i = 0; i < m.sourceNames.size(); ++i)
+          scalars.push_back(
+              {"data/" + m.sourceNames[i] + "/tokens",
+               static_cast<double>(m.loader->samplesPerSource()[i]) *
+                   static_cast<double>(t->seq_len())});
+      if (std::string e = m.metrics->log(step, scalars); !e.empty())
+        return fail(e);
+    }
+    if (t->eval_interval() > 0 && step % t->eval_interval() == 0)
+      if (std::string e = m.evaluate(step); !e.empty())
+        return fail(e);
+    m.enterPhase(step);
+    if (m.o.progress)
+      m.showProgress(step, loss, seconds, elapsed);
+    std::fflush(stdout);
+  }
+  m.clearProgress();
+  if (m.exec.profiling())
+    std::fputs(m.exec.profileReport().c_str(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
+} // namespace forge::train
