@@ -3,6 +3,7 @@
 #include "runtime/data/Dataset.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fcntl.h>
@@ -377,7 +378,11 @@ void Loader::join() {
 }
 
 void Loader::next(int64_t *input, int64_t *labels, int32_t *docIds) {
+  auto start = std::chrono::steady_clock::now();
   join();
+  lastWait_ = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                            start)
+                  .count();
   std::copy(nextIn_.begin(), nextIn_.end(), input);
   std::copy(nextLab_.begin(), nextLab_.end(), labels);
   if (docIds)

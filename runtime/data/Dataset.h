@@ -116,6 +116,10 @@ public:
 
   /// The realized sampling probabilities of the current weights.
   const std::vector<double> &probabilities() const { return probs_; }
+  /// Seconds the last next() waited for the prefetch thread (0 when the
+  /// batch was ready: loading overlapped the step before).
+  double lastWaitSeconds() const { return lastWait_; }
+
   /// Windows delivered from each source so far.
   const std::vector<int64_t> &samplesPerSource() const { return delivered_; }
 
@@ -133,6 +137,7 @@ private:
   LoaderPosition fillPos_; ///< of the batches prepared
   LoaderPosition nextPos_; ///< after the prepared batch
   int64_t batchesPerEpoch_ = 0;
+  double lastWait_ = 0;
   std::vector<std::pair<int32_t, int64_t>> order_; // (source, window)
   int64_t cursor_ = 0;
   bool built_ = false;

@@ -93,6 +93,7 @@ struct Trainer::Impl {
   std::mt19937_64 gen;
   int phase = -1; ///< index into t->phases(), -1 before the first
   double lrScale = 1.0;
+  double dataWait = 0; ///< seconds this step waited for data
 
   // Metrics.
   std::unique_ptr<MetricsSink> metrics;
@@ -211,6 +212,7 @@ void Trainer::Impl::fillBatch(const std::vector<cpu::View> &in) {
   loader->next(static_cast<int64_t *>(in[0].data),
                static_cast<int64_t *>(in[1].data),
                in.size() > 2 ? static_cast<int32_t *>(in[2].data) : nullptr);
+  dataWait += loader->lastWaitSeconds();
 }
 
 void Trainer::Impl::enterPhase(int64_t step) {
@@ -420,6 +422,7 @@ int Trainer::run() {
   for (int64_t step = 1; step <= m.steps; ++step) {
     auto start = std::chrono::steady_clock::now();
     double loss = 0;
+    m.dataWait = 0;
     for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
       if (!m.o.repeatBatch)
         m.fillBatch(in);
@@ -516,6 +519,8 @@ int Trainer::run() {
           {"smoothed/tokens_per_sec", m.smoothTps},
           {"smoothed/mfu", m.smoothMfu},
           {"smoothed/step_time", m.smoothTime}};
+      if (m.loader)
+        scalars.push_back({"data/wait_sec", m.dataWait});
       if (m.loader && m.sourceNames.size() > 1)
         for (size_t i = 0; i < m.sourceNames.size(); ++i)
           scalars.push_back(
