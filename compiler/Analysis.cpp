@@ -1,6 +1,7 @@
 //===- Analysis.cpp - Facts about a forge module --------------------------===//
 
 #include "compiler/Analysis.h"
+#include "dialects/dist/IR/DistOps.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "frontends/model/ModelSummary.h"
 
@@ -8,6 +9,7 @@
 #include "llvm/ADT/TypeSwitch.h"
 
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 using namespace mlir;
@@ -143,6 +145,41 @@ std::string report(ModuleOp module, const config::JobConfig &cfg) {
     i = j;
   }
   return os.str();
+}
+
+std::string describeCollectives(ModuleOp module) {
+  std::string out;
+  for (auto fn : module.getOps<func::FuncOp>()) {
+    // (kind, group) -> (calls, bytes of this rank's input).
+    std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>>
+        rows;
+    fn.walk([&](Operation *op) {
+      if (op->getDialect()->getNamespace() != "dist")
+        return;
+      auto t = cast<RankedTensorType>(op->getOperand(0).getType());
+      auto group = op->getAttrOfType<StringAttr>("group");
+      auto &row =
+          rows[{op->getName().stripDialect().str(), group ? group.str() : "?"}];
+      row.first += 1;
+      row.second += static_cast<double>(t.getNumElements()) *
+                    t.getElementTypeBitWidth() / 8;
+    });
+    if (rows.empty())
+      continue;
+    if (out.empty())
+      out = "collectives per rank (forgec --dump-ir shows each with the "
+            "parameter or value it moves):\n";
+    char buf[160];
+    for (auto &[key, row] : rows) {
+      std::snprintf(buf, sizeof(buf),
+                    "  %-15s %-15s over %-13s %5lld calls %12.0f bytes in\n",
+                    ("@" + fn.getSymName().str()).c_str(), key.first.c_str(),
+                    key.second.c_str(), static_cast<long long>(row.first),
+                    row.second);
+      out += buf;
+    }
+  }
+  return out;
 }
 
 } // namespace forge::compiler

@@ -47,6 +47,11 @@ double correctedFlopsPerToken(const config::JobConfig &cfg);
 /// The `forgec --report` text.
 std::string report(mlir::ModuleOp module, const config::JobConfig &cfg);
 
+/// The collectives each rank issues per program of a compiled module (after
+/// the pipeline): per kind and mesh dim, how many and how many bytes each
+/// rank sends into them; empty for a single-rank module.
+std::string describeCollectives(mlir::ModuleOp module);
+
 } // namespace forge::compiler
 
 #endif // FORGE_COMPILER_ANALYSIS_H

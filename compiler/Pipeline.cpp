@@ -1,6 +1,8 @@
 //===- Pipeline.cpp - The forge pass pipeline -----------------------------===//
 
 #include "compiler/Pipeline.h"
+#include "dialects/dist/IR/DistDialect.h"
+#include "frontends/config/Config.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/OperationSupport.h"
@@ -20,12 +22,34 @@ const std::vector<PipelineStep> &pipeline() {
       s.push_back({probe->getArgument().str(), probe->getDescription().str(),
                    std::move(create)});
     };
+    add([] { return forge::createShardFsdpPass(); });
     add([] { return forge::createBuildBackwardPass(); });
     add([] { return forge::createBuildOptimizerPass(); });
     add([] { return forge::createPlanMemoryPass(); });
     return s;
   }();
   return steps;
+}
+
+std::string setMesh(mlir::ModuleOp module, const config::JobConfig &cfg,
+                    int64_t worldSize) {
+  if (worldSize <= 1)
+    return "";
+  const config::DistributedConfig &d = cfg.distributed;
+  for (auto [name, size] : {std::pair<const char *, int64_t>{"tp", d.tp},
+                            {"pp", d.pp},
+                            {"ep", d.ep},
+                            {"cp", d.cp}})
+    if (size > 1)
+      return std::string("distributed.") + name + " = " + std::to_string(size) +
+             ": the pass for this parallelism is not implemented yet; plans "
+             "for several ranks use dp_shard and dp_replicate";
+  dist::Mesh mesh;
+  mesh.dims = {"pp", "dp_replicate", "dp_shard", "ep", "tp"};
+  mesh.sizes = {d.pp, d.dp_replicate, config::resolveDpShard(d, worldSize),
+                d.ep, d.tp};
+  dist::writeMesh(module, mesh);
+  return "";
 }
 
 static mlir::LogicalResult dump(mlir::ModuleOp module, const std::string &dir,

@@ -10,6 +10,8 @@
 #ifndef FORGE_COMPILER_PIPELINE_H
 #define FORGE_COMPILER_PIPELINE_H
 
+#include "frontends/config/JobConfig.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
@@ -29,6 +31,13 @@ struct PipelineStep {
 /// The passes this build runs, in order. The parallelism passes join it
 /// (before forge-build-backward) as they are implemented.
 const std::vector<PipelineStep> &pipeline();
+
+/// Records the device mesh of reference §3.1 for `worldSize` ranks on
+/// `module` (`dist.mesh`: pp, dp_replicate, dp_shard, ep, tp), which the
+/// parallelism passes read. A single rank gets no mesh. Returns an error
+/// for a layout whose passes do not exist yet (tp, pp, ep, cp > 1).
+std::string setMesh(mlir::ModuleOp module, const config::JobConfig &cfg,
+                    int64_t worldSize);
 
 /// Runs the pipeline on `module`. With a non-empty `dumpDir`, writes
 /// `00-frontend.mlir` and then `NN-<flag>.mlir` after each pass. On failure

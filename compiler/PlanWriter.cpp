@@ -1,6 +1,7 @@
 //===- PlanWriter.cpp - Memory planning and plan.bin ----------------------===//
 
 #include "compiler/PlanWriter.h"
+#include "dialects/dist/IR/DistDialect.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "runtime/core/Plan.h"
 
@@ -26,6 +27,9 @@ struct BufferEntry {
   uint64_t offset;
   plan::Init init = plan::Init::none;
   double std = 0;
+  int shardDim = -1; ///< FSDP: the sharded dim, its group, the full shape
+  std::string shardGroup;
+  std::vector<int64_t> globalShape;
 };
 
 struct StepRec {
@@ -102,6 +106,7 @@ private:
   DenseMap<Value, unsigned> valueBuffer_;
   std::map<std::string, unsigned> paramBuffer_;
   std::vector<ProgramRec> programs_;
+  dist::Mesh mesh_;
 };
 
 const char kNoLayout[] = "has no memory layout: run forge-plan-memory first";
@@ -128,6 +133,20 @@ bool Writer::collectParams() {
              : p.getInit() == InitKind::ones ? plan::Init::ones
                                              : plan::Init::zeros;
     b.std = p.getStd() ? p.getStd()->convertToDouble() : 0.0;
+    if (auto shard = p->getAttrOfType<DictionaryAttr>(dist::kShardAttr)) {
+      auto dim = shard.getAs<IntegerAttr>("dim");
+      auto group = shard.getAs<StringAttr>("group");
+      int64_t n = group ? mesh_.size(group.str()) : 0;
+      if (!dim || !group || n < 1 || dim.getInt() < 0 ||
+          dim.getInt() >= static_cast<int64_t>(b.shape.size()))
+        return fail(p, "parameter '" + name +
+                           "' has a malformed dist.shard (needs dim and a "
+                           "group of dist.mesh)");
+      b.shardDim = static_cast<int>(dim.getInt());
+      b.shardGroup = group.str();
+      b.globalShape = b.shape;
+      b.globalShape[b.shardDim] *= n;
+    }
     paramBuffer_[name] = buffers_.size();
     buffers_.push_back(b);
   }
@@ -242,6 +261,10 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
   mem.inputs = field("inputs");
   mem.activationsPeak = field("activations_peak");
   mem.total = field("total");
+  if (std::string e; !dist::readMesh(module_, mesh_, e)) {
+    error_ = e;
+    return false;
+  }
   if (!collectParams())
     return false;
   for (const char *name : {"train_step", "optimizer_step"})
@@ -261,10 +284,12 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
     uint64_t elems = 1;
     for (int64_t d : b.shape)
       elems *= static_cast<uint64_t>(d);
-    bufs.push_back(
-        plan::CreateBuffer(fbb, fbb.CreateString(b.name), b.role, b.dtype,
-                           fbb.CreateVector(b.shape), b.offset,
-                           elems * runtime::dtypeSize(b.dtype), b.init, b.std));
+    bufs.push_back(plan::CreateBuffer(
+        fbb, fbb.CreateString(b.name), b.role, b.dtype,
+        fbb.CreateVector(b.shape), b.offset,
+        elems * runtime::dtypeSize(b.dtype), b.init, b.std, b.shardDim,
+        b.shardGroup.empty() ? 0 : fbb.CreateString(b.shardGroup),
+        b.globalShape.empty() ? 0 : fbb.CreateVector(b.globalShape)));
   }
   std::vector<flatbuffers::Offset<plan::Program>> progs;
   for (const ProgramRec &p : programs_) {
@@ -313,8 +338,8 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
       fbb.CreateString(run.jsonlPath), fbb.CreateString(run.tensorboardDir),
       run.flopsPerToken, cfg.optimizer.lr, fbb.CreateString(cfg.optimizer.name),
       t.z_loss_weight);
-  auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings({}),
-                               fbb.CreateVector(std::vector<int64_t>{}));
+  auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings(mesh_.dims),
+                               fbb.CreateVector(mesh_.sizes));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,
                                fbb.CreateVector(bufs), fbb.CreateVector(progs),
                                memoryTable, training);

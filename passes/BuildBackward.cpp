@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "dialects/dist/IR/DistOps.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "passes/Passes.h"
 
@@ -260,6 +261,36 @@ LogicalResult Differentiator::differentiate(Operation *op) {
             c.getZWeightAttr());
         acc(c.getHidden(), g.getDhidden());
         acc(c.getWeight(), g.getDweight());
+        return success();
+      })
+      .Case([&](dist::AllGatherOp g) {
+        // The data-parallel mean: each rank's loss is the mean over its own
+        // batch, the job's loss the mean over ranks.
+        acc(g.getInput(),
+            dist::ReduceScatterOp::create(
+                b_, loc, g.getInput().getType(), cotangent(g.getResult()),
+                g.getDimAttr(), g.getGroupAttr(), g.getGroupSizeAttr(),
+                b_.getStringAttr(g.getDataParallel() ? "avg" : "sum")));
+        return success();
+      })
+      .Case([&](dist::ReduceScatterOp r) {
+        Value g = dist::AllGatherOp::create(
+            b_, loc, r.getInput().getType(), cotangent(r.getResult()),
+            r.getDimAttr(), r.getGroupAttr(), r.getGroupSizeAttr(), UnitAttr());
+        if (r.getReduce() == "avg")
+          g = ScaleOp::create(
+              b_, loc, g.getType(), g,
+              b_.getF64FloatAttr(1.0 / static_cast<double>(r.getGroupSize())));
+        acc(r.getInput(), g);
+        return success();
+      })
+      .Case([&](dist::AllReduceOp r) -> LogicalResult {
+        if (r.getReduce() == "max")
+          return r.emitOpError("has no VJP rule for reduce(\"max\")");
+        acc(r.getInput(),
+            dist::AllReduceOp::create(
+                b_, loc, r.getType(), cotangent(r.getResult()),
+                r.getGroupAttr(), r.getGroupSizeAttr(), r.getReduceAttr()));
         return success();
       })
       .Case([&](FillOp) { return success(); })

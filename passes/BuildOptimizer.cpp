@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "dialects/dist/IR/DistOps.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "passes/Passes.h"
 
@@ -159,10 +160,15 @@ struct BuildOptimizerPass
     // State buffers, declared after the parameters, named
     // optimizer.<KempnerForge state key>.<fqn>.
     b.setInsertionPoint(fn);
+    // State is sharded like its parameter (FSDP): it inherits dist.shard.
+    DictionaryAttr shard;
     auto declare = [&](const std::string &name, Type type, Location at) {
-      ParamOp::create(b, at, b.getStringAttr(name), TypeAttr::get(type),
-                      InitKindAttr::get(ctx, InitKind::zeros), FloatAttr(),
-                      b.getUnitAttr());
+      auto state =
+          ParamOp::create(b, at, b.getStringAttr(name), TypeAttr::get(type),
+                          InitKindAttr::get(ctx, InitKind::zeros), FloatAttr(),
+                          b.getUnitAttr());
+      if (shard)
+        state->setAttr(dist::kShardAttr, shard);
       return FlatSymbolRefAttr::get(ctx, name);
     };
     // Per parameter: which update it gets and its state.
@@ -176,6 +182,7 @@ struct BuildOptimizerPass
       std::string fqn = p.getSymName().str();
       Type t = p.getType();
       Location at = p.getLoc();
+      shard = p->getAttrOfType<DictionaryAttr>(dist::kShardAttr);
       Slot slot;
       slot.acc = declare("grad." + fqn, t, at);
       switch (kind) {
@@ -245,7 +252,35 @@ struct BuildOptimizerPass
     SmallVector<Value> gs;
     for (auto [i, p] : llvm::enumerate(params))
       gs.push_back(GetParamOp::create(b, loc, p.getType(), slots[i].acc));
-    Value norm = GlobalNormOp::create(b, loc, f32, gs);
+    // Data parallelism over dp_replicate (DDP, or HSDP's replica dim): the
+    // gradients accumulated over the micro-batches are averaged once per
+    // step, in f32 (reference §3.6); dp_shard's reduce-scatter came from
+    // autodiff already.
+    dist::Mesh mesh;
+    std::string meshError;
+    if (!dist::readMesh(module, mesh, meshError)) {
+      module.emitError("forge-build-optimizer: ") << meshError;
+      return signalPassFailure();
+    }
+    if (int64_t r = mesh.size("dp_replicate"); r > 1)
+      for (Value &g : gs)
+        g = dist::AllReduceOp::create(
+            b, loc, g.getType(), g, b.getStringAttr("dp_replicate"),
+            b.getI64IntegerAttr(r), b.getStringAttr("avg"));
+    // The pre-clip global norm. Sharded gradients: each rank's squared
+    // partial norm, summed over the shard group.
+    Value norm;
+    bool sharded = llvm::any_of(
+        params, [](ParamOp p) { return p->hasAttr(dist::kShardAttr); });
+    if (int64_t n = mesh.size("dp_shard"); sharded && n > 1) {
+      Value local = GlobalNormOp::create(b, loc, f32, gs, b.getUnitAttr());
+      Value total = dist::AllReduceOp::create(
+          b, loc, f32, local, b.getStringAttr("dp_shard"),
+          b.getI64IntegerAttr(n), b.getStringAttr("sum"));
+      norm = SqrtOp::create(b, loc, f32, total);
+    } else {
+      norm = GlobalNormOp::create(b, loc, f32, gs, UnitAttr());
+    }
     Value coef = ClipCoefficientOp::create(b, loc, f32, norm, clip);
     Value factor =
         MulOp::create(b, loc, f32,

@@ -4,6 +4,7 @@
 #ifndef FORGE_PASSES_PASSES_H
 #define FORGE_PASSES_PASSES_H
 
+#include "dialects/dist/IR/DistDialect.h"
 #include "dialects/forge/IR/ForgeDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"

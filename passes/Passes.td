@@ -11,6 +11,28 @@
 
 include "mlir/Pass/PassBase.td"
 
+def ShardFsdpPass : Pass<"forge-shard-fsdp", "::mlir::ModuleOp"> {
+  let summary = "FSDP: parameters sharded over dp_shard, gathered before use";
+  let description = [{
+    For a module whose `dist.mesh` has a `dp_shard` dim of size n > 1
+    (reference §3.5, FSDP2's fully_shard): every trainable `forge.param`
+    becomes its local shard, dim 0 split into n contiguous blocks (its type
+    is the shard; `dist.shard = {dim = 0, group = "dp_shard"}` records the
+    spec), and every `forge.get_param` of it in a program is followed by a
+    `dist.all_gather {data_parallel}` that rebuilds the full tensor for its
+    uses. Autodiff then turns each all-gather into the reduce-scatter (mean
+    over the group) of the gradient, so gradients, and the optimizer state
+    built from them, are sharded too. Persistent buffers that are not
+    trained stay replicated. A dim 0 that n does not divide is an error
+    (FSDP2 pads uneven shards; forge does not yet).
+
+    The gathered weights stay live from the forward to their backward use
+    (no reshard after forward yet): `forgec --report` shows that memory.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def BuildBackwardPass : Pass<"forge-build-backward", "::mlir::ModuleOp"> {
   let summary = "Reverse-mode autodiff of @train_step";
   let description = [{
@@ -28,7 +50,8 @@ def BuildBackwardPass : Pass<"forge-build-backward", "::mlir::ModuleOp"> {
     collective (all-gather <-> reduce-scatter, ...) then places the backward
     communication (design.md §1).
   }];
-  let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
 }
 
 def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
@@ -71,7 +94,8 @@ def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
     Muon, `schedule_free_warmup` for schedule-free AdamW). Other optimizers
     (registered by plugins) are rejected with a clear error.
   }];
-  let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
 }
 
 def PlanMemoryPass : Pass<"forge-plan-memory", "::mlir::ModuleOp"> {
@@ -89,7 +113,8 @@ def PlanMemoryPass : Pass<"forge-plan-memory", "::mlir::ModuleOp"> {
     `forge.get_param` reads the parameter in place. Offsets are 64-byte
     aligned. The plan writer serializes this layout unchanged.
   }];
-  let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
 }
 
 #endif // FORGE_PASSES_TD

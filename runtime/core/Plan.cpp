@@ -82,6 +82,10 @@ const std::vector<OpInfo> &knownOps() {
       {"forge.chunked_cross_entropy_grad", 4, 2},
       {"forge.set_param", 1, 1},
       {"forge.global_norm", -1, 1},
+      {"forge.sqrt", 1, 1},
+      {"dist.all_gather", 1, 1},
+      {"dist.reduce_scatter", 1, 1},
+      {"dist.all_reduce", 1, 1},
       {"forge.clip_coefficient", 1, 1},
       {"forge.lr_factor", 1, 1},
       {"forge.adamw_update", 7, 3},
@@ -166,6 +170,44 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
       return name + " [" + std::to_string(b->offset()) + ", +" +
              std::to_string(b->bytes()) + ") lies outside the arena of " +
              std::to_string(arena) + " bytes";
+  }
+  // The mesh, and each sharded buffer's block of its global tensor.
+  std::vector<std::pair<std::string, int64_t>> mesh;
+  if (p->mesh() && p->mesh()->dims() && p->mesh()->sizes()) {
+    if (p->mesh()->dims()->size() != p->mesh()->sizes()->size())
+      return "mesh dims and sizes differ in length";
+    for (size_t i = 0; i < p->mesh()->dims()->size(); ++i) {
+      int64_t n = p->mesh()->sizes()->Get(i);
+      if (n < 1)
+        return "mesh dim " + str(p->mesh()->dims()->Get(i)) +
+               " has a non-positive size";
+      mesh.push_back({str(p->mesh()->dims()->Get(i)), n});
+    }
+  }
+  for (size_t i = 0; i < nbuf; ++i) {
+    const plan::Buffer *b = p->buffers()->Get(i);
+    if (b->shard_dim() < 0)
+      continue;
+    std::string name =
+        "buffer " + std::to_string(i) + " (" + str(b->name()) + ")";
+    int64_t n = 0;
+    for (auto &[dim, size] : mesh)
+      if (b->shard_group() && dim == b->shard_group()->str())
+        n = size;
+    if (n == 0)
+      return name + " is sharded over '" + str(b->shard_group()) +
+             "', which is not a dim of the plan's mesh";
+    if (b->shard_dim() != 0)
+      return name + " is sharded along dim " + std::to_string(b->shard_dim()) +
+             "; this forge-run shards along dim 0 only";
+    if (!b->shape() || !b->global_shape() ||
+        b->shape()->size() != b->global_shape()->size() ||
+        b->shape()->size() == 0)
+      return name + " is sharded but its global shape does not match its rank";
+    for (size_t d = 0; d < b->shape()->size(); ++d)
+      if (b->global_shape()->Get(d) != b->shape()->Get(d) * (d == 0 ? n : 1))
+        return name + "'s global shape is not its shape with dim 0 times " +
+               std::to_string(n);
   }
   for (const plan::Program *prog : *p->programs()) {
     std::string pname = "program " + str(prog->name());

@@ -20,7 +20,7 @@
 namespace forge::runtime {
 
 /// The plan format version this runtime reads.
-constexpr uint32_t kPlanVersion = 2;
+constexpr uint32_t kPlanVersion = 3;
 
 /// Arena alignment of every buffer, in bytes.
 constexpr uint64_t kArenaAlignment = 64;

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cpu/Executor.h"
+#include "runtime/comm/Communicator.h"
 #include "runtime/core/DType.h"
 #include "runtime/cpu/FastKernels.h"
 #include "runtime/cpu/RefKernels.h"
@@ -777,6 +778,7 @@ std::map<std::string, Binder> &binders() {
     m["forge.global_norm"] = [](Bind &b, Fn &fn) {
       std::vector<View> gs = b.ops;
       View y = b.res[0];
+      bool squared = b.has("squared");
       fn = [=] {
         double acc = 0;
         for (const View &g : gs) {
@@ -785,7 +787,17 @@ std::map<std::string, Binder> &binders() {
             acc += static_cast<double>(gi.p[i]) * gi.p[i];
         }
         Out out(y);
-        out.p[0] = static_cast<float>(std::sqrt(acc));
+        out.p[0] = static_cast<float>(squared ? acc : std::sqrt(acc));
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.sqrt"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], y = b.res[0];
+      fn = [=] {
+        In xi = read(x);
+        Out out(y);
+        out.p[0] = std::sqrt(xi.p[0]);
         out.commit();
       };
       return std::string();
@@ -1098,6 +1110,81 @@ uint64_t fnv1a(const std::string &s) {
   return h;
 }
 
+/// Binds a `dist.*` collective to this rank's communicator of its group.
+/// Collectives run on f32 (reference §3.6: reductions in fp32); bf16/f16
+/// buffers are widened for the call and rounded back. A failure throws
+/// CollectiveError naming the rank, the collective, the group and the op.
+std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
+                           Fn &fn) {
+  if (!comms)
+    return "a collective in a plan run without communicators (a multi-rank "
+           "plan needs forge-run to join its ranks)";
+  std::string group = b.s("group");
+  comm::Communicator *c = comms->group(group);
+  if (!c)
+    return "no communicator for mesh dim '" + group + "'";
+  if (c->size() != b.i("group_size"))
+    return "group '" + group + "' has " + std::to_string(c->size()) +
+           " ranks, the plan expects " + std::to_string(b.i("group_size"));
+  if (op != "dist.all_reduce" && b.i("dim") != 0)
+    return "only collectives along dim 0 run on the CPU backend, got dim " +
+           std::to_string(b.i("dim"));
+  // The op that issued it: `loc("NAME"("FILE":L:C))` reads as
+  // `NAME (FILE:L:C)`.
+  std::string why = b.step->loc() ? b.step->loc()->str() : op;
+  if (why.rfind("loc(\"", 0) == 0) {
+    std::string pretty;
+    for (char ch : why.substr(4))
+      if (ch != '"' && ch != ')')
+        pretty += ch == '(' ? ' ' : ch;
+    size_t paren = pretty.find(' ');
+    why = paren == std::string::npos
+              ? pretty
+              : pretty.substr(0, paren) + " (" + pretty.substr(paren + 1) + ")";
+  }
+  View x = b.ops[0], y = b.res[0];
+  auto check = [c, op, why](const std::string &e) {
+    if (!e.empty())
+      throw CollectiveError("rank " + std::to_string(c->rank()) + " of '" +
+                            c->name() + "': " + e);
+  };
+  std::string reduce = b.s("reduce");
+  comm::ReduceOp rop = reduce == "avg"   ? comm::ReduceOp::Avg
+                       : reduce == "max" ? comm::ReduceOp::Max
+                                         : comm::ReduceOp::Sum;
+  if (op == "dist.all_gather") {
+    // Any dtype: the blocks are bytes, in rank order along dim 0.
+    fn = [=] {
+      size_t bytes =
+          static_cast<size_t>(x.numel()) * runtime::dtypeSize(x.dtype);
+      check(c->allGather(x.data, y.data, bytes, why));
+    };
+    return "";
+  }
+  if (op == "dist.reduce_scatter") {
+    fn = [=] {
+      In xi = read(x);
+      Out out(y, /*zero=*/false);
+      check(c->reduceScatter(xi.p, out.p, static_cast<size_t>(y.numel()), rop,
+                             why));
+      out.commit();
+    };
+    return "";
+  }
+  if (op == "dist.all_reduce") {
+    fn = [=] {
+      In xi = read(x);
+      Out out(y, /*zero=*/false);
+      if (out.p != xi.p)
+        std::copy(xi.p, xi.p + x.numel(), out.p);
+      check(c->allReduce(out.p, static_cast<size_t>(y.numel()), rop, why));
+      out.commit();
+    };
+    return "";
+  }
+  return "no CPU kernel for collective " + op;
+}
+
 } // namespace
 
 float Executor::readFloat(const View &v, int64_t i) {
@@ -1145,10 +1232,12 @@ std::string Executor::prepare(const plan::Plan *plan) {
     if (p->steps()) {
       for (size_t s = 0; s < p->steps()->size(); ++s) {
         const plan::Step *st = p->steps()->Get(s);
-        auto it = binders().find(st->op()->str());
+        std::string opName = st->op()->str();
+        bool collective = opName.rfind("dist.", 0) == 0;
+        auto it = binders().find(opName);
         std::string where = "program " + prog.name + " step " +
-                            std::to_string(s) + " (" + st->op()->str() + ")";
-        if (it == binders().end())
+                            std::to_string(s) + " (" + opName + ")";
+        if (!collective && it == binders().end())
           return where + ": no CPU kernel";
         Bind b{st, {}, {}};
         if (st->operands())
@@ -1164,7 +1253,9 @@ std::string Executor::prepare(const plan::Plan *plan) {
         if (std::string e = checkShapes(st->op()->str(), b); !e.empty())
           return where + ": " + e;
         Fn fn;
-        if (std::string e = it->second(b, fn); !e.empty())
+        if (std::string e = collective ? bindCollective(opName, b, comms_, fn)
+                                       : it->second(b, fn);
+            !e.empty())
           return where + ": " + e;
         if (profile_) {
           // Time every step under its op name (FORGE_PROFILE=1).
@@ -1197,8 +1288,16 @@ void Executor::initialize(uint64_t seed) {
     }
     Out out(v);
     if (b->role() == plan::Role::parameter && b->init() == plan::Init::normal) {
+      // A shard (FSDP, dim 0) is the contiguous block at this rank's
+      // coordinate of the full tensor's draws, so every layout initializes
+      // the same model as one rank does.
+      int64_t skip = 0;
+      if (b->shard_dim() == 0 && comms_ && b->shard_group())
+        skip = comms_->coordinate(b->shard_group()->str()) * v.numel();
       std::mt19937_64 gen(seed ^ fnv1a(b->name() ? b->name()->str() : ""));
       std::normal_distribution<double> dist(0.0, b->std());
+      for (int64_t j = 0; j < skip; ++j)
+        dist(gen);
       for (int64_t j = 0; j < v.numel(); ++j)
         out.p[j] = static_cast<float>(dist(gen));
     } else if (b->role() == plan::Role::parameter &&

@@ -18,8 +18,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+namespace forge::comm {
+class Comms;
+} // namespace forge::comm
 
 namespace forge::cpu {
 
@@ -39,8 +44,19 @@ struct View {
   }
 };
 
+/// Thrown by a step whose collective failed; what() names the rank, the
+/// collective, its group and the plan op that issued it.
+class CollectiveError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
 class Executor {
 public:
+  /// The communicators of this rank's mesh groups, for plans with
+  /// collectives; set before prepare().
+  void setComms(comm::Comms *comms) { comms_ = comms; }
+
   /// Binds the plan's programs to kernels. Returns an error message, or an
   /// empty string when every step can run.
   std::string prepare(const plan::Plan *plan);
@@ -77,6 +93,7 @@ private:
   };
 
   const plan::Plan *plan_ = nullptr;
+  comm::Comms *comms_ = nullptr;
   std::unique_ptr<std::byte[], void (*)(std::byte *)> arena_{nullptr, nullptr};
   uint64_t arenaBytes_ = 0;
   std::vector<View> views_;

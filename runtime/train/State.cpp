@@ -1,6 +1,7 @@
 //===- State.cpp - Weights, batches and state dumps for forge-run ---------===//
 
 #include "runtime/train/State.h"
+#include "runtime/comm/Communicator.h"
 #include "runtime/core/DType.h"
 
 #include <cstring>
@@ -56,7 +57,7 @@ Tensor scalar(float v) {
 }
 
 std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
-                           const std::string &path) {
+                           const std::string &path, comm::Comms *comms) {
   TensorMap file;
   if (std::string e = readSafeTensors(path, file); !e.empty())
     return e;
@@ -71,14 +72,22 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
       return path + ": no tensor for parameter '" + name + "'";
     const Tensor &t = it->second;
     const cpu::View &v = exec.buffer(i);
-    if (t.shape != v.shape)
+    // The file holds global tensors; a shard (dim 0) takes its block.
+    std::vector<int64_t> want = v.shape;
+    int64_t first = 0;
+    if (b->shard_dim() == 0 && b->global_shape()) {
+      want.assign(b->global_shape()->begin(), b->global_shape()->end());
+      if (comms && b->shard_group())
+        first = comms->coordinate(b->shard_group()->str()) * v.numel();
+    }
+    if (t.shape != want)
       return path + ": '" + name + "' has shape " + shapeStr(t.shape) +
-             ", the model needs " + shapeStr(v.shape);
+             ", the model needs " + shapeStr(want);
     if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
       return path + ": '" + name + "' is " + t.dtype +
              "; parameters must be F32, BF16 or F16";
     for (int64_t e = 0; e < v.numel(); ++e)
-      fromF32(v, e, toF32(t, e));
+      fromF32(v, e, toF32(t, first + e));
     used.insert(name);
   }
   for (const auto &[name, t] : file)
@@ -87,7 +96,8 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
   return "";
 }
 
-std::string loadBatch(cpu::Executor &exec, const std::string &path) {
+std::string loadBatch(cpu::Executor &exec, const std::string &path,
+                      int64_t dpRank, int64_t dpSize) {
   TensorMap file;
   if (std::string e = readSafeTensors(path, file); !e.empty())
     return e;
@@ -98,31 +108,66 @@ std::string loadBatch(cpu::Executor &exec, const std::string &path) {
     if (it == file.end())
       return path + ": no '" + names[a] + "' tensor";
     const Tensor &t = it->second;
-    if (t.dtype != "I64" || t.shape != in[a].shape)
-      return path + ": '" + names[a] + "' must be I64 " +
-             shapeStr(in[a].shape) + ", got " + t.dtype + " " +
-             shapeStr(t.shape);
-    std::memcpy(in[a].data, t.data.data(), t.data.size());
+    // The file holds the global batch: data-parallel rank r takes rows
+    // [r * batch, (r + 1) * batch).
+    std::vector<int64_t> want = in[a].shape;
+    want[0] *= dpSize;
+    if (t.dtype != "I64" || t.shape != want)
+      return path + ": '" + names[a] + "' must be I64 " + shapeStr(want) +
+             (dpSize > 1 ? " (the batch of all " + std::to_string(dpSize) +
+                               " data-parallel ranks)"
+                         : "") +
+             ", got " + t.dtype + " " + shapeStr(t.shape);
+    size_t bytes = static_cast<size_t>(in[a].numel()) * 8;
+    std::memcpy(in[a].data, t.data.data() + dpRank * bytes, bytes);
   }
   for (size_t a = 2; a < in.size(); ++a) // document ids: one document
     std::memset(in[a].data, 0, in[a].numel() * 4);
   return "";
 }
 
-void collect(const plan::Plan *plan, const cpu::Executor &exec, plan::Role role,
-             const std::string &prefix, TensorMap &out) {
+std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
+                    plan::Role role, const std::string &prefix, TensorMap &out,
+                    comm::Comms *comms) {
   for (uint32_t i = 0; i < plan->buffers()->size(); ++i) {
     const plan::Buffer *b = plan->buffers()->Get(i);
     if (b->role() != role)
       continue;
     const cpu::View &v = exec.buffer(i);
-    Tensor t{"F32", v.shape, std::vector<uint8_t>(v.numel() * 4)};
-    for (int64_t e = 0; e < v.numel(); ++e) {
-      float f = cpu::Executor::readFloat(v, e);
-      std::memcpy(t.data.data() + 4 * e, &f, 4);
+    std::vector<float> local(v.numel());
+    for (int64_t e = 0; e < v.numel(); ++e)
+      local[e] = cpu::Executor::readFloat(v, e);
+    Tensor t{"F32", v.shape, {}};
+    comm::Communicator *group = comms && b->shard_dim() == 0 && b->shard_group()
+                                    ? comms->group(b->shard_group()->str())
+                                    : nullptr;
+    if (group) {
+      // A shard: gather the global tensor (every rank takes part).
+      t.shape.assign(b->global_shape()->begin(), b->global_shape()->end());
+      t.data.resize(local.size() * 4 * group->size());
+      if (std::string e = group->allGather(
+              local.data(), t.data.data(), local.size() * 4,
+              "gathering " + b->name()->str() + " for --dump-state");
+          !e.empty())
+        return e;
+    } else {
+      t.data.resize(local.size() * 4);
+      std::memcpy(t.data.data(), local.data(), t.data.size());
     }
+    if (role == plan::Role::gradient && comms)
+      if (comm::Communicator *replicas = comms->group("dp_replicate")) {
+        // The optimizer step averages the accumulated gradients over the
+        // replicas before it uses them; the dump shows that average.
+        if (std::string e = replicas->allReduce(
+                reinterpret_cast<float *>(t.data.data()), t.data.size() / 4,
+                comm::ReduceOp::Avg,
+                "averaging " + b->name()->str() + " for --dump-state");
+            !e.empty())
+          return e;
+      }
     out[prefix + b->name()->str()] = std::move(t);
   }
+  return "";
 }
 
 } // namespace forge::train

@@ -8,22 +8,33 @@
 
 #include <string>
 
+namespace forge::comm {
+class Comms;
+} // namespace forge::comm
+
 namespace forge::train {
 
 /// Overwrites every parameter with the tensor of the same FQN in `path`
 /// (F32, BF16 or F16, converted to the parameter's dtype). Every parameter
 /// must be present with its exact shape, and the file may hold nothing else.
+/// The file holds global tensors; a sharded parameter takes its block.
 std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
-                           const std::string &path);
+                           const std::string &path,
+                           comm::Comms *comms = nullptr);
 
-/// Copies "tokens" and "labels" (I64 [batch, seq]) from `path` into the
-/// train_step inputs.
-std::string loadBatch(cpu::Executor &exec, const std::string &path);
+/// Copies "tokens" and "labels" (I64 [dpSize * batch, seq], the global
+/// batch) from `path` into the train_step inputs: data-parallel rank
+/// `dpRank` takes its `batch` rows.
+std::string loadBatch(cpu::Executor &exec, const std::string &path,
+                      int64_t dpRank = 0, int64_t dpSize = 1);
 
 /// Adds every buffer with `role` to `out` as F32, under `prefix` + its name
 /// (the gradient accumulators are named grad.<fqn> already).
-void collect(const plan::Plan *plan, const cpu::Executor &exec, plan::Role role,
-             const std::string &prefix, TensorMap &out);
+/// Sharded buffers are gathered to their global tensors over `comms`
+/// (a collective: every rank calls it).
+std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
+                    plan::Role role, const std::string &prefix, TensorMap &out,
+                    comm::Comms *comms = nullptr);
 
 /// An F32 scalar tensor.
 Tensor scalar(float v);

@@ -1,6 +1,8 @@
 //===- Trainer.cpp - The training loop of forge-run -----------------------===//
 
 #include "runtime/train/Trainer.h"
+#include "runtime/comm/Communicator.h"
+#include "runtime/comm/Launch.h"
 #include "runtime/cpu/Executor.h"
 #include "runtime/data/Dataset.h"
 #include "runtime/train/Metrics.h"
@@ -11,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <unistd.h>
 
@@ -84,6 +87,13 @@ struct Trainer::Impl {
   cpu::Executor exec;
   int64_t steps = 0;
 
+  // Ranks (a plan with a mesh): this process's communicators, and its place
+  // among the data-parallel ranks (dp_replicate x dp_shard), which read
+  // different batches.
+  std::unique_ptr<comm::Comms> comms;
+  int64_t worldSize = 1, dpRank = 0, dpSize = 1;
+  bool lead = true; ///< world rank 0: the one that logs and writes metrics
+
   // Data.
   std::vector<std::unique_ptr<data::TokenDataset>> sources;
   std::vector<std::string> sourceNames;
@@ -102,6 +112,9 @@ struct Trainer::Impl {
   bool smoothed = false;
   bool progressShown = false;
 
+  std::string connect();
+  /// The mean of `v` over all ranks (v itself on one rank).
+  double average(double v, const std::string &why);
   std::string openData();
   void fillRandom(const std::vector<cpu::View> &in);
   void fillBatch(const std::vector<cpu::View> &in);
@@ -119,6 +132,55 @@ Trainer::Trainer(const plan::Plan *plan) : impl_(std::make_unique<Impl>()) {
 }
 
 Trainer::~Trainer() = default;
+
+std::string Trainer::Impl::connect() {
+  comm::MeshShape mesh;
+  if (p->mesh() && p->mesh()->dims() && p->mesh()->sizes())
+    for (size_t i = 0; i < p->mesh()->dims()->size(); ++i) {
+      mesh.dims.push_back(str(p->mesh()->dims()->Get(i)));
+      mesh.sizes.push_back(p->mesh()->sizes()->Get(i));
+      worldSize *= mesh.sizes.back();
+    }
+  if (worldSize == 1)
+    return "";
+  comm::WorldInfo world;
+  if (std::string e = comm::worldFromEnvironment(world); !e.empty())
+    return e;
+  if (world.size == 1)
+    return "the plan is for " + std::to_string(worldSize) +
+           " ranks: run it with forge-run --nproc-per-node " +
+           std::to_string(worldSize) +
+           " (or under torchrun/Slurm with that many processes)";
+  if (world.size != worldSize)
+    return "the plan is for " + std::to_string(worldSize) + " ranks, but " +
+           std::to_string(world.size) +
+           " were launched; recompile with forgec --world-size " +
+           std::to_string(world.size);
+  std::string error;
+  comms = comm::connectGloo(world, mesh, error);
+  if (!comms)
+    return error;
+  lead = world.rank == 0;
+  auto size = [&](const char *dim) {
+    comm::Communicator *c = comms->group(dim);
+    return c ? static_cast<int64_t>(c->size()) : int64_t{1};
+  };
+  dpSize = size("dp_replicate") * size("dp_shard");
+  dpRank = comms->coordinate("dp_replicate") * size("dp_shard") +
+           comms->coordinate("dp_shard");
+  exec.setComms(comms.get());
+  return "";
+}
+
+double Trainer::Impl::average(double v, const std::string &why) {
+  if (!comms)
+    return v;
+  float x = static_cast<float>(v);
+  if (std::string e = comms->world().allReduce(&x, 1, comm::ReduceOp::Avg, why);
+      !e.empty())
+    throw cpu::CollectiveError(e);
+  return x;
+}
 
 std::string Trainer::Impl::openData() {
   const int64_t B = t->batch_size(), S = t->seq_len();
@@ -150,6 +212,8 @@ std::string Trainer::Impl::openData() {
     lo.batch = B;
     lo.seqLen = S;
     lo.seed = static_cast<uint64_t>(t->data_seed());
+    lo.rank = dpRank;
+    lo.worldSize = dpSize;
     lo.temperature = t->mix_temperature();
     lo.pack = t->pack_sequences();
     lo.eos = t->eos_id();
@@ -179,6 +243,8 @@ std::string Trainer::Impl::openData() {
     lo.batch = B;
     lo.seqLen = S;
     lo.shuffle = false; // the same first eval.steps batches every time
+    lo.rank = dpRank;
+    lo.worldSize = dpSize;
     evalLoader = std::make_unique<data::Loader>(
         std::vector<const data::TokenDataset *>{evalData.get()},
         std::vector<double>{1.0}, lo);
@@ -271,7 +337,10 @@ std::string Trainer::Impl::evaluate(int64_t step) {
   }
   if (swap)
     exec.run("train_params");
-  double loss = sum / static_cast<double>(t->eval_steps());
+  // Each data-parallel rank evaluates its stride of the eval windows; the
+  // reported loss is their mean.
+  double loss =
+      average(sum / static_cast<double>(t->eval_steps()), "the eval loss");
   double ppl = std::exp(std::min(loss, 20.0));
   clearProgress();
   std::printf("[eval step %lld] eval/loss=%.4f | eval/perplexity=%.2f\n",
@@ -327,6 +396,18 @@ std::string Trainer::setup(const TrainerOptions &options) {
   m.o = options;
   const plan::Training *t = m.t;
   m.steps = options.steps > 0 ? options.steps : t->max_steps();
+  if (!options.dumpDir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.dumpDir, ec);
+    if (ec)
+      return "cannot create " + options.dumpDir + ": " + ec.message();
+  }
+  if (std::string e = m.connect(); !e.empty())
+    return e;
+  // Only rank 0 logs (reference §7.1); every rank reports its errors on
+  // stderr.
+  if (!m.lead && !std::freopen("/dev/null", "w", stdout))
+    return "cannot silence the log of rank " + std::to_string(m.dpRank);
   if (std::string why = m.exec.prepare(m.p); !why.empty())
     return options.planPath + ": " + why;
   m.exec.initialize(static_cast<uint64_t>(t->seed()));
@@ -337,14 +418,17 @@ std::string Trainer::setup(const TrainerOptions &options) {
     if (str(prog->name()) == "optimizer_init")
       hasInit = true;
   if (!options.initFrom.empty())
-    if (std::string e = loadParameters(m.p, m.exec, options.initFrom);
+    if (std::string e =
+            loadParameters(m.p, m.exec, options.initFrom, m.comms.get());
         !e.empty())
       return e;
   if (hasInit)
     m.exec.run("optimizer_init");
   const std::vector<cpu::View> &in = m.exec.inputs("train_step");
   if (!options.batchFrom.empty()) {
-    if (std::string e = loadBatch(m.exec, options.batchFrom); !e.empty())
+    if (std::string e =
+            loadBatch(m.exec, options.batchFrom, m.dpRank, m.dpSize);
+        !e.empty())
       return e;
     if (t->pack_sequences())
       for (int64_t b = 0; b < t->batch_size(); ++b) {
@@ -356,12 +440,13 @@ std::string Trainer::setup(const TrainerOptions &options) {
       }
     m.o.repeatBatch = true;
   }
-  m.gen.seed(static_cast<uint64_t>(t->data_seed()));
+  // Random tokens differ between data-parallel ranks, like their data.
+  m.gen.seed(static_cast<uint64_t>(t->data_seed() + m.dpRank));
   if (std::string e = m.openData(); !e.empty())
     return e;
 
   std::string jsonl = str(t->jsonl_path()), tb = str(t->tensorboard_dir());
-  if (!jsonl.empty() || !tb.empty()) {
+  if (m.lead && (!jsonl.empty() || !tb.empty())) {
     m.metrics = std::make_unique<MetricsSink>();
     if (!jsonl.empty())
       if (std::string e = m.metrics->openJsonl(jsonl); !e.empty())
@@ -377,6 +462,18 @@ std::string Trainer::setup(const TrainerOptions &options) {
 }
 
 int Trainer::run() {
+  // A failed collective on any rank ends the run with its message (rank,
+  // collective, group, op); the launcher then stops the other ranks.
+  try {
+    return runSteps();
+  } catch (const std::exception &e) {
+    impl_->clearProgress();
+    std::fprintf(stderr, "forge-run: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+int Trainer::runSteps() {
   Impl &m = *impl_;
   const plan::Training *t = m.t;
   const std::string datasetDesc =
@@ -432,8 +529,21 @@ int Trainer::run() {
     loss /= static_cast<double>(t->grad_accum_steps());
 
     // Reference §4.1 step 3: a non-finite loss or gradient skips the
-    // update and the schedule; ten in a row end the run.
-    if (!std::isfinite(loss) || !m.gradientsFinite()) {
+    // update and the schedule; ten in a row end the run. Every rank takes
+    // the same decision (the flag is reduced over all ranks), and the
+    // logged loss is the mean over the data-parallel ranks.
+    bool bad = !std::isfinite(loss) || !m.gradientsFinite();
+    if (m.comms) {
+      float flag = bad ? 1.0f : 0.0f;
+      if (std::string e = m.comms->world().allReduce(
+              &flag, 1, comm::ReduceOp::Max, "the non-finite check");
+          !e.empty())
+        return fail(e);
+      bad = flag > 0;
+      if (!bad)
+        loss = m.average(loss, "the logged loss");
+    }
+    if (bad) {
       m.zeroGradients();
       ++nonFinite;
       m.clearProgress();
@@ -458,7 +568,10 @@ int Trainer::run() {
     TensorMap dump;
     if (!m.o.dumpDir.empty()) {
       dump["loss"] = scalar(static_cast<float>(loss));
-      collect(m.p, m.exec, plan::Role::gradient, "", dump);
+      if (std::string e = collect(m.p, m.exec, plan::Role::gradient, "", dump,
+                                  m.comms.get());
+          !e.empty())
+        return fail(e);
     }
     // Update s uses schedule factor(s - 1), as LambdaLR (reference §4.1).
     *static_cast<int64_t *>(optIn[0].data) = updates;
@@ -468,20 +581,25 @@ int Trainer::run() {
     const double gradNorm = cpu::Executor::readFloat(optOut[0], 0);
     const double lr = cpu::Executor::readFloat(optOut[1], 0);
     if (!m.o.dumpDir.empty()) {
-      collect(m.p, m.exec, plan::Role::parameter, "param.", dump);
+      if (std::string e = collect(m.p, m.exec, plan::Role::parameter, "param.",
+                                  dump, m.comms.get());
+          !e.empty())
+        return fail(e);
       dump["grad_norm"] = scalar(static_cast<float>(gradNorm));
       dump["lr"] = scalar(static_cast<float>(lr));
       std::string file =
           m.o.dumpDir + "/step" + std::to_string(step) + ".safetensors";
-      if (std::string e = writeSafeTensors(file, dump); !e.empty())
-        return fail(e);
+      if (m.lead)
+        if (std::string e = writeSafeTensors(file, dump); !e.empty())
+          return fail(e);
     }
     auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - start).count();
     const double elapsed = std::chrono::duration<double>(now - begin).count();
-    const double tps = tokensPerStep / seconds;
+    // Global tokens (all data-parallel ranks) over this rank's step time.
+    const double tps = tokensPerStep * static_cast<double>(m.dpSize) / seconds;
     const double mfu =
-        100.0 * computeMfu(t->flops_per_token(), tps, m.peakFlops, 1);
+        100.0 * computeMfu(t->flops_per_token(), tps, m.peakFlops, m.worldSize);
     if (!m.smoothed) {
       m.smoothLoss = loss, m.smoothTps = tps, m.smoothMfu = mfu,
       m.smoothTime = seconds;
@@ -513,7 +631,8 @@ int Trainer::run() {
           {"train/tokens_per_sec", tps},
           {"train/mfu", mfu},
           {"train/step_time_sec", seconds},
-          {"train/tokens_seen", tokensPerStep * static_cast<double>(step)},
+          {"train/tokens_seen", tokensPerStep * static_cast<double>(m.dpSize) *
+                                    static_cast<double>(step)},
           {"mem/arena_gb", static_cast<double>(m.exec.arenaBytes()) / 1e9},
           {"smoothed/loss", m.smoothLoss},
           {"smoothed/tokens_per_sec", m.smoothTps},

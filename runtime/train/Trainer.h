@@ -41,6 +41,8 @@ public:
   int run();
 
 private:
+  int runSteps();
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

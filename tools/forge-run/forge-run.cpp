@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "forge/Version.h"
+#include "runtime/comm/Launch.h"
 #include "runtime/core/BuildInfo.h"
 #include "runtime/core/Plan.h"
 #include "runtime/cpu/Executor.h"
@@ -141,9 +142,28 @@ int main(int argc, char **argv) {
                 static_cast<unsigned long long>(m->other_state()),
                 static_cast<unsigned long long>(m->inputs()),
                 static_cast<unsigned long long>(m->activations_peak()));
-    for (const plan::Program *prog : *p->programs())
-      std::printf("program %s: %u steps\n", prog->name()->c_str(),
-                  prog->steps() ? prog->steps()->size() : 0u);
+    if (p->mesh() && p->mesh()->dims() && p->mesh()->sizes() &&
+        p->mesh()->dims()->size() > 0) {
+      std::string mesh;
+      long long ranks = 1;
+      for (size_t i = 0; i < p->mesh()->dims()->size(); ++i) {
+        mesh += (i ? " x " : "") + p->mesh()->dims()->Get(i)->str() + " " +
+                std::to_string(p->mesh()->sizes()->Get(i));
+        ranks *= p->mesh()->sizes()->Get(i);
+      }
+      std::printf("mesh: %s (%lld ranks)\n", mesh.c_str(), ranks);
+    }
+    for (const plan::Program *prog : *p->programs()) {
+      // Collectives, each with the op that issued it: what every rank will
+      // communicate, known before launch.
+      unsigned collectives = 0;
+      if (prog->steps())
+        for (const plan::Step *st : *prog->steps())
+          collectives += st->op()->string_view().substr(0, 5) == "dist.";
+      std::printf("program %s: %u steps, %u collectives\n",
+                  prog->name()->c_str(),
+                  prog->steps() ? prog->steps()->size() : 0u, collectives);
+    }
     return 0;
   }
   if (device == "cuda") {
@@ -153,13 +173,8 @@ int main(int argc, char **argv) {
                  kTool);
     return 1;
   }
-  if (*n != 1) {
-    std::fprintf(stderr,
-                 "%s: error: --nproc-per-node %lld: multi-rank "
-                 "execution is not implemented yet\n",
-                 kTool, static_cast<long long>(*n));
-    return 1;
-  }
+  if (*n != 1)
+    return comm::launchLocal(static_cast<int>(*n), argc, argv);
   train::TrainerOptions options;
   options.planPath = plan;
   if (!stepsText.empty()) {

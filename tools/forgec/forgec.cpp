@@ -122,8 +122,8 @@ static int report(const config::ConfigLoader &loader) {
 
 static mlir::OwningOpRef<mlir::ModuleOp>
 compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
-              const std::string &job, std::vector<uint8_t> &planBytes,
-              compiler::MemorySummary &memory);
+              const std::string &job, int64_t worldSize,
+              std::vector<uint8_t> &planBytes, compiler::MemorySummary &memory);
 
 /// The job's model IR, or null after printing why it cannot be built.
 static mlir::OwningOpRef<mlir::ModuleOp>
@@ -170,13 +170,11 @@ static int emitOrReport(const config::ConfigLoader &loader, int64_t worldSize,
   std::vector<uint8_t> bytes;
   compiler::MemorySummary memory;
   mlir::MLIRContext planCtx;
-  if (!compileModule(planCtx, loader, "", bytes, memory))
+  mlir::OwningOpRef<mlir::ModuleOp> compiled =
+      compileModule(planCtx, loader, "", worldSize, bytes, memory);
+  if (!compiled)
     return 1;
-  if (worldSize > 1)
-    std::printf("note: the memory below is one unsharded replica; the "
-                "sharding passes for world size %lld are not implemented "
-                "yet\n",
-                static_cast<long long>(worldSize));
+  std::fputs(compiler::describeCollectives(*compiled).c_str(), stdout);
   std::fputs(compiler::describeMemory(memory).c_str(), stdout);
   return 0;
 }
@@ -184,7 +182,8 @@ static int emitOrReport(const config::ConfigLoader &loader, int64_t worldSize,
 /// Builds the IR, runs the pipeline and plans memory. Null on error (printed).
 static mlir::OwningOpRef<mlir::ModuleOp>
 compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
-              const std::string &job, std::vector<uint8_t> &planBytes,
+              const std::string &job, int64_t worldSize,
+              std::vector<uint8_t> &planBytes,
               compiler::MemorySummary &memory) {
   // Settings forge-run would reject fail the plan; a report (no job path)
   // still shows the memory and says why the plan could not run.
@@ -203,6 +202,16 @@ compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
   mlir::OwningOpRef<mlir::ModuleOp> module = buildOrReport(ctx, loader);
   if (!module)
     return nullptr;
+  if (std::string e = compiler::setMesh(*module, loader.config(), worldSize);
+      !e.empty()) {
+    if (!job.empty()) {
+      std::fprintf(stderr, "%s: error: %s\n", kTool, e.c_str());
+      return nullptr;
+    }
+    // A report still shows what it can: one unsharded replica.
+    std::printf("note: %s; the memory below is one unsharded replica\n",
+                e.c_str());
+  }
   if (mlir::failed(compiler::runPipeline(*module, "", error)) ||
       !compiler::writePlan(*module, loader.config(), run, job, planBytes,
                            memory, error)) {
@@ -216,18 +225,10 @@ compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
 static int compilePlan(const config::ConfigLoader &loader,
                        const std::string &job, const std::string &output,
                        int64_t worldSize) {
-  if (worldSize != 1) {
-    std::fprintf(stderr,
-                 "%s: error: -o: world size %lld needs the sharding passes, "
-                 "which are not implemented yet; plans are single-rank "
-                 "(--world-size 1)\n",
-                 kTool, static_cast<long long>(worldSize));
-    return 1;
-  }
   mlir::MLIRContext ctx;
   std::vector<uint8_t> bytes;
   compiler::MemorySummary memory;
-  if (!compileModule(ctx, loader, job, bytes, memory))
+  if (!compileModule(ctx, loader, job, worldSize, bytes, memory))
     return 1;
   std::ofstream out(output, std::ios::binary);
   out.write(reinterpret_cast<const char *>(bytes.data()),
@@ -243,12 +244,17 @@ static int compilePlan(const config::ConfigLoader &loader,
 }
 
 /// Builds the model IR and runs the pass pipeline, writing every stage.
-static int dumpIR(const config::ConfigLoader &loader, const std::string &dir) {
+static int dumpIR(const config::ConfigLoader &loader, const std::string &dir,
+                  int64_t worldSize) {
   mlir::MLIRContext ctx;
   mlir::OwningOpRef<mlir::ModuleOp> module = buildOrReport(ctx, loader);
   if (!module)
     return 1;
-  std::string error;
+  std::string error = compiler::setMesh(*module, loader.config(), worldSize);
+  if (!error.empty()) {
+    std::fprintf(stderr, "%s: error: %s\n", kTool, error.c_str());
+    return 1;
+  }
   if (mlir::failed(compiler::runPipeline(*module, dir, error))) {
     std::fprintf(stderr, "%s: error: %s\n", kTool, error.c_str());
     return 1;
@@ -389,7 +395,7 @@ int main(int argc, char **argv) {
     return emitOrReport(loader, worldSize, mode == Mode::Report,
                         printLocations);
   case Mode::DumpIR:
-    return dumpIR(loader, dumpDir);
+    return dumpIR(loader, dumpDir, worldSize);
   case Mode::Summary:
     if (!output.empty())
       return compilePlan(loader, job, output, worldSize);

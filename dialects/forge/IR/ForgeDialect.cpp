@@ -1,6 +1,7 @@
 //===- ForgeDialect.cpp - The forge graph dialect -------------------------===//
 
 #include "dialects/forge/IR/ForgeDialect.h"
+#include "dialects/dist/IR/DistDialect.h"
 #include "dialects/forge/IR/ForgeOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -29,5 +30,5 @@ void ForgeDialect::initialize() {
 }
 
 void forge::registerForgeDialects(DialectRegistry &registry) {
-  registry.insert<ForgeDialect, func::FuncDialect>();
+  registry.insert<ForgeDialect, dist::DistDialect, func::FuncDialect>();
 }

@@ -1012,16 +1012,37 @@ def Forge_GlobalNormOp : Forge_Op<"global_norm", [Pure]> {
   let description = [{
     `sqrt(sum over tensors and elements of x^2)`, accumulated in f32: the
     gradient norm that clipping uses and that is logged (before clipping).
+    With `squared` the sum itself (no square root): for gradients sharded
+    over ranks, whose squared partial norms are summed across the group
+    before `forge.sqrt`.
 
     Example:
 
     ```mlir
     %n = forge.global_norm %g0, %g1 : tensor<256x256xbf16>, tensor<256xbf16> -> tensor<f32>
+    %s = forge.global_norm %g0 {squared} : tensor<64x256xbf16> -> tensor<f32>
     ```
   }];
-  let arguments = (ins Variadic<Forge_FloatTensor>:$inputs);
+  let arguments = (ins Variadic<Forge_FloatTensor>:$inputs, UnitAttr:$squared);
   let results = (outs Forge_Scalar:$result);
   let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($result)";
+}
+
+def Forge_SqrtOp : Forge_Op<"sqrt", [Pure, SameOperandsAndResultType]> {
+  let summary = "Square root of an f32 scalar.";
+  let description = [{
+    The global gradient norm of sharded gradients: the square root of the
+    group-wide sum of the shards' `forge.global_norm {squared}`.
+
+    Example:
+
+    ```mlir
+    %n = forge.sqrt %s : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Forge_Scalar:$input);
+  let results = (outs Forge_Scalar:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
 def Forge_ClipCoefficientOp : Forge_Op<"clip_coefficient", [Pure,

@@ -1,0 +1,95 @@
+//===- DistOps.td - Collectives over mesh groups -----------*- tablegen -*-===//
+
+#ifndef DIST_OPS_TD
+#define DIST_OPS_TD
+
+include "dialects/dist/IR/DistDialect.td"
+include "mlir/IR/BuiltinAttributes.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def Dist_FloatTensor : RankedTensorOf<[AnyFloat]>;
+
+// The verifier of every collective checks `group` and `group_size` against
+// the module's `dist.mesh`, so a dumped IR file cannot disagree with it.
+class Dist_CollectiveOp<string mnemonic, list<Trait> traits = []>
+    : Dist_Op<mnemonic, !listconcat(traits, [Pure])> {
+  let hasVerifier = 1;
+}
+
+def Dist_AllGatherOp : Dist_CollectiveOp<"all_gather"> {
+  let summary = "Concatenates every rank's tensor of a group along a dim.";
+  let description = [{
+    Each of the `group_size` ranks of mesh dim `group` contributes its
+    `input`; every rank gets their concatenation along `dim`, in group-rank
+    order. FSDP gathers a parameter's shards with it before each use. Its
+    VJP is a `dist.reduce_scatter` of the cotangent along the same dim:
+    with `reduce = "avg"` when `data_parallel` is set, because the ranks of
+    a data-parallel group compute the mean loss of different batches, and
+    the job's loss is the mean over them.
+
+    Example:
+
+    ```mlir
+    %w = dist.all_gather %shard dim(0) over "dp_shard"(4) {data_parallel} : tensor<64x256xf32> -> tensor<256x256xf32>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$input, I64Attr:$dim, StrAttr:$group,
+                       I64Attr:$group_size, UnitAttr:$data_parallel);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `dim` `(` $dim `)` `over` $group `(` $group_size `)` attr-dict `:`
+    type($input) `->` type($result)
+  }];
+}
+
+def Dist_ReduceScatterOp : Dist_CollectiveOp<"reduce_scatter"> {
+  let summary = "Reduces a group's tensors and scatters blocks of the result.";
+  let description = [{
+    `input` is split into `group_size` blocks along `dim`; rank r of mesh
+    dim `group` gets the reduction (`sum` or `avg`, in f32) over the group
+    of every rank's block r. FSDP reduces a parameter's gradient to its
+    shard with it. Its VJP is a `dist.all_gather` (scaled by 1 / group_size
+    for `avg`).
+
+    Example:
+
+    ```mlir
+    %g = dist.reduce_scatter %full dim(0) over "dp_shard"(4) reduce("avg") : tensor<256x256xf32> -> tensor<64x256xf32>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$input, I64Attr:$dim, StrAttr:$group,
+                       I64Attr:$group_size, StrAttr:$reduce);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `dim` `(` $dim `)` `over` $group `(` $group_size `)` `reduce` `(`
+    $reduce `)` attr-dict `:` type($input) `->` type($result)
+  }];
+}
+
+def Dist_AllReduceOp : Dist_CollectiveOp<"all_reduce", [SameOperandsAndResultType]> {
+  let summary = "Reduces a tensor over a group; every rank gets the result.";
+  let description = [{
+    Every rank of mesh dim `group` gets the reduction (`sum`, `avg` or
+    `max`, in f32) of all ranks' `input`. Data parallelism over
+    `dp_replicate` averages the accumulated gradients with it once per
+    optimizer step, and sharded gradient clipping sums the squared norms of
+    the shards with it. Its VJP (for `sum`) is an all-reduce of the
+    cotangent.
+
+    Example:
+
+    ```mlir
+    %g = dist.all_reduce %grad over "dp_replicate"(2) reduce("avg") : tensor<256x256xf32>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$input, StrAttr:$group,
+                       I64Attr:$group_size, StrAttr:$reduce);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `over` $group `(` $group_size `)` `reduce` `(` $reduce `)`
+    attr-dict `:` type($input)
+  }];
+}
+
+#endif // DIST_OPS_TD

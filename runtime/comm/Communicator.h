@@ -1,0 +1,117 @@
+//===- Communicator.h - Collectives over one mesh-axis group ----*- C++ -*-===//
+//
+// The runtime's only view of communication (design.md §3): one Communicator
+// per group of ranks that share every mesh coordinate but one (a dp_shard
+// group, a tp group, ...), plus the world group. Backends: gloo over TCP on
+// the CPU (comm/Gloo*), NCCL on CUDA (later). Every call names the plan op
+// that issued it (`why`, e.g. "layers.0.attention.q_proj.weight
+// all_gather"), so a failure or timeout on any rank reports the rank, the
+// collective, its group and that op — never a silent hang.
+//
+// Errors are returned as strings ("" = success); nothing throws across
+// this interface.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef FORGE_RUNTIME_COMM_COMMUNICATOR_H
+#define FORGE_RUNTIME_COMM_COMMUNICATOR_H
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace forge::comm {
+
+enum class ReduceOp { Sum, Avg, Max };
+
+/// Collectives among the ranks of one group. Buffers are host memory;
+/// reductions are over f32 (reference §3.6: gradients reduce in fp32).
+/// Rank i's part of a gathered or scattered buffer is the i-th contiguous
+/// block, in group-rank order.
+class Communicator {
+public:
+  virtual ~Communicator() = default;
+
+  /// This process's rank in the group, and the group's size.
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// The group's name for messages: "world", "dp_shard", "tp", ...
+  virtual const std::string &name() const = 0;
+
+  /// In place: every rank ends with the reduction of all ranks' `data`.
+  virtual std::string allReduce(float *data, size_t count, ReduceOp op,
+                                const std::string &why) = 0;
+  /// `out` (size() * bytesPerRank) gets every rank's `in` block, in rank
+  /// order. `in` may alias this rank's block of `out`.
+  virtual std::string allGather(const void *in, void *out, size_t bytesPerRank,
+                                const std::string &why) = 0;
+  /// `in` holds size() blocks of countPerRank floats; `out` (countPerRank)
+  /// gets the reduction of every rank's block number rank().
+  virtual std::string reduceScatter(const float *in, float *out,
+                                    size_t countPerRank, ReduceOp op,
+                                    const std::string &why) = 0;
+  /// Block i of `in` goes to rank i; block j of `out` comes from rank j.
+  virtual std::string allToAll(const void *in, void *out, size_t bytesPerRank,
+                               const std::string &why) = 0;
+  /// Variable-size all-to-all: `inBytes[i]` bytes (contiguous, in rank
+  /// order) go to rank i; `outBytes[j]` bytes arrive from rank j.
+  virtual std::string allToAllV(const void *in,
+                                const std::vector<size_t> &inBytes, void *out,
+                                const std::vector<size_t> &outBytes,
+                                const std::string &why) = 0;
+  /// `data` of rank `root` is copied to every rank.
+  virtual std::string broadcast(void *data, size_t bytes, int root,
+                                const std::string &why) = 0;
+  /// Point to point (pipeline stages); matched by (peer, tag).
+  virtual std::string send(const void *data, size_t bytes, int peer,
+                           uint32_t tag, const std::string &why) = 0;
+  virtual std::string recv(void *data, size_t bytes, int peer, uint32_t tag,
+                           const std::string &why) = 0;
+  virtual std::string barrier(const std::string &why) = 0;
+};
+
+/// Where this process sits among all ranks, and how they meet.
+struct WorldInfo {
+  int rank = 0;
+  int size = 1;
+  int localRank = 0;
+  /// Rendezvous: a TCP store served by rank 0 at masterAddr:masterPort, or
+  /// (when storePath is set) gloo's file store in that shared directory.
+  std::string masterAddr = "127.0.0.1";
+  int masterPort = 29500;
+  std::string storePath;
+  /// Every collective and the rendezvous give up after this long and report
+  /// which rank is missing (distributed.nccl_timeout_sec).
+  double timeoutSec = 1800;
+};
+
+/// The mesh of reference §3.1: dims [pp, dp_replicate, dp_shard, ep, tp]
+/// (tp innermost); sizes multiply to the world size.
+struct MeshShape {
+  std::vector<std::string> dims;
+  std::vector<int64_t> sizes;
+};
+
+/// The process's communicators: the world and one per mesh dim of size > 1.
+class Comms {
+public:
+  virtual ~Comms() = default;
+  virtual Communicator &world() = 0;
+  /// The group along `dim` through this rank; null when the dim has size 1
+  /// or is unknown.
+  virtual Communicator *group(const std::string &dim) = 0;
+  /// This rank's coordinate along `dim` (0 for a size-1 or unknown dim).
+  virtual int coordinate(const std::string &dim) const = 0;
+};
+
+/// Connects this process to the others (gloo, TCP transport) and builds the
+/// mesh groups. Returns null with `error` set (naming the missing ranks on
+/// a timeout).
+std::unique_ptr<Comms> connectGloo(const WorldInfo &world,
+                                   const MeshShape &mesh, std::string &error);
+
+} // namespace forge::comm
+
+#endif // FORGE_RUNTIME_COMM_COMMUNICATOR_H

@@ -1,0 +1,194 @@
+//===- Launch.cpp - Joining the ranks of a multi-rank plan ----------------===//
+
+#include "runtime/comm/Launch.h"
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace forge::comm {
+namespace {
+
+/// A non-negative integer variable, or -1 when unset.
+bool readInt(const char *name, int &out, std::string &error) {
+  const char *v = std::getenv(name);
+  out = -1;
+  if (!v || !*v)
+    return true;
+  char *end = nullptr;
+  long x = std::strtol(v, &end, 10);
+  if (*end || x < 0) {
+    error = std::string(name) + "='" + v + "' is not a non-negative integer";
+    return false;
+  }
+  out = static_cast<int>(x);
+  return true;
+}
+
+volatile sig_atomic_t forwarded = 0;
+void onSignal(int sig) { forwarded = sig; }
+
+} // namespace
+
+std::string worldFromEnvironment(WorldInfo &world) {
+  std::string error;
+  int rank, size, local;
+  const char *rankVar = "RANK", *sizeVar = "WORLD_SIZE",
+             *localVar = "LOCAL_RANK";
+  if (!std::getenv("RANK") && std::getenv("SLURM_PROCID")) {
+    rankVar = "SLURM_PROCID";
+    sizeVar = "SLURM_NTASKS";
+    localVar = "SLURM_LOCALID";
+  }
+  if (!readInt(rankVar, rank, error) || !readInt(sizeVar, size, error) ||
+      !readInt(localVar, local, error))
+    return error;
+  if (rank < 0 && size < 0)
+    return ""; // not launched as one of several ranks
+  if (rank < 0 || size < 1 || rank >= size)
+    return std::string(rankVar) + " and " + sizeVar +
+           " must both be set, with 0 <= " + rankVar + " < " + sizeVar;
+  world.rank = rank;
+  world.size = size;
+  world.localRank = local < 0 ? 0 : local;
+  if (const char *a = std::getenv("MASTER_ADDR"); a && *a)
+    world.masterAddr = a;
+  int port;
+  if (!readInt("MASTER_PORT", port, error))
+    return error;
+  if (port > 0)
+    world.masterPort = port;
+  if (const char *p = std::getenv("FORGE_STORE_PATH"); p && *p)
+    world.storePath = p;
+  if (const char *t = std::getenv("FORGE_COMM_TIMEOUT_SEC"); t && *t) {
+    char *end = nullptr;
+    double s = std::strtod(t, &end);
+    if (*end || !(s > 0))
+      return std::string("FORGE_COMM_TIMEOUT_SEC='") + t +
+             "' is not a positive number of seconds";
+    world.timeoutSec = s;
+  }
+  return "";
+}
+
+int launchLocal(int nproc, int argc, char **argv) {
+  // The children get every argument but --nproc-per-node.
+  std::vector<std::string> args = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--nproc-per-node") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--nproc-per-node=", 0) == 0)
+      continue;
+    args.push_back(a);
+  }
+  char tmpl[] = "/tmp/forge-store-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    std::fprintf(stderr,
+                 "forge-run: error: cannot create the rendezvous "
+                 "directory: %s\n",
+                 std::strerror(errno));
+    return 1;
+  }
+  std::string store = tmpl;
+  std::signal(SIGINT, onSignal);
+  std::signal(SIGTERM, onSignal);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < nproc; ++r) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::fprintf(stderr, "forge-run: error: cannot start rank %d: %s\n", r,
+                   std::strerror(errno));
+      for (pid_t p : pids)
+        kill(p, SIGTERM);
+      return 1;
+    }
+    if (pid == 0) {
+      std::signal(SIGINT, SIG_DFL);
+      std::signal(SIGTERM, SIG_DFL);
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      setenv("FORGE_STORE_PATH", store.c_str(), 1);
+      setenv("FORGE_GLOO_HOST", "127.0.0.1", 1);
+      std::vector<char *> cargs;
+      for (std::string &a : args)
+        cargs.push_back(a.data());
+      cargs.push_back(nullptr);
+      execv("/proc/self/exe", cargs.data());
+      std::fprintf(stderr, "forge-run: error: cannot run rank %d: %s\n", r,
+                   std::strerror(errno));
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  // Supervise: the first rank to fail stops the others (SIGTERM, then
+  // SIGKILL after a grace period), so no rank waits forever on a peer.
+  int failedRank = -1, code = 0, left = nproc;
+  bool stopping = false;
+  auto stopAll = [&](int sig) {
+    for (size_t i = 0; i < pids.size(); ++i)
+      if (pids[i] > 0)
+        kill(pids[i], sig);
+  };
+  auto deadline = std::chrono::steady_clock::time_point::max();
+  while (left > 0) {
+    if (forwarded && !stopping) {
+      stopAll(forwarded);
+      stopping = true;
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    }
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        stopAll(SIGKILL);
+        deadline = std::chrono::steady_clock::time_point::max();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    int rank = -1;
+    for (size_t i = 0; i < pids.size(); ++i)
+      if (pids[i] == pid) {
+        rank = static_cast<int>(i);
+        pids[i] = -1;
+      }
+    if (rank < 0)
+      continue;
+    --left;
+    int rc = WIFEXITED(status)     ? WEXITSTATUS(status)
+             : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                   : 1;
+    if (rc != 0 && failedRank < 0 && !stopping) {
+      failedRank = rank;
+      code = rc;
+      stopAll(SIGTERM);
+      stopping = true;
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(store, ec);
+  if (failedRank >= 0) {
+    std::fprintf(stderr,
+                 "forge-run: rank %d of %d exited with code %d; stopped the "
+                 "other ranks\n",
+                 failedRank, nproc, code);
+    return code;
+  }
+  if (forwarded)
+    return 128 + forwarded;
+  return 0;
+}
+
+} // namespace forge::comm

@@ -1,0 +1,128 @@
+// One case per verifier error of the dist dialect.
+// RUN: forge-opt %s -split-input-file -verify-diagnostics
+
+func.func @no_mesh(%x: tensor<8xf32>) -> tensor<32xf32> {
+  // expected-error @+1 {{'dist.all_gather' op needs the module attribute dist.mesh}}
+  %y = dist.all_gather %x dim(0) over "dp_shard"(4) : tensor<8xf32> -> tensor<32xf32>
+  return %y : tensor<32xf32>
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"]}} {
+  func.func @bad_mesh(%x: tensor<8xf32>) -> tensor<32xf32> {
+    // expected-error @+1 {{'dist.all_gather' op dist.mesh needs 'dims' (strings) and 'sizes' (integers) of the same length}}
+    %y = dist.all_gather %x dim(0) over "dp_shard"(4) : tensor<8xf32> -> tensor<32xf32>
+    return %y : tensor<32xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [0]}} {
+  func.func @bad_size(%x: tensor<8xf32>) -> tensor<8xf32> {
+    // expected-error @+1 {{'dist.all_reduce' op dist.mesh dims must be strings and sizes positive integers}}
+    %y = dist.all_reduce %x over "dp_shard"(1) reduce("sum") : tensor<8xf32>
+    return %y : tensor<8xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @unknown_group(%x: tensor<8xf32>) -> tensor<32xf32> {
+    // expected-error @+1 {{'dist.all_gather' op group 'tp' is not a dim of dist.mesh}}
+    %y = dist.all_gather %x dim(0) over "tp"(4) : tensor<8xf32> -> tensor<32xf32>
+    return %y : tensor<32xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @wrong_size(%x: tensor<8xf32>) -> tensor<16xf32> {
+    // expected-error @+1 {{'dist.all_gather' op group 'dp_shard' has 4 ranks in dist.mesh, not 2}}
+    %y = dist.all_gather %x dim(0) over "dp_shard"(2) : tensor<8xf32> -> tensor<16xf32>
+    return %y : tensor<16xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @nonpositive(%x: tensor<8xf32>) -> tensor<8xf32> {
+    // expected-error @+1 {{'dist.all_reduce' op group size must be positive, got 0}}
+    %y = dist.all_reduce %x over "dp_shard"(0) reduce("sum") : tensor<8xf32>
+    return %y : tensor<8xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @gather_shape(%x: tensor<8x2xf32>) -> tensor<32x4xf32> {
+    // expected-error @+1 {{'dist.all_gather' op the result dim 1 must be 2 (the input times 1), got 4}}
+    %y = dist.all_gather %x dim(0) over "dp_shard"(4) : tensor<8x2xf32> -> tensor<32x4xf32>
+    return %y : tensor<32x4xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @gather_dim(%x: tensor<8xf32>) -> tensor<32xf32> {
+    // expected-error @+1 {{'dist.all_gather' op dim 1 is out of range for rank 1}}
+    %y = dist.all_gather %x dim(1) over "dp_shard"(4) : tensor<8xf32> -> tensor<32xf32>
+    return %y : tensor<32xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @gather_rank(%x: tensor<8xf32>) -> tensor<32x1xf32> {
+    // expected-error @+1 {{'dist.all_gather' op input and result ranks differ}}
+    %y = dist.all_gather %x dim(0) over "dp_shard"(4) : tensor<8xf32> -> tensor<32x1xf32>
+    return %y : tensor<32x1xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @gather_type(%x: tensor<8xf32>) -> tensor<32xbf16> {
+    // expected-error @+1 {{'dist.all_gather' op input and result element types differ}}
+    %y = dist.all_gather %x dim(0) over "dp_shard"(4) : tensor<8xf32> -> tensor<32xbf16>
+    return %y : tensor<32xbf16>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @scatter_shape(%x: tensor<32xf32>) -> tensor<4xf32> {
+    // expected-error @+1 {{'dist.reduce_scatter' op the input dim 0 must be 16 (the result times 4), got 32}}
+    %y = dist.reduce_scatter %x dim(0) over "dp_shard"(4) reduce("sum") : tensor<32xf32> -> tensor<4xf32>
+    return %y : tensor<4xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @scatter_max(%x: tensor<32xf32>) -> tensor<8xf32> {
+    // expected-error @+1 {{'dist.reduce_scatter' op reduce must be sum or avg, got 'max'}}
+    %y = dist.reduce_scatter %x dim(0) over "dp_shard"(4) reduce("max") : tensor<32xf32> -> tensor<8xf32>
+    return %y : tensor<8xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @reduce_kind(%x: tensor<f32>) -> tensor<f32> {
+    // expected-error @+1 {{'dist.all_reduce' op reduce must be sum, avg or max, got 'min'}}
+    %y = dist.all_reduce %x over "dp_shard"(4) reduce("min") : tensor<f32>
+    return %y : tensor<f32>
+  }
+}
