@@ -170,12 +170,13 @@ std::string describeCollectives(ModuleOp module) {
       out = "collectives per rank (forgec --dump-ir shows each with the "
             "parameter or value it moves):\n";
     char buf[160];
+    std::string program = "@";
+    program += fn.getSymName();
     for (auto &[key, row] : rows) {
       std::snprintf(buf, sizeof(buf),
                     "  %-15s %-15s over %-13s %5lld calls %12.0f bytes in\n",
-                    ("@" + fn.getSymName().str()).c_str(), key.first.c_str(),
-                    key.second.c_str(), static_cast<long long>(row.first),
-                    row.second);
+                    program.c_str(), key.first.c_str(), key.second.c_str(),
+                    static_cast<long long>(row.first), row.second);
       out += buf;
     }
   }

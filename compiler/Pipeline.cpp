@@ -55,7 +55,7 @@ std::string setMesh(mlir::ModuleOp module, const config::JobConfig &cfg,
 static mlir::LogicalResult dump(mlir::ModuleOp module, const std::string &dir,
                                 int index, const std::string &name,
                                 std::string &error) {
-  char prefix[8];
+  char prefix[16];
   std::snprintf(prefix, sizeof(prefix), "%02d-", index);
   std::string path = dir + "/" + prefix + name + ".mlir";
   std::error_code ec;
