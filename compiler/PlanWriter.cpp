@@ -337,7 +337,8 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
       fbb.CreateString(run.evalPath), fbb.CreateString(run.evalPattern),
       fbb.CreateString(run.jsonlPath), fbb.CreateString(run.tensorboardDir),
       run.flopsPerToken, cfg.optimizer.lr, fbb.CreateString(cfg.optimizer.name),
-      t.z_loss_weight);
+      t.z_loss_weight,
+      static_cast<double>(cfg.distributed.nccl_timeout_sec));
   auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings(mesh_.dims),
                                fbb.CreateVector(mesh_.sizes));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,

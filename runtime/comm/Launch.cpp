@@ -154,7 +154,7 @@ int launchLocal(int nproc, int argc, char **argv) {
         stopAll(SIGKILL);
         deadline = std::chrono::steady_clock::time_point::max();
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
       continue;
     }
     int rank = -1;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -93,6 +94,7 @@ struct Trainer::Impl {
   std::unique_ptr<comm::Comms> comms;
   int64_t worldSize = 1, dpRank = 0, dpSize = 1;
   bool lead = true; ///< world rank 0: the one that logs and writes metrics
+  int64_t faultRank = -1, faultStep = -1;
 
   // Data.
   std::vector<std::unique_ptr<data::TokenDataset>> sources;
@@ -144,6 +146,8 @@ std::string Trainer::Impl::connect() {
   if (worldSize == 1)
     return "";
   comm::WorldInfo world;
+  if (t->comm_timeout_sec() > 0)
+    world.timeoutSec = t->comm_timeout_sec();
   if (std::string e = comm::worldFromEnvironment(world); !e.empty())
     return e;
   if (world.size == 1)
@@ -161,6 +165,10 @@ std::string Trainer::Impl::connect() {
   if (!comms)
     return error;
   lead = world.rank == 0;
+  if (const char *r = std::getenv("FORGE_FAULT_RANK"))
+    faultRank = std::atoll(r);
+  if (const char *s = std::getenv("FORGE_FAULT_STEP"))
+    faultStep = std::atoll(s);
   auto size = [&](const char *dim) {
     comm::Communicator *c = comms->group(dim);
     return c ? static_cast<int64_t>(c->size()) : int64_t{1};
@@ -520,6 +528,12 @@ int Trainer::runSteps() {
     auto start = std::chrono::steady_clock::now();
     double loss = 0;
     m.dataWait = 0;
+    // Testing hook: FORGE_FAULT_RANK=r FORGE_FAULT_STEP=s makes world rank
+    // r die at step s, to check that the other ranks and the launcher
+    // report it instead of hanging.
+    if (m.faultStep == step && m.comms &&
+        m.comms->world().rank() == m.faultRank)
+      _exit(3);
     for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
       if (!m.o.repeatBatch)
         m.fillBatch(in);
