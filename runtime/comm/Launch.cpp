@@ -141,11 +141,17 @@ int launchLocal(int nproc, int argc, char **argv) {
         kill(pids[i], sig);
   };
   auto deadline = std::chrono::steady_clock::time_point::max();
+  auto termAt = std::chrono::steady_clock::time_point::max();
   while (left > 0) {
     if (forwarded && !stopping) {
       stopAll(forwarded);
       stopping = true;
       deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    }
+    if (std::chrono::steady_clock::now() > termAt) {
+      stopAll(SIGTERM);
+      termAt = std::chrono::steady_clock::time_point::max();
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     }
     int status;
     pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -170,11 +176,12 @@ int launchLocal(int nproc, int argc, char **argv) {
              : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
                                    : 1;
     if (rc != 0 && failedRank < 0 && !stopping) {
+      // The peers of a dead rank usually fail their next collective at
+      // once and say where; give them a moment to report, then stop them.
       failedRank = rank;
       code = rc;
-      stopAll(SIGTERM);
       stopping = true;
-      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      termAt = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     }
   }
   std::error_code ec;
