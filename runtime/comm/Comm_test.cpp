@@ -1,0 +1,176 @@
+//===- Comm_test.cpp - gloo communicators across forked ranks -------------===//
+//
+// Each test forks its ranks; every child connects through a fresh file
+// store, runs the collectives with known data, and exits with the number of
+// mismatches, so the parent's assertion says how many ranks disagreed.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/comm/Communicator.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace forge::comm;
+
+namespace {
+
+/// Runs `body(comms, worldRank)` on `n` forked ranks of `mesh`; returns the
+/// exit codes (the number of failed checks, or 100 when connecting failed).
+std::vector<int> runRanks(int n, const MeshShape &mesh,
+                          const std::function<int(Comms &, int)> &body,
+                          double timeoutSec = 20) {
+  char tmpl[] = "/tmp/forge-comm-test-XXXXXX";
+  std::string store = mkdtemp(tmpl);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < n; ++r) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      WorldInfo w;
+      w.rank = r;
+      w.size = n;
+      w.storePath = store;
+      w.timeoutSec = timeoutSec;
+      setenv("FORGE_GLOO_HOST", "127.0.0.1", 1);
+      std::string error;
+      std::unique_ptr<Comms> comms = connectGloo(w, mesh, error);
+      if (!comms) {
+        std::fprintf(stderr, "rank %d: %s\n", r, error.c_str());
+        _exit(100);
+      }
+      _exit(body(*comms, r));
+    }
+    pids.push_back(pid);
+  }
+  std::vector<int> codes;
+  for (pid_t p : pids) {
+    int status = 0;
+    waitpid(p, &status, 0);
+    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 200);
+  }
+  std::filesystem::remove_all(store);
+  return codes;
+}
+
+int check(bool ok, const char *what, int rank) {
+  if (!ok)
+    std::fprintf(stderr, "rank %d: %s\n", rank, what);
+  return ok ? 0 : 1;
+}
+
+TEST(Comm, WorldCollectives) {
+  MeshShape mesh{{"dp_shard"}, {4}};
+  auto codes = runRanks(4, mesh, [](Comms &c, int r) {
+    int bad = 0;
+    Communicator &w = c.world();
+    bad += check(w.rank() == r && w.size() == 4, "rank/size", r);
+    float x[2] = {float(r), 1.0f};
+    bad += check(w.allReduce(x, 2, ReduceOp::Sum, "t").empty() && x[0] == 6 &&
+                     x[1] == 4,
+                 "allReduce sum", r);
+    float a = float(r);
+    bad += check(w.allReduce(&a, 1, ReduceOp::Avg, "t").empty() && a == 1.5f,
+                 "allReduce avg", r);
+    float m = float(r * r);
+    bad += check(w.allReduce(&m, 1, ReduceOp::Max, "t").empty() && m == 9,
+                 "allReduce max", r);
+    int32_t mine = 10 + r, all[4] = {};
+    bad += check(w.allGather(&mine, all, 4, "t").empty() && all[0] == 10 &&
+                     all[3] == 13,
+                 "allGather", r);
+    // Block b of rank r holds r + 10 * b: rank r gets sum over ranks of
+    // (rank + 10 r) = 6 + 40 r.
+    float in[4], out = 0;
+    for (int b = 0; b < 4; ++b)
+      in[b] = float(r + 10 * b);
+    bad += check(w.reduceScatter(in, &out, 1, ReduceOp::Sum, "t").empty() &&
+                     out == 6 + 40 * r,
+                 "reduceScatter", r);
+    int32_t send[4], recv[4];
+    for (int b = 0; b < 4; ++b)
+      send[b] = 100 * r + b;
+    bad += check(w.allToAll(send, recv, 4, "t").empty() && recv[0] == r &&
+                     recv[3] == 300 + r,
+                 "allToAll", r);
+    int32_t v = r == 2 ? 77 : 0;
+    bad += check(w.broadcast(&v, 4, 2, "t").empty() && v == 77, "broadcast", r);
+    int32_t token = r;
+    if (r % 2 == 0)
+      bad += check(w.send(&token, 4, r + 1, 7, "t").empty(), "send", r);
+    else
+      bad += check(w.recv(&token, 4, r - 1, 7, "t").empty() && token == r - 1,
+                   "recv", r);
+    bad += check(w.barrier("t").empty(), "barrier", r);
+    return bad;
+  });
+  EXPECT_EQ(codes, (std::vector<int>{0, 0, 0, 0}));
+}
+
+TEST(Comm, MeshGroupsAreRowMajor) {
+  // Mesh [dp_replicate 2, dp_shard 2]: dp_shard groups {0,1}, {2,3};
+  // dp_replicate groups {0,2}, {1,3}.
+  MeshShape mesh{{"dp_replicate", "dp_shard"}, {2, 2}};
+  auto codes = runRanks(4, mesh, [](Comms &c, int r) {
+    int bad = 0;
+    Communicator *shard = c.group("dp_shard"), *rep = c.group("dp_replicate");
+    bad += check(shard && rep && !c.group("tp"), "groups", r);
+    if (bad)
+      return bad;
+    bad += check(c.coordinate("dp_shard") == r % 2 &&
+                     c.coordinate("dp_replicate") == r / 2,
+                 "coordinates", r);
+    float x = float(r);
+    bad += check(shard->allReduce(&x, 1, ReduceOp::Sum, "t").empty() &&
+                     x == (r < 2 ? 1 : 5),
+                 "dp_shard sum", r);
+    float y = float(r);
+    bad += check(rep->allReduce(&y, 1, ReduceOp::Sum, "t").empty() &&
+                     y == (r % 2 == 0 ? 2 : 4),
+                 "dp_replicate sum", r);
+    return bad;
+  });
+  EXPECT_EQ(codes, (std::vector<int>{0, 0, 0, 0}));
+}
+
+TEST(Comm, DeadPeerIsReportedNotAwaited) {
+  // Rank 1 exits without taking part; rank 0's all-reduce fails with a
+  // message naming the collective, the group, its ranks and the op.
+  MeshShape mesh{{"dp_shard"}, {2}};
+  auto codes = runRanks(
+      2, mesh,
+      [](Comms &c, int r) {
+        // Both are connected before rank 1 leaves.
+        if (!c.world().barrier("start").empty())
+          return 2;
+        if (r == 1)
+          return 0;
+        float x = 1;
+        std::string e = c.world().allReduce(&x, 1, ReduceOp::Sum, "the op");
+        bool ok = e.find("all_reduce in group 'world' (world ranks 0,1) for "
+                         "the op failed") != std::string::npos;
+        if (!ok)
+          std::fprintf(stderr, "got: %s\n", e.c_str());
+        return ok ? 0 : 1;
+      },
+      /*timeoutSec=*/3);
+  EXPECT_EQ(codes, (std::vector<int>{0, 0}));
+}
+
+TEST(Comm, MissingStoreIsAnError) {
+  WorldInfo w;
+  w.size = 2;
+  std::string error;
+  EXPECT_EQ(connectGloo(w, MeshShape{{"dp_shard"}, {2}}, error), nullptr);
+  EXPECT_NE(error.find("set FORGE_STORE_PATH"), std::string::npos) << error;
+  w.storePath = "/tmp";
+  EXPECT_EQ(connectGloo(w, MeshShape{{"dp_shard"}, {4}}, error), nullptr);
+  EXPECT_NE(error.find("the mesh has 4 ranks, the world 2"), std::string::npos)
+      << error;
+}
+
+} // namespace
