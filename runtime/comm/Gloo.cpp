@@ -3,13 +3,15 @@
 // One gloo context per group: the world, and for each mesh dim of size > 1
 // the ranks that share every other coordinate (row-major mesh, last dim
 // innermost, like torch's DeviceMesh). Contexts meet through a file store
-// under a per-group prefix. gloo reports a dead or hung peer by throwing
+// (a shared directory) or a TCP store served by rank 0, under a per-group
+// prefix. gloo reports a dead or hung peer by throwing
 // (I/O error, timeout); every call turns that into a message naming this
 // rank, the collective, the group, its ranks and the op that issued it.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/comm/Communicator.h"
+#include "runtime/comm/TcpStore.h"
 
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
@@ -222,13 +224,6 @@ std::unique_ptr<Comms> connectGloo(const WorldInfo &world,
             std::to_string(world.size);
     return nullptr;
   }
-  if (world.storePath.empty()) {
-    error = "multi-rank runs meet through a file store: set FORGE_STORE_PATH "
-            "to a directory every rank can reach (forge-run "
-            "--nproc-per-node sets it for local ranks); the TCP store at "
-            "MASTER_ADDR:MASTER_PORT is not implemented yet";
-    return nullptr;
-  }
   auto timeout = std::chrono::milliseconds(
       static_cast<int64_t>(world.timeoutSec * 1000.0));
   auto comms = std::make_unique<GlooComms>();
@@ -244,7 +239,15 @@ std::unique_ptr<Comms> connectGloo(const WorldInfo &world,
       attr.hostname = name;
     }
     auto device = gloo::transport::tcp::CreateDevice(attr);
-    gloo::rendezvous::FileStore store(world.storePath);
+    // The rendezvous: gloo's file store in a shared directory, or the TCP
+    // store rank 0 serves at MASTER_ADDR:MASTER_PORT (torchrun's way).
+    std::unique_ptr<gloo::rendezvous::Store> storage;
+    if (!world.storePath.empty())
+      storage = std::make_unique<gloo::rendezvous::FileStore>(world.storePath);
+    else
+      storage = std::make_unique<TcpStore>(world.masterAddr, world.masterPort,
+                                           world.rank == 0, timeout);
+    gloo::rendezvous::Store &store = *storage;
     auto connect = [&](const std::string &prefix, int rank, int size) {
       gloo::rendezvous::PrefixStore prefixed(prefix, store);
       auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
@@ -281,7 +284,10 @@ std::unique_ptr<Comms> connectGloo(const WorldInfo &world,
   } catch (const std::exception &e) {
     error = "rank " + std::to_string(world.rank) + " of " +
             std::to_string(world.size) + ": connecting through " +
-            world.storePath + " failed: " + e.what();
+            (world.storePath.empty()
+                 ? world.masterAddr + ":" + std::to_string(world.masterPort)
+                 : world.storePath) +
+            " failed: " + e.what();
     return nullptr;
   }
   return comms;
