@@ -10,9 +10,12 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -163,7 +166,19 @@ TEST(Comm, DeadPeerIsReportedNotAwaited) {
 
 TEST(Comm, TcpStoreRendezvous) {
   // No FORGE_STORE_PATH: rank 0 serves the store at MASTER_ADDR:MASTER_PORT.
-  int port = 20000 + getpid() % 20000;
+  // A port that was free a moment ago.
+  int port = 0;
+  {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
+    getsockname(fd, reinterpret_cast<sockaddr *>(&sa), &len);
+    port = ntohs(sa.sin_port);
+    close(fd);
+  }
   std::vector<pid_t> pids;
   for (int r = 0; r < 3; ++r) {
     pid_t pid = fork();
