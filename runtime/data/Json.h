@@ -85,6 +85,9 @@ std::string parse(std::string text, const std::string &source, Document &doc);
 /// Reads and parses a file; returns an empty string or the error.
 std::string parseFile(const std::string &path, Document &doc);
 
+/// Appends code point `cp` to `out` in UTF-8 (1 to 4 bytes).
+void appendUtf8(std::string &out, uint32_t cp);
+
 } // namespace forge::data::json
 
 #endif // FORGE_RUNTIME_DATA_JSON_H
