@@ -2,6 +2,7 @@
 
 #include "compiler/Analysis.h"
 #include "dialects/dist/IR/DistOps.h"
+#include "dialects/exec/IR/ExecOps.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "frontends/model/ModelSummary.h"
 
@@ -149,33 +150,34 @@ std::string report(ModuleOp module, const config::JobConfig &cfg) {
 
 std::string describeCollectives(ModuleOp module) {
   std::string out;
-  for (auto fn : module.getOps<func::FuncOp>()) {
+  SymbolTable symbols(module);
+  for (auto program : module.getOps<exec::ProgramOp>()) {
     // (kind, group) -> (calls, bytes of this rank's input).
     std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>>
         rows;
-    fn.walk([&](Operation *op) {
-      if (op->getDialect()->getNamespace() != "dist")
-        return;
-      auto t = cast<RankedTensorType>(op->getOperand(0).getType());
-      auto group = op->getAttrOfType<StringAttr>("group");
-      auto &row =
-          rows[{op->getName().stripDialect().str(), group ? group.str() : "?"}];
+    for (auto coll : program.getBody().getOps<exec::CollectiveOp>()) {
+      // dist.copy and dist.slice move nothing (only their VJPs do).
+      if (coll.getKind() == "copy" || coll.getKind() == "slice" ||
+          coll.getIns().empty())
+        continue;
+      auto input = symbols.lookup<exec::BufferOp>(
+          cast<FlatSymbolRefAttr>(coll.getIns()[0]).getValue());
+      auto &row = rows[{coll.getKind().str(), coll.getGroup().str()}];
       row.first += 1;
-      row.second += static_cast<double>(t.getNumElements()) *
-                    t.getElementTypeBitWidth() / 8;
-    });
+      row.second += input ? static_cast<double>(input.getSize()) : 0.0;
+    }
     if (rows.empty())
       continue;
     if (out.empty())
       out = "collectives per rank (forgec --dump-ir shows each with the "
             "parameter or value it moves):\n";
     char buf[160];
-    std::string program = "@";
-    program += fn.getSymName();
+    std::string name = "@";
+    name += program.getSymName();
     for (auto &[key, row] : rows) {
       std::snprintf(buf, sizeof(buf),
                     "  %-15s %-15s over %-13s %5lld calls %12.0f bytes in\n",
-                    program.c_str(), key.first.c_str(), key.second.c_str(),
+                    name.c_str(), key.first.c_str(), key.second.c_str(),
                     static_cast<long long>(row.first), row.second);
       out += buf;
     }

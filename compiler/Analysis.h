@@ -47,9 +47,9 @@ double correctedFlopsPerToken(const config::JobConfig &cfg);
 /// The `forgec --report` text.
 std::string report(mlir::ModuleOp module, const config::JobConfig &cfg);
 
-/// The collectives each rank issues per program of a compiled module (after
-/// the pipeline): per kind and mesh dim, how many and how many bytes each
-/// rank sends into them; empty for a single-rank module.
+/// The collectives each rank issues per program of a compiled module (the
+/// exec IR the pipeline ends with): per kind and mesh dim, how many and how
+/// many bytes each rank sends into them; empty for a single-rank module.
 std::string describeCollectives(mlir::ModuleOp module);
 
 } // namespace forge::compiler

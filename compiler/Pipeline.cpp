@@ -22,10 +22,13 @@ const std::vector<PipelineStep> &pipeline() {
       s.push_back({probe->getArgument().str(), probe->getDescription().str(),
                    std::move(create)});
     };
+    add([] { return forge::createShardTensorParallelPass(); });
     add([] { return forge::createShardFsdpPass(); });
     add([] { return forge::createBuildBackwardPass(); });
     add([] { return forge::createBuildOptimizerPass(); });
+    add([] { return forge::createSchedulePass(); });
     add([] { return forge::createPlanMemoryPass(); });
+    add([] { return forge::createConvertForgeToExecPass(); });
     return s;
   }();
   return steps;
@@ -36,19 +39,22 @@ std::string setMesh(mlir::ModuleOp module, const config::JobConfig &cfg,
   if (worldSize <= 1)
     return "";
   const config::DistributedConfig &d = cfg.distributed;
-  for (auto [name, size] : {std::pair<const char *, int64_t>{"tp", d.tp},
-                            {"pp", d.pp},
+  for (auto [name, size] : {std::pair<const char *, int64_t>{"pp", d.pp},
                             {"ep", d.ep},
                             {"cp", d.cp}})
     if (size > 1)
       return std::string("distributed.") + name + " = " + std::to_string(size) +
              ": the pass for this parallelism is not implemented yet; plans "
-             "for several ranks use dp_shard and dp_replicate";
+             "for several ranks use dp_shard, dp_replicate and tp";
   dist::Mesh mesh;
   mesh.dims = {"pp", "dp_replicate", "dp_shard", "ep", "tp"};
   mesh.sizes = {d.pp, d.dp_replicate, config::resolveDpShard(d, worldSize),
                 d.ep, d.tp};
   dist::writeMesh(module, mesh);
+  // forge-shard-tensor-parallel reads it: the dumped IR carries the choice.
+  if (d.tp > 1 && d.sequence_parallel)
+    module->setAttr(dist::kSequenceParallelAttr,
+                    mlir::UnitAttr::get(module.getContext()));
   return "";
 }
 

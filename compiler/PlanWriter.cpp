@@ -2,16 +2,13 @@
 
 #include "compiler/PlanWriter.h"
 #include "dialects/dist/IR/DistDialect.h"
-#include "dialects/forge/IR/ForgeOps.h"
+#include "dialects/exec/IR/ExecOps.h"
 #include "runtime/core/Plan.h"
 
-#include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
 #include <cstdio>
-#include <map>
 
 using namespace mlir;
 
@@ -27,14 +24,26 @@ struct BufferEntry {
   uint64_t offset;
   plan::Init init = plan::Init::none;
   double std = 0;
-  int shardDim = -1; ///< FSDP: the sharded dim, its group, the full shape
-  std::string shardGroup;
+  std::vector<dist::Split> splits; ///< TP / FSDP splits and the full shape
   std::vector<int64_t> globalShape;
 };
+
+flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<plan::Split>>>
+splitsOf(flatbuffers::FlatBufferBuilder &fbb,
+         const std::vector<dist::Split> &splits) {
+  if (splits.empty())
+    return 0;
+  std::vector<flatbuffers::Offset<plan::Split>> out;
+  for (const dist::Split &sp : splits)
+    out.push_back(plan::CreateSplit(fbb, static_cast<int>(sp.dim),
+                                    fbb.CreateString(sp.group), sp.size));
+  return fbb.CreateVector(out);
+}
 
 struct StepRec {
   std::string op;
   std::vector<unsigned> operands, results; // buffer indices
+  DictionaryAttr attrs;
   Operation *source;
 };
 
@@ -44,7 +53,8 @@ struct ProgramRec {
   std::vector<StepRec> steps;
 };
 
-/// Serializes the layout forge-plan-memory recorded in the IR.
+/// Serializes exec IR (after convert-forge-to-exec): its buffers in module
+/// order, its programs' launches in program order.
 class Writer {
 public:
   Writer(ModuleOp module, std::string &error)
@@ -79,133 +89,167 @@ private:
     return true;
   }
 
-  /// A buffer for `v` at `offset`.
-  bool addBuffer(Value v, const std::string &name, plan::Role role,
-                 int64_t offset, Operation *where, unsigned &index) {
-    auto t = dyn_cast<RankedTensorType>(v.getType());
-    plan::DType d;
-    if (!t || !t.hasStaticShape() || !dtypeOf(t.getElementType(), d))
-      return fail(where, "cannot place a value of type " +
-                             std::string(llvm::formatv("{0}", v.getType())) +
-                             " in the plan");
-    index = buffers_.size();
-    buffers_.push_back(
-        {name, role, d,
-         std::vector<int64_t>(t.getShape().begin(), t.getShape().end()),
-         static_cast<uint64_t>(offset)});
-    valueBuffer_[v] = index;
+  /// The plan index of the buffer `ref` names.
+  bool indexOf(Operation *where, Attribute ref, unsigned &index) {
+    auto symbol = cast<FlatSymbolRefAttr>(ref);
+    auto it = bufferIndex_.find(symbol.getAttr());
+    if (it == bufferIndex_.end())
+      return fail(where, (Twine("'") + symbol.getValue() +
+                          "' does not name an exec.buffer")
+                             .str());
+    index = it->second;
     return true;
   }
 
-  bool collectParams();
-  bool collectProgram(func::FuncOp fn);
+  bool indicesOf(Operation *where, ArrayAttr refs, std::vector<unsigned> &out) {
+    for (Attribute ref : refs) {
+      unsigned index = 0;
+      if (!indexOf(where, ref, index))
+        return false;
+      out.push_back(index);
+    }
+    return true;
+  }
+
+  bool collectBuffers(exec::ArenaOp arena, MemorySummary &mem);
+  bool collectProgram(exec::ProgramOp program);
 
   ModuleOp module_;
   std::string &error_;
   std::vector<BufferEntry> buffers_;
-  DenseMap<Value, unsigned> valueBuffer_;
-  std::map<std::string, unsigned> paramBuffer_;
+  DenseMap<StringAttr, unsigned> bufferIndex_;
   std::vector<ProgramRec> programs_;
   dist::Mesh mesh_;
 };
 
-const char kNoLayout[] = "has no memory layout: run forge-plan-memory first";
+const char kNotExec[] = "run the pass pipeline (it ends with "
+                        "convert-forge-to-exec) before writing a plan";
 
-bool Writer::collectParams() {
-  for (auto p : module_.getOps<ParamOp>()) {
-    std::string name = p.getSymName().str();
-    auto offset = p->getAttrOfType<IntegerAttr>("exec.offset");
-    if (!offset)
-      return fail(p, "parameter '" + name + "' " + kNoLayout);
-    plan::Role role = plan::Role::parameter;
-    if (p.getBuffer())
-      role = name.rfind("grad.", 0) == 0        ? plan::Role::gradient
-             : name.rfind("optimizer.", 0) == 0 ? plan::Role::optimizer_state
-                                                : plan::Role::state;
-    plan::DType d;
-    if (!dtypeOf(p.getTensorType().getElementType(), d))
-      return fail(p, "parameter element type is not f32, bf16 or f16");
-    BufferEntry b{name, role, d,
-                  std::vector<int64_t>(p.getTensorType().getShape().begin(),
-                                       p.getTensorType().getShape().end()),
-                  static_cast<uint64_t>(offset.getInt())};
-    b.init = p.getInit() == InitKind::normal ? plan::Init::normal
-             : p.getInit() == InitKind::ones ? plan::Init::ones
-                                             : plan::Init::zeros;
-    b.std = p.getStd() ? p.getStd()->convertToDouble() : 0.0;
-    if (auto shard = p->getAttrOfType<DictionaryAttr>(dist::kShardAttr)) {
-      auto dim = shard.getAs<IntegerAttr>("dim");
-      auto group = shard.getAs<StringAttr>("group");
-      int64_t n = group ? mesh_.size(group.str()) : 0;
-      if (!dim || !group || n < 1 || dim.getInt() < 0 ||
-          dim.getInt() >= static_cast<int64_t>(b.shape.size()))
-        return fail(p, "parameter '" + name +
-                           "' has a malformed dist.shard (needs dim and a "
-                           "group of dist.mesh)");
-      b.shardDim = static_cast<int>(dim.getInt());
-      b.shardGroup = group.str();
-      b.globalShape = b.shape;
-      b.globalShape[b.shardDim] *= n;
+uint64_t alignUp(uint64_t v, uint64_t alignment) {
+  return (v + alignment - 1) / alignment * alignment;
+}
+
+/// Every exec.buffer becomes a plan buffer, in module order. The memory
+/// summary follows from them: bytes by role, and the activations' peak is
+/// what the arena holds above the persistent buffers and inputs, which
+/// forge-plan-memory places first.
+// exec's roles are numbered as the plan's.
+static_assert(static_cast<int>(exec::Role::activation) ==
+                  static_cast<int>(plan::Role::activation) &&
+              static_cast<int>(exec::Role::parameter) ==
+                  static_cast<int>(plan::Role::parameter) &&
+              static_cast<int>(exec::Role::gradient) ==
+                  static_cast<int>(plan::Role::gradient) &&
+              static_cast<int>(exec::Role::optimizer_state) ==
+                  static_cast<int>(plan::Role::optimizer_state) &&
+              static_cast<int>(exec::Role::state) ==
+                  static_cast<int>(plan::Role::state) &&
+              static_cast<int>(exec::Role::input) ==
+                  static_cast<int>(plan::Role::input));
+
+bool Writer::collectBuffers(exec::ArenaOp arena, MemorySummary &mem) {
+  uint64_t persistentEnd = 0;
+  for (auto b : module_.getOps<exec::BufferOp>()) {
+    BufferEntry e;
+    e.role = static_cast<plan::Role>(b.getRole());
+    // Activations are anonymous in the plan: their symbols only connect
+    // launches in the IR.
+    if (b.getRole() != exec::Role::activation)
+      e.name = b.getSymName().str();
+    if (!dtypeOf(b.getDtype(), e.dtype))
+      return fail(b, "buffer '" + b.getSymName().str() +
+                         "' has a dtype the plan cannot carry");
+    e.shape.assign(b.getShape().begin(), b.getShape().end());
+    e.offset = static_cast<uint64_t>(b.getOffset());
+    if (std::optional<exec::Init> init = b.getInit())
+      e.init = *init == exec::Init::normal ? plan::Init::normal
+               : *init == exec::Init::ones ? plan::Init::ones
+                                           : plan::Init::zeros;
+    e.std = b.getStd() ? b.getStd()->convertToDouble() : 0.0;
+    if (b.getShardDims() && b.getShardGroups() && b.getGlobalShape()) {
+      // Cutting the global shape split by split recovers the extent each
+      // split cuts, which the plan records for the uneven (padded) ones.
+      e.globalShape.assign(b.getGlobalShape()->begin(),
+                           b.getGlobalShape()->end());
+      std::vector<int64_t> extent = e.globalShape;
+      for (auto [dim, group] :
+           llvm::zip(*b.getShardDims(), b.getShardGroups()->getValue())) {
+        std::string name = cast<StringAttr>(group).str();
+        int64_t n = std::max<int64_t>(mesh_.size(name), 1);
+        int64_t size = extent[dim] % n ? extent[dim] : 0;
+        extent[dim] = (extent[dim] + n - 1) / n;
+        e.splits.push_back({dim, name, size});
+      }
     }
-    paramBuffer_[name] = buffers_.size();
-    buffers_.push_back(b);
+    uint64_t bytes = static_cast<uint64_t>(b.getSize());
+    switch (b.getRole()) {
+    case exec::Role::activation:
+      break;
+    case exec::Role::parameter:
+      mem.parameters += bytes;
+      break;
+    case exec::Role::gradient:
+      mem.gradients += bytes;
+      break;
+    case exec::Role::optimizer_state:
+      mem.optimizerState += bytes;
+      break;
+    case exec::Role::state:
+      mem.otherState += bytes;
+      break;
+    case exec::Role::input:
+      mem.inputs += bytes;
+      break;
+    }
+    if (b.getRole() != exec::Role::activation)
+      persistentEnd = std::max(
+          persistentEnd, alignUp(e.offset + bytes,
+                                 static_cast<uint64_t>(arena.getAlignment())));
+    bufferIndex_[b.getSymNameAttr()] = buffers_.size();
+    buffers_.push_back(std::move(e));
   }
+  mem.total = static_cast<uint64_t>(arena.getSize());
+  mem.activationsPeak = mem.total - std::min(mem.total, persistentEnd);
   return true;
 }
 
-bool Writer::collectProgram(func::FuncOp fn) {
+bool Writer::collectProgram(exec::ProgramOp program) {
   ProgramRec prog;
-  prog.name = fn.getSymName().str();
-  for (BlockArgument arg : fn.getArguments()) {
-    auto offset =
-        fn.getArgAttrOfType<IntegerAttr>(arg.getArgNumber(), "exec.offset");
-    if (!offset)
-      return fail(fn, "@" + prog.name + " argument " + kNoLayout);
-    unsigned idx;
-    if (!addBuffer(arg, prog.name + ".arg" + std::to_string(arg.getArgNumber()),
-                   plan::Role::input, offset.getInt(), fn, idx))
-      return false;
-    prog.inputs.push_back(idx);
-  }
-  for (Operation &op : fn.getBody().front()) {
-    if (auto get = dyn_cast<GetParamOp>(op)) {
-      valueBuffer_[get.getResult()] = paramBuffer_.at(get.getName().str());
-      continue;
-    }
-    if (auto ret = dyn_cast<func::ReturnOp>(op)) {
-      for (Value v : ret.getOperands())
-        prog.outputs.push_back(valueBuffer_.at(v));
-      continue;
-    }
-    ArrayRef<int64_t> offsets;
-    if (op.getNumResults()) {
-      auto attr = op.getAttrOfType<DenseI64ArrayAttr>("exec.offsets");
-      if (!attr || attr.size() != static_cast<int64_t>(op.getNumResults()))
-        return fail(&op, std::string("op ") + kNoLayout);
-      offsets = attr.asArrayRef();
-    }
-    if (auto view = dyn_cast<ReshapeOp>(op)) {
-      // A view: another shape at its input's offset; no step.
-      unsigned idx;
-      if (!addBuffer(view.getResult(), "", plan::Role::activation, offsets[0],
-                     &op, idx))
-        return false;
-      continue;
-    }
-    if (!runtime::findOp(op.getName().getStringRef()))
+  prog.name = program.getSymName().str();
+  if (!indicesOf(program, program.getInputs(), prog.inputs) ||
+      !indicesOf(program, program.getOutputs(), prog.outputs))
+    return false;
+  for (Operation &op : program.getBody().front()) {
+    StepRec rec;
+    rec.source = &op;
+    ArrayAttr ins, outs;
+    if (auto launch = dyn_cast<exec::LaunchOp>(op)) {
+      rec.op = launch.getKernel().str();
+      ins = launch.getIns();
+      outs = launch.getOuts();
+      rec.attrs = launch.getKernelAttrsAttr();
+    } else if (auto coll = dyn_cast<exec::CollectiveOp>(op)) {
+      // The runtime runs the dist op, configured as the dist op was.
+      rec.op = (Twine("dist.") + coll.getKind()).str();
+      ins = coll.getIns();
+      outs = coll.getOuts();
+      NamedAttrList attrs(coll.getKernelAttrsAttr());
+      attrs.set("group", coll.getGroupAttr());
+      attrs.set("group_size", coll.getGroupSizeAttr());
+      if (coll.getDimAttr())
+        attrs.set("dim", coll.getDimAttr());
+      if (coll.getReduceAttr())
+        attrs.set("reduce", coll.getReduceAttr());
+      rec.attrs = attrs.getDictionary(op.getContext());
+    } else {
       return fail(&op, "op " + op.getName().getStringRef().str() +
                            " cannot be written to a plan");
-    StepRec rec{op.getName().getStringRef().str(), {}, {}, &op};
-    for (Value v : op.getOperands())
-      rec.operands.push_back(valueBuffer_.at(v));
-    if (auto set = dyn_cast<SetParamOp>(op))
-      rec.results.push_back(paramBuffer_.at(set.getName().str()));
-    for (auto [i, r] : llvm::enumerate(op.getResults())) {
-      unsigned idx;
-      if (!addBuffer(r, "", plan::Role::activation, offsets[i], &op, idx))
-        return false;
-      rec.results.push_back(idx);
     }
+    if (!runtime::findOp(rec.op))
+      return fail(&op, "op " + rec.op + " cannot be written to a plan");
+    if (!indicesOf(&op, ins, rec.operands) ||
+        !indicesOf(&op, outs, rec.results))
+      return false;
     prog.steps.push_back(std::move(rec));
   }
   programs_.push_back(std::move(prog));
@@ -217,10 +261,6 @@ bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
                 std::vector<flatbuffers::Offset<plan::Attr>> &out,
                 std::string &unsupported) {
   Attribute v = a.getValue();
-  // Symbol references are resolved into the step's buffer indices, and the
-  // layout into buffer offsets.
-  if (isa<SymbolRefAttr>(v) || a.getName().strref().starts_with("exec."))
-    return true;
   auto name = fbb.CreateString(a.getName().str());
   if (auto i = dyn_cast<IntegerAttr>(v))
     out.push_back(plan::CreateAttr(fbb, name, i.getInt(), 0, 0));
@@ -231,10 +271,6 @@ bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
                                    fbb.CreateString(s.getValue().str())));
   else if (isa<UnitAttr>(v))
     out.push_back(plan::CreateAttr(fbb, name, 1, 0, 0));
-  else if (auto l = dyn_cast<WeightLayoutAttr>(v))
-    out.push_back(plan::CreateAttr(
-        fbb, name, 0, 0,
-        fbb.CreateString(stringifyWeightLayout(l.getValue()).str())));
   else {
     unsupported = a.getName().str();
     return false;
@@ -245,37 +281,26 @@ bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
 bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
                  const std::string &jobPath, std::vector<uint8_t> &out,
                  MemorySummary &mem) {
-  auto memory = module_->getAttrOfType<DictionaryAttr>("exec.memory");
-  if (!memory) {
-    error_ = std::string("the module ") + kNoLayout;
+  auto arenas = module_.getOps<exec::ArenaOp>();
+  if (arenas.empty()) {
+    error_ = std::string("the module has no exec.arena: ") + kNotExec;
     return false;
   }
-  auto field = [&](StringRef key) -> uint64_t {
-    auto a = memory.getAs<IntegerAttr>(key);
-    return a ? static_cast<uint64_t>(a.getInt()) : 0;
-  };
-  mem.parameters = field("parameters");
-  mem.gradients = field("gradients");
-  mem.optimizerState = field("optimizer_state");
-  mem.otherState = field("other_state");
-  mem.inputs = field("inputs");
-  mem.activationsPeak = field("activations_peak");
-  mem.total = field("total");
   if (std::string e; !dist::readMesh(module_, mesh_, e)) {
     error_ = e;
     return false;
   }
-  if (!collectParams())
+  if (!collectBuffers(*arenas.begin(), mem))
     return false;
   for (const char *name : {"train_step", "optimizer_step"})
-    if (!module_.lookupSymbol<func::FuncOp>(name)) {
-      error_ = std::string("the module has no @") + name +
-               " (run the pass pipeline before writing a plan)";
+    if (!module_.lookupSymbol<exec::ProgramOp>(name)) {
+      error_ = std::string("the module has no exec.program @") + name + ": " +
+               kNotExec;
       return false;
     }
-  // Every function becomes a program, in module order.
-  for (auto fn : module_.getOps<func::FuncOp>())
-    if (!collectProgram(fn))
+  // Every program, in module order.
+  for (auto program : module_.getOps<exec::ProgramOp>())
+    if (!collectProgram(program))
       return false;
 
   flatbuffers::FlatBufferBuilder fbb;
@@ -287,16 +312,17 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
     bufs.push_back(plan::CreateBuffer(
         fbb, fbb.CreateString(b.name), b.role, b.dtype,
         fbb.CreateVector(b.shape), b.offset,
-        elems * runtime::dtypeSize(b.dtype), b.init, b.std, b.shardDim,
-        b.shardGroup.empty() ? 0 : fbb.CreateString(b.shardGroup),
-        b.globalShape.empty() ? 0 : fbb.CreateVector(b.globalShape)));
+        elems * runtime::dtypeSize(b.dtype), b.init, b.std,
+        b.globalShape.empty() ? 0 : fbb.CreateVector(b.globalShape),
+        splitsOf(fbb, b.splits)));
   }
   std::vector<flatbuffers::Offset<plan::Program>> progs;
   for (const ProgramRec &p : programs_) {
     std::vector<flatbuffers::Offset<plan::Step>> steps;
     for (const StepRec &st : p.steps) {
       std::vector<flatbuffers::Offset<plan::Attr>> attrs;
-      for (NamedAttribute a : st.source->getAttrDictionary()) {
+      for (NamedAttribute a :
+           st.attrs ? st.attrs.getValue() : ArrayRef<NamedAttribute>()) {
         std::string unsupported;
         if (!attrToPlan(fbb, a, attrs, unsupported))
           return fail(st.source, "attribute '" + unsupported +
@@ -337,8 +363,7 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
       fbb.CreateString(run.evalPath), fbb.CreateString(run.evalPattern),
       fbb.CreateString(run.jsonlPath), fbb.CreateString(run.tensorboardDir),
       run.flopsPerToken, cfg.optimizer.lr, fbb.CreateString(cfg.optimizer.name),
-      t.z_loss_weight,
-      static_cast<double>(cfg.distributed.nccl_timeout_sec));
+      t.z_loss_weight, static_cast<double>(cfg.distributed.nccl_timeout_sec));
   auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings(mesh_.dims),
                                fbb.CreateVector(mesh_.sizes));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,

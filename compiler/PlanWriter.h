@@ -1,10 +1,11 @@
 //===- PlanWriter.h - Memory planning and plan.bin ---------------*- C++
 //-*-===//
 //
-// Writes plan.bin (schema: runtime/core/plan.fbs) from a module that has
-// been through the whole pass pipeline: the programs' ops become steps, and
-// the arena layout that forge-plan-memory recorded in the IR (exec.offset,
-// exec.offsets, exec.memory) becomes the buffers and the memory summary.
+// Writes plan.bin (schema: runtime/core/plan.fbs) from the exec IR the pass
+// pipeline ends with (convert-forge-to-exec): exec.buffer ops become the
+// buffers, each exec.program's launches and collectives its steps, and the
+// memory summary follows from the buffers and the exec.arena. Nothing else
+// of the module is read but its dist.mesh.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,9 +34,9 @@ struct MemorySummary {
   uint64_t total = 0;
 };
 
-/// Serializes the plan of `module` (after the pass pipeline). Returns false
-/// with `error` set when it cannot (no layout, an op the plan format does
-/// not carry, ...).
+/// Serializes the plan of `module` (exec IR, after the pass pipeline).
+/// Returns false with `error` set when it cannot (not exec IR, a kernel the
+/// runtime does not know, an attribute the plan format does not carry, ...).
 bool writePlan(mlir::ModuleOp module, const config::JobConfig &cfg,
                const RunSettings &run, const std::string &jobPath,
                std::vector<uint8_t> &out, MemorySummary &memory,

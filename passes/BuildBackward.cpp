@@ -12,6 +12,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 namespace forge {
@@ -264,6 +265,14 @@ LogicalResult Differentiator::differentiate(Operation *op) {
         return success();
       })
       .Case([&](dist::AllGatherOp g) {
+        if (g.getSliceGrad()) {
+          // Replicated consumers: the cotangent is complete everywhere.
+          acc(g.getInput(),
+              dist::SliceOp::create(b_, loc, g.getInput().getType(),
+                                    cotangent(g.getResult()), g.getDimAttr(),
+                                    g.getGroupAttr(), g.getGroupSizeAttr()));
+          return success();
+        }
         // The data-parallel mean: each rank's loss is the mean over its own
         // batch, the job's loss the mean over ranks.
         acc(g.getInput(),
@@ -276,7 +285,8 @@ LogicalResult Differentiator::differentiate(Operation *op) {
       .Case([&](dist::ReduceScatterOp r) {
         Value g = dist::AllGatherOp::create(
             b_, loc, r.getInput().getType(), cotangent(r.getResult()),
-            r.getDimAttr(), r.getGroupAttr(), r.getGroupSizeAttr(), UnitAttr());
+            r.getDimAttr(), r.getGroupAttr(), r.getGroupSizeAttr(), UnitAttr(),
+            UnitAttr());
         if (r.getReduce() == "avg")
           g = ScaleOp::create(
               b_, loc, g.getType(), g,
@@ -285,12 +295,34 @@ LogicalResult Differentiator::differentiate(Operation *op) {
         return success();
       })
       .Case([&](dist::AllReduceOp r) -> LogicalResult {
+        // The result is replicated and so is its cotangent (every rank
+        // continues with the same computation): each input contributed to
+        // it once (Megatron's g).
         if (r.getReduce() == "max")
           return r.emitOpError("has no VJP rule for reduce(\"max\")");
-        acc(r.getInput(),
-            dist::AllReduceOp::create(
-                b_, loc, r.getType(), cotangent(r.getResult()),
-                r.getGroupAttr(), r.getGroupSizeAttr(), r.getReduceAttr()));
+        Value g = cotangent(r.getResult());
+        if (r.getReduce() == "avg")
+          g = ScaleOp::create(
+              b_, loc, g.getType(), g,
+              b_.getF64FloatAttr(1.0 / static_cast<double>(r.getGroupSize())));
+        acc(r.getInput(), g);
+        return success();
+      })
+      .Case([&](dist::SliceOp s) {
+        acc(s.getInput(),
+            dist::AllGatherOp::create(b_, loc, s.getInput().getType(),
+                                      cotangent(s.getResult()), s.getDimAttr(),
+                                      s.getGroupAttr(), s.getGroupSizeAttr(),
+                                      UnitAttr(), UnitAttr()));
+        return success();
+      })
+      .Case([&](dist::CopyOp c) {
+        // Each rank's consumers computed part of the gradient (Megatron's
+        // f): sum the parts.
+        acc(c.getInput(), dist::AllReduceOp::create(
+                              b_, loc, c.getType(), cotangent(c.getResult()),
+                              c.getGroupAttr(), c.getGroupSizeAttr(),
+                              b_.getStringAttr("sum")));
         return success();
       })
       .Case([&](FillOp) { return success(); })
@@ -302,6 +334,42 @@ LogicalResult Differentiator::differentiate(Operation *op) {
 
 struct BuildBackwardPass
     : public forge::impl::BuildBackwardPassBase<BuildBackwardPass> {
+  /// FSDP2's reshard_after_forward (KempnerForge never turns it off): a
+  /// parameter gathered for the forward pass is not kept for its backward
+  /// uses (the VJPs that read the weight); the backward gathers it again
+  /// from the shard right before its first use there, so the memory plan
+  /// frees the forward copy after its last forward use.
+  void reshardAfterForward(ArrayRef<Operation *> forward) {
+    llvm::SmallPtrSet<Operation *, 32> isForward(forward.begin(),
+                                                 forward.end());
+    for (Operation *op : forward) {
+      auto gather = dyn_cast<dist::AllGatherOp>(op);
+      if (!gather || !gather.getDataParallel())
+        continue;
+      auto get = gather.getInput().getDefiningOp<GetParamOp>();
+      if (!get)
+        continue;
+      SmallVector<OpOperand *> late;
+      Operation *first = nullptr;
+      for (OpOperand &use : gather.getResult().getUses()) {
+        Operation *user = use.getOwner();
+        if (isForward.contains(user))
+          continue;
+        late.push_back(&use);
+        if (!first || user->isBeforeInBlock(first))
+          first = user;
+      }
+      if (late.empty())
+        continue;
+      OpBuilder b(first);
+      Operation *reget = b.clone(*get);
+      auto regather = cast<dist::AllGatherOp>(b.clone(*gather));
+      regather.getInputMutable().assign(reget->getResult(0));
+      for (OpOperand *use : late)
+        use->set(regather.getResult());
+    }
+  }
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     auto fn = module.lookupSymbol<func::FuncOp>("train_step");
@@ -354,6 +422,7 @@ struct BuildBackwardPass
       names.push_back(FlatSymbolRefAttr::get(param.getSymNameAttr()));
     }
     ret.getOperandsMutable().assign(results);
+    reshardAfterForward(forward);
     fn.setFunctionType(FunctionType::get(&getContext(),
                                          fn.getFunctionType().getInputs(),
                                          ValueRange(results).getTypes()));

@@ -160,8 +160,9 @@ struct BuildOptimizerPass
     // State buffers, declared after the parameters, named
     // optimizer.<KempnerForge state key>.<fqn>.
     b.setInsertionPoint(fn);
-    // State is sharded like its parameter (FSDP): it inherits dist.shard.
-    DictionaryAttr shard;
+    // State is sharded like its parameter (TP, FSDP): it inherits
+    // dist.shard.
+    Attribute shard;
     auto declare = [&](const std::string &name, Type type, Location at) {
       auto state =
           ParamOp::create(b, at, b.getStringAttr(name), TypeAttr::get(type),
@@ -182,7 +183,7 @@ struct BuildOptimizerPass
       std::string fqn = p.getSymName().str();
       Type t = p.getType();
       Location at = p.getLoc();
-      shard = p->getAttrOfType<DictionaryAttr>(dist::kShardAttr);
+      shard = p->getAttr(dist::kShardAttr);
       Slot slot;
       slot.acc = declare("grad." + fqn, t, at);
       switch (kind) {
@@ -267,19 +268,66 @@ struct BuildOptimizerPass
         g = dist::AllReduceOp::create(
             b, loc, g.getType(), g, b.getStringAttr("dp_replicate"),
             b.getI64IntegerAttr(r), b.getStringAttr("avg"));
-    // The pre-clip global norm. Sharded gradients: each rank's squared
-    // partial norm, summed over the shard group.
+    // The pre-clip global norm over every shard and tensor-parallel group
+    // (reference §3.10). The gradients fall into classes by the groups they
+    // are split over; a class's squared norm is its local sum, summed over
+    // those groups. With b split over dp_shard only, d over dp_shard and
+    // tp, c over tp only and a replicated:
+    //   norm^2 = a + all_reduce_tp(c) + all_reduce_dp(b + all_reduce_tp(d))
+    // (tp and dp_shard sums commute). Replicated gradients are identical on
+    // the ranks of a group, so they are counted once, not summed.
     Value norm;
-    bool sharded = llvm::any_of(
-        params, [](ParamOp p) { return p->hasAttr(dist::kShardAttr); });
-    if (int64_t n = mesh.size("dp_shard"); sharded && n > 1) {
-      Value local = GlobalNormOp::create(b, loc, f32, gs, b.getUnitAttr());
-      Value total = dist::AllReduceOp::create(
-          b, loc, f32, local, b.getStringAttr("dp_shard"),
-          b.getI64IntegerAttr(n), b.getStringAttr("sum"));
-      norm = SqrtOp::create(b, loc, f32, total);
-    } else {
-      norm = GlobalNormOp::create(b, loc, f32, gs, UnitAttr());
+    {
+      SmallVector<Value> byClass[4]; // bit 0: dp_shard, bit 1: tp
+      for (auto [i, p] : llvm::enumerate(params)) {
+        std::vector<dist::Split> splits;
+        std::string splitError;
+        if (!dist::readShard(p, splits, splitError)) {
+          p.emitError("forge-build-optimizer: ") << splitError;
+          return signalPassFailure();
+        }
+        unsigned cls = 0;
+        for (const dist::Split &sp : splits) {
+          if (sp.group == "dp_shard")
+            cls |= 1;
+          else if (sp.group == "tp")
+            cls |= 2;
+          else {
+            p.emitError("forge-build-optimizer: no gradient-norm rule for "
+                        "parameters split over '")
+                << sp.group << "'";
+            return signalPassFailure();
+          }
+        }
+        byClass[cls].push_back(gs[i]);
+      }
+      auto squared = [&](ArrayRef<Value> g) -> Value {
+        return g.empty() ? Value()
+                         : GlobalNormOp::create(b, loc, f32, g, b.getUnitAttr())
+                               .getResult();
+      };
+      auto sumOver = [&](Value v, const char *group) -> Value {
+        if (!v || mesh.size(group) <= 1)
+          return v;
+        return dist::AllReduceOp::create(b, loc, f32, v, b.getStringAttr(group),
+                                         b.getI64IntegerAttr(mesh.size(group)),
+                                         b.getStringAttr("sum"));
+      };
+      auto plus = [&](Value x, Value y) -> Value {
+        if (!x || !y)
+          return x ? x : y;
+        return AddOp::create(b, loc, f32, x, y);
+      };
+      if (byClass[1].empty() && byClass[2].empty() && byClass[3].empty()) {
+        norm = GlobalNormOp::create(b, loc, f32, gs, UnitAttr());
+      } else {
+        Value total =
+            plus(plus(squared(byClass[0]), sumOver(squared(byClass[2]), "tp")),
+                 sumOver(plus(squared(byClass[1]),
+                              sumOver(squared(byClass[3]), "tp")),
+                         "dp_shard"));
+        norm = SqrtOp::create(b, loc, f32, total);
+      }
     }
     Value coef = ClipCoefficientOp::create(b, loc, f32, norm, clip);
     Value factor =

@@ -5,6 +5,7 @@
 #define FORGE_PASSES_PASSES_H
 
 #include "dialects/dist/IR/DistDialect.h"
+#include "dialects/exec/IR/ExecDialect.h"
 #include "dialects/forge/IR/ForgeDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"

@@ -11,23 +11,68 @@
 
 include "mlir/Pass/PassBase.td"
 
+def ShardTensorParallelPass
+    : Pass<"forge-shard-tensor-parallel", "::mlir::ModuleOp"> {
+  let summary = "Tensor parallelism over tp: Megatron column/row-parallel linears";
+  let description = [{
+    For a module whose `dist.mesh` has a `tp` dim of size n > 1, the plan of
+    reference §3.3: in every block, `attention.{q,k,v}_proj.weight` and a
+    dense MLP's `gate_proj` / `up_proj` weights keep 1/n of their rows
+    (column-parallel, `dist.shard` split `{dim = 0, group = "tp"}`),
+    `o_proj` and `down_proj` 1/n of their columns (row-parallel,
+    `{dim = 1, group = "tp"}`), so each rank holds n_heads/n query heads,
+    n_kv_heads/n kv heads and 1/n of the hidden units. Ops between them
+    (reshapes, QK-norm, RoPE, attention, activation, gating) run on the
+    rank's share; a replicated weight used there (QK-norm) is wrapped in a
+    `dist.copy`, so its gradient is summed over tp. MoE MLPs (router,
+    experts, shared expert) stay replicated, as in KempnerForge.
+
+    Without sequence parallelism the residual stream, norms, embedding and
+    head are replicated: the input of the column-parallel linears goes
+    through one `dist.copy` (forward identity; its VJP all-reduces the
+    partial input gradients) and each row-parallel output through a
+    `dist.all_reduce` sum.
+
+    With the module attribute `dist.sequence_parallel` (config
+    `distributed.sequence_parallel`, default on) and where §3.3 enables it
+    (no MoE block, untied embeddings), the residual stream is cut along the
+    sequence (dim 1): `dist.slice` after the embedding, norms on each
+    rank's block (their weights wrapped in `dist.copy`), a
+    `dist.all_gather` of the sequence before the column-parallel linears
+    and a `dist.reduce_scatter` sum after the row-parallel ones. The output
+    head is then column-parallel over the vocabulary and its logits are
+    gathered (`dist.all_gather {slice_grad}`) for the replicated loss; with
+    chunked cross-entropy the head stays replicated and the final norm's
+    output is gathered instead. seq_len must be divisible by n.
+
+    A weight whose split dim n does not divide is an error. Runs first, so
+    forge-shard-fsdp then shards each rank's block over dp_shard (2-D, TP x
+    FSDP) and autodiff places the backward collectives.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def ShardFsdpPass : Pass<"forge-shard-fsdp", "::mlir::ModuleOp"> {
   let summary = "FSDP: parameters sharded over dp_shard, gathered before use";
   let description = [{
     For a module whose `dist.mesh` has a `dp_shard` dim of size n > 1
     (reference §3.5, FSDP2's fully_shard): every trainable `forge.param`
     becomes its local shard, dim 0 split into n contiguous blocks (its type
-    is the shard; `dist.shard = {dim = 0, group = "dp_shard"}` records the
-    spec), and every `forge.get_param` of it in a program is followed by a
+    is the shard; the split `{dim = 0, group = "dp_shard"}` is appended to
+    its `dist.shard`, after tensor parallelism's), and every
+    `forge.get_param` of it in a program is followed by a
     `dist.all_gather {data_parallel}` that rebuilds the full tensor for its
     uses. Autodiff then turns each all-gather into the reduce-scatter (mean
     over the group) of the gradient, so gradients, and the optimizer state
     built from them, are sharded too. Persistent buffers that are not
-    trained stay replicated. A dim 0 that n does not divide is an error
-    (FSDP2 pads uneven shards; forge does not yet).
+    trained stay replicated. A dim 0 that n does not divide is padded as
+    FSDP2 does: blocks of ceil(d0 / n) rows, the split records
+    `size = d0`, and the last blocks end in zero rows that the collectives
+    drop and pad again (their gradient and optimizer state stay zero).
 
-    The gathered weights stay live from the forward to their backward use
-    (no reshard after forward yet): `forgec --report` shows that memory.
+    Reshard after forward (FSDP2's default, which KempnerForge keeps) is
+    forge-build-backward's: the backward gathers each weight again.
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
                            "::mlir::func::FuncDialect"];
@@ -48,7 +93,10 @@ def BuildBackwardPass : Pass<"forge-build-backward", "::mlir::ModuleOp"> {
 
     Running after the sharding passes is deliberate: the VJP of each
     collective (all-gather <-> reduce-scatter, ...) then places the backward
-    communication (design.md §1).
+    communication (design.md §1). An FSDP weight (`dist.all_gather
+    {data_parallel}` of a `forge.get_param`) that a VJP reads is gathered
+    again right before its first backward use, so the forward copy is freed
+    after its last forward use (FSDP2's reshard_after_forward).
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
                            "::mlir::func::FuncDialect"];
@@ -98,6 +146,29 @@ def BuildOptimizerPass : Pass<"forge-build-optimizer", "::mlir::ModuleOp"> {
                            "::mlir::func::FuncDialect"];
 }
 
+def SchedulePass : Pass<"forge-schedule", "::mlir::ModuleOp"> {
+  let summary = "Program order and streams: kernels on stream 0, collectives on 1";
+  let description = [{
+    Fixes, for each program (`func.func`), the order its ops run in and the
+    stream each one runs on. The order is a topological sort of the
+    program's dependences (the uses of values; for each parameter, the
+    order of its `forge.get_param` reads and `forge.set_param` writes; ops
+    with unknown effects keep their place among effectful ops) that runs
+    the earliest ready op first, so the result is stable: a program already
+    in a topological order, as the frontend's and autodiff's output always
+    is, keeps it. Every op gets `exec.stream`: 1 for the `dist` collectives,
+    ready for a communication stream that a device runtime overlaps with
+    compute, 0 for everything else. The CPU runtime runs both streams in
+    program order.
+
+    It runs after forge-build-optimizer, so that forge-plan-memory lays out
+    memory in the scheduled order.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::forge::exec::ExecDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def PlanMemoryPass : Pass<"forge-plan-memory", "::mlir::ModuleOp"> {
   let summary = "Liveness-based layout of every tensor in one arena";
   let description = [{
@@ -115,6 +186,38 @@ def PlanMemoryPass : Pass<"forge-plan-memory", "::mlir::ModuleOp"> {
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
                            "::mlir::func::FuncDialect"];
+}
+
+def ConvertForgeToExecPass : Pass<"convert-forge-to-exec", "::mlir::ModuleOp"> {
+  let summary = "Lowers the laid-out forge and dist IR to exec IR";
+  let description = [{
+    Turns the module that forge-plan-memory laid out into exec IR, which is
+    all the plan writer reads:
+
+    - `exec.arena`: the `total` bytes of `exec.memory`, aligned to 64;
+    - an `exec.buffer` per `forge.param` (its FQN; role parameter, or for
+      buffers gradient (`grad.*`), optimizer state (`optimizer.*`) or
+      state; its offset, initializer and, from `dist.shard`, its splits and
+      global shape), per program argument (`<program>.arg<N>`, role input)
+      and per op result (`<program>.v<N>`, role activation). A
+      `forge.reshape` is a view: a buffer at its input's offset, no launch;
+      a `forge.get_param` is the parameter's buffer;
+    - an `exec.program` per `func.func` (inputs: its arguments' buffers,
+      outputs: its returned values' buffers) holding, in program order, an
+      `exec.launch` per forge op (kernel: the op's name; its attributes
+      except the layout and symbol references, enums as strings;
+      `forge.set_param` writes the parameter's buffer) and an
+      `exec.collective` per `dist` op (kind, group, dim, reduce, its other
+      attributes, and its origin: the parameter or buffer it moves, the
+      parameter whose gradient it produces, or the op whose result it
+      moves).
+
+    Each launch keeps its op's location and the stream forge-schedule gave
+    it (`exec.stream` is required: run forge-schedule first). The forge ops
+    and the `exec.offset`, `exec.offsets` and `exec.memory` attributes are
+    gone afterwards; `dist.mesh` and the other module attributes stay.
+  }];
+  let dependentDialects = ["::forge::exec::ExecDialect"];
 }
 
 #endif // FORGE_PASSES_TD

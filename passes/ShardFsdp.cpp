@@ -1,8 +1,9 @@
 //===- ShardFsdp.cpp - Parameters sharded over dp_shard -------------------===//
 //
 // FSDP as a graph rewrite: each trainable parameter becomes its dim-0 shard
-// and each read of it gathers the full tensor. Everything else follows from
-// the other passes: autodiff turns the gather into the gradient's
+// and each read of it gathers the full tensor (the rank's tensor-parallel
+// block when forge-shard-tensor-parallel split it first). Everything else
+// follows from the other passes: autodiff turns the gather into the gradient's
 // reduce-scatter, the optimizer pass builds sharded state from the sharded
 // gradients, and memory planning counts the gathered copies.
 //
@@ -42,26 +43,25 @@ struct ShardFsdpPass : public forge::impl::ShardFsdpPassBase<ShardFsdpPass> {
     // Shard every trainable parameter along dim 0.
     llvm::DenseMap<StringAttr, RankedTensorType> full;
     for (ParamOp p : module.getOps<ParamOp>()) {
-      if (p.getBuffer() || p->hasAttr(dist::kShardAttr))
+      if (p.getBuffer())
         continue;
       RankedTensorType t = p.getTensorType();
-      if (t.getRank() == 0 || t.getDimSize(0) % n != 0) {
-        p.emitError("forge-shard-fsdp: cannot shard '")
-            << p.getSymName() << "' " << t << " evenly over dp_shard " << n
-            << ": dim 0 must be a multiple of " << n
-            << " (FSDP2 pads uneven shards; forge does not yet); choose a "
-               "dp_shard that divides it";
+      if (t.getRank() == 0) {
+        p.emitError("forge-shard-fsdp: cannot shard the scalar '")
+            << p.getSymName() << "'";
         return signalPassFailure();
       }
+      // Uneven dims are padded as FSDP2 does: blocks of ceil(d0 / n) rows,
+      // the last ones ending in zero rows that never train (their gradient
+      // and optimizer state stay zero).
+      const int64_t d0 = t.getDimSize(0);
       SmallVector<int64_t> shape(t.getShape());
-      shape[0] /= n;
+      shape[0] = (d0 + n - 1) / n;
       full[p.getSymNameAttr()] = t;
       p.setTypeAttr(
           TypeAttr::get(RankedTensorType::get(shape, t.getElementType())));
-      p->setAttr(dist::kShardAttr,
-                 b.getDictionaryAttr(
-                     {b.getNamedAttr("dim", b.getI64IntegerAttr(0)),
-                      b.getNamedAttr("group", b.getStringAttr(kGroup))}));
+      // After tensor parallelism this splits the rank's tp block further.
+      dist::appendShard(p, 0, kGroup, d0 % n ? d0 : 0);
     }
     // Every read of a sharded parameter gathers it: the shard in, the full
     // tensor out, for the same uses as before.
@@ -77,7 +77,8 @@ struct ShardFsdpPass : public forge::impl::ShardFsdpPassBase<ShardFsdpPass> {
       get.getResult().setType(shardType);
       auto gather = dist::AllGatherOp::create(
           b, get.getLoc(), fullType, get.getResult(), b.getI64IntegerAttr(0),
-          b.getStringAttr(kGroup), b.getI64IntegerAttr(n), b.getUnitAttr());
+          b.getStringAttr(kGroup), b.getI64IntegerAttr(n), b.getUnitAttr(),
+          UnitAttr());
       get.getResult().replaceAllUsesExcept(gather.getResult(), gather);
     });
   }

@@ -400,6 +400,7 @@ struct DistributedConfig {
   int64_t ep = 1;
   int64_t nccl_timeout_sec = 1800;
   std::string backend = "cpu:gloo,cuda:nccl";
+  bool sequence_parallel = true;
 
   template <typename V> void visit(V &v) {
     v.field("dp_shard", dp_shard,
@@ -414,6 +415,12 @@ struct DistributedConfig {
     v.field("nccl_timeout_sec", nccl_timeout_sec,
             "collective timeout in seconds (gloo and NCCL)");
     v.field("backend", backend, "collective backends per device type");
+    v.field("sequence_parallel", sequence_parallel,
+            FORGE_EXTENSION "with tp > 1, shard the norms and the residual "
+                            "stream along the sequence between the "
+                            "tensor-parallel regions where reference §3.3 "
+                            "does (not with MoE or tied embeddings); false = "
+                            "the plan without sequence parallelism");
   }
   bool operator==(const DistributedConfig &) const = default;
 };

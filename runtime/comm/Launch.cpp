@@ -133,7 +133,7 @@ int launchLocal(int nproc, int argc, char **argv) {
   }
   // Supervise: the first rank to fail stops the others (SIGTERM, then
   // SIGKILL after a grace period), so no rank waits forever on a peer.
-  int failedRank = -1, code = 0, left = nproc;
+  int failedRank = -1, failedSignal = 0, code = 0, left = nproc;
   bool stopping = false;
   auto stopAll = [&](int sig) {
     for (size_t i = 0; i < pids.size(); ++i)
@@ -180,6 +180,7 @@ int launchLocal(int nproc, int argc, char **argv) {
       // once and say where; give them a moment to report, then stop them.
       failedRank = rank;
       code = rc;
+      failedSignal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       stopping = true;
       termAt = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     }
@@ -187,10 +188,16 @@ int launchLocal(int nproc, int argc, char **argv) {
   std::error_code ec;
   std::filesystem::remove_all(store, ec);
   if (failedRank >= 0) {
-    std::fprintf(stderr,
-                 "forge-run: rank %d of %d exited with code %d; stopped the "
-                 "other ranks\n",
-                 failedRank, nproc, code);
+    if (failedSignal)
+      std::fprintf(stderr,
+                   "forge-run: rank %d of %d was killed by signal %d (%s); "
+                   "stopped the other ranks\n",
+                   failedRank, nproc, failedSignal, strsignal(failedSignal));
+    else
+      std::fprintf(stderr,
+                   "forge-run: rank %d of %d exited with code %d; stopped "
+                   "the other ranks\n",
+                   failedRank, nproc, code);
     return code;
   }
   if (forwarded)

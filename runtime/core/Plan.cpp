@@ -2,9 +2,11 @@
 
 #include "runtime/core/Plan.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <tuple>
 
 namespace forge::runtime {
 
@@ -86,6 +88,8 @@ const std::vector<OpInfo> &knownOps() {
       {"dist.all_gather", 1, 1},
       {"dist.reduce_scatter", 1, 1},
       {"dist.all_reduce", 1, 1},
+      {"dist.copy", 1, 1},
+      {"dist.slice", 1, 1},
       {"forge.clip_coefficient", 1, 1},
       {"forge.lr_factor", 1, 1},
       {"forge.adamw_update", 7, 3},
@@ -186,28 +190,52 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
   }
   for (size_t i = 0; i < nbuf; ++i) {
     const plan::Buffer *b = p->buffers()->Get(i);
-    if (b->shard_dim() < 0)
+    if (!b->splits() || b->splits()->size() == 0) {
+      if (b->global_shape())
+        return "buffer " + std::to_string(i) + " (" + str(b->name()) +
+               ") has a global shape but no splits";
       continue;
+    }
     std::string name =
         "buffer " + std::to_string(i) + " (" + str(b->name()) + ")";
-    int64_t n = 0;
-    for (auto &[dim, size] : mesh)
-      if (b->shard_group() && dim == b->shard_group()->str())
-        n = size;
-    if (n == 0)
-      return name + " is sharded over '" + str(b->shard_group()) +
-             "', which is not a dim of the plan's mesh";
-    if (b->shard_dim() != 0)
-      return name + " is sharded along dim " + std::to_string(b->shard_dim()) +
-             "; this forge-run shards along dim 0 only";
     if (!b->shape() || !b->global_shape() ||
         b->shape()->size() != b->global_shape()->size() ||
         b->shape()->size() == 0)
       return name + " is sharded but its global shape does not match its rank";
-    for (size_t d = 0; d < b->shape()->size(); ++d)
-      if (b->global_shape()->Get(d) != b->shape()->Get(d) * (d == 0 ? n : 1))
-        return name + "'s global shape is not its shape with dim 0 times " +
-               std::to_string(n);
+    std::vector<int64_t> want(b->shape()->begin(), b->shape()->end());
+    std::vector<std::tuple<int, int64_t, int64_t>> padded;
+    for (const plan::Split *sp : *b->splits()) {
+      int64_t n = 0;
+      for (auto &[dim, size] : mesh)
+        if (sp->group() && dim == sp->group()->str())
+          n = size;
+      if (n == 0)
+        return name + " is split over '" + str(sp->group()) +
+               "', which is not a dim of the plan's mesh";
+      if (sp->dim() < 0 || static_cast<size_t>(sp->dim()) >= want.size())
+        return name + " is split along dim " + std::to_string(sp->dim()) +
+               ", which it does not have";
+      padded.push_back({sp->dim(), n, sp->size()});
+    }
+    // Undo the splits from the innermost out: an even split multiplies the
+    // block by n, an uneven one records its extent (whose rounded-up n-th
+    // must be the block).
+    for (size_t k = padded.size(); k-- > 0;) {
+      auto [dim, n, size] = padded[k];
+      if (size == 0) {
+        want[dim] *= n;
+        continue;
+      }
+      if ((size + n - 1) / n != want[dim])
+        return name + " is split unevenly along dim " + std::to_string(dim) +
+               " from " + std::to_string(size) + " over " + std::to_string(n) +
+               " ranks, but its block is " + std::to_string(want[dim]) +
+               " long";
+      want[dim] = size;
+    }
+    for (size_t d = 0; d < want.size(); ++d)
+      if (b->global_shape()->Get(d) != want[d])
+        return name + "'s global shape is not its shape times its splits";
   }
   for (const plan::Program *prog : *p->programs()) {
     std::string pname = "program " + str(prog->name());
@@ -338,6 +366,46 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
   if (p->memory()->total() != arena)
     return "memory total (" + std::to_string(p->memory()->total()) +
            ") differs from the arena size (" + std::to_string(arena) + ")";
+  return "";
+}
+
+std::string localBlock(const plan::Buffer *b,
+                       const std::function<int64_t(const std::string &)> &size,
+                       const std::function<int64_t(const std::string &)> &coord,
+                       Block &out) {
+  out = Block();
+  if (!b->shape())
+    return "buffer has no shape";
+  out.shape.assign(b->shape()->begin(), b->shape()->end());
+  out.lo.assign(out.shape.size(), 0);
+  if (!b->splits() || b->splits()->size() == 0 || !b->global_shape()) {
+    out.global = out.valid = out.shape;
+    return "";
+  }
+  if (out.shape.size() > 16)
+    return "buffer " + str(b->name()) + " has more than 16 dims";
+  out.global.assign(b->global_shape()->begin(), b->global_shape()->end());
+  out.valid = out.shape;
+  // The rank's box, split by split: a block of `extent` entries from `lo`,
+  // of which the first `avail` exist (the rest is padding of uneven splits).
+  std::vector<int64_t> extent = out.global, avail = out.global;
+  for (const plan::Split *sp : *b->splits()) {
+    std::string g = sp->group() ? sp->group()->str() : "";
+    const int d = sp->dim();
+    const int64_t n = size(g);
+    if (n < 1 || (sp->size() == 0 && extent[d] % n != 0) ||
+        (sp->size() != 0 && sp->size() != extent[d]))
+      return "buffer " + str(b->name()) + ": group '" + g + "' of " +
+             std::to_string(n) + " ranks does not split its dim " +
+             std::to_string(d) + " as the plan says";
+    const int64_t block = (extent[d] + n - 1) / n, start = coord(g) * block;
+    out.lo[d] += start;
+    avail[d] = std::clamp<int64_t>(avail[d] - start, 0, block);
+    extent[d] = block;
+  }
+  if (extent != out.shape)
+    return "buffer " + str(b->name()) + ": its splits do not give its shape";
+  out.valid = avail;
   return "";
 }
 

@@ -13,6 +13,7 @@
 #include "runtime/core/plan_generated.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,7 +21,7 @@
 namespace forge::runtime {
 
 /// The plan format version this runtime reads.
-constexpr uint32_t kPlanVersion = 3;
+constexpr uint32_t kPlanVersion = 4;
 
 /// Arena alignment of every buffer, in bytes.
 constexpr uint64_t kArenaAlignment = 64;
@@ -51,6 +52,44 @@ struct LoadedPlan {
   std::vector<uint8_t> bytes;
   const plan::Plan *get() const { return plan::GetPlan(bytes.data()); }
 };
+
+/// Where a (possibly sharded) buffer lies in its global tensor: the
+/// rank's block starts at `lo` and has `shape`; `global` is the full shape.
+/// Along each dim only the first `valid` entries exist: the rest is the
+/// zero padding of uneven splits.
+struct Block {
+  std::vector<int64_t> lo, shape, global, valid;
+
+  /// Whether local element `i` exists, and if so its row-major index in the
+  /// global tensor.
+  bool globalIndex(int64_t i, int64_t &g) const {
+    if (shape == global) { // not split
+      g = i;
+      return true;
+    }
+    int64_t idx[16];
+    const size_t rank = shape.size();
+    for (size_t d = rank; d-- > 0;) {
+      idx[d] = i % shape[d];
+      i /= shape[d];
+    }
+    g = 0;
+    for (size_t d = 0; d < rank; ++d) {
+      if (idx[d] >= valid[d])
+        return false;
+      g = g * global[d] + lo[d] + idx[d];
+    }
+    return true;
+  }
+};
+
+/// The block of buffer `b` this rank holds, from the size of each mesh dim
+/// and the rank's coordinate in it. Returns an error for splits that do
+/// not divide (a verified plan has none).
+std::string localBlock(const plan::Buffer *b,
+                       const std::function<int64_t(const std::string &)> &size,
+                       const std::function<int64_t(const std::string &)> &coord,
+                       Block &out);
 
 /// Reads and verifies `path`. Returns an empty string on success.
 std::string loadPlan(const std::string &path, LoadedPlan &out);

@@ -205,3 +205,65 @@ TEST(Plan, KnownOpsAreUnique) {
 }
 
 } // namespace
+
+// A row-parallel weight [4, 6] split over tp (dim 1), then over dp_shard
+// (dim 0): rank (tp 1, dp_shard 1) holds rows 2..3 of columns 3..5.
+TEST(Plan, LocalBlockOfNestedSplits) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<plan::Split>> splits = {
+      plan::CreateSplit(fbb, 1, fbb.CreateString("tp")),
+      plan::CreateSplit(fbb, 0, fbb.CreateString("dp_shard"))};
+  std::vector<int64_t> shape = {2, 3}, global = {4, 6};
+  auto buf = plan::CreateBuffer(
+      fbb, fbb.CreateString("w"), plan::Role::parameter, plan::DType::f32,
+      fbb.CreateVector(shape), 0, 24, plan::Init::normal, 0.02,
+      fbb.CreateVector(global), fbb.CreateVector(splits));
+  fbb.Finish(buf);
+  auto *b = flatbuffers::GetRoot<plan::Buffer>(fbb.GetBufferPointer());
+  Block block;
+  ASSERT_EQ(localBlock(
+                b, [](const std::string &) -> int64_t { return 2; },
+                [](const std::string &) -> int64_t { return 1; }, block),
+            "");
+  EXPECT_EQ(block.lo, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(block.global, global);
+  std::vector<int64_t> got;
+  for (int64_t i = 0; i < 6; ++i) {
+    int64_t g = -1;
+    EXPECT_TRUE(block.globalIndex(i, g));
+    got.push_back(g);
+  }
+  EXPECT_EQ(got, (std::vector<int64_t>{15, 16, 17, 21, 22, 23}));
+  // Three ranks do not divide dim 1.
+  EXPECT_NE(localBlock(
+                b, [](const std::string &) -> int64_t { return 3; },
+                [](const std::string &) -> int64_t { return 0; }, block),
+            "");
+}
+
+// 7 rows over 2 ranks (FSDP2's padding): blocks of 4, rank 1 holds rows
+// 4..6 and one padding row.
+TEST(Plan, LocalBlockOfUnevenSplit) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<plan::Split>> splits = {
+      plan::CreateSplit(fbb, 0, fbb.CreateString("dp_shard"), 7)};
+  std::vector<int64_t> shape = {4, 2}, global = {7, 2};
+  auto buf = plan::CreateBuffer(
+      fbb, fbb.CreateString("w"), plan::Role::parameter, plan::DType::f32,
+      fbb.CreateVector(shape), 0, 32, plan::Init::normal, 0.02,
+      fbb.CreateVector(global), fbb.CreateVector(splits));
+  fbb.Finish(buf);
+  auto *b = flatbuffers::GetRoot<plan::Buffer>(fbb.GetBufferPointer());
+  Block block;
+  ASSERT_EQ(localBlock(
+                b, [](const std::string &) -> int64_t { return 2; },
+                [](const std::string &) -> int64_t { return 1; }, block),
+            "");
+  EXPECT_EQ(block.lo, (std::vector<int64_t>{4, 0}));
+  EXPECT_EQ(block.valid, (std::vector<int64_t>{3, 2}));
+  int64_t g = -1;
+  EXPECT_TRUE(block.globalIndex(5, g));
+  EXPECT_EQ(g, 13);
+  EXPECT_FALSE(block.globalIndex(6, g));
+  EXPECT_FALSE(block.globalIndex(7, g));
+}

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 
 namespace forge::cpu {
@@ -1126,9 +1127,18 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
   if (c->size() != b.i("group_size"))
     return "group '" + group + "' has " + std::to_string(c->size()) +
            " ranks, the plan expects " + std::to_string(b.i("group_size"));
-  if (op != "dist.all_reduce" && b.i("dim") != 0)
-    return "only collectives along dim 0 run on the CPU backend, got dim " +
-           std::to_string(b.i("dim"));
+  if (op == "dist.copy") {
+    // The forward half of Megatron's f: no communication (its VJP is an
+    // all_reduce of its own).
+    View x = b.ops[0], y = b.res[0];
+    fn = [=] {
+      if (y.data != x.data)
+        std::memcpy(y.data, x.data,
+                    static_cast<size_t>(x.numel()) *
+                        runtime::dtypeSize(x.dtype));
+    };
+    return "";
+  }
   // The op that issued it: `loc("NAME"("FILE":L:C))` reads as
   // `NAME (FILE:L:C)`.
   std::string why = b.step->loc() ? b.step->loc()->str() : op;
@@ -1143,31 +1153,106 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
               : pretty.substr(0, paren) + " (" + pretty.substr(paren + 1) + ")";
   }
   View x = b.ops[0], y = b.res[0];
-  auto check = [c, op, why](const std::string &e) {
+  // Named by world rank: the launcher and the other ranks' messages use it.
+  const int worldRank = comms->world().rank();
+  auto check = [worldRank](const std::string &e) {
     if (!e.empty())
-      throw CollectiveError("rank " + std::to_string(c->rank()) + " of '" +
-                            c->name() + "': " + e);
+      throw CollectiveError("rank " + std::to_string(worldRank) + ": " + e);
   };
   std::string reduce = b.s("reduce");
   comm::ReduceOp rop = reduce == "avg"   ? comm::ReduceOp::Avg
                        : reduce == "max" ? comm::ReduceOp::Max
                                          : comm::ReduceOp::Sum;
+  // Along dim d a rank's block (`small`, c long along d) is `outer` runs of
+  // c rows of `row` contiguous elements; the whole tensor (`big`) has B
+  // rows per run, B = n * c or, for an uneven split, less (the last blocks
+  // end in zero padding). Along dim 0 of an even split the blocks are
+  // contiguous and the collective works in place; otherwise rows move
+  // through a scratch buffer.
+  const int64_t n = c->size();
+  struct Runs {
+    int64_t outer = 1, row = 1, c = 0, big = 0;
+  };
+  auto runs = [](const View &small, const View &big, int64_t dim) {
+    Runs r;
+    for (int64_t d = 0; d < static_cast<int64_t>(small.shape.size()); ++d) {
+      if (d < dim)
+        r.outer *= small.shape[d];
+      else if (d > dim)
+        r.row *= small.shape[d];
+    }
+    r.c = small.shape[dim];
+    r.big = big.shape[dim];
+    return r;
+  };
   if (op == "dist.all_gather") {
-    // Any dtype: the blocks are bytes, in rank order along dim 0.
+    // Any dtype: the blocks are bytes, in rank order along dim.
+    const Runs g = runs(x, y, b.i("dim"));
+    const size_t es = runtime::dtypeSize(x.dtype);
+    const bool direct = g.outer == 1 && g.big == n * g.c;
+    auto scratch = std::make_shared<std::vector<uint8_t>>(
+        direct ? 0 : static_cast<size_t>(x.numel() * n) * es);
     fn = [=] {
-      size_t bytes =
-          static_cast<size_t>(x.numel()) * runtime::dtypeSize(x.dtype);
-      check(c->allGather(x.data, y.data, bytes, why));
+      size_t bytes = static_cast<size_t>(x.numel()) * es;
+      if (direct) {
+        check(c->allGather(x.data, y.data, bytes, why));
+        return;
+      }
+      check(c->allGather(x.data, scratch->data(), bytes, why));
+      auto *dst = static_cast<uint8_t *>(y.data);
+      const size_t row = static_cast<size_t>(g.row) * es;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = 0; o < g.outer; ++o)
+          for (int64_t j = 0; j < g.c && r * g.c + j < g.big; ++j)
+            std::memcpy(dst + (o * g.big + r * g.c + j) * row,
+                        scratch->data() + r * bytes + (o * g.c + j) * row, row);
     };
     return "";
   }
   if (op == "dist.reduce_scatter") {
+    const Runs g = runs(y, x, b.i("dim"));
+    const bool direct = g.outer == 1 && g.big == n * g.c;
     fn = [=] {
       In xi = read(x);
       Out out(y, /*zero=*/false);
-      check(c->reduceScatter(xi.p, out.p, static_cast<size_t>(y.numel()), rop,
+      const float *src = xi.p;
+      std::vector<float> blocks;
+      if (!direct) {
+        // Rank r's block first, then rank r+1's, each contiguous and
+        // zero-padded to c rows.
+        blocks.assign(static_cast<size_t>(y.numel() * n), 0.0f);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t o = 0; o < g.outer; ++o)
+            for (int64_t j = 0; j < g.c && r * g.c + j < g.big; ++j)
+              std::copy_n(xi.p + (o * g.big + r * g.c + j) * g.row, g.row,
+                          blocks.data() +
+                              ((r * g.outer + o) * g.c + j) * g.row);
+        src = blocks.data();
+      }
+      check(c->reduceScatter(src, out.p, static_cast<size_t>(y.numel()), rop,
                              why));
       out.commit();
+    };
+    return "";
+  }
+  if (op == "dist.slice") {
+    // No communication: this rank's block of a replicated tensor.
+    const Runs g = runs(y, x, b.i("dim"));
+    const size_t es = runtime::dtypeSize(x.dtype);
+    const int64_t r = c->rank();
+    fn = [=] {
+      const size_t row = static_cast<size_t>(g.row) * es;
+      auto *dst = static_cast<uint8_t *>(y.data);
+      for (int64_t o = 0; o < g.outer; ++o)
+        for (int64_t j = 0; j < g.c; ++j) {
+          if (r * g.c + j < g.big)
+            std::memcpy(dst + (o * g.c + j) * row,
+                        static_cast<const uint8_t *>(x.data) +
+                            (o * g.big + r * g.c + j) * row,
+                        row);
+          else
+            std::memset(dst + (o * g.c + j) * row, 0, row);
+        }
     };
     return "";
   }
@@ -1287,22 +1372,44 @@ void Executor::initialize(uint64_t seed) {
       continue;
     }
     Out out(v);
+    // A shard (TP, FSDP) takes its block of the full tensor's values, so
+    // every layout initializes the same model as one rank does.
+    runtime::Block block;
+    std::string e = runtime::localBlock(
+        b,
+        [&](const std::string &g) -> int64_t {
+          comm::Communicator *c = comms_ ? comms_->group(g) : nullptr;
+          return c ? c->size() : 1;
+        },
+        [&](const std::string &g) -> int64_t {
+          return comms_ ? comms_->coordinate(g) : 0;
+        },
+        block);
+    if (!e.empty())
+      throw std::runtime_error(e);
     if (b->role() == plan::Role::parameter && b->init() == plan::Init::normal) {
-      // A shard (FSDP, dim 0) is the contiguous block at this rank's
-      // coordinate of the full tensor's draws, so every layout initializes
-      // the same model as one rank does.
-      int64_t skip = 0;
-      if (b->shard_dim() == 0 && comms_ && b->shard_group())
-        skip = comms_->coordinate(b->shard_group()->str()) * v.numel();
       std::mt19937_64 gen(seed ^ fnv1a(b->name() ? b->name()->str() : ""));
       std::normal_distribution<double> dist(0.0, b->std());
-      for (int64_t j = 0; j < skip; ++j)
-        dist(gen);
-      for (int64_t j = 0; j < v.numel(); ++j)
+      // Draw the global tensor in order up to this block's last element,
+      // keeping the ones inside it (padding of uneven splits stays zero).
+      int64_t drawn = 0;
+      for (int64_t j = 0; j < v.numel(); ++j) {
+        int64_t g;
+        if (!block.globalIndex(j, g)) {
+          out.p[j] = 0;
+          continue;
+        }
+        for (; drawn < g; ++drawn)
+          dist(gen);
         out.p[j] = static_cast<float>(dist(gen));
+        ++drawn;
+      }
     } else if (b->role() == plan::Role::parameter &&
                b->init() == plan::Init::ones) {
-      std::fill(out.p, out.p + v.numel(), 1.0f);
+      for (int64_t j = 0; j < v.numel(); ++j) {
+        int64_t g;
+        out.p[j] = block.globalIndex(j, g) ? 1.0f : 0.0f;
+      }
     }
     out.commit();
   }

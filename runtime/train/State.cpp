@@ -56,6 +56,21 @@ Tensor scalar(float v) {
   return t;
 }
 
+/// The block of `b` this rank holds (the whole tensor without comms).
+static std::string blockOf(const plan::Buffer *b, comm::Comms *comms,
+                           runtime::Block &block) {
+  return runtime::localBlock(
+      b,
+      [&](const std::string &g) -> int64_t {
+        comm::Communicator *c = comms ? comms->group(g) : nullptr;
+        return c ? c->size() : 1;
+      },
+      [&](const std::string &g) -> int64_t {
+        return comms ? comms->coordinate(g) : 0;
+      },
+      block);
+}
+
 std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
                            const std::string &path, comm::Comms *comms) {
   TensorMap file;
@@ -72,22 +87,21 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
       return path + ": no tensor for parameter '" + name + "'";
     const Tensor &t = it->second;
     const cpu::View &v = exec.buffer(i);
-    // The file holds global tensors; a shard (dim 0) takes its block.
-    std::vector<int64_t> want = v.shape;
-    int64_t first = 0;
-    if (b->shard_dim() == 0 && b->global_shape()) {
-      want.assign(b->global_shape()->begin(), b->global_shape()->end());
-      if (comms && b->shard_group())
-        first = comms->coordinate(b->shard_group()->str()) * v.numel();
-    }
+    // The file holds global tensors; a shard (TP, FSDP) takes its block.
+    runtime::Block block;
+    if (std::string e = blockOf(b, comms, block); !e.empty())
+      return e;
+    std::vector<int64_t> want = block.global;
     if (t.shape != want)
       return path + ": '" + name + "' has shape " + shapeStr(t.shape) +
              ", the model needs " + shapeStr(want);
     if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
       return path + ": '" + name + "' is " + t.dtype +
              "; parameters must be F32, BF16 or F16";
-    for (int64_t e = 0; e < v.numel(); ++e)
-      fromF32(v, e, toF32(t, first + e));
+    for (int64_t e = 0; e < v.numel(); ++e) {
+      int64_t g;
+      fromF32(v, e, block.globalIndex(e, g) ? toF32(t, g) : 0.0f);
+    }
     used.insert(name);
   }
   for (const auto &[name, t] : file)
@@ -138,18 +152,47 @@ std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
     for (int64_t e = 0; e < v.numel(); ++e)
       local[e] = cpu::Executor::readFloat(v, e);
     Tensor t{"F32", v.shape, {}};
-    comm::Communicator *group = comms && b->shard_dim() == 0 && b->shard_group()
-                                    ? comms->group(b->shard_group()->str())
-                                    : nullptr;
-    if (group) {
-      // A shard: gather the global tensor (every rank takes part).
-      t.shape.assign(b->global_shape()->begin(), b->global_shape()->end());
-      t.data.resize(local.size() * 4 * group->size());
-      if (std::string e = group->allGather(
-              local.data(), t.data.data(), local.size() * 4,
-              "gathering " + b->name()->str() + " for --dump-state");
-          !e.empty())
-        return e;
+    if (b->splits() && b->splits()->size() && comms) {
+      // A shard: gather the global tensor (every rank takes part), undoing
+      // the splits from the innermost out.
+      std::vector<int64_t> shape = v.shape;
+      std::vector<float> cur = std::move(local);
+      for (size_t k = b->splits()->size(); k-- > 0;) {
+        const plan::Split *sp = b->splits()->Get(k);
+        comm::Communicator *group = comms->group(sp->group()->str());
+        if (!group)
+          return "no communicator for mesh dim '" + sp->group()->str() + "'";
+        const int64_t n = group->size();
+        std::vector<float> blocks(cur.size() * n);
+        if (std::string e = group->allGather(
+                cur.data(), blocks.data(), cur.size() * 4,
+                "gathering " + b->name()->str() + " for --dump-state");
+            !e.empty())
+          return e;
+        // Rank r's block goes to [r * c, (r + 1) * c) along dim (c the
+        // block's length), cut at the split's size when it was uneven:
+        // `outer` runs of `row`-element slices.
+        const int dim = sp->dim();
+        const int64_t c = shape[dim];
+        const int64_t full = sp->size() ? sp->size() : c * n;
+        int64_t outer = 1, row = 1;
+        for (int d = 0; d < dim; ++d)
+          outer *= shape[d];
+        for (size_t d = dim + 1; d < shape.size(); ++d)
+          row *= shape[d];
+        std::vector<float> joined(static_cast<size_t>(outer * full * row));
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t o = 0; o < outer; ++o)
+            for (int64_t j = 0; j < c && r * c + j < full; ++j)
+              std::memcpy(joined.data() + (o * full + r * c + j) * row,
+                          blocks.data() + r * cur.size() + (o * c + j) * row,
+                          row * 4);
+        cur = std::move(joined);
+        shape[dim] = full;
+      }
+      t.shape = shape;
+      t.data.resize(cur.size() * 4);
+      std::memcpy(t.data.data(), cur.data(), t.data.size());
     } else {
       t.data.resize(local.size() * 4);
       std::memcpy(t.data.data(), local.data(), t.data.size());

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -529,11 +530,15 @@ int Trainer::runSteps() {
     double loss = 0;
     m.dataWait = 0;
     // Testing hook: FORGE_FAULT_RANK=r FORGE_FAULT_STEP=s makes world rank
-    // r die at step s, to check that the other ranks and the launcher
-    // report it instead of hanging.
+    // r die at step s (exit code 3, or SIGKILL with FORGE_FAULT_KILL=1), to
+    // check that the other ranks and the launcher report it instead of
+    // hanging.
     if (m.faultStep == step && m.comms &&
-        m.comms->world().rank() == m.faultRank)
+        m.comms->world().rank() == m.faultRank) {
+      if (std::getenv("FORGE_FAULT_KILL"))
+        raise(SIGKILL);
       _exit(3);
+    }
     for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
       if (!m.o.repeatBatch)
         m.fillBatch(in);

@@ -3,8 +3,8 @@
 // Trainable parameters become dim-0 shards over dp_shard; every read gathers
 // the full tensor for the same uses; buffers stay replicated.
 // CHECK-LABEL: module attributes {dist.mesh
-// CHECK: forge.param @w : tensor<2x8xf32> init( normal, std = 2.000000e-02) {dist.shard = {dim = 0 : i64, group = "dp_shard"}}
-// CHECK: forge.param @n : tensor<4xf32> init( ones) {dist.shard = {dim = 0 : i64, group = "dp_shard"}}
+// CHECK: forge.param @w : tensor<2x8xf32> init( normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "dp_shard"}]}
+// CHECK: forge.param @n : tensor<4xf32> init( ones) {dist.shard = [{dim = 0 : i64, group = "dp_shard"}]}
 // CHECK: forge.param @b : tensor<3xf32> init( zeros) buffer
 // CHECK-NOT: dist.shard
 // CHECK: func.func @train_step
@@ -42,9 +42,19 @@ module attributes {dist.mesh = {dims = ["dp_replicate", "dp_shard"], sizes = [2,
 
 // -----
 
+// A dim 0 that dp_shard does not divide is padded (FSDP2's uneven shards):
+// 8 rows over 3 ranks are blocks of 3, the last with one row of padding,
+// and the gather drops it.
+// CHECK-LABEL: module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [3]}}
+// CHECK: forge.param @w : tensor<3x8xf32> init( normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "dp_shard", size = 8 : i64}]}
+// CHECK: dist.all_gather %{{.*}} dim(0) over "dp_shard"(3) {data_parallel} : tensor<3x8xf32> -> tensor<8x8xf32>
 module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [3]}} {
-  // expected-error @+1 {{forge-shard-fsdp: cannot shard 'w' 'tensor<8x8xf32>' evenly over dp_shard 3: dim 0 must be a multiple of 3 (FSDP2 pads uneven shards; forge does not yet); choose a dp_shard that divides it}}
   forge.param @w : tensor<8x8xf32> init(normal, std = 2.000000e-02)
+  func.func @train_step(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+    %w = forge.get_param @w : tensor<8x8xf32>
+    %y = forge.linear %x, %w : tensor<2x8xf32>, tensor<8x8xf32> -> tensor<2x8xf32>
+    return %y : tensor<2x8xf32>
+  }
 }
 
 // -----

@@ -61,3 +61,47 @@ void forge::dist::writeMesh(ModuleOp module, const Mesh &mesh) {
       b.getDictionaryAttr({b.getNamedAttr("dims", b.getArrayAttr(dims)),
                            b.getNamedAttr("sizes", b.getArrayAttr(sizes))}));
 }
+
+bool forge::dist::readShard(Operation *op, std::vector<Split> &splits,
+                            std::string &error) {
+  splits.clear();
+  Attribute attr = op->getAttr(kShardAttr);
+  if (!attr)
+    return true;
+  auto list = dyn_cast<ArrayAttr>(attr);
+  if (!list) {
+    error = "dist.shard must be a list of {dim, group} splits";
+    return false;
+  }
+  for (Attribute a : list) {
+    auto d = dyn_cast<DictionaryAttr>(a);
+    auto dim = d ? d.getAs<IntegerAttr>("dim") : IntegerAttr();
+    auto group = d ? d.getAs<StringAttr>("group") : StringAttr();
+    if (!dim || !group || dim.getInt() < 0) {
+      error = "each dist.shard split needs a dim >= 0 and a group";
+      return false;
+    }
+    auto size = d.getAs<IntegerAttr>("size");
+    if (size && size.getInt() < 1) {
+      error = "a dist.shard split's size must be positive";
+      return false;
+    }
+    splits.push_back({dim.getInt(), group.str(), size ? size.getInt() : 0});
+  }
+  return true;
+}
+
+void forge::dist::appendShard(Operation *op, int64_t dim,
+                              const std::string &group, int64_t size) {
+  Builder b(op->getContext());
+  SmallVector<Attribute> list;
+  if (auto old = op->getAttrOfType<ArrayAttr>(kShardAttr))
+    list.append(old.begin(), old.end());
+  SmallVector<NamedAttribute> fields = {
+      b.getNamedAttr("dim", b.getI64IntegerAttr(dim)),
+      b.getNamedAttr("group", b.getStringAttr(group))};
+  if (size)
+    fields.push_back(b.getNamedAttr("size", b.getI64IntegerAttr(size)));
+  list.push_back(b.getDictionaryAttr(fields));
+  op->setAttr(kShardAttr, b.getArrayAttr(list));
+}

@@ -17,6 +17,9 @@ namespace forge::dist {
 /// The module attribute holding the mesh, and a param's shard spec.
 constexpr const char kMeshAttr[] = "dist.mesh";
 constexpr const char kShardAttr[] = "dist.shard";
+/// Module attribute: tensor parallelism shards the residual stream along the
+/// sequence where reference §3.3 allows it (distributed.sequence_parallel).
+constexpr const char kSequenceParallelAttr[] = "dist.sequence_parallel";
 
 /// The mesh of a module: dims in order with their sizes (empty when the
 /// module is not sharded).
@@ -34,6 +37,26 @@ bool readMesh(mlir::ModuleOp module, Mesh &mesh, std::string &error);
 
 /// Sets `dist.mesh` on `module`.
 void writeMesh(mlir::ModuleOp module, const Mesh &mesh);
+
+/// One split of a sharded parameter (see `dist.shard`).
+struct Split {
+  int64_t dim;
+  std::string group;
+  /// The size along `dim` before the split when the group's size does not
+  /// divide it (the blocks are then ceil(size / n), the last ones padded);
+  /// 0 for an even split.
+  int64_t size = 0;
+};
+
+/// The splits recorded in `op`'s `dist.shard`, outermost first (empty when
+/// it has none). Returns false with `error` set when the attribute is
+/// malformed.
+bool readShard(mlir::Operation *op, std::vector<Split> &splits,
+               std::string &error);
+
+/// Appends a split (the innermost one) to `op`'s `dist.shard`.
+void appendShard(mlir::Operation *op, int64_t dim, const std::string &group,
+                 int64_t size = 0);
 
 } // namespace forge::dist
 

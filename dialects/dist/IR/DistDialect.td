@@ -24,11 +24,19 @@ def Dist_Dialect : Dialect {
     return each rank's local tensor; the program is SPMD, every rank runs
     the same ops in the same order.
 
-    Parameters sharded by the FSDP pass carry `dist.shard = {dim, group}` on
-    their `forge.param`: the param's type is the local shard, `dim` is the
-    sharded dimension (0) and the global size along it is the local size
-    times the group's size. Each rank holds the contiguous block at its
-    coordinate.
+    Sharded parameters carry `dist.shard` on their `forge.param`: a list of
+    `{dim, group}` splits, outermost first. The global tensor is split into
+    `size(group)` equal blocks along `dim` and the rank keeps the block at
+    its coordinate in `group`; the next split applies to that block. Tensor
+    parallelism splits along dim 0 (column-parallel) or dim 1 (row-parallel)
+    over `tp`, FSDP then along dim 0 over `dp_shard`:
+    `dist.shard = [{dim = 1, group = "tp"}, {dim = 0, group = "dp_shard"} ]`.
+    The param's type is the innermost block. When the group's size n does
+    not divide the extent along `dim`, the split also records it as `size`
+    and the blocks hold ceil(size / n) entries, the last ones ending in (or
+    made only of) zero padding, as FSDP2's uneven shards:
+    `{dim = 0, group = "dp_shard", size = 7}` over 2 ranks gives blocks of 4
+    rows, rows 0-3 and rows 4-6 plus one padding row.
   }];
 }
 

@@ -41,7 +41,10 @@ LogicalResult verifyReduce(Operation *op, StringRef reduce, bool allowMax) {
          << "'";
 }
 
-/// `big` is `small` with dim `dim` multiplied by `n`.
+/// `big` is `small` with dim `dim` multiplied by `n`, or, when n does not
+/// divide it, padded: `small`'s size along `dim` is ceil(big's / n) (the
+/// blocks of the last ranks then end in, or are all, zero padding, as
+/// FSDP2's uneven shards).
 LogicalResult verifyBlocks(Operation *op, RankedTensorType small,
                            RankedTensorType big, int64_t dim, int64_t n,
                            StringRef smallName, StringRef bigName) {
@@ -53,12 +56,19 @@ LogicalResult verifyBlocks(Operation *op, RankedTensorType small,
     return op->emitOpError("dim ")
            << dim << " is out of range for rank " << small.getRank();
   for (int64_t d = 0; d < small.getRank(); ++d) {
-    int64_t want = small.getDimSize(d) * (d == dim ? n : 1);
-    if (big.getDimSize(d) != want)
+    if (d == dim) {
+      int64_t b = big.getDimSize(d), s = small.getDimSize(d);
+      if (b < 1 || s != (b + n - 1) / n)
+        return op->emitOpError()
+               << smallName << " dim " << d << " must be " << bigName << "'s ("
+               << b << ") divided by " << n
+               << ", rounded up (the last blocks padded), got " << s;
+      continue;
+    }
+    if (big.getDimSize(d) != small.getDimSize(d))
       return op->emitOpError()
-             << bigName << " dim " << d << " must be " << want << " ("
-             << smallName << " times " << (d == dim ? n : 1) << "), got "
-             << big.getDimSize(d);
+             << bigName << " dim " << d << " must be " << small.getDimSize(d)
+             << " (" << smallName << "'s), got " << big.getDimSize(d);
   }
   return success();
 }
@@ -84,4 +94,15 @@ LogicalResult AllReduceOp::verify() {
   if (failed(verifyGroup(*this, getGroup(), getGroupSize())))
     return failure();
   return verifyReduce(*this, getReduce(), /*allowMax=*/true);
+}
+
+LogicalResult CopyOp::verify() {
+  return verifyGroup(*this, getGroup(), getGroupSize());
+}
+
+LogicalResult SliceOp::verify() {
+  if (failed(verifyGroup(*this, getGroup(), getGroupSize())))
+    return failure();
+  return verifyBlocks(*this, getResult().getType(), getInput().getType(),
+                      getDim(), getGroupSize(), "the result", "the input");
 }

@@ -22,11 +22,17 @@ def Dist_AllGatherOp : Dist_CollectiveOp<"all_gather"> {
   let description = [{
     Each of the `group_size` ranks of mesh dim `group` contributes its
     `input`; every rank gets their concatenation along `dim`, in group-rank
-    order. FSDP gathers a parameter's shards with it before each use. Its
-    VJP is a `dist.reduce_scatter` of the cotangent along the same dim:
-    with `reduce = "avg"` when `data_parallel` is set, because the ranks of
-    a data-parallel group compute the mean loss of different batches, and
-    the job's loss is the mean over them.
+    order. FSDP gathers a parameter's shards with it before each use, and
+    sequence parallelism the sequence blocks of the activations before the
+    column-parallel linears. Its VJP is a `dist.reduce_scatter` (sum) of
+    the cotangent along the same dim, because each rank's consumers
+    computed part of the gradient of the whole result: with
+    `reduce = "avg"` when `data_parallel` is set, because the ranks of a
+    data-parallel group compute the mean loss of different batches, and
+    the job's loss is the mean over them. With `slice_grad` the consumers
+    are replicated computations whose cotangent is already complete on
+    every rank (the gathered logits before the loss), and the VJP is a
+    `dist.slice` of it: each rank keeps its own block.
 
     Example:
 
@@ -35,7 +41,8 @@ def Dist_AllGatherOp : Dist_CollectiveOp<"all_gather"> {
     ```
   }];
   let arguments = (ins Dist_FloatTensor:$input, I64Attr:$dim, StrAttr:$group,
-                       I64Attr:$group_size, UnitAttr:$data_parallel);
+                       I64Attr:$group_size, UnitAttr:$data_parallel,
+                       UnitAttr:$slice_grad);
   let results = (outs Dist_FloatTensor:$result);
   let assemblyFormat = [{
     $input `dim` `(` $dim `)` `over` $group `(` $group_size `)` attr-dict `:`
@@ -73,9 +80,13 @@ def Dist_AllReduceOp : Dist_CollectiveOp<"all_reduce", [SameOperandsAndResultTyp
     Every rank of mesh dim `group` gets the reduction (`sum`, `avg` or
     `max`, in f32) of all ranks' `input`. Data parallelism over
     `dp_replicate` averages the accumulated gradients with it once per
-    optimizer step, and sharded gradient clipping sums the squared norms of
-    the shards with it. Its VJP (for `sum`) is an all-reduce of the
-    cotangent.
+    optimizer step, sharded gradient clipping sums the squared norms of the
+    shards with it, and a row-parallel linear (tensor parallelism) sums its
+    partial outputs with it (Megatron's `g`). Its result is replicated over
+    the group and every rank continues with the same computation, so the
+    cotangent arriving at it is the same on every rank and each rank's
+    input contributed to the result once: the VJP of `sum` passes the
+    cotangent through unchanged (`avg` scales it by 1 / group_size).
 
     Example:
 
@@ -90,6 +101,58 @@ def Dist_AllReduceOp : Dist_CollectiveOp<"all_reduce", [SameOperandsAndResultTyp
     $input `over` $group `(` $group_size `)` `reduce` `(` $reduce `)`
     attr-dict `:` type($input)
   }];
+}
+
+def Dist_SliceOp : Dist_Op<"slice", [Pure]> {
+  let summary = "Keeps this rank's block of a replicated tensor.";
+  let description = [{
+    `input` is the same on every rank of mesh dim `group`; it is cut into
+    `group_size` equal blocks along `dim` and each rank keeps the block at
+    its coordinate, without communication. Sequence parallelism enters the
+    sequence-sharded residual stream with it after the embedding. Its VJP
+    is a `dist.all_gather` of the blocks' cotangents, which rebuilds the
+    complete cotangent of the replicated input on every rank.
+
+    Example:
+
+    ```mlir
+    %h = dist.slice %x dim(1) over "tp"(2) : tensor<2x16x64xf32> -> tensor<2x8x64xf32>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$input, I64Attr:$dim, StrAttr:$group,
+                       I64Attr:$group_size);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `dim` `(` $dim `)` `over` $group `(` $group_size `)` attr-dict `:`
+    type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dist_CopyOp : Dist_Op<"copy", [Pure, SameOperandsAndResultType]> {
+  let summary = "Identity whose gradient is summed over a group.";
+  let description = [{
+    Returns `input` unchanged, without communication. It marks a value that
+    is replicated over mesh dim `group` but whose consumers each compute
+    only part of its gradient: the input of the column-parallel linears
+    (each tensor-parallel rank holds some of the heads or hidden units), or
+    a replicated weight applied to rank-local heads (QK-norm). Its VJP is a
+    `dist.all_reduce` sum of the cotangent over `group` (Megatron's `f`),
+    so the gradient is complete and replicated again.
+
+    Example:
+
+    ```mlir
+    %x = dist.copy %h over "tp"(2) : tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$input, StrAttr:$group,
+                       I64Attr:$group_size);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `over` $group `(` $group_size `)` attr-dict `:` type($input)
+  }];
+  let hasVerifier = 1;
 }
 
 #endif // DIST_OPS_TD

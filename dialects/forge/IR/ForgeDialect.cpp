@@ -2,6 +2,7 @@
 
 #include "dialects/forge/IR/ForgeDialect.h"
 #include "dialects/dist/IR/DistDialect.h"
+#include "dialects/exec/IR/ExecDialect.h"
 #include "dialects/forge/IR/ForgeOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -30,5 +31,6 @@ void ForgeDialect::initialize() {
 }
 
 void forge::registerForgeDialects(DialectRegistry &registry) {
-  registry.insert<ForgeDialect, dist::DistDialect, func::FuncDialect>();
+  registry.insert<ForgeDialect, dist::DistDialect, exec::ExecDialect,
+                  func::FuncDialect>();
 }

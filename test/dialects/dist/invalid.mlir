@@ -61,7 +61,7 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
 
 module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
   func.func @gather_shape(%x: tensor<8x2xf32>) -> tensor<32x4xf32> {
-    // expected-error @+1 {{'dist.all_gather' op the result dim 1 must be 2 (the input times 1), got 4}}
+    // expected-error @+1 {{'dist.all_gather' op the result dim 1 must be 2 (the input's), got 4}}
     %y = dist.all_gather %x dim(0) over "dp_shard"(4) : tensor<8x2xf32> -> tensor<32x4xf32>
     return %y : tensor<32x4xf32>
   }
@@ -101,7 +101,7 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
 
 module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
   func.func @scatter_shape(%x: tensor<32xf32>) -> tensor<4xf32> {
-    // expected-error @+1 {{'dist.reduce_scatter' op the input dim 0 must be 16 (the result times 4), got 32}}
+    // expected-error @+1 {{'dist.reduce_scatter' op the result dim 0 must be the input's (32) divided by 4, rounded up (the last blocks padded), got 4}}
     %y = dist.reduce_scatter %x dim(0) over "dp_shard"(4) reduce("sum") : tensor<32xf32> -> tensor<4xf32>
     return %y : tensor<4xf32>
   }
@@ -124,5 +124,15 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
     // expected-error @+1 {{'dist.all_reduce' op reduce must be sum, avg or max, got 'min'}}
     %y = dist.all_reduce %x over "dp_shard"(4) reduce("min") : tensor<f32>
     return %y : tensor<f32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard", "tp"], sizes = [2, 2]}} {
+  func.func @copy_group(%x: tensor<8xf32>) -> tensor<8xf32> {
+    // expected-error @+1 {{'dist.copy' op group 'tp' has 2 ranks in dist.mesh, not 4}}
+    %y = dist.copy %x over "tp"(4) : tensor<8xf32>
+    return %y : tensor<8xf32>
   }
 }

@@ -1,5 +1,5 @@
 // The dist collectives parse, verify and print back.
-// RUN: forge-opt %s | forge-opt | FileCheck %s
+// RUN: forge-opt %s -split-input-file | forge-opt -split-input-file | FileCheck %s
 
 module attributes {dist.mesh = {dims = ["dp_replicate", "dp_shard"], sizes = [2, 4]}} {
   func.func @f(%shard: tensor<8x16xf32>, %s: tensor<f32>) -> (tensor<32x16xf32>, tensor<8x16xf32>, tensor<f32>) {
@@ -10,5 +10,28 @@ module attributes {dist.mesh = {dims = ["dp_replicate", "dp_shard"], sizes = [2,
     // CHECK: dist.all_reduce %{{.*}} over "dp_replicate"(2) reduce("sum") : tensor<f32>
     %t = dist.all_reduce %s over "dp_replicate"(2) reduce("sum") : tensor<f32>
     return %full, %g, %t : tensor<32x16xf32>, tensor<8x16xf32>, tensor<f32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard", "tp"], sizes = [2, 2]}} {
+  // CHECK: forge.param @w : tensor<4x16xf32> init( normal, std = 2.000000e-02) {dist.shard = [{dim = 1 : i64, group = "tp"}, {dim = 0 : i64, group = "dp_shard"}]}
+  forge.param @w : tensor<4x16xf32> init(normal, std = 0.02) {dist.shard = [{dim = 1 : i64, group = "tp"}, {dim = 0 : i64, group = "dp_shard"}]}
+  func.func @copy(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+    // CHECK: dist.copy %{{.*}} over "tp"(2) : tensor<2x8xf32>
+    %y = dist.copy %x over "tp"(2) : tensor<2x8xf32>
+    return %y : tensor<2x8xf32>
+  }
+  // Uneven blocks: 7 rows over 2 ranks are blocks of 4, the last padded;
+  // slice keeps a block of a replicated tensor.
+  func.func @padded(%x: tensor<4x3xf32>, %r: tensor<2x8x4xf32>) -> (tensor<7x3xf32>, tensor<4x3xf32>, tensor<2x4x4xf32>) {
+    // CHECK: dist.all_gather %{{.*}} dim(0) over "dp_shard"(2) {data_parallel} : tensor<4x3xf32> -> tensor<7x3xf32>
+    %g = dist.all_gather %x dim(0) over "dp_shard"(2) {data_parallel} : tensor<4x3xf32> -> tensor<7x3xf32>
+    // CHECK: dist.reduce_scatter %{{.*}} dim(0) over "dp_shard"(2) reduce("avg") : tensor<7x3xf32> -> tensor<4x3xf32>
+    %s = dist.reduce_scatter %g dim(0) over "dp_shard"(2) reduce("avg") : tensor<7x3xf32> -> tensor<4x3xf32>
+    // CHECK: dist.slice %{{.*}} dim(1) over "tp"(2) : tensor<2x8x4xf32> -> tensor<2x4x4xf32>
+    %b = dist.slice %r dim(1) over "tp"(2) : tensor<2x8x4xf32> -> tensor<2x4x4xf32>
+    return %g, %s, %b : tensor<7x3xf32>, tensor<4x3xf32>, tensor<2x4x4xf32>
   }
 }
