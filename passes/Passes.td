@@ -157,9 +157,17 @@ def SchedulePass : Pass<"forge-schedule", "::mlir::ModuleOp"> {
     the earliest ready op first, so the result is stable: a program already
     in a topological order, as the frontend's and autodiff's output always
     is, keeps it. Every op gets `exec.stream`: 1 for the `dist` collectives,
-    ready for a communication stream that a device runtime overlaps with
-    compute, 0 for everything else. The CPU runtime runs both streams in
-    program order.
+    0 for everything else. Then each FSDP weight gather (a `forge.get_param`
+    read only by a `dist.all_gather {data_parallel}`) moves up to just
+    before the op that first reads the previous weight gather's result
+    (prefetch one ahead, as FSDP2 does in forward and backward), unless the
+    program writes that parameter.
+
+    The CPU runtime runs the collectives that communicate on a
+    communication thread, in program order, at most `kCommWindow` (2) in
+    flight; a kernel waits for the collectives whose buffers it touches.
+    forge-plan-memory keeps a collective's buffers live until it has surely
+    finished.
 
     It runs after forge-build-optimizer, so that forge-plan-memory lays out
     memory in the scheduled order.

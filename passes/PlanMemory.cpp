@@ -12,12 +12,15 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "dialects/dist/IR/DistOps.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "passes/Passes.h"
+#include "runtime/core/CommWindow.h"
 
 #include "mlir/IR/Builders.h"
 
 #include <algorithm>
+#include <deque>
 
 namespace forge {
 #define GEN_PASS_DEF_PLANMEMORYPASS
@@ -112,13 +115,32 @@ void PlanMemoryPass::runOnOperation() {
         return signalPassFailure();
       storageOf_[arg] = newStorage(*bytes, Kind::Input);
     }
-  // Liveness, per program, in op order.
+  // Liveness, per program, in op order. Collectives that communicate run
+  // on the communication stream (the CPU runtime's comm thread, a device's
+  // comm stream) and finish asynchronously: their operands and results stay
+  // live until the collective has surely finished, which is when the
+  // runtime waits for it: at the first op reading its result, or when the
+  // collective kCommWindow places later is issued (runtime::kCommWindow),
+  // or at the end of the program.
   SmallVector<SmallVector<unsigned>> defined(programs.size());
   for (auto [pi, fn] : llvm::enumerate(programs)) {
     int step = 0;
     auto use = [&](Value v) {
       Storage &s = storages_[storageOf_.at(v)];
       s.lastUse = std::max(s.lastUse, step);
+    };
+    struct InFlight {
+      SmallVector<unsigned> storages; // operands and results
+      SmallVector<unsigned> results;
+    };
+    std::deque<InFlight> inFlight;
+    // Collectives up to and including the n-th in flight finish at `step`.
+    auto finish = [&](size_t n) {
+      for (size_t k = 0; k < n; ++k) {
+        for (unsigned id : inFlight.front().storages)
+          storages_[id].lastUse = std::max(storages_[id].lastUse, step);
+        inFlight.pop_front();
+      }
     };
     for (Operation &op : fn.getBody().front()) {
       if (auto get = dyn_cast<GetParamOp>(op)) {
@@ -129,6 +151,21 @@ void PlanMemoryPass::runOnOperation() {
       if (auto view = dyn_cast<ReshapeOp>(op)) {
         storageOf_[view.getResult()] = storageOf_.at(view.getInput());
         continue;
+      }
+      const bool async =
+          isa<dist::AllGatherOp, dist::ReduceScatterOp, dist::AllReduceOp>(op);
+      if (isa<func::ReturnOp>(op)) {
+        finish(inFlight.size());
+      } else if (async) {
+        if (inFlight.size() >= runtime::kCommWindow)
+          finish(inFlight.size() - runtime::kCommWindow + 1);
+      } else {
+        size_t n = 0;
+        for (auto [k, c] : llvm::enumerate(inFlight))
+          for (Value v : op.getOperands())
+            if (llvm::is_contained(c.results, storageOf_.at(v)))
+              n = k + 1;
+        finish(n);
       }
       for (Value v : op.getOperands())
         use(v);
@@ -144,6 +181,16 @@ void PlanMemoryPass::runOnOperation() {
         storages_[s].lastUse = step;
         storageOf_[r] = s;
         defined[pi].push_back(s);
+      }
+      if (async) {
+        InFlight c;
+        for (Value v : op.getOperands())
+          c.storages.push_back(storageOf_.at(v));
+        for (Value r : op.getResults()) {
+          c.storages.push_back(storageOf_.at(r));
+          c.results.push_back(storageOf_.at(r));
+        }
+        inFlight.push_back(std::move(c));
       }
       ++step;
     }

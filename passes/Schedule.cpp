@@ -8,13 +8,14 @@
 // (forge.get_param / forge.set_param of the same symbol) and of ops whose
 // effects are unknown. Among ready ops the earliest in the input runs first,
 // so the result is stable: IR from the frontend and autodiff is already in
-// a topological order and keeps it (plans do not change), and a cost-based
-// priority (e.g. issuing collectives early so that the communication stream
-// overlaps compute) only has to replace the priority.
+// a topological order and keeps it. Then FSDP's weight gathers move one
+// gather ahead (prefetch), so the communication stream overlaps compute.
 //
 //===----------------------------------------------------------------------===//
 
+#include "dialects/dist/IR/DistOps.h"
 #include "dialects/exec/IR/ExecDialect.h"
+#include "dialects/forge/IR/ForgeOps.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -140,6 +141,38 @@ std::vector<unsigned> topologicalOrder(ArrayRef<Operation *> ops) {
   return order;
 }
 
+/// FSDP prefetch (FSDP2's forward and backward prefetch, one ahead): each
+/// weight gather (a forge.get_param read only by a dist.all_gather
+/// {data_parallel}) moves up to just before the op that first reads the
+/// previous weight gather's result, so that the communication stream
+/// transfers the next weight while that op computes. Parameters written in
+/// the program (forge.set_param) stay where they are.
+void prefetchWeightGathers(Block &block) {
+  llvm::DenseSet<Attribute> written;
+  SmallVector<dist::AllGatherOp> gathers;
+  for (Operation &op : block) {
+    if (auto set = dyn_cast<SetParamOp>(op))
+      written.insert(set.getNameAttr());
+    auto g = dyn_cast<dist::AllGatherOp>(op);
+    auto get = g ? g.getInput().getDefiningOp<GetParamOp>() : GetParamOp();
+    if (g && g.getDataParallel() && get && get->hasOneUse())
+      gathers.push_back(g);
+  }
+  for (size_t k = 1; k < gathers.size(); ++k) {
+    auto get = gathers[k].getInput().getDefiningOp<GetParamOp>();
+    if (written.contains(get.getNameAttr()))
+      continue;
+    Operation *first = nullptr;
+    for (Operation *user : gathers[k - 1].getResult().getUsers())
+      if (!first || user->isBeforeInBlock(first))
+        first = user;
+    if (!first || !first->isBeforeInBlock(get))
+      continue;
+    get->moveBefore(first);
+    gathers[k]->moveBefore(first);
+  }
+}
+
 struct SchedulePass : public forge::impl::SchedulePassBase<SchedulePass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -171,6 +204,7 @@ struct SchedulePass : public forge::impl::SchedulePassBase<SchedulePass> {
         ops[i]->setAttr(exec::ExecDialect::kStreamAttr,
                         collective ? comm : compute);
       }
+      prefetchWeightGathers(block);
     }
   }
 };

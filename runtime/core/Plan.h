@@ -10,6 +10,7 @@
 #ifndef FORGE_RUNTIME_CORE_PLAN_H
 #define FORGE_RUNTIME_CORE_PLAN_H
 
+#include "runtime/core/CommWindow.h"
 #include "runtime/core/plan_generated.h"
 
 #include <cstdint>

@@ -1289,6 +1289,8 @@ std::string Executor::prepare(const plan::Plan *plan) {
   plan_ = plan;
   const char *env = std::getenv("FORGE_PROFILE");
   profile_ = env && *env && std::string(env) != "0";
+  const char *ov = std::getenv("FORGE_COMM_OVERLAP");
+  const bool overlap = !ov || std::string(ov) != "0";
   arenaBytes_ = plan->arena_bytes();
   auto *mem = static_cast<std::byte *>(std::aligned_alloc(
       runtime::kArenaAlignment,
@@ -1348,14 +1350,21 @@ std::string Executor::prepare(const plan::Plan *plan) {
           fn = [this, op, inner = std::move(fn)] {
             auto t0 = std::chrono::steady_clock::now();
             inner();
-            opSeconds_[op] += std::chrono::duration<double>(
-                                  std::chrono::steady_clock::now() - t0)
-                                  .count();
+            double sec = std::chrono::duration<double>(
+                             std::chrono::steady_clock::now() - t0)
+                             .count();
+            std::lock_guard<std::mutex> lock(profileMu_);
+            opSeconds_[op] += sec;
           };
         }
         prog.steps.push_back(std::move(fn));
+        // Collectives that communicate run on the communication stream
+        // (FORGE_COMM_OVERLAP=0 keeps them on the compute thread).
+        prog.async.push_back(overlap && collective && opName != "dist.copy" &&
+                             opName != "dist.slice");
       }
     }
+    planWaits(plan, prog);
     programs_.push_back(std::move(prog));
   }
   return "";
@@ -1434,10 +1443,135 @@ std::string Executor::profileReport() const {
 }
 
 void Executor::run(const std::string &name) {
-  for (Program &p : programs_)
-    if (p.name == name)
-      for (Fn &step : p.steps)
-        step();
+  for (Program &p : programs_) {
+    if (p.name != name)
+      continue;
+    const uint64_t base = comm_.issued();
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      if (p.waitFor[i])
+        comm_.waitFor(base + p.waitFor[i]);
+      if (p.async[i])
+        comm_.push(p.steps[i]);
+      else
+        p.steps[i]();
+    }
+    // Nothing is in flight between programs: the runtime reads outputs and
+    // writes inputs and persistent state between runs.
+    comm_.drain();
+  }
+}
+
+void Executor::planWaits(const plan::Plan *plan, Program &prog) {
+  // Which collectives a step must wait for, decided once by replaying the
+  // program: an in-flight collective conflicts with a step that writes
+  // bytes it reads or writes, or reads bytes it writes; the window bounds
+  // how many are in flight (runtime::kCommWindow).
+  struct Range {
+    uint64_t begin, end;
+  };
+  struct Pending {
+    uint64_t ticket;
+    std::vector<Range> reads, writes;
+  };
+  auto ranges = [&](const flatbuffers::Vector<uint32_t> *idx) {
+    std::vector<Range> out;
+    if (idx)
+      for (uint32_t i : *idx) {
+        const plan::Buffer *b = plan->buffers()->Get(i);
+        out.push_back({b->offset(), b->offset() + b->bytes()});
+      }
+    return out;
+  };
+  auto overlaps = [](const std::vector<Range> &a, const std::vector<Range> &b) {
+    for (const Range &x : a)
+      for (const Range &y : b)
+        if (x.begin < y.end && y.begin < x.end)
+          return true;
+    return false;
+  };
+  std::deque<Pending> pending;
+  uint64_t issued = 0;
+  prog.waitFor.assign(prog.steps.size(), 0);
+  const plan::Program *p = nullptr;
+  for (const plan::Program *q : *plan->programs())
+    if (q->name() && q->name()->str() == prog.name)
+      p = q;
+  for (size_t s = 0; s < prog.steps.size(); ++s) {
+    const plan::Step *st = p->steps()->Get(s);
+    std::vector<Range> reads = ranges(st->operands()),
+                       writes = ranges(st->results());
+    uint64_t need = 0;
+    if (prog.async[s]) {
+      if (pending.size() >= runtime::kCommWindow)
+        need = pending[pending.size() - runtime::kCommWindow].ticket;
+    } else {
+      for (const Pending &c : pending)
+        if (overlaps(writes, c.reads) || overlaps(writes, c.writes) ||
+            overlaps(reads, c.writes))
+          need = std::max(need, c.ticket);
+    }
+    prog.waitFor[s] = need;
+    while (!pending.empty() && pending.front().ticket <= need)
+      pending.pop_front();
+    if (prog.async[s])
+      pending.push_back({++issued, std::move(reads), std::move(writes)});
+  }
+}
+
+CommQueue::~CommQueue() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable())
+    worker_.join();
+}
+
+uint64_t CommQueue::push(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!worker_.joinable())
+      worker_ = std::thread([this] { loop(); });
+    queue_.push_back(std::move(fn));
+    ++issued_;
+  }
+  cv_.notify_all();
+  return issued_;
+}
+
+void CommQueue::waitFor(uint64_t ticket) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return done_ >= ticket || error_; });
+  if (error_)
+    std::rethrow_exception(error_);
+}
+
+void CommQueue::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty())
+      return; // stopping
+    std::function<void()> fn = std::move(queue_.front());
+    queue_.pop_front();
+    // After a failure the rest are skipped: the compute thread rethrows it
+    // at its next wait.
+    if (!error_) {
+      lock.unlock();
+      std::exception_ptr e;
+      try {
+        fn();
+      } catch (...) {
+        e = std::current_exception();
+      }
+      lock.lock();
+      if (e && !error_)
+        error_ = e;
+    }
+    ++done_;
+    cv_.notify_all();
+  }
 }
 
 const std::vector<View> &Executor::inputs(const std::string &program) const {

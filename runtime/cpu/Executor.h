@@ -14,12 +14,17 @@
 
 #include "runtime/core/Plan.h"
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace forge::comm {
@@ -49,6 +54,32 @@ struct View {
 class CollectiveError : public std::runtime_error {
 public:
   using std::runtime_error::runtime_error;
+};
+
+/// The communication stream of the CPU backend: one thread that runs the
+/// collectives it is given in order (every rank issues them in the same
+/// order, as gloo requires), while the compute thread goes on. Ticket k is
+/// the k-th collective pushed; waitFor(k) returns once it has run, or
+/// rethrows the first collective's failure.
+class CommQueue {
+public:
+  ~CommQueue();
+  /// Queues `fn`; returns its ticket.
+  uint64_t push(std::function<void()> fn);
+  void waitFor(uint64_t ticket);
+  void drain() { waitFor(issued_); }
+  uint64_t issued() const { return issued_; }
+
+private:
+  void loop();
+
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  uint64_t issued_ = 0, done_ = 0;
+  std::exception_ptr error_;
+  bool stop_ = false;
 };
 
 class Executor {
@@ -90,7 +121,15 @@ private:
     std::string name;
     std::vector<View> inputs, outputs;
     std::vector<std::function<void()>> steps;
+    /// Per step: whether it runs on the communication stream, and the
+    /// collective (1-based, counted from the program's start) that must
+    /// have finished before it starts (0: none).
+    std::vector<bool> async;
+    std::vector<uint64_t> waitFor;
   };
+
+  /// Fills prog.waitFor from the plan's buffer ranges (see run()).
+  void planWaits(const plan::Plan *plan, Program &prog);
 
   const plan::Plan *plan_ = nullptr;
   comm::Comms *comms_ = nullptr;
@@ -99,7 +138,9 @@ private:
   std::vector<View> views_;
   std::vector<Program> programs_;
   bool profile_ = false;
+  std::mutex profileMu_; ///< opSeconds_ is written by both streams
   std::map<std::string, double> opSeconds_;
+  CommQueue comm_;
 };
 
 } // namespace forge::cpu

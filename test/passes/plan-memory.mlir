@@ -58,3 +58,33 @@ func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
   %n = forge.fill 1.0 : tensor<f32>
   return %n, %n : tensor<f32>, tensor<f32>
 }
+
+// -----
+
+// A collective that communicates runs asynchronously: its operand %a and
+// result %r stay live until the first op reading %r (step 3), so neither
+// %b (step 2) nor %c (step 3) takes %a's slot although %a's last use is
+// step 1; the loss (step 4) does.
+// Params at 0 and 64, %x at 128, %s at 192; activations from 256.
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [2]}} {
+  forge.param @w : tensor<4x4xf32> init(normal, std = 2.000000e-02)
+  forge.param @grad.w : tensor<4x4xf32> init(zeros) buffer
+  // CHECK: func.func @train_step
+  func.func @train_step(%x: tensor<4x4xf32>) -> tensor<f32> {
+    // CHECK: forge.relu {{.*}} {exec.offsets = array<i64: 256>}
+    %a = forge.relu %x : tensor<4x4xf32>
+    // CHECK: dist.all_reduce {{.*}} {exec.offsets = array<i64: 320>}
+    %r = dist.all_reduce %a over "dp_shard"(2) reduce("sum") : tensor<4x4xf32>
+    // CHECK: forge.relu {{.*}} {exec.offsets = array<i64: 384>}
+    %b = forge.relu %x : tensor<4x4xf32>
+    // CHECK: forge.add {{.*}} {exec.offsets = array<i64: 448>}
+    %c = forge.add %r, %b : tensor<4x4xf32>
+    // CHECK: forge.z_loss {{.*}} {exec.offsets = array<i64: 256>}
+    %l = forge.z_loss %c : tensor<4x4xf32> -> tensor<f32>
+    return %l : tensor<f32>
+  }
+  func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
+    %n = forge.fill 1.0 : tensor<f32>
+    return %n, %n : tensor<f32>, tensor<f32>
+  }
+}

@@ -58,3 +58,38 @@ func.func @two_blocks() {
 ^bb1:
   return
 }
+
+// -----
+
+// FSDP prefetch: each weight gather moves up to just before the op that
+// reads the previous weight gather's result, so it transfers while that op
+// computes; the first gather and the gathers of parameters the program
+// writes stay in place.
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [2]}} {
+  forge.param @a : tensor<2x4xf32> init(normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "dp_shard"}]}
+  forge.param @b : tensor<2x4xf32> init(normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "dp_shard"}]}
+  forge.param @c : tensor<2x4xf32> init(normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "dp_shard"}]}
+
+  // CHECK-LABEL: func.func @prefetch
+  func.func @prefetch(%x: tensor<4x4xf32>) -> tensor<4x4xf32> {
+    // CHECK-NEXT: forge.get_param @a
+    // CHECK-NEXT: %[[A:.*]] = dist.all_gather
+    // CHECK-NEXT: forge.get_param @b
+    // CHECK-NEXT: %[[B:.*]] = dist.all_gather
+    // CHECK-NEXT: %[[XA:.*]] = forge.mul %{{.*}}, %[[A]]
+    // CHECK-NEXT: forge.get_param @c
+    // CHECK-NEXT: %[[C:.*]] = dist.all_gather
+    // CHECK-NEXT: %[[XB:.*]] = forge.mul %[[XA]], %[[B]]
+    // CHECK-NEXT: forge.mul %[[XB]], %[[C]]
+    %sa = forge.get_param @a : tensor<2x4xf32>
+    %a = dist.all_gather %sa dim(0) over "dp_shard"(2) {data_parallel} : tensor<2x4xf32> -> tensor<4x4xf32>
+    %xa = forge.mul %x, %a : tensor<4x4xf32>
+    %sb = forge.get_param @b : tensor<2x4xf32>
+    %b = dist.all_gather %sb dim(0) over "dp_shard"(2) {data_parallel} : tensor<2x4xf32> -> tensor<4x4xf32>
+    %xb = forge.mul %xa, %b : tensor<4x4xf32>
+    %sc = forge.get_param @c : tensor<2x4xf32>
+    %c = dist.all_gather %sc dim(0) over "dp_shard"(2) {data_parallel} : tensor<2x4xf32> -> tensor<4x4xf32>
+    %xc = forge.mul %xb, %c : tensor<4x4xf32>
+    return %xc : tensor<4x4xf32>
+  }
+}
