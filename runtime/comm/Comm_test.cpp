@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/comm/Communicator.h"
+#include "runtime/comm/Launch.h"
 
 #include <gtest/gtest.h>
 
@@ -234,3 +235,13 @@ TEST(Comm, MismatchedMeshIsAnError) {
 }
 
 } // namespace
+
+TEST(Launch, FirstSlurmHost) {
+  EXPECT_EQ(forge::comm::firstSlurmHost("node07"), "node07");
+  EXPECT_EQ(forge::comm::firstSlurmHost("gpu[03-05,09],cpu1"), "gpu03");
+  EXPECT_EQ(forge::comm::firstSlurmHost("a1,b[1-2]"), "a1");
+  EXPECT_EQ(forge::comm::firstSlurmHost("rack[2-3]-n[01-04]"), "rack2-n01");
+  EXPECT_EQ(forge::comm::firstSlurmHost("gpu[x-y]"), "");
+  EXPECT_EQ(forge::comm::firstSlurmHost("gpu[03"), "");
+  EXPECT_EQ(forge::comm::firstSlurmHost(""), "");
+}

@@ -42,7 +42,8 @@ std::string worldFromEnvironment(WorldInfo &world) {
   int rank, size, local;
   const char *rankVar = "RANK", *sizeVar = "WORLD_SIZE",
              *localVar = "LOCAL_RANK";
-  if (!std::getenv("RANK") && std::getenv("SLURM_PROCID")) {
+  const bool slurm = !std::getenv("RANK") && std::getenv("SLURM_PROCID");
+  if (slurm) {
     rankVar = "SLURM_PROCID";
     sizeVar = "SLURM_NTASKS";
     localVar = "SLURM_LOCALID";
@@ -65,6 +66,25 @@ std::string worldFromEnvironment(WorldInfo &world) {
     return error;
   if (port > 0)
     world.masterPort = port;
+  if (slurm) {
+    // `srun forge-run plan.bin` on its own: every task of the job derives
+    // the same rendezvous point.
+    const char *list = std::getenv("SLURM_JOB_NODELIST");
+    if (!list)
+      list = std::getenv("SLURM_NODELIST");
+    if (!std::getenv("MASTER_ADDR") && list) {
+      world.masterAddr = firstSlurmHost(list);
+      if (world.masterAddr.empty())
+        return std::string(
+                   "cannot read the first host of SLURM_JOB_NODELIST='") +
+               list + "'; set MASTER_ADDR";
+    }
+    int job;
+    if (port <= 0 && readInt("SLURM_JOB_ID", job, error) && job >= 0)
+      world.masterPort = 20000 + job % 10000;
+    if (!error.empty())
+      return error;
+  }
   if (const char *p = std::getenv("FORGE_STORE_PATH"); p && *p)
     world.storePath = p;
   if (const char *t = std::getenv("FORGE_COMM_TIMEOUT_SEC"); t && *t) {
@@ -76,6 +96,42 @@ std::string worldFromEnvironment(WorldInfo &world) {
     world.timeoutSec = s;
   }
   return "";
+}
+
+std::string firstSlurmHost(const std::string &nodeList) {
+  // The first entry: up to a comma outside brackets.
+  size_t end = 0;
+  int depth = 0;
+  for (; end < nodeList.size(); ++end) {
+    char c = nodeList[end];
+    if (c == '[')
+      ++depth;
+    else if (c == ']' && --depth < 0)
+      return "";
+    else if (c == ',' && depth == 0)
+      break;
+  }
+  // Each "[a-b,c]" group (there may be several: "rack[1-2]-n[01-04]")
+  // becomes its first number.
+  std::string entry = nodeList.substr(0, end), host;
+  size_t at = 0;
+  for (;;) {
+    size_t open = entry.find('[', at);
+    if (open == std::string::npos)
+      break;
+    size_t close = entry.find(']', open);
+    if (close == std::string::npos)
+      return "";
+    std::string first = entry.substr(open + 1, close - open - 1);
+    first = first.substr(0, first.find_first_of(",-"));
+    if (first.empty() ||
+        first.find_first_not_of("0123456789") != std::string::npos)
+      return "";
+    host += entry.substr(at, open - at) + first;
+    at = close + 1;
+  }
+  host += entry.substr(at);
+  return host.empty() || host[0] == '[' ? "" : host;
 }
 
 int launchLocal(int nproc, int argc, char **argv) {

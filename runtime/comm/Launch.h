@@ -3,8 +3,11 @@
 // How a forge-run process learns its place among the ranks: from
 // torchrun-style variables (RANK, WORLD_SIZE, LOCAL_RANK) or Slurm's
 // (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID), set by `forge-run
-// --nproc-per-node N` itself for local ranks. The ranks meet through gloo's
-// file store in FORGE_STORE_PATH, a directory every rank can reach.
+// --nproc-per-node N` itself for local ranks. The ranks meet at rank 0's
+// TCP store at MASTER_ADDR:MASTER_PORT (under Slurm without them: the first
+// host of SLURM_JOB_NODELIST and a port derived from SLURM_JOB_ID, the
+// same in every task of the job), or through gloo's file store in
+// FORGE_STORE_PATH, a directory every rank can reach.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,6 +23,11 @@ namespace forge::comm {
 /// Fills `world` from the environment; a single rank when no launcher
 /// variables are set. Returns why the variables are unusable, or "".
 std::string worldFromEnvironment(WorldInfo &world);
+
+/// The first host of a Slurm node list (SLURM_JOB_NODELIST): "node07" for
+/// "node07", "gpu[03-05,09],cpu1" gives "gpu03" (the range's own digits,
+/// zero padding kept). Empty for an empty or malformed list.
+std::string firstSlurmHost(const std::string &nodeList);
 
 /// `forge-run --nproc-per-node N ...`: runs N copies of this program with
 /// the other arguments as local ranks 0..N-1 (RANK, WORLD_SIZE, LOCAL_RANK,
