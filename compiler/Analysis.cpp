@@ -149,12 +149,15 @@ std::string report(ModuleOp module, const config::JobConfig &cfg) {
 }
 
 std::string describeCollectives(ModuleOp module) {
-  std::string out;
+  // Per program: (kind, group) -> (calls, bytes of this rank's input), and
+  // the same split by the reason each collective is there.
+  using Key = std::pair<std::string, std::string>;
+  using Row = std::pair<int64_t, double>;
+  std::string totals, reasons;
   SymbolTable symbols(module);
   for (auto program : module.getOps<exec::ProgramOp>()) {
-    // (kind, group) -> (calls, bytes of this rank's input).
-    std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>>
-        rows;
+    std::map<Key, Row> rows;
+    std::map<std::pair<Key, std::string>, Row> byReason;
     for (auto coll : program.getBody().getOps<exec::CollectiveOp>()) {
       // dist.copy and dist.slice move nothing (only their VJPs do).
       if (coll.getKind() == "copy" || coll.getKind() == "slice" ||
@@ -162,27 +165,46 @@ std::string describeCollectives(ModuleOp module) {
         continue;
       auto input = symbols.lookup<exec::BufferOp>(
           cast<FlatSymbolRefAttr>(coll.getIns()[0]).getValue());
-      auto &row = rows[{coll.getKind().str(), coll.getGroup().str()}];
-      row.first += 1;
-      row.second += input ? static_cast<double>(input.getSize()) : 0.0;
+      double bytes = input ? static_cast<double>(input.getSize()) : 0.0;
+      Key key{coll.getKind().str(), coll.getGroup().str()};
+      rows[key].first += 1;
+      rows[key].second += bytes;
+      // An origin reads "pass: what (phase): subject"; the reason is the
+      // part before the subject.
+      std::string origin = coll.getOrigin().str();
+      size_t cut = origin.find("): ");
+      std::string reason =
+          cut == std::string::npos ? origin : origin.substr(0, cut + 1);
+      Row &r = byReason[{key, reason}];
+      r.first += 1;
+      r.second += bytes;
     }
-    if (rows.empty())
-      continue;
-    if (out.empty())
-      out = "collectives per rank (forgec --dump-ir shows each with the "
-            "parameter or value it moves):\n";
-    char buf[160];
     std::string name = "@";
     name += program.getSymName();
+    char buf[320];
     for (auto &[key, row] : rows) {
       std::snprintf(buf, sizeof(buf),
                     "  %-15s %-15s over %-13s %5lld calls %12.0f bytes in\n",
                     name.c_str(), key.first.c_str(), key.second.c_str(),
                     static_cast<long long>(row.first), row.second);
-      out += buf;
+      totals += buf;
+    }
+    for (auto &[key, row] : byReason) {
+      std::snprintf(buf, sizeof(buf),
+                    "  %-15s %-15s over %-13s %5lld calls %12.0f bytes  %s\n",
+                    name.c_str(), key.first.first.c_str(),
+                    key.first.second.c_str(), static_cast<long long>(row.first),
+                    row.second, key.second.c_str());
+      reasons += buf;
     }
   }
-  return out;
+  if (totals.empty())
+    return "";
+  return "collectives per rank (forgec --dump-ir shows each with the "
+         "parameter or value it moves):\n" +
+         totals +
+         "collectives per rank by origin (pass: what it does (phase)):\n" +
+         reasons;
 }
 
 } // namespace forge::compiler

@@ -365,6 +365,9 @@ struct BuildBackwardPass
       Operation *reget = b.clone(*get);
       auto regather = cast<dist::AllGatherOp>(b.clone(*gather));
       regather.getInputMutable().assign(reget->getResult(0));
+      dist::setOrigin(regather, "forge-build-backward",
+                      "weight re-gather (reshard after forward)", get.getName(),
+                      "backward");
       for (OpOperand *use : late)
         use->set(regather.getResult());
     }
@@ -406,8 +409,22 @@ struct BuildBackwardPass
       if (llvm::none_of(op->getResults(),
                         [&](Value r) { return bool(d.cotangent(r)); }))
         continue;
+      Operation *last = ret->getPrevNode();
       if (failed(d.differentiate(op)))
         return signalPassFailure();
+      // The backward collectives say which forward op's VJP placed them.
+      for (Operation *n = last ? last->getNextNode() : &body.front(); n != ret;
+           n = n->getNextNode()) {
+        if (!isa<dist::DistDialect>(n->getDialect()) ||
+            n->hasAttr(dist::kOriginAttr))
+          continue;
+        dist::Origin o = dist::originOf(op);
+        dist::setOrigin(n, "forge-build-backward",
+                        "VJP of " + (o.what.empty()
+                                         ? op->getName().getStringRef().str()
+                                         : o.what),
+                        o.of, "backward");
+      }
     }
 
     SmallVector<Value> results = {loss};

@@ -264,10 +264,15 @@ struct BuildOptimizerPass
       return signalPassFailure();
     }
     if (int64_t r = mesh.size("dp_replicate"); r > 1)
-      for (Value &g : gs)
-        g = dist::AllReduceOp::create(
+      for (auto [i, g] : llvm::enumerate(gs)) {
+        auto avg = dist::AllReduceOp::create(
             b, loc, g.getType(), g, b.getStringAttr("dp_replicate"),
             b.getI64IntegerAttr(r), b.getStringAttr("avg"));
+        dist::setOrigin(avg, "forge-build-optimizer",
+                        "gradient average over replicas",
+                        params[i].getSymName(), "optimizer");
+        g = avg;
+      }
     // The pre-clip global norm over every shard and tensor-parallel group
     // (reference §3.10). The gradients fall into classes by the groups they
     // are split over; a class's squared norm is its local sum, summed over
@@ -309,9 +314,13 @@ struct BuildOptimizerPass
       auto sumOver = [&](Value v, const char *group) -> Value {
         if (!v || mesh.size(group) <= 1)
           return v;
-        return dist::AllReduceOp::create(b, loc, f32, v, b.getStringAttr(group),
-                                         b.getI64IntegerAttr(mesh.size(group)),
-                                         b.getStringAttr("sum"));
+        auto sum = dist::AllReduceOp::create(
+            b, loc, f32, v, b.getStringAttr(group),
+            b.getI64IntegerAttr(mesh.size(group)), b.getStringAttr("sum"));
+        dist::setOrigin(
+            sum, "forge-build-optimizer", "squared gradient norm of the shards",
+            std::string("gradients split over ") + group, "optimizer");
+        return sum.getResult();
       };
       auto plus = [&](Value x, Value y) -> Value {
         if (!x || !y)

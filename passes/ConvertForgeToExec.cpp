@@ -265,14 +265,18 @@ LogicalResult Converter::convertOp(Operation &op, StringRef program,
     auto groupSize = dyn_cast_or_null<IntegerAttr>(attrs.erase("group_size"));
     auto dim = dyn_cast_or_null<IntegerAttr>(attrs.erase("dim"));
     auto reduce = dyn_cast_or_null<StringAttr>(attrs.erase("reduce"));
+    attrs.erase(dist::kOriginAttr);
+    dist::Origin o = dist::originOf(&op);
+    std::string origin = o.reason().empty()
+                             ? originOf(&op, ins.empty() ? Attribute() : ins[0])
+                             : o.reason() + (o.of.empty() ? "" : ": " + o.of);
     if (!group || !groupSize)
       return op.emitOpError(
           "convert-forge-to-exec: a collective needs a group and group_size");
     exec::CollectiveOp::create(
         body, op.getLoc(), b_.getStringAttr(op.getName().stripDialect()),
         b_.getArrayAttr(ins), b_.getArrayAttr(outs), group, groupSize, dim,
-        reduce, stream, dictOrNull(attrs),
-        b_.getStringAttr(originOf(&op, ins.empty() ? Attribute() : ins[0])));
+        reduce, stream, dictOrNull(attrs), b_.getStringAttr(origin));
     return success();
   }
   exec::LaunchOp::create(

@@ -79,6 +79,8 @@ struct ShardFsdpPass : public forge::impl::ShardFsdpPassBase<ShardFsdpPass> {
           b, get.getLoc(), fullType, get.getResult(), b.getI64IntegerAttr(0),
           b.getStringAttr(kGroup), b.getI64IntegerAttr(n), b.getUnitAttr(),
           UnitAttr());
+      dist::setOrigin(gather, "forge-shard-fsdp", "weight gather",
+                      get.getName(), "forward");
       get.getResult().replaceAllUsesExcept(gather.getResult(), gather);
     });
   }

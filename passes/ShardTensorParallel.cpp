@@ -68,6 +68,23 @@ Split splitOf(StringRef fqn) {
   return Split::None;
 }
 
+/// The module a weight belongs to: "layers.0.attention" for
+/// "layers.0.attention.q_proj.weight", "output_head" for
+/// "output_head.proj.weight".
+std::string moduleOf(StringRef fqn) {
+  for (int i = 0; i < 2; ++i)
+    fqn = fqn.rsplit('.').first;
+  return fqn.str();
+}
+
+/// The FQN of the parameter `v` reads, or "".
+std::string paramName(Value v) {
+  auto get = v.getDefiningOp<GetParamOp>();
+  return get ? get.getName().str() : "";
+}
+
+constexpr const char kPass[] = "forge-shard-tensor-parallel";
+
 RankedTensorType divided(RankedTensorType t, int64_t dim, int64_t n) {
   SmallVector<int64_t> shape(t.getShape());
   shape[dim] /= n;
@@ -154,22 +171,24 @@ private:
 
   /// `v` wrapped in a dist.copy (one per value): a replicated value whose
   /// consumers on each rank produce only part of its gradient.
-  Value copyOf(Value v, OpBuilder &b) {
+  Value copyOf(Value v, OpBuilder &b, StringRef what, StringRef of) {
     auto [it, inserted] = copies_.try_emplace(v, Value());
     if (!inserted)
       return it->second;
     OpBuilder::InsertionGuard guard(b);
     after(b, v);
-    it->second =
+    auto copy =
         dist::CopyOp::create(b, v.getLoc(), v.getType(), v,
                              b.getStringAttr(kGroup), b.getI64IntegerAttr(tp_));
+    dist::setOrigin(copy, kPass, what, of, "forward");
+    it->second = copy;
     return it->second;
   }
 
   /// The whole sequence of the SP block `v` (one gather per value). With
   /// `sliceGrad` its consumers are replicated computations (the fused head
   /// and loss) whose gradient is complete on every rank.
-  Value gatherOf(Value v, bool sliceGrad, OpBuilder &b) {
+  Value gatherOf(Value v, bool sliceGrad, OpBuilder &b, StringRef of) {
     auto [it, inserted] = gathers_.try_emplace(v, Value());
     if (!inserted)
       return it->second;
@@ -178,11 +197,17 @@ private:
     auto t = cast<RankedTensorType>(v.getType());
     SmallVector<int64_t> shape(t.getShape());
     shape[kSeqDim] *= tp_;
-    it->second = dist::AllGatherOp::create(
+    auto gather = dist::AllGatherOp::create(
         b, v.getLoc(), RankedTensorType::get(shape, t.getElementType()), v,
         b.getI64IntegerAttr(kSeqDim), b.getStringAttr(kGroup),
         b.getI64IntegerAttr(tp_), UnitAttr(),
         sliceGrad ? b.getUnitAttr() : UnitAttr());
+    dist::setOrigin(gather, kPass,
+                    sliceGrad ? "sequence gather for the replicated head"
+                              : "sequence gather before column-parallel "
+                                "linears",
+                    of, "forward");
+    it->second = gather;
     return it->second;
   }
 
@@ -229,11 +254,13 @@ private:
                                "parallelism needs seq_len divisible by tp ")
                << tp_ << ", got " << t;
       Value block = rewire(emb.getResult(), b, [&] {
-        return dist::SliceOp::create(
-                   b, emb.getLoc(), divided(t, kSeqDim, tp_), emb.getResult(),
-                   b.getI64IntegerAttr(kSeqDim), b.getStringAttr(kGroup),
-                   b.getI64IntegerAttr(tp_))
-            .getResult();
+        auto slice = dist::SliceOp::create(
+            b, emb.getLoc(), divided(t, kSeqDim, tp_), emb.getResult(),
+            b.getI64IntegerAttr(kSeqDim), b.getStringAttr(kGroup),
+            b.getI64IntegerAttr(tp_));
+        dist::setOrigin(slice, kPass, "sequence block of the embedding output",
+                        "token_embedding", "forward");
+        return slice.getResult();
       });
       layout_[block] = Layout::Seq;
       return success();
@@ -245,7 +272,8 @@ private:
       // sequence.
       if (layoutOf(ce.getHidden()) == Layout::Seq)
         ce.getHiddenMutable().assign(
-            gatherOf(ce.getHidden(), /*sliceGrad=*/true, b));
+            gatherOf(ce.getHidden(), /*sliceGrad=*/true, b,
+                     moduleOf(paramName(ce.getWeight()))));
       return checkReplicated(op);
     }
     bool local = llvm::any_of(op->getOperands(), [&](Value v) {
@@ -282,8 +310,10 @@ private:
         return linear.emitOpError("forge-shard-tensor-parallel: a "
                                   "column-parallel linear reads a "
                                   "tensor-parallel value");
-      linear.getInputMutable().assign(in == Layout::Seq ? gatherOf(x, false, b)
-                                                        : copyOf(x, b));
+      const std::string of = moduleOf(paramName(linear.getWeight()));
+      linear.getInputMutable().assign(
+          in == Layout::Seq ? gatherOf(x, false, b, of)
+                            : copyOf(x, b, "column-parallel input", of));
       auto t = cast<RankedTensorType>(linear.getType());
       const int64_t last = t.getRank() - 1;
       linear.getResult().setType(divided(t, last, tp_));
@@ -295,11 +325,13 @@ private:
       // The head's vocabulary shares, gathered into replicated logits for
       // the loss (whose gradient is then complete on every rank).
       Value logits = rewire(linear.getResult(), b, [&] {
-        return dist::AllGatherOp::create(
-                   b, linear.getLoc(), t, linear.getResult(),
-                   b.getI64IntegerAttr(last), b.getStringAttr(kGroup),
-                   b.getI64IntegerAttr(tp_), UnitAttr(), b.getUnitAttr())
-            .getResult();
+        auto gather = dist::AllGatherOp::create(
+            b, linear.getLoc(), t, linear.getResult(),
+            b.getI64IntegerAttr(last), b.getStringAttr(kGroup),
+            b.getI64IntegerAttr(tp_), UnitAttr(), b.getUnitAttr());
+        dist::setOrigin(gather, kPass, "vocabulary gather of the logits",
+                        "output_head", "forward");
+        return gather.getResult();
       });
       layout_[logits] = Layout::Replicated;
       return success();
@@ -318,22 +350,25 @@ private:
                                     "split ")
                  << t << " along the sequence over tp " << tp_;
         Value block = rewire(linear.getResult(), b, [&] {
-          return dist::ReduceScatterOp::create(
-                     b, linear.getLoc(), divided(t, kSeqDim, tp_),
-                     linear.getResult(), b.getI64IntegerAttr(kSeqDim),
-                     b.getStringAttr(kGroup), b.getI64IntegerAttr(tp_),
-                     b.getStringAttr("sum"))
-              .getResult();
+          auto scatter = dist::ReduceScatterOp::create(
+              b, linear.getLoc(), divided(t, kSeqDim, tp_), linear.getResult(),
+              b.getI64IntegerAttr(kSeqDim), b.getStringAttr(kGroup),
+              b.getI64IntegerAttr(tp_), b.getStringAttr("sum"));
+          dist::setOrigin(scatter, kPass,
+                          "row-parallel partial sums to sequence blocks",
+                          moduleOf(paramName(linear.getWeight())), "forward");
+          return scatter.getResult();
         });
         layout_[block] = Layout::Seq;
         return success();
       }
       rewire(linear.getResult(), b, [&] {
-        return dist::AllReduceOp::create(
-                   b, linear.getLoc(), t, linear.getResult(),
-                   b.getStringAttr(kGroup), b.getI64IntegerAttr(tp_),
-                   b.getStringAttr("sum"))
-            .getResult();
+        auto sum = dist::AllReduceOp::create(
+            b, linear.getLoc(), t, linear.getResult(), b.getStringAttr(kGroup),
+            b.getI64IntegerAttr(tp_), b.getStringAttr("sum"));
+        dist::setOrigin(sum, kPass, "row-parallel partial sum",
+                        moduleOf(paramName(linear.getWeight())), "forward");
+        return sum.getResult();
       });
       return success();
     }
@@ -349,7 +384,8 @@ private:
       auto t = dyn_cast<RankedTensorType>(v.getType());
       if (layoutOf(v) == Layout::Replicated && t &&
           isa<FloatType>(t.getElementType()))
-        use.set(copyOf(v, b));
+        use.set(copyOf(v, b, "replicated weight on tensor-parallel shares",
+                       paramName(v)));
     }
     LogicalResult ok =
         llvm::TypeSwitch<Operation *, LogicalResult>(op)
@@ -398,7 +434,9 @@ private:
                         "sequence-parallel norm's weight is "
                         "split");
                   for (OpOperand &use : llvm::drop_begin(norm->getOpOperands()))
-                    use.set(copyOf(use.get(), b));
+                    use.set(copyOf(use.get(), b,
+                                   "replicated norm weight on sequence blocks",
+                                   paramName(use.get())));
                   norm->getResult(0).setType(norm->getOperand(0).getType());
                   return success();
                 })

@@ -9,10 +9,10 @@
 // CHECK-NOT: dist.shard
 // CHECK: func.func @train_step
 // CHECK: %[[S:.*]] = forge.get_param @w : tensor<2x8xf32>
-// CHECK: %[[W:.*]] = dist.all_gather %[[S]] dim(0) over "dp_shard"(4) {data_parallel} : tensor<2x8xf32> -> tensor<8x8xf32>
+// CHECK: %[[W:.*]] = dist.all_gather %[[S]] dim(0) over "dp_shard"(4) {data_parallel, dist.origin = {of = "w", pass = "forge-shard-fsdp", phase = "forward", what = "weight gather"}} : tensor<2x8xf32> -> tensor<8x8xf32>
 // CHECK: forge.linear %{{.*}}, %[[W]]
 // CHECK: %[[NS:.*]] = forge.get_param @n : tensor<4xf32>
-// CHECK: dist.all_gather %[[NS]] dim(0) over "dp_shard"(4) {data_parallel} : tensor<4xf32> -> tensor<16xf32>
+// CHECK: dist.all_gather %[[NS]] dim(0) over "dp_shard"(4) {data_parallel{{.*}}} : tensor<4xf32> -> tensor<16xf32>
 // CHECK: forge.get_param @b : tensor<3xf32>
 // CHECK-NOT: dist.all_gather
 // CHECK: return
@@ -47,7 +47,7 @@ module attributes {dist.mesh = {dims = ["dp_replicate", "dp_shard"], sizes = [2,
 // and the gather drops it.
 // CHECK-LABEL: module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [3]}}
 // CHECK: forge.param @w : tensor<3x8xf32> init( normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "dp_shard", size = 8 : i64}]}
-// CHECK: dist.all_gather %{{.*}} dim(0) over "dp_shard"(3) {data_parallel} : tensor<3x8xf32> -> tensor<8x8xf32>
+// CHECK: dist.all_gather %{{.*}} dim(0) over "dp_shard"(3) {data_parallel{{.*}}} : tensor<3x8xf32> -> tensor<8x8xf32>
 module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [3]}} {
   forge.param @w : tensor<8x8xf32> init(normal, std = 2.000000e-02)
   func.func @train_step(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {

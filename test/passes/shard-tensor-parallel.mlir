@@ -25,7 +25,7 @@
 // o_proj's partial products before the residual add; the same for the MLP.
 // CHECK-LABEL: func.func @train_step
 // CHECK: %[[N:.*]] = forge.rmsnorm
-// CHECK-NEXT: %[[X:.*]] = dist.copy %[[N]] over "tp"(2) : tensor<1x4x16xf32>
+// CHECK-NEXT: %[[X:.*]] = dist.copy %[[N]] over "tp"(2){{.*}} : tensor<1x4x16xf32>
 // CHECK: forge.linear %[[X]], %{{.*}} : tensor<1x4x16xf32>, tensor<8x16xf32> -> tensor<1x4x8xf32>
 // CHECK-NEXT: forge.reshape %{{.*}} : tensor<1x4x8xf32> -> tensor<1x4x1x8xf32>
 // CHECK: forge.linear %[[X]], %{{.*}} : tensor<1x4x16xf32>, tensor<8x16xf32> -> tensor<1x4x8xf32>
@@ -33,7 +33,7 @@
 // CHECK: forge.attention {{.*}} : tensor<1x4x1x8xf32>, tensor<1x4x1x8xf32>, tensor<1x4x1x8xf32> -> tensor<1x4x1x8xf32>
 // CHECK-NEXT: forge.reshape %{{.*}} : tensor<1x4x1x8xf32> -> tensor<1x4x8xf32>
 // CHECK: %[[O:.*]] = forge.linear %{{.*}}, %{{.*}} : tensor<1x4x8xf32>, tensor<16x8xf32> -> tensor<1x4x16xf32>
-// CHECK-NEXT: %[[R:.*]] = dist.all_reduce %[[O]] over "tp"(2) reduce("sum") : tensor<1x4x16xf32>
+// CHECK-NEXT: %[[R:.*]] = dist.all_reduce %[[O]] over "tp"(2) reduce("sum"){{.*}} : tensor<1x4x16xf32>
 // CHECK-NEXT: forge.add %{{.*}}, %[[R]]
 // CHECK: %[[M:.*]] = forge.rmsnorm
 // CHECK-NEXT: %[[Y:.*]] = dist.copy %[[M]] over "tp"(2)
@@ -55,7 +55,7 @@
 // use (here o_proj's [16, 8] block: 8 rows per rank).
 // FSDP: forge.param @layers.0.attention.o_proj.weight : tensor<8x8xf32> {{.*}} {dist.shard = [{dim = 1 : i64, group = "tp"}, {dim = 0 : i64, group = "dp_shard"}]}
 // FSDP: %[[S:.*]] = forge.get_param @layers.0.attention.o_proj.weight : tensor<8x8xf32>
-// FSDP-NEXT: %[[W:.*]] = dist.all_gather %[[S]] dim(0) over "dp_shard"(2) {data_parallel} : tensor<8x8xf32> -> tensor<16x8xf32>
+// FSDP-NEXT: %[[W:.*]] = dist.all_gather %[[S]] dim(0) over "dp_shard"(2) {data_parallel{{.*}}} : tensor<8x8xf32> -> tensor<16x8xf32>
 // FSDP-NEXT: forge.linear %{{.*}}, %[[W]] : tensor<1x4x8xf32>, tensor<16x8xf32> -> tensor<1x4x16xf32>
 //
 // Autodiff derives the backward collectives: the all_reduce's VJP passes
@@ -64,12 +64,12 @@
 // each all_gather's VJP reduce-scatters a gradient over dp_shard.
 // BWD-LABEL: func.func @train_step
 // BWD: forge.cross_entropy_grad
-// BWD-COUNT-4: dist.all_reduce {{.*}} over "tp"(2) reduce("sum") : tensor<1x4x16xf32>
+// BWD-COUNT-4: dist.all_reduce {{.*}} over "tp"(2) reduce("sum"){{.*}} : tensor<1x4x16xf32>
 // BWD-NOT: over "tp"
 // BWD: return
 // RS-LABEL: func.func @train_step
 // RS: forge.cross_entropy_grad
-// RS: dist.reduce_scatter {{.*}} over "dp_shard"(2) reduce("avg") : tensor<16x8xf32> -> tensor<8x8xf32>
+// RS: dist.reduce_scatter {{.*}} over "dp_shard"(2) reduce("avg"){{.*}} : tensor<16x8xf32> -> tensor<8x8xf32>
 
 module attributes {dist.mesh = {dims = ["dp_shard", "tp"], sizes = [2, 2]}} {
   forge.param @token_embedding.embedding.weight : tensor<32x16xf32> init( normal, std = 2.000000e-02)
@@ -172,27 +172,27 @@ module attributes {dist.mesh = {dims = ["dp_shard", "tp"], sizes = [2, 2]}} {
 // SP: forge.param @output_head.proj.weight : tensor<16x16xf32> {{.*}} {dist.shard = [{dim = 0 : i64, group = "tp"}]}
 // SP: func.func @train_step
 // SP: %[[E:.*]] = forge.embedding
-// SP-NEXT: %[[B:.*]] = dist.slice %[[E]] dim(1) over "tp"(2) : tensor<1x4x16xf32> -> tensor<1x2x16xf32>
+// SP-NEXT: %[[B:.*]] = dist.slice %[[E]] dim(1) over "tp"(2){{.*}} : tensor<1x4x16xf32> -> tensor<1x2x16xf32>
 // SP-NEXT: %[[W:.*]] = forge.get_param @layers.0.attention_norm.weight
-// SP-NEXT: %[[WC:.*]] = dist.copy %[[W]] over "tp"(2) : tensor<16xf32>
+// SP-NEXT: %[[WC:.*]] = dist.copy %[[W]] over "tp"(2){{.*}} : tensor<16xf32>
 // SP-NEXT: %[[N:.*]] = forge.rmsnorm %[[B]], %[[WC]] {{.*}} : tensor<1x2x16xf32>, tensor<16xf32>
-// SP-NEXT: %[[G:.*]] = dist.all_gather %[[N]] dim(1) over "tp"(2) : tensor<1x2x16xf32> -> tensor<1x4x16xf32>
+// SP-NEXT: %[[G:.*]] = dist.all_gather %[[N]] dim(1) over "tp"(2){{.*}} : tensor<1x2x16xf32> -> tensor<1x4x16xf32>
 // SP: forge.linear %[[G]], %{{.*}} : tensor<1x4x16xf32>, tensor<8x16xf32> -> tensor<1x4x8xf32>
 // SP: %[[O:.*]] = forge.linear %{{.*}}, %{{.*}} : tensor<1x4x8xf32>, tensor<16x8xf32> -> tensor<1x4x16xf32>
-// SP-NEXT: %[[SCAT:.*]] = dist.reduce_scatter %[[O]] dim(1) over "tp"(2) reduce("sum") : tensor<1x4x16xf32> -> tensor<1x2x16xf32>
+// SP-NEXT: %[[SCAT:.*]] = dist.reduce_scatter %[[O]] dim(1) over "tp"(2) reduce("sum"){{.*}} : tensor<1x4x16xf32> -> tensor<1x2x16xf32>
 // SP-NEXT: forge.add %[[B]], %[[SCAT]] : tensor<1x2x16xf32>
 // SP: forge.rmsnorm {{.*}} : tensor<1x2x16xf32>, tensor<16xf32>
-// SP-NEXT: dist.all_gather {{.*}} dim(1) over "tp"(2) : tensor<1x2x16xf32> -> tensor<1x4x16xf32>
+// SP-NEXT: dist.all_gather {{.*}} dim(1) over "tp"(2){{.*}} : tensor<1x2x16xf32> -> tensor<1x4x16xf32>
 // SP: dist.reduce_scatter {{.*}} dim(1)
 // SP: dist.reduce_scatter {{.*}} dim(1)
 // SP: dist.reduce_scatter {{.*}} dim(1)
 // The final norm on the block, the whole sequence for the head, each
 // rank's 16 of the 32 logits per token, gathered for the loss.
 // SP: forge.rmsnorm {{.*}} : tensor<1x2x16xf32>, tensor<16xf32>
-// SP-NEXT: %[[H:.*]] = dist.all_gather {{.*}} dim(1) over "tp"(2) : tensor<1x2x16xf32> -> tensor<1x4x16xf32>
+// SP-NEXT: %[[H:.*]] = dist.all_gather {{.*}} dim(1) over "tp"(2){{.*}} : tensor<1x2x16xf32> -> tensor<1x4x16xf32>
 // SP-NEXT: forge.get_param @output_head.proj.weight : tensor<16x16xf32>
 // SP-NEXT: %[[L:.*]] = forge.linear %[[H]], %{{.*}} : tensor<1x4x16xf32>, tensor<16x16xf32> -> tensor<1x4x16xf32>
-// SP-NEXT: %[[LG:.*]] = dist.all_gather %[[L]] dim(2) over "tp"(2) {slice_grad} : tensor<1x4x16xf32> -> tensor<1x4x32xf32>
+// SP-NEXT: %[[LG:.*]] = dist.all_gather %[[L]] dim(2) over "tp"(2) {dist.origin = {of = "output_head", pass = "forge-shard-tensor-parallel", phase = "forward", what = "vocabulary gather of the logits"}, slice_grad} : tensor<1x4x16xf32> -> tensor<1x4x32xf32>
 // SP-NEXT: forge.cross_entropy %[[LG]]
 module attributes {dist.mesh = {dims = ["dp_shard", "tp"], sizes = [2, 2]}, dist.sequence_parallel} {
   forge.param @token_embedding.embedding.weight : tensor<32x16xf32> init( normal, std = 2.000000e-02)

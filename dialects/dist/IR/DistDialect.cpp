@@ -105,3 +105,36 @@ void forge::dist::appendShard(Operation *op, int64_t dim,
   list.push_back(b.getDictionaryAttr(fields));
   op->setAttr(kShardAttr, b.getArrayAttr(list));
 }
+
+void forge::dist::setOrigin(Operation *op, StringRef pass, StringRef what,
+                            StringRef of, StringRef phase) {
+  Builder b(op->getContext());
+  op->setAttr(
+      kOriginAttr,
+      b.getDictionaryAttr({b.getNamedAttr("pass", b.getStringAttr(pass)),
+                           b.getNamedAttr("what", b.getStringAttr(what)),
+                           b.getNamedAttr("of", b.getStringAttr(of)),
+                           b.getNamedAttr("phase", b.getStringAttr(phase))}));
+}
+
+forge::dist::Origin forge::dist::originOf(Operation *op) {
+  Origin o;
+  auto d = op->getAttrOfType<DictionaryAttr>(kOriginAttr);
+  if (!d)
+    return o;
+  auto get = [&](StringRef key) {
+    auto s = d.getAs<StringAttr>(key);
+    return s ? s.str() : std::string();
+  };
+  o.pass = get("pass");
+  o.what = get("what");
+  o.of = get("of");
+  o.phase = get("phase");
+  return o;
+}
+
+std::string forge::dist::Origin::reason() const {
+  if (pass.empty() && what.empty())
+    return "";
+  return pass + ": " + what + " (" + phase + ")";
+}

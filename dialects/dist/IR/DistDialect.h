@@ -38,6 +38,21 @@ bool readMesh(mlir::ModuleOp module, Mesh &mesh, std::string &error);
 /// Sets `dist.mesh` on `module`.
 void writeMesh(mlir::ModuleOp module, const Mesh &mesh);
 
+/// Why a collective is there (design.md §5.7): the attribute `dist.origin`
+/// = {pass, what, of, phase} that the pass placing it sets, e.g.
+/// {pass = "forge-shard-fsdp", what = "weight gather",
+///  of = "layers.0.attention.q_proj.weight", phase = "forward"}.
+constexpr const char kOriginAttr[] = "dist.origin";
+void setOrigin(mlir::Operation *op, llvm::StringRef pass, llvm::StringRef what,
+               llvm::StringRef of, llvm::StringRef phase);
+/// The parts of `op`'s origin (empty strings when it has none).
+struct Origin {
+  std::string pass, what, of, phase;
+  /// "pass: what (phase)", the reason without its subject; "" without one.
+  std::string reason() const;
+};
+Origin originOf(mlir::Operation *op);
+
 /// One split of a sharded parameter (see `dist.shard`).
 struct Split {
   int64_t dim;
