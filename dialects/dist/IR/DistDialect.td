@@ -37,6 +37,13 @@ def Dist_Dialect : Dialect {
     made only of) zero padding, as FSDP2's uneven shards:
     `{dim = 0, group = "dp_shard", size = 7}` over 2 ranks gives blocks of 4
     rows, rows 0-3 and rows 4-6 plus one padding row.
+
+    Every collective carries `dist.origin = {pass, what, of, phase}`: the
+    pass that placed it, what it does, the parameter or module it serves and
+    whether it belongs to the forward pass, the backward pass or the
+    optimizer step; autodiff's collectives say which forward collective's
+    VJP they are. convert-forge-to-exec keeps it as the exec collective's
+    `origin`, and `forgec --report` totals the collectives by it.
   }];
 }
 
