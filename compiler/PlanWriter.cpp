@@ -302,6 +302,23 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
   for (auto program : module_.getOps<exec::ProgramOp>())
     if (!collectProgram(program))
       return false;
+  // The CPU runtime's one scratch buffer for the collectives that are not
+  // in place (outside the arena).
+  for (const ProgramRec &p : programs_)
+    for (const StepRec &st : p.steps) {
+      if (st.operands.empty() || st.results.empty() || !st.attrs)
+        continue;
+      auto dim = st.attrs.getAs<IntegerAttr>("dim");
+      auto n = st.attrs.getAs<IntegerAttr>("group_size");
+      if (!dim || !n)
+        continue;
+      const BufferEntry &in = buffers_[st.operands[0]];
+      const BufferEntry &out = buffers_[st.results[0]];
+      mem.commBuffers = std::max(
+          mem.commBuffers,
+          runtime::collectiveScratchBytes(st.op, dim.getInt(), n.getInt(),
+                                          in.shape, out.shape, in.dtype));
+    }
 
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<plan::Buffer>> bufs;
@@ -402,6 +419,9 @@ std::string describeMemory(const MemorySummary &m) {
   s += "  inputs              " + mib(m.inputs) + "\n";
   s += "  activations at peak " + mib(m.activationsPeak) + "\n";
   s += "  total peak          " + mib(m.total) + "\n";
+  if (m.commBuffers)
+    s += "  comm buffers        " + mib(m.commBuffers) +
+         " (outside the arena: the CPU runtime's collective scratch)\n";
   return s;
 }
 

@@ -32,6 +32,8 @@ struct MemorySummary {
   uint64_t inputs = 0;
   uint64_t activationsPeak = 0;
   uint64_t total = 0;
+  /// Scratch for collectives that are not in place (outside the arena).
+  uint64_t commBuffers = 0;
 };
 
 /// Serializes the plan of `module` (exec IR, after the pass pipeline).

@@ -409,6 +409,31 @@ std::string localBlock(const plan::Buffer *b,
   return "";
 }
 
+uint64_t collectiveScratchBytes(std::string_view op, int64_t dim, int64_t n,
+                                const std::vector<int64_t> &in,
+                                const std::vector<int64_t> &out,
+                                plan::DType dtype) {
+  const bool gather = op == "dist.all_gather",
+             scatter = op == "dist.reduce_scatter";
+  if (!gather && !scatter)
+    return 0;
+  const std::vector<int64_t> &small = gather ? in : out,
+                             &big = gather ? out : in;
+  if (dim < 0 || static_cast<size_t>(dim) >= small.size() ||
+      small.size() != big.size())
+    return 0;
+  int64_t outer = 1, elems = 1;
+  for (size_t d = 0; d < small.size(); ++d) {
+    if (static_cast<int64_t>(d) < dim)
+      outer *= small[d];
+    elems *= small[d];
+  }
+  if (outer == 1 && big[dim] == n * small[dim])
+    return 0; // in place
+  return static_cast<uint64_t>(n * elems) *
+         (gather ? dtypeSize(dtype) : sizeof(float));
+}
+
 std::string loadPlan(const std::string &path, LoadedPlan &out) {
   std::ifstream in(path, std::ios::binary);
   if (!in)

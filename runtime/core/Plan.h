@@ -92,6 +92,17 @@ std::string localBlock(const plan::Buffer *b,
                        const std::function<int64_t(const std::string &)> &coord,
                        Block &out);
 
+/// Bytes of scratch the CPU runtime needs to run collective `op` (a
+/// "dist.*" step) over `n` ranks along `dim`, from its input and result
+/// shapes: none when the blocks are contiguous and even (dim 0 of an even
+/// split), else the gathered blocks (all_gather) or the f32 blocks to
+/// reduce (reduce_scatter). The runtime allocates the largest one once and
+/// forgec --report shows it as "comm buffers".
+uint64_t collectiveScratchBytes(std::string_view op, int64_t dim, int64_t n,
+                                const std::vector<int64_t> &in,
+                                const std::vector<int64_t> &out,
+                                plan::DType dtype);
+
 /// Reads and verifies `path`. Returns an empty string on success.
 std::string loadPlan(const std::string &path, LoadedPlan &out);
 

@@ -1116,7 +1116,7 @@ uint64_t fnv1a(const std::string &s) {
 /// buffers are widened for the call and rounded back. A failure throws
 /// CollectiveError naming the rank, the collective, the group and the op.
 std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
-                           Fn &fn) {
+                           std::vector<uint8_t> *scratch, Fn &fn) {
   if (!comms)
     return "a collective in a plan run without communicators (a multi-rank "
            "plan needs forge-run to join its ranks)";
@@ -1190,8 +1190,10 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
     const Runs g = runs(x, y, b.i("dim"));
     const size_t es = runtime::dtypeSize(x.dtype);
     const bool direct = g.outer == 1 && g.big == n * g.c;
-    auto scratch = std::make_shared<std::vector<uint8_t>>(
-        direct ? 0 : static_cast<size_t>(x.numel() * n) * es);
+    // One scratch buffer serves every collective: they run one at a time.
+    scratch->resize(std::max<size_t>(
+        scratch->size(), runtime::collectiveScratchBytes(
+                             op, b.i("dim"), n, x.shape, y.shape, x.dtype)));
     fn = [=] {
       size_t bytes = static_cast<size_t>(x.numel()) * es;
       if (direct) {
@@ -1212,22 +1214,24 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
   if (op == "dist.reduce_scatter") {
     const Runs g = runs(y, x, b.i("dim"));
     const bool direct = g.outer == 1 && g.big == n * g.c;
+    scratch->resize(std::max<size_t>(
+        scratch->size(), runtime::collectiveScratchBytes(
+                             op, b.i("dim"), n, x.shape, y.shape, x.dtype)));
     fn = [=] {
       In xi = read(x);
       Out out(y, /*zero=*/false);
       const float *src = xi.p;
-      std::vector<float> blocks;
       if (!direct) {
         // Rank r's block first, then rank r+1's, each contiguous and
         // zero-padded to c rows.
-        blocks.assign(static_cast<size_t>(y.numel() * n), 0.0f);
+        float *blocks = reinterpret_cast<float *>(scratch->data());
+        std::fill(blocks, blocks + y.numel() * n, 0.0f);
         for (int64_t r = 0; r < n; ++r)
           for (int64_t o = 0; o < g.outer; ++o)
             for (int64_t j = 0; j < g.c && r * g.c + j < g.big; ++j)
               std::copy_n(xi.p + (o * g.big + r * g.c + j) * g.row, g.row,
-                          blocks.data() +
-                              ((r * g.outer + o) * g.c + j) * g.row);
-        src = blocks.data();
+                          blocks + ((r * g.outer + o) * g.c + j) * g.row);
+        src = blocks;
       }
       check(c->reduceScatter(src, out.p, static_cast<size_t>(y.numel()), rop,
                              why));
@@ -1340,7 +1344,8 @@ std::string Executor::prepare(const plan::Plan *plan) {
         if (std::string e = checkShapes(st->op()->str(), b); !e.empty())
           return where + ": " + e;
         Fn fn;
-        if (std::string e = collective ? bindCollective(opName, b, comms_, fn)
+        if (std::string e = collective ? bindCollective(opName, b, comms_,
+                                                        &commScratch_, fn)
                                        : it->second(b, fn);
             !e.empty())
           return where + ": " + e;

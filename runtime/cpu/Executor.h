@@ -139,6 +139,9 @@ private:
   std::vector<Program> programs_;
   bool profile_ = false;
   std::mutex profileMu_; ///< opSeconds_ is written by both streams
+  /// Scratch of the collectives that are not in place (the largest need;
+  /// runtime::collectiveScratchBytes).
+  std::vector<uint8_t> commScratch_;
   std::map<std::string, double> opSeconds_;
   CommQueue comm_;
 };
