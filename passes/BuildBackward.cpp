@@ -11,6 +11,8 @@
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -19,6 +21,8 @@ namespace forge {
 #define GEN_PASS_DEF_BUILDBACKWARDPASS
 #include "passes/Passes.h.inc"
 } // namespace forge
+
+#include <map>
 
 using namespace mlir;
 using namespace forge;
@@ -33,6 +37,7 @@ public:
   void accumulate(Value v, Value g) {
     if (!isa<FloatType>(cast<RankedTensorType>(v.getType()).getElementType()))
       return;
+    v = key(v);
     auto it = cot_.find(v);
     if (it == cot_.end()) {
       cot_[v] = g;
@@ -42,7 +47,7 @@ public:
   }
 
   Value cotangent(Value v) {
-    auto it = cot_.find(v);
+    auto it = cot_.find(key(v));
     return it == cot_.end() ? Value() : it->second;
   }
 
@@ -60,9 +65,20 @@ public:
 
   llvm::MapVector<StringAttr, Value> paramGrads;
 
+  /// A recomputed value (activation checkpointing) shares the cotangent of
+  /// the forward value it recomputes.
+  void setAlias(Value recomputed, Value original) {
+    alias_[recomputed] = original;
+  }
+
 private:
+  Value key(Value v) const {
+    auto it = alias_.find(v);
+    return it == alias_.end() ? v : it->second;
+  }
+
   OpBuilder &b_;
-  DenseMap<Value, Value> cot_;
+  DenseMap<Value, Value> cot_, alias_;
 };
 
 LogicalResult Differentiator::differentiate(Operation *op) {
@@ -404,13 +420,49 @@ struct BuildBackwardPass
     Value loss = ret.getOperand(0);
     d.accumulate(loss, FillOp::create(b, ret.getLoc(), loss.getType(),
                                       b.getF64FloatAttr(1.0)));
+    // Activation checkpointing: the regions forge-checkpoint-activations
+    // marked, in forward order.
+    std::map<int64_t, SmallVector<Operation *>> regions;
+    for (Operation *op : forward)
+      if (auto r = op->getAttrOfType<IntegerAttr>(kRematAttr))
+        regions[r.getInt()].push_back(op);
+    DenseMap<Operation *, Operation *> recomputed;
+    IRMapping remap; // forward value -> its recomputed value
+    SmallVector<Operation *> clones;
     for (Operation *op : llvm::reverse(forward)) {
       // Ops the loss does not depend on get no backward.
       if (llvm::none_of(op->getResults(),
                         [&](Value r) { return bool(d.cotangent(r)); }))
         continue;
       Operation *last = ret->getPrevNode();
-      if (failed(d.differentiate(op)))
+      Operation *target = op;
+      SmallVector<std::pair<OpOperand *, Value>> swapped;
+      if (auto r = op->getAttrOfType<IntegerAttr>(kRematAttr)) {
+        // The first VJP of a region (its last op): recompute the whole
+        // region from its inputs here, then differentiate the recomputed
+        // ops, so the forward values inside it are dead after the forward.
+        if (!recomputed.count(op))
+          for (Operation *o : regions[r.getInt()]) {
+            Operation *c = b.clone(*o, remap);
+            c->removeAttr(kRematAttr);
+            for (auto [orig, now] : llvm::zip(o->getResults(), c->getResults()))
+              d.setAlias(now, orig);
+            recomputed[o] = c;
+            clones.push_back(c);
+          }
+        target = recomputed[op];
+      } else {
+        // A kept op (selective AC's matmuls) reads recomputed values.
+        for (OpOperand &use : op->getOpOperands())
+          if (Value now = remap.lookupOrNull(use.get())) {
+            swapped.push_back({&use, use.get()});
+            use.set(now);
+          }
+      }
+      LogicalResult ok = d.differentiate(target);
+      for (auto [use, orig] : swapped)
+        use->set(orig);
+      if (failed(ok))
         return signalPassFailure();
       // The backward collectives say which forward op's VJP placed them.
       for (Operation *n = last ? last->getNextNode() : &body.front(); n != ret;
@@ -426,6 +478,12 @@ struct BuildBackwardPass
                         o.of, "backward");
       }
     }
+
+    // Recomputed values no VJP read (a region's outputs: the forward kept
+    // them) are not computed again.
+    for (Operation *c : llvm::reverse(clones))
+      if (c->use_empty() && isMemoryEffectFree(c))
+        c->erase();
 
     SmallVector<Value> results = {loss};
     SmallVector<Attribute> names;

@@ -1,5 +1,4 @@
-//===- Passes.h - forge passes -----------------------------------*- C++
-//-*-===//
+//===- Passes.h - forge passes ----------------------------------*- C++ -*-===//
 
 #ifndef FORGE_PASSES_PASSES_H
 #define FORGE_PASSES_PASSES_H
@@ -15,6 +14,13 @@
 #include <memory>
 
 namespace forge {
+
+/// Module attribute: `train.activation_checkpointing` ("full" or
+/// "selective"; absent for "none"), read by forge-checkpoint-activations.
+constexpr const char kActivationCheckpointingAttr[] =
+    "forge.activation_checkpointing";
+/// Op attribute: the block whose forward ops the backward recomputes.
+constexpr const char kRematAttr[] = "forge.remat";
 
 #define GEN_PASS_DECL
 #include "passes/Passes.h.inc"

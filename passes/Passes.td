@@ -53,6 +53,37 @@ def ShardTensorParallelPass
                            "::mlir::func::FuncDialect"];
 }
 
+def CheckpointActivationsPass
+    : Pass<"forge-checkpoint-activations", "::mlir::ModuleOp"> {
+  let summary = "Activation checkpointing: marks the forward ops the backward recomputes";
+  let description = [{
+    With the module attribute `forge.activation_checkpointing`
+    (`train.activation_checkpointing`), marks ops of `@train_step` with
+    `forge.remat = N`, the transformer block they belong to;
+    forge-build-backward then recomputes each marked region from its
+    inputs right before the region's VJPs, and the forward values inside it
+    are freed after the forward pass.
+
+    - `full` (reference §3.7): every op of every block, norms, attention,
+      MLP or MoE, routing and collectives included; only each block's
+      input (and values used outside the block) is kept.
+    - `selective` (torchtitan's op-level policy): in every block the
+      outputs of matmuls (`forge.linear`, `forge.grouped_linear`) and of
+      collectives are kept, everything else (norms, RoPE, attention,
+      activations, gating, MoE routing and dispatch, residual adds) is
+      recomputed. Unlike KempnerForge this is not attention-only, and AC
+      also applies to MoE blocks.
+
+    Blocks come from the IR alone: an op reading a parameter `layers.N.*`
+    is in block N, one reading another parameter in none, and an op
+    without parameter operands in the latest block of its operands.
+    Recomputation runs the same kernels on the same inputs, so training is
+    bit-identical to no AC on the CPU.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def ShardFsdpPass : Pass<"forge-shard-fsdp", "::mlir::ModuleOp"> {
   let summary = "FSDP: parameters sharded over dp_shard, gathered before use";
   let description = [{

@@ -357,6 +357,10 @@ void Builder::recordTrainingSettings(ModuleOp module) {
            b_.getNamedAttr("grad_clip_norm", f64(t.grad_clip_norm)),
            b_.getNamedAttr("max_steps", i64(t.max_steps)),
            b_.getNamedAttr("seed", i64(t.seed))}));
+  // forge-checkpoint-activations reads it (passes/Passes.h's name).
+  if (t.activation_checkpointing != "none")
+    module->setAttr("forge.activation_checkpointing",
+                    b_.getStringAttr(t.activation_checkpointing));
   SmallVector<NamedAttribute> optimizer = {
       b_.getNamedAttr("name", b_.getStringAttr(o.name)),
       b_.getNamedAttr("lr", f64(o.lr)),
