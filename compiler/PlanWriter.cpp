@@ -40,6 +40,45 @@ splitsOf(flatbuffers::FlatBufferBuilder &fbb,
   return fbb.CreateVector(out);
 }
 
+/// The Hugging Face form of the model (Llama, or Mixtral for MoE), or why
+/// there is none: the export must load in transformers and compute the same
+/// function, so anything those classes lack is a reason.
+flatbuffers::Offset<plan::HfModel> hfModel(flatbuffers::FlatBufferBuilder &fbb,
+                                           const config::JobConfig &cfg) {
+  const config::ModelConfig &m = cfg.model;
+  std::string why;
+  if (m.model_type != "transformer")
+    why = "model_type '" + m.model_type + "'";
+  else if (m.norm_type != "rmsnorm")
+    why = "norm_type '" + m.norm_type + "' (Llama and Mixtral use RMSNorm)";
+  else if (m.activation != "silu")
+    why = "activation '" + m.activation + "' (Llama and Mixtral use SwiGLU)";
+  else if (m.qk_norm)
+    why = "qk_norm (Llama and Mixtral have no QK-norm)";
+  else if (m.isMoe() && m.moe_frequency != 1)
+    why = "moe_frequency " + std::to_string(m.moe_frequency) +
+          " (Mixtral has an MoE MLP in every layer)";
+  else if (m.isMoe() && m.moe_router != "softmax_topk")
+    why = "moe_router '" + m.moe_router +
+          "' (Mixtral's router is a softmax top-k)";
+  else if (m.isMoe() && m.moe_shared_experts > 0)
+    why = "moe_shared_experts (Mixtral has none)";
+  else if (m.isMoe() && m.moe_packed_experts)
+    why = "moe_packed_experts (export the per-expert layout)";
+  else if (cfg.vlm)
+    why = "a VLM";
+  const bool moe = m.isMoe();
+  auto str = [&](const char *s) { return fbb.CreateString(s); };
+  return plan::CreateHfModel(
+      fbb, str(moe ? "MixtralForCausalLM" : "LlamaForCausalLM"),
+      str(moe ? "mixtral" : "llama"), fbb.CreateString(why), m.dim,
+      moe ? m.expertFfnHiddenDim() : m.ffnHiddenDim(), m.n_layers, m.n_heads,
+      m.kvHeads(), m.vocab_size, m.max_seq_len, m.rope_theta, m.norm_eps,
+      m.tie_embeddings, moe ? m.num_experts : 0, moe ? m.moe_top_k : 0,
+      moe ? m.moe_aux_loss_weight : 0.0,
+      fbb.CreateString(cfg.checkpoint.export_dtype));
+}
+
 struct StepRec {
   std::string op;
   std::vector<unsigned> operands, results; // buffer indices
@@ -385,7 +424,7 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
                                fbb.CreateVector(mesh_.sizes));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,
                                fbb.CreateVector(bufs), fbb.CreateVector(progs),
-                               memoryTable, training);
+                               memoryTable, training, hfModel(fbb, cfg));
   plan::FinishPlanBuffer(fbb, root);
   out.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   return true;

@@ -3,6 +3,7 @@
 #include "runtime/train/State.h"
 #include "runtime/comm/Communicator.h"
 #include "runtime/core/DType.h"
+#include "runtime/train/HfExport.h"
 
 #include <cstring>
 #include <set>
@@ -76,6 +77,22 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
   TensorMap file;
   if (std::string e = readSafeTensors(path, file); !e.empty())
     return e;
+  // A Hugging Face checkpoint (forge-run --export-hf, or Llama/Mixtral from
+  // the Hub): its keys name the same tensors.
+  if (file.count("model.embed_tokens.weight")) {
+    const bool moe =
+        plan->hf_model() && plan->hf_model()->num_local_experts() > 0;
+    TensorMap renamed;
+    for (auto &[key, t] : file) {
+      std::string fqn = forgeName(key, moe);
+      if (fqn.empty())
+        return path + ": tensor '" + key +
+               "' has no forge parameter (Hugging Face " +
+               (moe ? "Mixtral" : "Llama") + " names expected)";
+      renamed[fqn] = std::move(t);
+    }
+    file = std::move(renamed);
+  }
   std::set<std::string> used;
   for (uint32_t i = 0; i < plan->buffers()->size(); ++i) {
     const plan::Buffer *b = plan->buffers()->Get(i);

@@ -5,6 +5,7 @@
 #include "runtime/comm/Launch.h"
 #include "runtime/cpu/Executor.h"
 #include "runtime/data/Dataset.h"
+#include "runtime/train/HfExport.h"
 #include "runtime/train/Metrics.h"
 #include "runtime/train/State.h"
 
@@ -404,7 +405,7 @@ std::string Trainer::setup(const TrainerOptions &options) {
   Impl &m = *impl_;
   m.o = options;
   const plan::Training *t = m.t;
-  m.steps = options.steps > 0 ? options.steps : t->max_steps();
+  m.steps = options.steps >= 0 ? options.steps : t->max_steps();
   if (!options.dumpDir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.dumpDir, ec);
@@ -474,12 +475,39 @@ int Trainer::run() {
   // A failed collective on any rank ends the run with its message (rank,
   // collective, group, op); the launcher then stops the other ranks.
   try {
-    return runSteps();
+    int rc = runSteps();
+    if (rc == 0 && !impl_->o.exportHf.empty())
+      rc = exportHf();
+    return rc;
   } catch (const std::exception &e) {
     impl_->clearProgress();
     std::fprintf(stderr, "forge-run: error: %s\n", e.what());
     return 1;
   }
+}
+
+int Trainer::exportHf() {
+  Impl &m = *impl_;
+  // Every rank takes part in gathering the global tensors; rank 0 writes.
+  TensorMap params;
+  if (std::string e = collect(m.p, m.exec, plan::Role::parameter, "", params,
+                              m.comms.get());
+      !e.empty()) {
+    std::fprintf(stderr, "forge-run: error: %s\n", e.c_str());
+    return 1;
+  }
+  if (!m.lead)
+    return 0;
+  if (std::string e = writeHfExport(m.p->hf_model(), params, m.o.exportHf);
+      !e.empty()) {
+    std::fprintf(stderr, "forge-run: error: --export-hf %s: %s\n",
+                 m.o.exportHf.c_str(), e.c_str());
+    return 1;
+  }
+  std::printf("forge-run: wrote the Hugging Face checkpoint %s "
+              "(model.safetensors, config.json)\n",
+              m.o.exportHf.c_str());
+  return 0;
 }
 
 int Trainer::runSteps() {

@@ -19,11 +19,12 @@
 namespace forge::train {
 
 struct TrainerOptions {
-  int64_t steps = 0;        ///< 0: the plan's max_steps
+  int64_t steps = -1;       ///< -1: the plan's max_steps (0: none)
   bool repeatBatch = false; ///< one fixed random batch (memorization)
   std::string initFrom;     ///< parameters from a .safetensors file
   std::string batchFrom;    ///< tokens/labels from a .safetensors file
   std::string dumpDir;      ///< per-step loss, gradients and parameters
+  std::string exportHf;     ///< Hugging Face checkpoint of the final weights
   bool progress = false;    ///< a live progress bar (on a terminal)
   std::string planPath;     ///< for messages
 };
@@ -42,6 +43,7 @@ public:
 
 private:
   int runSteps();
+  int exportHf();
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -34,7 +34,8 @@ static void printHelp() {
       "  --nproc-per-node <N>      fork and supervise N local ranks (default "
       "1)\n"
       "  --steps <N>               optimizer steps to run (default: the job's\n"
-      "                            train.max_steps)\n"
+      "                            train.max_steps; 0: none, e.g. to convert\n"
+      "                            --init-from weights with --export-hf)\n"
       "  --repeat-batch            train on one fixed random-token batch (a\n"
       "                            memorization check) instead of a new one\n"
       "                            per micro-batch\n"
@@ -48,6 +49,11 @@ static void printHelp() {
       "<dir>/step<N>.safetensors:\n"
       "                            loss, gradients (pre-clip), parameters,\n"
       "                            grad_norm and lr\n"
+      "  --export-hf <dir>         after the last step write the weights as a\n"
+      "                            Hugging Face Llama (Mixtral for MoE)\n"
+      "                            checkpoint: <dir>/model.safetensors in\n"
+      "                            checkpoint.export_dtype and config.json;\n"
+      "                            --init-from reads such a file back\n"
       "  --progress <auto|on|off>  live progress bar (default auto: only when\n"
       "                            stdout is a terminal)\n"
       "  --check                   load and verify the plan, print what it "
@@ -83,7 +89,8 @@ static void printHelp() {
 int main(int argc, char **argv) {
   std::string plan, device = "auto", nproc = "1";
   bool checkOnly = false, repeatBatch = false;
-  std::string stepsText, initFrom, batchFrom, dumpDir, progress = "auto";
+  std::string stepsText, initFrom, batchFrom, dumpDir, exportHf,
+      progress = "auto";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -106,6 +113,7 @@ int main(int argc, char **argv) {
         tools::takeValue(kTool, argc, argv, i, "--init-from", initFrom) ||
         tools::takeValue(kTool, argc, argv, i, "--batch-from", batchFrom) ||
         tools::takeValue(kTool, argc, argv, i, "--dump-state", dumpDir) ||
+        tools::takeValue(kTool, argc, argv, i, "--export-hf", exportHf) ||
         tools::takeValue(kTool, argc, argv, i, "--progress", progress))
       continue;
     if (arg == "--backends") {
@@ -197,8 +205,8 @@ int main(int argc, char **argv) {
   options.planPath = plan;
   if (!stepsText.empty()) {
     auto v = tools::parseInt(stepsText);
-    if (!v || *v < 1)
-      tools::usageError(kTool, "--steps must be a positive integer, got '" +
+    if (!v || *v < 0)
+      tools::usageError(kTool, "--steps must be a non-negative integer, got '" +
                                    stepsText + "'");
     options.steps = *v;
   }
@@ -206,6 +214,7 @@ int main(int argc, char **argv) {
   options.initFrom = initFrom;
   options.batchFrom = batchFrom;
   options.dumpDir = dumpDir;
+  options.exportHf = exportHf;
   // The live progress bar only on a terminal; pipes and CI get log lines.
   options.progress = progress == "on" || (progress == "auto" && isatty(1));
   train::Trainer trainer(p);
