@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 export, batch_path, dump = sys.argv[1], sys.argv[2], sys.argv[3]
-model = AutoModelForCausalLM.from_pretrained(export, torch_dtype=torch.float32)
+model = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32)
 model.eval()
 batch = load_file(batch_path)
 tokens, labels = batch["tokens"], batch["labels"]
