@@ -191,10 +191,20 @@ public:
     std::string p = path_ + "." + key;
     owner_.locations()[p] = locOf(n->source());
     std::string what = "[" + display_ + "] " + key;
+    std::vector<std::string> names = allowed();
+    if (isNone(*n)) {
+      // `--key=none` on the command line is Python's None (KempnerForge's
+      // CLI); for a choice that has a "none" value it means that value.
+      if (std::find(names.begin(), names.end(), "none") != names.end()) {
+        x = "none";
+        return;
+      }
+      owner_.error(p, what + ": None is not one of: " + joinNames(names));
+      return;
+    }
     std::string v;
     if (!read(*n, v, p, what))
       return;
-    std::vector<std::string> names = allowed();
     if (std::find(names.begin(), names.end(), v) == names.end()) {
       std::string msg =
           what + ": '" + v + "' is not one of: " + joinNames(names);
