@@ -184,8 +184,12 @@ int main(int argc, char **argv) {
       // communicate, known before launch.
       unsigned collectives = 0;
       if (prog->steps())
-        for (const plan::Step *st : *prog->steps())
-          collectives += st->op()->string_view().substr(0, 5) == "dist.";
+        for (const plan::Step *st : *prog->steps()) {
+          // dist.copy and dist.slice are local: they communicate nothing.
+          std::string_view op = st->op()->string_view();
+          collectives += op.substr(0, 5) == "dist." && op != "dist.copy" &&
+                         op != "dist.slice";
+        }
       std::printf("program %s: %u steps, %u collectives\n",
                   prog->name()->c_str(),
                   prog->steps() ? prog->steps()->size() : 0u, collectives);
