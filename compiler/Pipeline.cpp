@@ -23,6 +23,7 @@ const std::vector<PipelineStep> &pipeline() {
                    std::move(create)});
     };
     add([] { return forge::createShardTensorParallelPass(); });
+    add([] { return forge::createConvertFp8Pass(); });
     add([] { return forge::createCheckpointActivationsPass(); });
     add([] { return forge::createShardFsdpPass(); });
     add([] { return forge::createBuildBackwardPass(); });

@@ -324,6 +324,17 @@ LogicalResult Differentiator::differentiate(Operation *op) {
         acc(r.getInput(), g);
         return success();
       })
+      .Case([&](Fp8CastOp c) {
+        // Straight through: the rounding has no useful derivative.
+        acc(c.getInput(), cotangent(c.getResult()));
+        return success();
+      })
+      .Case([&](Fp8GradCastOp c) {
+        acc(c.getInput(),
+            Fp8CastOp::create(b_, loc, c.getType(), cotangent(c.getResult()),
+                              b_.getStringAttr("e5m2")));
+        return success();
+      })
       .Case([&](dist::SliceOp s) {
         acc(s.getInput(),
             dist::AllGatherOp::create(b_, loc, s.getInput().getType(),

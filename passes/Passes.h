@@ -19,6 +19,9 @@ namespace forge {
 /// "selective"; absent for "none"), read by forge-checkpoint-activations.
 constexpr const char kActivationCheckpointingAttr[] =
     "forge.activation_checkpointing";
+/// Module attribute: `train.mixed_precision = "fp8"`, read by
+/// forge-convert-fp8.
+constexpr const char kFp8Attr[] = "forge.fp8";
 /// Op attribute: the block whose forward ops the backward recomputes.
 constexpr const char kRematAttr[] = "forge.remat";
 

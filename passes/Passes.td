@@ -53,6 +53,24 @@ def ShardTensorParallelPass
                            "::mlir::func::FuncDialect"];
 }
 
+def ConvertFp8Pass : Pass<"forge-convert-fp8", "::mlir::ModuleOp"> {
+  let summary = "FP8 training: linears as fp8 matmuls with dynamic tensor-wise scales";
+  let description = [{
+    With the module attribute `forge.fp8` (`train.mixed_precision =
+    "fp8"`; parameters are bf16 masters), reference §3.8's torchao
+    tensorwise recipe: every `forge.linear` whose weight is a parameter
+    naming none of `experts`, `shared_expert`, `router` (attention q/k/v/o,
+    dense MLP, output head) becomes
+    `fp8_grad_cast(linear(fp8_cast(x, e4m3), fp8_cast(w, e4m3)))`: both
+    forward operands rounded through e4m3 with their own dynamic scale, and,
+    through `forge.fp8_grad_cast`'s VJP, the output gradient through e5m2
+    for both backward matmuls. Grouped expert GEMMs, routers and the
+    embedding stay in bf16; so does the head inside chunked cross-entropy
+    (fused, not a linear). The CPU backend emulates the casts exactly.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
+}
+
 def CheckpointActivationsPass
     : Pass<"forge-checkpoint-activations", "::mlir::ModuleOp"> {
   let summary = "Activation checkpointing: marks the forward ops the backward recomputes";

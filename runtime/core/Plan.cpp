@@ -49,6 +49,8 @@ const std::vector<OpInfo> &knownOps() {
       {"forge.add", 2, 1},
       {"forge.mul", 2, 1},
       {"forge.scale", 1, 1},
+      {"forge.fp8_cast", 1, 1},
+      {"forge.fp8_grad_cast", 1, 1},
       {"forge.softmax_topk", 1, 3},
       {"forge.sigmoid_topk", 2, 3},
       {"forge.moe_capacity", 2, 1},

@@ -508,6 +508,28 @@ std::map<std::string, Binder> &binders() {
       };
       return std::string();
     };
+    m["forge.fp8_cast"] = [](Bind &b, Fn &fn) {
+      View x = b.ops[0], y = b.res[0];
+      const bool e4m3 = b.s("format") == "e4m3";
+      fn = [=] {
+        In a = read(x);
+        Out out(y, false);
+        ref::fp8Cast(a.p, y.numel(), e4m3, out.p);
+        out.commit();
+      };
+      return std::string();
+    };
+    m["forge.fp8_grad_cast"] = [](Bind &b, Fn &fn) {
+      // Identity: the e5m2 rounding is its VJP's (a forge.fp8_cast).
+      View x = b.ops[0], y = b.res[0];
+      fn = [=] {
+        if (y.data != x.data)
+          std::memcpy(y.data, x.data,
+                      static_cast<size_t>(x.numel()) *
+                          runtime::dtypeSize(x.dtype));
+      };
+      return std::string();
+    };
     m["forge.fill"] = [](Bind &b, Fn &fn) {
       View y = b.res[0];
       float value = static_cast<float>(b.f("value"));
@@ -981,6 +1003,7 @@ std::string checkShapes(const std::string &op, const Bind &b) {
   const std::vector<View> &o = b.ops, &r = b.res;
   if (op == "forge.silu" || op == "forge.gelu" || op == "forge.relu" ||
       op == "forge.tanh" || op == "forge.scale" || op == "forge.rope_grad" ||
+      op == "forge.fp8_cast" || op == "forge.fp8_grad_cast" ||
       op == "forge.moe_capacity_grad")
     return n(o.back()) == n(r[0]) ? "" : bad("input and result sizes differ");
   if (op.ends_with("_grad") &&

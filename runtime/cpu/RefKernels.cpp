@@ -1043,4 +1043,33 @@ FORGE_INSTANTIATE(double)
 
 #undef FORGE_INSTANTIATE
 
+float roundFp8(float v, bool e4m3) {
+  // e4m3fn: 3 mantissa bits, smallest normal exponent -6, max 448;
+  // e5m2: 2 mantissa bits, smallest normal exponent -14, max 57344.
+  const int mant = e4m3 ? 3 : 2, emin = e4m3 ? -6 : -14;
+  const double fmax = e4m3 ? 448.0 : 57344.0;
+  double a = std::fabs(static_cast<double>(v));
+  if (!(a > 0))
+    return v == v ? 0.0f * v : v; // +-0 keeps its sign; NaN stays NaN
+  if (a >= fmax)
+    return std::copysign(static_cast<float>(fmax), v);
+  int e = std::max(static_cast<int>(std::floor(std::log2(a))), emin);
+  // Below the smallest normal the quantum stays that of emin (subnormals).
+  double quantum = std::ldexp(1.0, e - mant);
+  double r = std::nearbyint(a / quantum) * quantum; // ties to even
+  if (r > fmax)
+    r = fmax;
+  return static_cast<float>(std::copysign(r, static_cast<double>(v)));
+}
+
+void fp8Cast(const float *x, int64_t n, bool e4m3, float *y) {
+  float amax = 0;
+  for (int64_t i = 0; i < n; ++i)
+    amax = std::max(amax, std::fabs(x[i]));
+  const float fmax = e4m3 ? 448.0f : 57344.0f;
+  const float scale = amax > 0 ? fmax / amax : 1.0f;
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = roundFp8(x[i] * scale, e4m3) / scale;
+}
+
 } // namespace forge::cpu::ref

@@ -275,6 +275,15 @@ void scheduleFreeInterpolate(const float *param, const float *z, const float *x,
                              int64_t n, const float *state, double weight,
                              float *out);
 
+/// One value rounded into fp8 (e4m3fn when `e4m3`, else e5m2):
+/// round-to-nearest-even into the format's value set, subnormals included,
+/// saturating at the largest finite value (448, 57344).
+float roundFp8(float v, bool e4m3);
+
+/// forge.fp8_cast: `y = roundFp8(x * s) / s` with the tensor-wise scale
+/// `s = fmax / max|x|` (1 when x is all zeros).
+void fp8Cast(const float *x, int64_t n, bool e4m3, float *y);
+
 } // namespace forge::cpu::ref
 
 #endif // FORGE_RUNTIME_CPU_REFKERNELS_H

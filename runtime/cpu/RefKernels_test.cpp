@@ -684,4 +684,41 @@ TEST(RefKernels, ScheduleFreeWarmupScalesTheStep) {
   EXPECT_EQ(q[0], 2.0f);
 }
 
+// fp8 value sets by hand: e4m3fn has 3 mantissa bits (a quantum of 2^-3
+// in [1, 2)), subnormals down to 2^-9 and a largest value of 448; e5m2 has
+// 2 mantissa bits and 57344. Ties go to the even mantissa.
+TEST(RefKernels, Fp8RoundingByHand) {
+  EXPECT_EQ(roundFp8(0.3f, true), 0.3125f);  // 9.6 quanta of 2^-5 -> 10
+  EXPECT_EQ(roundFp8(-17.2f, true), -18.0f); // quantum 2 at 2^4
+  EXPECT_EQ(roundFp8(1.0625f, true), 1.0f);  // tie -> even (000)
+  EXPECT_EQ(roundFp8(1.1875f, true), 1.25f); // tie -> even (010)
+  EXPECT_EQ(roundFp8(448.0f, true), 448.0f);
+  EXPECT_EQ(roundFp8(460.0f, true), 448.0f); // saturates, no 480
+  EXPECT_EQ(roundFp8(-1e6f, true), -448.0f);
+  EXPECT_EQ(roundFp8(0.0029f, true), 0.001953125f); // subnormal 2^-9
+  EXPECT_EQ(roundFp8(0.0009f, true), 0.0f);         // below half of 2^-9
+  EXPECT_EQ(roundFp8(0.3f, false), 0.3125f);        // 4.8 quanta of 2^-4 -> 5
+  EXPECT_EQ(roundFp8(1.125f, false), 1.0f);         // tie -> even (00)
+  EXPECT_EQ(roundFp8(1.375f, false), 1.5f);         // tie -> even (10)
+  EXPECT_EQ(roundFp8(60000.0f, false), 57344.0f);
+  EXPECT_EQ(roundFp8(0.0f, true), 0.0f);
+}
+
+// The tensor-wise scale maps max|x| onto the format's largest value: here
+// every scaled value is exactly representable, so the cast is exact; with
+// max|x| = 448 the scale is 1 and 0.3 rounds as above.
+TEST(RefKernels, Fp8CastScalesByAmax) {
+  std::vector<float> x = {1.0f, -2.0f, 0.5f, 4.0f}, y(4);
+  fp8Cast(x.data(), 4, true, y.data());
+  EXPECT_EQ(y, x);
+  x = {0.3f, 448.0f};
+  y.resize(2);
+  fp8Cast(x.data(), 2, true, y.data());
+  EXPECT_EQ(y[0], 0.3125f);
+  EXPECT_EQ(y[1], 448.0f);
+  std::vector<float> zeros(3, 0.0f), out(3, 1.0f);
+  fp8Cast(zeros.data(), 3, false, out.data());
+  EXPECT_EQ(out, zeros);
+}
+
 } // namespace

@@ -746,3 +746,10 @@ LogicalResult ScheduleFreeInterpolateOp::verify() {
 
 #define GET_OP_CLASSES
 #include "dialects/forge/IR/ForgeOps.cpp.inc"
+
+LogicalResult Fp8CastOp::verify() {
+  if (getFormat() != "e4m3" && getFormat() != "e5m2")
+    return emitOpError("format must be e4m3 or e5m2, got '")
+           << getFormat() << "'";
+  return success();
+}

@@ -316,6 +316,55 @@ def Forge_ScaleOp : Forge_Op<"scale", [Pure, SameOperandsAndResultType]> {
 }
 
 //===----------------------------------------------------------------------===//
+// FP8 training (emulated on the CPU)
+//===----------------------------------------------------------------------===//
+
+def Forge_Fp8CastOp : Forge_Op<"fp8_cast", [Pure, SameOperandsAndResultType]> {
+  let summary = "Rounds a tensor through fp8 with a dynamic tensor-wise scale.";
+  let description = [{
+    The value an fp8 matmul sees (torchao's tensorwise recipe, reference
+    §3.8): with `amax = max|input|` (f32) and `fmax` the format's largest
+    value (448 for `e4m3`, 57344 for `e5m2`), `scale = fmax / amax` (1 when
+    amax is 0), and each element becomes `round(input * scale) / scale`,
+    where `round` is round-to-nearest-even into the format's value set
+    (e4m3fn: 4 exponent bits, bias 7, 3 mantissa bits, subnormals, no
+    infinities; e5m2: 5, 15, 2), saturating at `fmax`. The CPU backend
+    computes this exactly, so fp8 training is testable without fp8
+    hardware; a GPU backend runs the same scaling with native fp8 GEMMs.
+    Its VJP passes the cotangent through (the straight-through estimator
+    of fp8 training).
+
+    Example:
+
+    ```mlir
+    %xq = forge.fp8_cast %x format("e4m3") : tensor<4x512x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input, StrAttr:$format);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$input `format` `(` $format `)` attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def Forge_Fp8GradCastOp : Forge_Op<"fp8_grad_cast", [Pure, SameOperandsAndResultType]> {
+  let summary = "Identity whose gradient is rounded through fp8 e5m2.";
+  let description = [{
+    Returns `input`. Its VJP is `forge.fp8_cast` of the cotangent with
+    format `e5m2`: an fp8 linear's output gradient enters both backward
+    matmuls in e5m2, as torchao's Float8Linear does.
+
+    Example:
+
+    ```mlir
+    %y = forge.fp8_grad_cast %yl : tensor<4x512x256xbf16>
+    ```
+  }];
+  let arguments = (ins Forge_FloatTensor:$input);
+  let results = (outs Forge_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+//===----------------------------------------------------------------------===//
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 

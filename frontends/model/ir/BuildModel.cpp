@@ -358,6 +358,9 @@ void Builder::recordTrainingSettings(ModuleOp module) {
            b_.getNamedAttr("max_steps", i64(t.max_steps)),
            b_.getNamedAttr("seed", i64(t.seed))}));
   // forge-checkpoint-activations reads it (passes/Passes.h's name).
+  // forge-convert-fp8 reads it: fp8 matmuls on bf16 parameters.
+  if (t.mixed_precision == "fp8")
+    module->setAttr("forge.fp8", b_.getUnitAttr());
   if (t.activation_checkpointing != "none")
     module->setAttr("forge.activation_checkpointing",
                     b_.getStringAttr(t.activation_checkpointing));
