@@ -65,11 +65,27 @@ bool decays(ParamOp p) {
   return p.getTensorType().getRank() >= 2 && !p.getSymName().contains("bias");
 }
 
+/// The shapes a sharded parameter passes through from its local block to
+/// the whole tensor: shapes[k] is the block before split k (shapes[0] the
+/// global shape), shapes.back() the local block.
+SmallVector<SmallVector<int64_t>>
+splitShapes(ParamOp p, ArrayRef<dist::Split> splits, const dist::Mesh &mesh) {
+  SmallVector<SmallVector<int64_t>> shapes(splits.size() + 1);
+  shapes.back().assign(p.getTensorType().getShape().begin(),
+                       p.getTensorType().getShape().end());
+  for (size_t k = splits.size(); k-- > 0;) {
+    shapes[k] = shapes[k + 1];
+    const dist::Split &sp = splits[k];
+    shapes[k][sp.dim] =
+        sp.size ? sp.size : shapes[k + 1][sp.dim] * mesh.size(sp.group);
+  }
+  return shapes;
+}
+
 /// KempnerForge's Muon eligibility: >= 2-D and, flattened to dim 0 x the
 /// rest, an aspect ratio of at most 10 (embeddings and output heads with a
 /// large vocabulary fall back to AdamW).
-bool muonEligible(ParamOp p) {
-  RankedTensorType t = p.getTensorType();
+bool muonEligible(RankedTensorType t) {
   if (t.getRank() < 2)
     return false;
   int64_t m = t.getDimSize(0), n = t.getNumElements() / std::max<int64_t>(m, 1);
@@ -160,6 +176,12 @@ struct BuildOptimizerPass
     // State buffers, declared after the parameters, named
     // optimizer.<KempnerForge state key>.<fqn>.
     b.setInsertionPoint(fn);
+    dist::Mesh mesh;
+    std::string meshError;
+    if (!dist::readMesh(module, mesh, meshError)) {
+      module.emitError("forge-build-optimizer: ") << meshError;
+      return signalPassFailure();
+    }
     // State is sharded like its parameter (TP, FSDP): it inherits
     // dist.shard.
     Attribute shard;
@@ -195,8 +217,17 @@ struct BuildOptimizerPass
       case Optimizer::Lion: // one moment
         slot.m = declare("optimizer.exp_avg." + fqn, t, at);
         break;
-      case Optimizer::Muon:
-        slot.muon = muonEligible(p);
+      case Optimizer::Muon: {
+        // Eligibility is the whole matrix's, not a shard's.
+        std::vector<dist::Split> splits;
+        std::string splitError;
+        if (!dist::readShard(p, splits, splitError)) {
+          p.emitError("forge-build-optimizer: ") << splitError;
+          return signalPassFailure();
+        }
+        slot.muon = muonEligible(
+            RankedTensorType::get(splitShapes(p, splits, mesh).front(),
+                                  p.getTensorType().getElementType()));
         if (slot.muon) {
           slot.m = declare("optimizer.momentum_buffer." + fqn, t, at);
         } else {
@@ -205,6 +236,7 @@ struct BuildOptimizerPass
           anyAdam = true;
         }
         break;
+      }
       case Optimizer::ScheduleFree: // m holds z
         slot.m = declare("optimizer.z." + fqn, t, at);
         slot.v = declare("optimizer.v." + fqn, t, at);
@@ -257,12 +289,6 @@ struct BuildOptimizerPass
     // gradients accumulated over the micro-batches are averaged once per
     // step, in f32 (reference §3.6); dp_shard's reduce-scatter came from
     // autodiff already.
-    dist::Mesh mesh;
-    std::string meshError;
-    if (!dist::readMesh(module, mesh, meshError)) {
-      module.emitError("forge-build-optimizer: ") << meshError;
-      return signalPassFailure();
-    }
     if (int64_t r = mesh.size("dp_replicate"); r > 1)
       for (auto [i, g] : llvm::enumerate(gs)) {
         auto avg = dist::AllReduceOp::create(
@@ -374,10 +400,51 @@ struct BuildOptimizerPass
         SetParamOp::create(b, at, self, upd.getNewParam());
         SetParamOp::create(b, at, slot.m, upd.getNewExpAvg());
       } else if (slot.muon) {
-        auto upd = MuonUpdateOp::create(b, at, TypeRange{t, t}, pv, gs[i], mv,
+        // Newton-Schulz needs the whole matrix: a sharded (TP, FSDP)
+        // parameter's update gathers parameter, gradient and momentum,
+        // updates the whole matrix on every rank, and keeps its block.
+        std::vector<dist::Split> splits;
+        std::string splitError;
+        if (!dist::readShard(p, splits, splitError)) {
+          p.emitError("forge-build-optimizer: ") << splitError;
+          return signalPassFailure();
+        }
+        auto shapes = splitShapes(p, splits, mesh);
+        Type elt = p.getTensorType().getElementType();
+        auto gather = [&](Value v) {
+          for (size_t k = splits.size(); k-- > 0;) {
+            auto all = dist::AllGatherOp::create(
+                b, at, RankedTensorType::get(shapes[k], elt), v,
+                b.getI64IntegerAttr(splits[k].dim),
+                b.getStringAttr(splits[k].group),
+                b.getI64IntegerAttr(mesh.size(splits[k].group)), UnitAttr(),
+                UnitAttr());
+            dist::setOrigin(all, "forge-build-optimizer",
+                            "whole matrix for Muon", p.getSymName(),
+                            "optimizer");
+            v = all;
+          }
+          return v;
+        };
+        auto block = [&](Value v) {
+          for (size_t k = 0; k < splits.size(); ++k) {
+            auto slice = dist::SliceOp::create(
+                b, at, RankedTensorType::get(shapes[k + 1], elt), v,
+                b.getI64IntegerAttr(splits[k].dim),
+                b.getStringAttr(splits[k].group),
+                b.getI64IntegerAttr(mesh.size(splits[k].group)));
+            dist::setOrigin(slice, "forge-build-optimizer",
+                            "Muon update's block", p.getSymName(), "optimizer");
+            v = slice;
+          }
+          return v;
+        };
+        Type whole = RankedTensorType::get(shapes.front(), elt);
+        auto upd = MuonUpdateOp::create(b, at, TypeRange{whole, whole},
+                                        gather(pv), gather(gs[i]), gather(mv),
                                         rate, coef, momentum, nsSteps, decay);
-        SetParamOp::create(b, at, self, upd.getNewParam());
-        SetParamOp::create(b, at, slot.m, upd.getNewMomentumBuffer());
+        SetParamOp::create(b, at, self, block(upd.getNewParam()));
+        SetParamOp::create(b, at, slot.m, block(upd.getNewMomentumBuffer()));
       } else if (kind == Optimizer::ScheduleFree) {
         Value vv = GetParamOp::create(b, at, t, slot.v);
         Value xv = GetParamOp::create(b, at, t, slot.x);
