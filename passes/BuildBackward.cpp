@@ -55,6 +55,12 @@ public:
     return FillOp::create(b_, loc, t, b_.getF64FloatAttr(0.0));
   }
 
+  /// `g` scaled by 1 / n: the VJP of an average over a group of n ranks.
+  Value meanOver(Value g, int64_t n, Location loc) {
+    return ScaleOp::create(b_, loc, g.getType(), g,
+                           b_.getF64FloatAttr(1.0 / static_cast<double>(n)));
+  }
+
   Value cotangentOrZero(Value v, Location loc) {
     Value g = cotangent(v);
     return g ? g : zeros(v.getType(), loc);
@@ -303,11 +309,8 @@ LogicalResult Differentiator::differentiate(Operation *op) {
             b_, loc, r.getInput().getType(), cotangent(r.getResult()),
             r.getDimAttr(), r.getGroupAttr(), r.getGroupSizeAttr(), UnitAttr(),
             UnitAttr());
-        if (r.getReduce() == "avg")
-          g = ScaleOp::create(
-              b_, loc, g.getType(), g,
-              b_.getF64FloatAttr(1.0 / static_cast<double>(r.getGroupSize())));
-        acc(r.getInput(), g);
+        acc(r.getInput(),
+            r.getReduce() == "avg" ? meanOver(g, r.getGroupSize(), loc) : g);
         return success();
       })
       .Case([&](dist::AllReduceOp r) -> LogicalResult {
@@ -317,11 +320,8 @@ LogicalResult Differentiator::differentiate(Operation *op) {
         if (r.getReduce() == "max")
           return r.emitOpError("has no VJP rule for reduce(\"max\")");
         Value g = cotangent(r.getResult());
-        if (r.getReduce() == "avg")
-          g = ScaleOp::create(
-              b_, loc, g.getType(), g,
-              b_.getF64FloatAttr(1.0 / static_cast<double>(r.getGroupSize())));
-        acc(r.getInput(), g);
+        acc(r.getInput(),
+            r.getReduce() == "avg" ? meanOver(g, r.getGroupSize(), loc) : g);
         return success();
       })
       .Case([&](Fp8CastOp c) {

@@ -42,6 +42,15 @@ struct In {
   std::vector<float> tmp;
   const float *p;
 };
+/// A step that copies `x` into `y` unchanged (same dtype and size).
+Fn copyStep(View x, View y) {
+  return [=] {
+    if (y.data != x.data)
+      std::memcpy(y.data, x.data,
+                  static_cast<size_t>(x.numel()) * runtime::dtypeSize(x.dtype));
+  };
+}
+
 In read(const View &v) {
   In r;
   if (v.dtype == plan::DType::f32) {
@@ -521,13 +530,7 @@ std::map<std::string, Binder> &binders() {
     };
     m["forge.fp8_grad_cast"] = [](Bind &b, Fn &fn) {
       // Identity: the e5m2 rounding is its VJP's (a forge.fp8_cast).
-      View x = b.ops[0], y = b.res[0];
-      fn = [=] {
-        if (y.data != x.data)
-          std::memcpy(y.data, x.data,
-                      static_cast<size_t>(x.numel()) *
-                          runtime::dtypeSize(x.dtype));
-      };
+      fn = copyStep(b.ops[0], b.res[0]);
       return std::string();
     };
     m["forge.fill"] = [](Bind &b, Fn &fn) {
@@ -1153,13 +1156,7 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
   if (op == "dist.copy") {
     // The forward half of Megatron's f: no communication (its VJP is an
     // all_reduce of its own).
-    View x = b.ops[0], y = b.res[0];
-    fn = [=] {
-      if (y.data != x.data)
-        std::memcpy(y.data, x.data,
-                    static_cast<size_t>(x.numel()) *
-                        runtime::dtypeSize(x.dtype));
-    };
+    fn = copyStep(b.ops[0], b.res[0]);
     return "";
   }
   // The op that issued it: `loc("NAME"("FILE":L:C))` reads as
