@@ -23,6 +23,7 @@ const std::vector<PipelineStep> &pipeline() {
                    std::move(create)});
     };
     add([] { return forge::createShardTensorParallelPass(); });
+    add([] { return forge::createShardExpertsPass(); });
     add([] { return forge::createConvertFp8Pass(); });
     add([] { return forge::createCheckpointActivationsPass(); });
     add([] { return forge::createShardFsdpPass(); });
@@ -42,12 +43,11 @@ std::string setMesh(mlir::ModuleOp module, const config::JobConfig &cfg,
     return "";
   const config::DistributedConfig &d = cfg.distributed;
   for (auto [name, size] : {std::pair<const char *, int64_t>{"pp", d.pp},
-                            {"ep", d.ep},
                             {"cp", d.cp}})
     if (size > 1)
       return std::string("distributed.") + name + " = " + std::to_string(size) +
              ": the pass for this parallelism is not implemented yet; plans "
-             "for several ranks use dp_shard, dp_replicate and tp";
+             "for several ranks use dp_shard, dp_replicate, ep and tp";
   dist::Mesh mesh;
   mesh.dims = {"pp", "dp_replicate", "dp_shard", "ep", "tp"};
   mesh.sizes = {d.pp, d.dp_replicate, config::resolveDpShard(d, worldSize),

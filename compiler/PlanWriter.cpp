@@ -349,14 +349,14 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
         continue;
       auto dim = st.attrs.getAs<IntegerAttr>("dim");
       auto n = st.attrs.getAs<IntegerAttr>("group_size");
-      if (!dim || !n)
+      if (!n)
         continue;
       const BufferEntry &in = buffers_[st.operands[0]];
       const BufferEntry &out = buffers_[st.results[0]];
-      mem.commBuffers = std::max(
-          mem.commBuffers,
-          runtime::collectiveScratchBytes(st.op, dim.getInt(), n.getInt(),
-                                          in.shape, out.shape, in.dtype));
+      mem.commBuffers = std::max(mem.commBuffers,
+                                 runtime::collectiveScratchBytes(
+                                     st.op, dim ? dim.getInt() : 0, n.getInt(),
+                                     in.shape, out.shape, in.dtype));
     }
 
   flatbuffers::FlatBufferBuilder fbb;

@@ -352,6 +352,31 @@ LogicalResult Differentiator::differentiate(Operation *op) {
                               b_.getStringAttr("sum")));
         return success();
       })
+      .Case([&](dist::ExpertDispatchOp x) {
+        // The rows' cotangents go back the way the rows came (the counts
+        // and sizes are integers: no cotangent).
+        acc(x.getRows(),
+            dist::ExpertCombineOp::create(
+                b_, loc, x.getRows().getType(), cotangent(x.getResult()),
+                x.getReceived(), x.getGroupSizes(), x.getGroupAttr(),
+                x.getGroupSizeAttr()));
+        return success();
+      })
+      .Case([&](dist::ExpertCombineOp c) {
+        // Each returned row's cotangent goes to the expert that computed
+        // it; the counts are known, so only rows move.
+        auto x = dist::ExpertDispatchOp::create(
+            b_, loc,
+            TypeRange{
+                c.getRows().getType(),
+                RankedTensorType::get({c.getCounts().getType().getDimSize(1)},
+                                      b_.getI64Type()),
+                c.getCounts().getType()},
+            cotangent(c.getResult()), c.getGroupSizes(), c.getCounts(),
+            c.getGroupAttr(), c.getGroupSizeAttr());
+        acc(c.getRows(), x.getResult());
+        return success();
+      })
       .Case([&](FillOp) { return success(); })
       .Default([&](Operation *other) {
         return other->emitOpError(

@@ -17,6 +17,7 @@
 #include "llvm/ADT/StringSwitch.h"
 
 #include <algorithm>
+#include <map>
 
 namespace forge {
 #define GEN_PASS_DEF_BUILDOPTIMIZERPASS
@@ -299,6 +300,34 @@ struct BuildOptimizerPass
                         params[i].getSymName(), "optimizer");
         g = avg;
       }
+    // Expert parallelism: the ep ranks read different batches. Parameters
+    // replicated over ep average their gradients over it as data-parallel
+    // ranks do; an expert's gradient already sums the contributions of every
+    // ep rank's tokens (the all-to-all brought them), so it is divided by
+    // ep to be the gradient of the mean loss.
+    if (int64_t e = mesh.size("ep"); e > 1)
+      for (auto [i, g] : llvm::enumerate(gs)) {
+        std::vector<dist::Split> splits;
+        std::string splitError;
+        if (!dist::readShard(params[i], splits, splitError)) {
+          params[i].emitError("forge-build-optimizer: ") << splitError;
+          return signalPassFailure();
+        }
+        if (llvm::any_of(splits, [](const dist::Split &sp) {
+              return sp.group == "ep";
+            })) {
+          g = ScaleOp::create(b, loc, g.getType(), g,
+                              b.getF64FloatAttr(1.0 / static_cast<double>(e)));
+          continue;
+        }
+        auto avg = dist::AllReduceOp::create(
+            b, loc, g.getType(), g, b.getStringAttr("ep"),
+            b.getI64IntegerAttr(e), b.getStringAttr("avg"));
+        dist::setOrigin(avg, "forge-build-optimizer",
+                        "gradient average over expert-parallel ranks",
+                        params[i].getSymName(), "optimizer");
+        g = avg;
+      }
     // The pre-clip global norm over every shard and tensor-parallel group
     // (reference §3.10). The gradients fall into classes by the groups they
     // are split over; a class's squared norm is its local sum, summed over
@@ -309,7 +338,9 @@ struct BuildOptimizerPass
     // the ranks of a group, so they are counted once, not summed.
     Value norm;
     {
-      SmallVector<Value> byClass[4]; // bit 0: dp_shard, bit 1: tp
+      // Bit i of a class: split over kSplitGroups[i].
+      static const char *const kSplitGroups[] = {"tp", "ep", "dp_shard"};
+      std::map<unsigned, SmallVector<Value>> byClass;
       for (auto [i, p] : llvm::enumerate(params)) {
         std::vector<dist::Split> splits;
         std::string splitError;
@@ -319,49 +350,58 @@ struct BuildOptimizerPass
         }
         unsigned cls = 0;
         for (const dist::Split &sp : splits) {
-          if (sp.group == "dp_shard")
-            cls |= 1;
-          else if (sp.group == "tp")
-            cls |= 2;
-          else {
+          auto *it = llvm::find(kSplitGroups, sp.group);
+          if (it == std::end(kSplitGroups)) {
             p.emitError("forge-build-optimizer: no gradient-norm rule for "
                         "parameters split over '")
                 << sp.group << "'";
             return signalPassFailure();
           }
+          cls |= 1u << (it - std::begin(kSplitGroups));
         }
         byClass[cls].push_back(gs[i]);
       }
-      auto squared = [&](ArrayRef<Value> g) -> Value {
-        return g.empty() ? Value()
-                         : GlobalNormOp::create(b, loc, f32, g, b.getUnitAttr())
-                               .getResult();
-      };
-      auto sumOver = [&](Value v, const char *group) -> Value {
-        if (!v || mesh.size(group) <= 1)
-          return v;
-        auto sum = dist::AllReduceOp::create(
-            b, loc, f32, v, b.getStringAttr(group),
-            b.getI64IntegerAttr(mesh.size(group)), b.getStringAttr("sum"));
-        dist::setOrigin(
-            sum, "forge-build-optimizer", "squared gradient norm of the shards",
-            std::string("gradients split over ") + group, "optimizer");
-        return sum.getResult();
-      };
       auto plus = [&](Value x, Value y) -> Value {
         if (!x || !y)
           return x ? x : y;
         return AddOp::create(b, loc, f32, x, y);
       };
-      if (byClass[1].empty() && byClass[2].empty() && byClass[3].empty()) {
+      if (byClass.size() == 1 && byClass.count(0)) {
         norm = GlobalNormOp::create(b, loc, f32, gs, UnitAttr());
       } else {
-        Value total =
-            plus(plus(squared(byClass[0]), sumOver(squared(byClass[2]), "tp")),
-                 sumOver(plus(squared(byClass[1]),
-                              sumOver(squared(byClass[3]), "tp")),
-                         "dp_shard"));
-        norm = SqrtOp::create(b, loc, f32, total);
+        // Each class's local sum of squares is summed over each group it
+        // is split over, innermost group first; classes that are left with
+        // the same groups share the next all-reduce.
+        std::map<unsigned, Value> cur;
+        for (auto &[cls, g] : byClass)
+          cur[cls] = GlobalNormOp::create(b, loc, f32, g, b.getUnitAttr());
+        for (unsigned bit = 0; bit < std::size(kSplitGroups); ++bit) {
+          const char *group = kSplitGroups[bit];
+          std::map<unsigned, Value> next, bucket;
+          for (auto &[cls, v] : cur) {
+            if (cls & (1u << bit))
+              bucket[cls & ~(1u << bit)] = plus(bucket[cls & ~(1u << bit)], v);
+            else
+              next[cls] = plus(next[cls], v);
+          }
+          for (auto &[rest, v] : bucket) {
+            Value summed = v;
+            if (mesh.size(group) > 1) {
+              auto sum = dist::AllReduceOp::create(
+                  b, loc, f32, v, b.getStringAttr(group),
+                  b.getI64IntegerAttr(mesh.size(group)),
+                  b.getStringAttr("sum"));
+              dist::setOrigin(sum, "forge-build-optimizer",
+                              "squared gradient norm of the shards",
+                              std::string("gradients split over ") + group,
+                              "optimizer");
+              summed = sum.getResult();
+            }
+            next[rest] = plus(next[rest], summed);
+          }
+          cur = std::move(next);
+        }
+        norm = SqrtOp::create(b, loc, f32, cur[0]);
       }
     }
     Value coef = ClipCoefficientOp::create(b, loc, f32, norm, clip);

@@ -53,6 +53,39 @@ def ShardTensorParallelPass
                            "::mlir::func::FuncDialect"];
 }
 
+def ShardExpertsPass : Pass<"forge-shard-experts", "::mlir::ModuleOp"> {
+  let summary = "Expert parallelism over ep: experts split, tokens moved by all-to-all";
+  let description = [{
+    For a module whose `dist.mesh` has an `ep` dim of size n > 1 (reference
+    §3.4): each rank keeps the E/n experts `[r * E/n, (r+1) * E/n)` of every
+    MoE MLP. A packed expert weight `[E, ., .]` gets the split
+    `{dim = 0, group = "ep"}`; the E per-expert parameters of a projection
+    (`layers.L.mlp.experts.<e>.gate_proj.weight`) become one stacked
+    parameter `layers.L.mlp.experts.*.gate_proj.weight` `[E, out, in]`
+    with that split, whose dim-0 rows the runtime names by expert (init
+    seeds, checkpoints and exports keep the per-expert FQNs).
+
+    After `forge.moe_dispatch`, a `dist.expert_dispatch` sends each rank
+    the token rows of its experts (an all-to-all of counts, then of rows);
+    the grouped linears and activations run on the received rows with the
+    local experts; a `dist.expert_combine` returns the outputs before
+    `forge.moe_combine`. Routing, capacity, aux and z losses, the shared
+    expert and the combine weights stay with the tokens' rank, as without
+    expert parallelism.
+
+    Unlike KempnerForge (whose ep ranks read identical batches), ep ranks
+    read different batches: they are data-parallel for every non-expert
+    parameter (forge-build-optimizer averages those gradients over ep) and
+    each expert's gradient, summed over the group's tokens through the
+    all-to-all, is divided by n. Runs after forge-shard-tensor-parallel
+    (which leaves MoE MLPs replicated) and before forge-shard-fsdp, which
+    shards each rank's experts further over dp_shard. Muon with ep > 1 is
+    rejected (it would see a stacked weight as one matrix).
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def ConvertFp8Pass : Pass<"forge-convert-fp8", "::mlir::ModuleOp"> {
   let summary = "FP8 training: linears as fp8 matmuls with dynamic tensor-wise scales";
   let description = [{

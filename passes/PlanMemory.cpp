@@ -153,7 +153,8 @@ void PlanMemoryPass::runOnOperation() {
         continue;
       }
       const bool async =
-          isa<dist::AllGatherOp, dist::ReduceScatterOp, dist::AllReduceOp>(op);
+          isa<dist::AllGatherOp, dist::ReduceScatterOp, dist::AllReduceOp,
+              dist::ExpertDispatchOp, dist::ExpertCombineOp>(op);
       if (isa<func::ReturnOp>(op)) {
         finish(inFlight.size());
       } else if (async) {

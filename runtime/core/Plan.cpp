@@ -92,6 +92,8 @@ const std::vector<OpInfo> &knownOps() {
       {"dist.all_reduce", 1, 1},
       {"dist.copy", 1, 1},
       {"dist.slice", 1, 1},
+      {"dist.expert_dispatch", -1, 3},
+      {"dist.expert_combine", 3, 1},
       {"forge.clip_coefficient", 1, 1},
       {"forge.lr_factor", 1, 1},
       {"forge.adamw_update", 7, 3},
@@ -415,6 +417,17 @@ uint64_t collectiveScratchBytes(std::string_view op, int64_t dim, int64_t n,
                                 const std::vector<int64_t> &in,
                                 const std::vector<int64_t> &out,
                                 plan::DType dtype) {
+  // The expert all-to-alls stage the n * R received (or returned) rows.
+  auto numel = [](const std::vector<int64_t> &s) {
+    int64_t e = 1;
+    for (int64_t d : s)
+      e *= d;
+    return static_cast<uint64_t>(e);
+  };
+  if (op == "dist.expert_dispatch")
+    return numel(out) * dtypeSize(dtype);
+  if (op == "dist.expert_combine")
+    return numel(in) * dtypeSize(dtype);
   const bool gather = op == "dist.all_gather",
              scatter = op == "dist.reduce_scatter";
   if (!gather && !scatter)

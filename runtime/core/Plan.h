@@ -92,6 +92,20 @@ std::string localBlock(const plan::Buffer *b,
                        const std::function<int64_t(const std::string &)> &coord,
                        Block &out);
 
+/// A stacked buffer (forge-shard-experts: one expert per row of dim 0) has
+/// one `*` in its name, standing for the row: "layers.0.mlp.experts.*.
+/// gate_proj.weight" holds "layers.0.mlp.experts.<e>.gate_proj.weight".
+/// Initialization seeds, weight files and state dumps use the row names.
+inline bool isStacked(std::string_view name) {
+  return name.find('*') != std::string_view::npos;
+}
+/// The name of row `i` of stacked buffer `name`.
+inline std::string stackedName(std::string_view name, int64_t i) {
+  size_t star = name.find('*');
+  return std::string(name.substr(0, star)) + std::to_string(i) +
+         std::string(name.substr(star + 1));
+}
+
 /// Bytes of scratch the CPU runtime needs to run collective `op` (a
 /// "dist.*" step) over `n` ranks along `dim`, from its input and result
 /// shapes: none when the blocks are contiguous and even (dim 0 of an even

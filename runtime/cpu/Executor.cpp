@@ -1280,6 +1280,82 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
     };
     return "";
   }
+  if (op == "dist.expert_dispatch" || op == "dist.expert_combine") {
+    // Rows of any dtype move as bytes. Rank r of the group holds experts
+    // [r * El, (r+1) * El); the rows a rank sends are grouped by global
+    // expert, so each destination's rows are one contiguous block.
+    const bool dispatch = op == "dist.expert_dispatch";
+    const View sent = dispatch ? b.ops[0] : b.res[0];
+    const View sizes = b.ops[dispatch ? 1 : 2];
+    const View counts = dispatch ? b.res[2] : b.ops[1];
+    const bool knownCounts = dispatch && b.ops.size() > 2;
+    const View given = knownCounts ? b.ops[2] : View();
+    const int64_t E = sizes.numel(), El = E / n;
+    const size_t row =
+        static_cast<size_t>(sent.dim(1)) * runtime::dtypeSize(sent.dtype);
+    scratch->resize(std::max<size_t>(
+        scratch->size(), static_cast<size_t>(n * sent.dim(0)) * row));
+    fn = [=] {
+      const int64_t *sz = ints(sizes);
+      auto *cnt = static_cast<int64_t *>(counts.data);
+      std::vector<size_t> toRank(n, 0), fromRank(n, 0);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < El; ++j)
+          toRank[r] += static_cast<size_t>(sz[r * El + j]) * row;
+      if (dispatch) {
+        // counts[s][j]: rows rank s sends to local expert j.
+        if (knownCounts)
+          std::memcpy(cnt, given.data, static_cast<size_t>(n * El) * 8);
+        else
+          check(c->allToAll(sz, cnt, static_cast<size_t>(El) * 8, why));
+      }
+      for (int64_t s = 0; s < n; ++s)
+        for (int64_t j = 0; j < El; ++j)
+          fromRank[s] += static_cast<size_t>(cnt[s * El + j]) * row;
+      // The received side in source order (source s, then local expert j)
+      // lives in the scratch; the result side is grouped by local expert,
+      // then source.
+      auto *staged = scratch->data();
+      auto *grouped =
+          static_cast<uint8_t *>(dispatch ? b.res[0].data : b.ops[0].data);
+      auto move = [&](bool toGrouped) {
+        std::vector<size_t> at(n, 0); // offset of source s's block j
+        size_t off = 0;
+        for (int64_t s = 0; s < n; ++s) {
+          at[s] = off;
+          off += fromRank[s];
+        }
+        size_t g = 0;
+        for (int64_t j = 0; j < El; ++j)
+          for (int64_t s = 0; s < n; ++s) {
+            size_t bytes = static_cast<size_t>(cnt[s * El + j]) * row;
+            if (toGrouped)
+              std::memcpy(grouped + g, staged + at[s], bytes);
+            else
+              std::memcpy(staged + at[s], grouped + g, bytes);
+            at[s] += bytes;
+            g += bytes;
+          }
+        return g;
+      };
+      if (dispatch) {
+        auto *local = static_cast<int64_t *>(b.res[1].data);
+        for (int64_t j = 0; j < El; ++j) {
+          local[j] = 0;
+          for (int64_t s = 0; s < n; ++s)
+            local[j] += cnt[s * El + j];
+        }
+        check(c->allToAllV(sent.data, toRank, staged, fromRank, why));
+        size_t used = move(/*toGrouped=*/true);
+        std::memset(grouped + used, 0,
+                    static_cast<size_t>(b.res[0].dim(0)) * row - used);
+      } else {
+        move(/*toGrouped=*/false);
+        check(c->allToAllV(staged, fromRank, b.res[0].data, toRank, why));
+      }
+    };
+    return "";
+  }
   if (op == "dist.all_reduce") {
     fn = [=] {
       In xi = read(x);
@@ -1422,7 +1498,15 @@ void Executor::initialize(uint64_t seed) {
     if (!e.empty())
       throw std::runtime_error(e);
     if (b->role() == plan::Role::parameter && b->init() == plan::Init::normal) {
-      std::mt19937_64 gen(seed ^ fnv1a(b->name() ? b->name()->str() : ""));
+      const std::string name = b->name() ? b->name()->str() : "";
+      // A stacked buffer draws each row from its own name's stream, as the
+      // unstacked tensors do on one rank.
+      const bool stacked = runtime::isStacked(name);
+      int64_t per = 1;
+      for (size_t d = 1; d < block.global.size(); ++d)
+        per *= block.global[d];
+      int64_t row = -1;
+      std::mt19937_64 gen(seed ^ fnv1a(name));
       std::normal_distribution<double> dist(0.0, b->std());
       // Draw the global tensor in order up to this block's last element,
       // keeping the ones inside it (padding of uneven splits stays zero).
@@ -1432,6 +1516,15 @@ void Executor::initialize(uint64_t seed) {
         if (!block.globalIndex(j, g)) {
           out.p[j] = 0;
           continue;
+        }
+        if (stacked) {
+          if (g / per != row) {
+            row = g / per;
+            gen.seed(seed ^ fnv1a(runtime::stackedName(name, row)));
+            dist.reset();
+            drawn = 0;
+          }
+          g %= per;
         }
         for (; drawn < g; ++drawn)
           dist(gen);

@@ -5,6 +5,7 @@
 #include "runtime/core/DType.h"
 #include "runtime/train/HfExport.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -99,16 +100,47 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
     if (b->role() != plan::Role::parameter)
       continue;
     std::string name = b->name()->str();
-    auto it = file.find(name);
-    if (it == file.end())
-      return path + ": no tensor for parameter '" + name + "'";
-    const Tensor &t = it->second;
     const cpu::View &v = exec.buffer(i);
     // The file holds global tensors; a shard (TP, FSDP) takes its block.
     runtime::Block block;
     if (std::string e = blockOf(b, comms, block); !e.empty())
       return e;
     std::vector<int64_t> want = block.global;
+    Tensor joined;
+    if (runtime::isStacked(name)) {
+      // A stacked buffer (expert parallelism): the file has one tensor per
+      // row, under the row's name.
+      std::vector<int64_t> rowShape(want.begin() + 1, want.end());
+      joined.dtype = "F32";
+      joined.shape = want;
+      for (int64_t r = 0; r < want[0]; ++r) {
+        std::string rowName = runtime::stackedName(name, r);
+        auto it = file.find(rowName);
+        if (it == file.end())
+          return path + ": no tensor for parameter '" + rowName + "'";
+        if (it->second.shape != rowShape)
+          return path + ": '" + rowName + "' has shape " +
+                 shapeStr(it->second.shape) + ", the model needs " +
+                 shapeStr(rowShape);
+        if (it->second.dtype != "F32" && it->second.dtype != "BF16" &&
+            it->second.dtype != "F16")
+          return path + ": '" + rowName + "' is " + it->second.dtype +
+                 "; parameters must be F32, BF16 or F16";
+        size_t at = joined.data.size(),
+               count =
+                   it->second.data.size() / (it->second.dtype == "F32" ? 4 : 2);
+        joined.data.resize(at + count * 4);
+        for (size_t k = 0; k < count; ++k) {
+          float f = toF32(it->second, static_cast<int64_t>(k));
+          std::memcpy(joined.data.data() + at + 4 * k, &f, 4);
+        }
+        used.insert(rowName);
+      }
+    }
+    auto it = file.find(name);
+    if (joined.shape.empty() && it == file.end())
+      return path + ": no tensor for parameter '" + name + "'";
+    const Tensor &t = joined.shape.empty() ? it->second : joined;
     if (t.shape != want)
       return path + ": '" + name + "' has shape " + shapeStr(t.shape) +
              ", the model needs " + shapeStr(want);
@@ -128,30 +160,52 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
 }
 
 std::string loadBatch(cpu::Executor &exec, const std::string &path,
-                      int64_t dpRank, int64_t dpSize) {
+                      int64_t dpRank, int64_t dpSize, int64_t accum,
+                      std::vector<std::vector<uint8_t>> *micro) {
   TensorMap file;
   if (std::string e = readSafeTensors(path, file); !e.empty())
     return e;
   const std::vector<cpu::View> &in = exec.inputs("train_step");
   const char *names[] = {"tokens", "labels"};
+  if (micro)
+    micro->clear();
   for (int a = 0; a < 2; ++a) {
     auto it = file.find(names[a]);
     if (it == file.end())
       return path + ": no '" + names[a] + "' tensor";
     const Tensor &t = it->second;
     // The file holds the global batch: data-parallel rank r takes rows
-    // [r * batch, (r + 1) * batch).
-    std::vector<int64_t> want = in[a].shape;
+    // [r * batch, (r + 1) * batch), or, with a block per micro-step, the
+    // blocks r * accum ... r * accum + accum - 1.
+    std::vector<int64_t> want = in[a].shape, perMicro = in[a].shape;
     want[0] *= dpSize;
-    if (t.dtype != "I64" || t.shape != want)
+    perMicro[0] *= dpSize * accum;
+    const bool blocks = accum > 1 && micro && t.shape == perMicro;
+    if (t.dtype != "I64" || (t.shape != want && !blocks))
       return path + ": '" + names[a] + "' must be I64 " + shapeStr(want) +
              (dpSize > 1 ? " (the batch of all " + std::to_string(dpSize) +
                                " data-parallel ranks)"
                          : "") +
+             (accum > 1 && micro
+                  ? " or " + shapeStr(perMicro) + " (one batch per micro-step)"
+                  : "") +
              ", got " + t.dtype + " " + shapeStr(t.shape);
     size_t bytes = static_cast<size_t>(in[a].numel()) * 8;
-    std::memcpy(in[a].data, t.data.data() + dpRank * bytes, bytes);
+    if (!blocks) {
+      std::memcpy(in[a].data, t.data.data() + dpRank * bytes, bytes);
+      continue;
+    }
+    micro->resize(2 * accum);
+    for (int64_t m = 0; m < accum; ++m) {
+      const uint8_t *src = t.data.data() + (dpRank * accum + m) * bytes;
+      (*micro)[2 * m + a].assign(src, src + bytes);
+    }
+    std::memcpy(in[a].data, (*micro)[a].data(), bytes);
   }
+  if (micro && std::any_of(micro->begin(), micro->end(),
+                           [](const auto &v) { return v.empty(); }))
+    return path + ": 'tokens' and 'labels' must both have a block per "
+                  "micro-step, or neither";
   for (size_t a = 2; a < in.size(); ++a) // document ids: one document
     std::memset(in[a].data, 0, in[a].numel() * 4);
   return "";
@@ -215,6 +269,27 @@ std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
       std::memcpy(t.data.data(), local.data(), t.data.size());
     }
     if (role == plan::Role::gradient && comms)
+      if (comm::Communicator *ep = comms->group("ep")) {
+        // As the optimizer step does (forge-build-optimizer): a gradient
+        // replicated over ep averages over it; an expert's gradient, summed
+        // over the ep ranks' tokens by the all-to-all, is divided by ep.
+        bool split = false;
+        if (b->splits())
+          for (const plan::Split *sp : *b->splits())
+            split |= sp->group() && sp->group()->str() == "ep";
+        auto *f = reinterpret_cast<float *>(t.data.data());
+        const size_t count = t.data.size() / 4;
+        if (split) {
+          for (size_t k = 0; k < count; ++k)
+            f[k] /= static_cast<float>(ep->size());
+        } else if (std::string e = ep->allReduce(
+                       f, count, comm::ReduceOp::Avg,
+                       "averaging " + b->name()->str() + " for --dump-state");
+                   !e.empty()) {
+          return e;
+        }
+      }
+    if (role == plan::Role::gradient && comms)
       if (comm::Communicator *replicas = comms->group("dp_replicate")) {
         // The optimizer step averages the accumulated gradients over the
         // replicas before it uses them; the dump shows that average.
@@ -225,7 +300,20 @@ std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
             !e.empty())
           return e;
       }
-    out[prefix + b->name()->str()] = std::move(t);
+    const std::string name = prefix + b->name()->str();
+    if (runtime::isStacked(name) && !t.shape.empty()) {
+      // One tensor per row, under the row's name (the unstacked FQNs).
+      std::vector<int64_t> rowShape(t.shape.begin() + 1, t.shape.end());
+      const size_t bytes = t.data.size() / static_cast<size_t>(t.shape[0]);
+      for (int64_t r = 0; r < t.shape[0]; ++r) {
+        Tensor row{t.dtype, rowShape, {}};
+        row.data.assign(t.data.begin() + r * bytes,
+                        t.data.begin() + (r + 1) * bytes);
+        out[runtime::stackedName(name, r)] = std::move(row);
+      }
+      continue;
+    }
+    out[name] = std::move(t);
   }
   return "";
 }

@@ -24,9 +24,14 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
 
 /// Copies "tokens" and "labels" (I64 [dpSize * batch, seq], the global
 /// batch) from `path` into the train_step inputs: data-parallel rank
-/// `dpRank` takes its `batch` rows.
+/// `dpRank` takes its `batch` rows, for every micro-step. A file of
+/// `accum` times as many rows gives each micro-step its own rows: micro-step
+/// m of rank r reads block r * accum + m (so one rank accumulating n
+/// micro-batches sees the batches of n ranks); `micro` then gets each
+/// micro-step's tokens and labels, in order, and the inputs hold the first.
 std::string loadBatch(cpu::Executor &exec, const std::string &path,
-                      int64_t dpRank = 0, int64_t dpSize = 1);
+                      int64_t dpRank = 0, int64_t dpSize = 1, int64_t accum = 1,
+                      std::vector<std::vector<uint8_t>> *micro = nullptr);
 
 /// Adds every buffer with `role` to `out` as F32, under `prefix` + its name
 /// (the gradient accumulators are named grad.<fqn> already).

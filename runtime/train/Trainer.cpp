@@ -91,10 +91,12 @@ struct Trainer::Impl {
   int64_t steps = 0;
 
   // Ranks (a plan with a mesh): this process's communicators, and its place
-  // among the data-parallel ranks (dp_replicate x dp_shard), which read
+  // among the data-parallel ranks (dp_replicate x dp_shard x ep), which read
   // different batches.
   std::unique_ptr<comm::Comms> comms;
   int64_t worldSize = 1, dpRank = 0, dpSize = 1;
+  /// --batch-from with a block per micro-step: tokens, labels of each.
+  std::vector<std::vector<uint8_t>> microBatches;
   bool lead = true; ///< world rank 0: the one that logs and writes metrics
   int64_t faultRank = -1, faultStep = -1;
 
@@ -175,9 +177,13 @@ std::string Trainer::Impl::connect() {
     comm::Communicator *c = comms->group(dim);
     return c ? static_cast<int64_t>(c->size()) : int64_t{1};
   };
-  dpSize = size("dp_replicate") * size("dp_shard");
-  dpRank = comms->coordinate("dp_replicate") * size("dp_shard") +
-           comms->coordinate("dp_shard");
+  // Unlike KempnerForge, ep ranks read different batches too (they are
+  // data-parallel for every non-expert parameter; forge-shard-experts).
+  dpSize = size("dp_replicate") * size("dp_shard") * size("ep");
+  dpRank = (comms->coordinate("dp_replicate") * size("dp_shard") +
+            comms->coordinate("dp_shard")) *
+               size("ep") +
+           comms->coordinate("ep");
   exec.setComms(comms.get());
   return "";
 }
@@ -436,10 +442,13 @@ std::string Trainer::setup(const TrainerOptions &options) {
     m.exec.run("optimizer_init");
   const std::vector<cpu::View> &in = m.exec.inputs("train_step");
   if (!options.batchFrom.empty()) {
-    if (std::string e =
-            loadBatch(m.exec, options.batchFrom, m.dpRank, m.dpSize);
+    if (std::string e = loadBatch(m.exec, options.batchFrom, m.dpRank, m.dpSize,
+                                  t->grad_accum_steps(), &m.microBatches);
         !e.empty())
       return e;
+    if (t->pack_sequences() && !m.microBatches.empty())
+      return "--batch-from with a batch per micro-step cannot pack "
+             "sequences (data.pack_sequences): give one batch";
     if (t->pack_sequences())
       for (int64_t b = 0; b < t->batch_size(); ++b) {
         const int64_t S = t->seq_len();
@@ -568,8 +577,14 @@ int Trainer::runSteps() {
       _exit(3);
     }
     for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
-      if (!m.o.repeatBatch)
+      if (!m.o.repeatBatch) {
         m.fillBatch(in);
+      } else if (!m.microBatches.empty()) {
+        // --batch-from with one block per micro-step.
+        for (int a = 0; a < 2; ++a)
+          std::memcpy(in[a].data, m.microBatches[2 * micro + a].data(),
+                      m.microBatches[2 * micro + a].size());
+      }
       m.exec.run("train_step");
       loss += cpu::Executor::readFloat(lossOut, 0);
     }

@@ -104,3 +104,30 @@ func.func @train_step(%x: tensor<2x4x2x8xf32>) -> tensor<f32> {
   %z = forge.z_loss %f : tensor<8x16xf32> -> tensor<f32>
   return %z : tensor<f32>
 }
+
+// -----
+
+// Expert parallelism: the VJP of the dispatch returns the rows' cotangents
+// to their ranks (dist.expert_combine) and the VJP of the combine sends the
+// outputs' cotangents to the experts with the forward's counts.
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  forge.param @experts : tensor<2x8x8xf32> init(normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "ep"}]}
+  // CHECK-LABEL: func.func @train_step
+  func.func @train_step(%x: tensor<6x8xf32>, %w: tensor<6x2xf32>, %i: tensor<6x2xi64>) -> tensor<f32> {
+    %rows, %sizes, %order = forge.moe_dispatch %x, %i experts(4) : tensor<6x8xf32>, tensor<6x2xi64> -> tensor<12x8xf32>, tensor<4xi64>, tensor<12xi64>
+    // CHECK: %[[X:.*]], %[[L:.*]], %[[C:.*]] = dist.expert_dispatch %{{.*}}, %[[S:[^ ]*]] over "ep"(2)
+    %r, %l, %c = dist.expert_dispatch %rows, %sizes over "ep"(2) : tensor<12x8xf32>, tensor<4xi64> -> tensor<24x8xf32>, tensor<2xi64>, tensor<2x2xi64>
+    %e = forge.get_param @experts : tensor<2x8x8xf32>
+    %y = forge.grouped_linear %r, %e, %l layout(in_out) : tensor<24x8xf32>, tensor<2x8x8xf32>, tensor<2xi64> -> tensor<24x8xf32>
+    %back = dist.expert_combine %y, %c, %sizes over "ep"(2) : tensor<24x8xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<12x8xf32>
+    %out = forge.moe_combine %back, %order, %w, %sizes : tensor<12x8xf32>, tensor<12xi64>, tensor<6x2xf32>, tensor<4xi64> -> tensor<6x8xf32>
+    %z = forge.z_loss %out : tensor<6x8xf32> -> tensor<f32>
+    return %z : tensor<f32>
+  }
+  // CHECK: %[[DB:[^,]*]], %{{.*}} = forge.moe_combine_grad
+  // CHECK: %[[DY:.*]], %{{.*}}, %{{.*}} = dist.expert_dispatch %[[DB]], %[[S]] counts %[[C]] over "ep"(2) {dist.origin = {{{.*}}pass = "forge-build-backward", phase = "backward"{{.*}}} : tensor<12x8xf32>, tensor<4xi64>, tensor<2x2xi64> -> tensor<24x8xf32>, tensor<2xi64>, tensor<2x2xi64>
+  // CHECK: %[[DR:.*]] = forge.grouped_linear_grad_input %[[DY]], %{{.*}}, %[[L]] layout( in_out)
+  // CHECK: forge.grouped_linear_grad_weight %[[DY]], %[[X]], %[[L]] layout( in_out)
+  // CHECK: %[[DROWS:.*]] = dist.expert_combine %[[DR]], %[[C]], %[[S]] over "ep"(2) {{.*}} : tensor<24x8xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<12x8xf32>
+  // CHECK: forge.moe_dispatch_grad %[[DROWS]]
+}

@@ -267,3 +267,37 @@ module attributes {
     return %x : tensor<f32>
   }
 }
+
+// -----
+
+// Expert parallelism: the replicated weight's gradient is averaged over ep
+// (ep ranks read different batches); the expert weight's, already summed
+// over the group's tokens by the all-to-all, is divided by ep. Its squared
+// norm is summed over ep, the replicated one's is not.
+module attributes {
+  dist.mesh = {dims = ["dp_shard", "ep"], sizes = [1, 2]},
+  forge.train = {grad_accum_steps = 1 : i64, grad_clip_norm = 1.0 : f64, max_steps = 100 : i64, seed = 42 : i64},
+  forge.optimizer = {name = "adamw", lr = 3.0e-04 : f64, weight_decay = 0.1 : f64, beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64},
+  forge.schedule = {name = "cosine", warmup = 10 : i64, decay = 0 : i64, stable = 0 : i64, min_lr_ratio = 0.1 : f64, wsd_decay = "cosine", rex_alpha = 1.0 : f64}
+} {
+  forge.param @router : tensor<4x4xf32> init(normal, std = 2.000000e-02)
+  forge.param @"experts.*.w" : tensor<2x4x4xf32> init(normal, std = 2.000000e-02) {dist.shard = [{dim = 0 : i64, group = "ep"}]}
+  func.func @train_step(%x: tensor<4xf32>) -> (tensor<f32>, tensor<4x4xf32>, tensor<2x4x4xf32>)
+      attributes {forge.grads = [@router, @"experts.*.w"]} {
+    %l = forge.fill 1.0 : tensor<f32>
+    %g0 = forge.fill 0.5 : tensor<4x4xf32>
+    %g1 = forge.fill 0.5 : tensor<2x4x4xf32>
+    return %l, %g0, %g1 : tensor<f32>, tensor<4x4xf32>, tensor<2x4x4xf32>
+  }
+}
+
+// CHECK-LABEL: func.func @optimizer_step
+// CHECK: %[[R:.*]] = forge.get_param @grad.router : tensor<4x4xf32>
+// CHECK: %[[E:.*]] = forge.get_param @"grad.experts.*.w" : tensor<2x4x4xf32>
+// CHECK: %[[RA:.*]] = dist.all_reduce %[[R]] over "ep"(2) reduce("avg") {dist.origin = {of = "router", pass = "forge-build-optimizer", phase = "optimizer", what = "gradient average over expert-parallel ranks"}} : tensor<4x4xf32>
+// CHECK: %[[ES:.*]] = forge.scale %[[E]] by(5.000000e-01) : tensor<2x4x4xf32>
+// CHECK: %[[SQR:.*]] = forge.global_norm %[[RA]] {squared} : tensor<4x4xf32> -> tensor<f32>
+// CHECK: %[[SQE:.*]] = forge.global_norm %[[ES]] {squared} : tensor<2x4x4xf32> -> tensor<f32>
+// CHECK: %[[SUM:.*]] = dist.all_reduce %[[SQE]] over "ep"(2) reduce("sum") {dist.origin = {of = "gradients split over ep", {{.*}}} : tensor<f32>
+// CHECK: %[[TOT:.*]] = forge.add %[[SQR]], %[[SUM]] : tensor<f32>
+// CHECK: forge.sqrt %[[TOT]] : tensor<f32>

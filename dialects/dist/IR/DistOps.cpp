@@ -106,3 +106,61 @@ LogicalResult SliceOp::verify() {
   return verifyBlocks(*this, getResult().getType(), getInput().getType(),
                       getDim(), getGroupSize(), "the result", "the input");
 }
+
+namespace {
+
+/// The shapes an expert all-to-all over `n` ranks relates: `sent` rows
+/// ([R, D]) grouped by the E experts of `sizes`, `received` rows ([n*R, D]),
+/// the [n, E/n] receive counts.
+LogicalResult verifyExpertExchange(Operation *op, RankedTensorType sent,
+                                   RankedTensorType received,
+                                   RankedTensorType sizes,
+                                   RankedTensorType counts, int64_t n) {
+  if (sent.getRank() != 2 || received.getRank() != 2)
+    return op->emitOpError("rows must be 2-D [rows, features]");
+  if (sent.getElementType() != received.getElementType() ||
+      sent.getDimSize(1) != received.getDimSize(1))
+    return op->emitOpError("sent and received rows must have the same "
+                           "features and element type");
+  if (received.getDimSize(0) != n * sent.getDimSize(0))
+    return op->emitOpError("the received rows must be ")
+           << n << " x the sent rows (" << sent.getDimSize(0)
+           << "), the most a rank can receive; got " << received.getDimSize(0);
+  if (sizes.getRank() != 1)
+    return op->emitOpError("group sizes must be 1-D [experts]");
+  int64_t experts = sizes.getDimSize(0);
+  if (experts % n != 0)
+    return op->emitOpError("")
+           << experts << " experts do not divide over " << n << " ranks";
+  if (counts.getRank() != 2 || counts.getDimSize(0) != n ||
+      counts.getDimSize(1) != experts / n)
+    return op->emitOpError("counts must be [")
+           << n << ", " << experts / n << "] (ranks x local experts), got "
+           << counts;
+  return success();
+}
+
+} // namespace
+
+LogicalResult ExpertDispatchOp::verify() {
+  if (failed(verifyGroup(*this, getGroup(), getGroupSize())))
+    return failure();
+  auto counts = getReceived().getType();
+  if (getCounts() && getCounts().getType() != counts)
+    return emitOpError("the counts operand and result must have one type");
+  int64_t n = getGroupSize();
+  auto local = getLocalSizes().getType();
+  if (local.getRank() != 1 ||
+      local.getDimSize(0) * n != getGroupSizes().getType().getDimSize(0))
+    return emitOpError("local sizes must be [experts / ") << n << "]";
+  return verifyExpertExchange(*this, getRows().getType(), getResult().getType(),
+                              getGroupSizes().getType(), counts, n);
+}
+
+LogicalResult ExpertCombineOp::verify() {
+  if (failed(verifyGroup(*this, getGroup(), getGroupSize())))
+    return failure();
+  return verifyExpertExchange(*this, getResult().getType(), getRows().getType(),
+                              getGroupSizes().getType(), getCounts().getType(),
+                              getGroupSize());
+}

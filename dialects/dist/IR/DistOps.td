@@ -155,4 +155,69 @@ def Dist_CopyOp : Dist_Op<"copy", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
+def Dist_IntTensor : RankedTensorOf<[I64]>;
+
+def Dist_ExpertDispatchOp : Dist_CollectiveOp<"expert_dispatch"> {
+  let summary = "Sends token rows to the ranks that hold their experts.";
+  let description = [{
+    Expert parallelism's forward all-to-all. `rows` (`R` rows) are grouped
+    by global expert, `group_sizes[e]` rows for expert `e` of `E`; rank `r`
+    of the `group_size = n` ranks of mesh dim `group` holds the `E / n`
+    experts `[r * E/n, (r+1) * E/n)`, so the rows for each rank are one
+    contiguous block. The ranks first exchange how many rows each sends to
+    each of the other's experts (skipped when `counts` is given: the VJP of
+    `dist.expert_combine` already knows them), then the rows.
+
+    `result` (`n * R` rows, the most any rank can receive) holds the
+    received rows grouped by local expert and, within an expert, by source
+    rank; the rows after them are zero. `local_sizes[j]` is the number of
+    rows for local expert `j` and `counts[s, j]` how many came from rank
+    `s`. The VJP is `dist.expert_combine` of the cotangent.
+
+    Example:
+
+    ```mlir
+    %rows, %sizes, %counts = dist.expert_dispatch %x, %groups over "ep"(2) : tensor<64x32xf32>, tensor<4xi64> -> tensor<128x32xf32>, tensor<2xi64>, tensor<2x2xi64>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$rows, Dist_IntTensor:$group_sizes,
+                       Optional<Dist_IntTensor>:$counts, StrAttr:$group,
+                       I64Attr:$group_size);
+  let results = (outs Dist_FloatTensor:$result, Dist_IntTensor:$local_sizes,
+                      Dist_IntTensor:$received);
+  let assemblyFormat = [{
+    $rows `,` $group_sizes (`counts` $counts^)? `over` $group `(` $group_size
+    `)` attr-dict `:` type($rows) `,` type($group_sizes) (`,` type($counts)^)?
+    `->` type($result) `,` type($local_sizes) `,` type($received)
+  }];
+}
+
+def Dist_ExpertCombineOp : Dist_CollectiveOp<"expert_combine"> {
+  let summary = "Returns expert outputs to the ranks their tokens came from.";
+  let description = [{
+    Expert parallelism's reverse all-to-all. `rows` is laid out as the
+    `result` of the `dist.expert_dispatch` that `counts` came from (grouped
+    by local expert, then by source rank); `group_sizes` is that dispatch's
+    operand. Each rank gets back, in `result`, the rows it sent, in the
+    order it sent them (grouped by global expert), so `forge.moe_combine`
+    can weight them as without expert parallelism. The VJP is
+    `dist.expert_dispatch` of the cotangent with the same `counts`.
+
+    Example:
+
+    ```mlir
+    %y = dist.expert_combine %out, %counts, %groups over "ep"(2) : tensor<128x32xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<64x32xf32>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$rows, Dist_IntTensor:$counts,
+                       Dist_IntTensor:$group_sizes, StrAttr:$group,
+                       I64Attr:$group_size);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $counts `,` $group_sizes `over` $group `(` $group_size `)`
+    attr-dict `:` type($rows) `,` type($counts) `,` type($group_sizes) `->`
+    type($result)
+  }];
+}
+
 #endif // DIST_OPS_TD

@@ -136,3 +136,63 @@ module attributes {dist.mesh = {dims = ["dp_shard", "tp"], sizes = [2, 2]}} {
     return %y : tensor<8xf32>
   }
 }
+
+// -----
+
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  func.func @dispatch_rows(%rows: tensor<8x4xf32>, %sizes: tensor<4xi64>) {
+    // expected-error @+1 {{'dist.expert_dispatch' op the received rows must be 2 x the sent rows (8), the most a rank can receive; got 8}}
+    %x, %l, %c = dist.expert_dispatch %rows, %sizes over "ep"(2) : tensor<8x4xf32>, tensor<4xi64> -> tensor<8x4xf32>, tensor<2xi64>, tensor<2x2xi64>
+    return
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  func.func @dispatch_local(%rows: tensor<8x4xf32>, %sizes: tensor<4xi64>) {
+    // expected-error @+1 {{'dist.expert_dispatch' op local sizes must be [experts / 2]}}
+    %x, %l, %c = dist.expert_dispatch %rows, %sizes over "ep"(2) : tensor<8x4xf32>, tensor<4xi64> -> tensor<16x4xf32>, tensor<4xi64>, tensor<2x2xi64>
+    return
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  func.func @dispatch_counts(%rows: tensor<8x4xf32>, %sizes: tensor<4xi64>, %c: tensor<2x1xi64>) {
+    // expected-error @+1 {{'dist.expert_dispatch' op the counts operand and result must have one type}}
+    %x, %l, %c2 = dist.expert_dispatch %rows, %sizes counts %c over "ep"(2) : tensor<8x4xf32>, tensor<4xi64>, tensor<2x1xi64> -> tensor<16x4xf32>, tensor<2xi64>, tensor<2x2xi64>
+    return
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  func.func @combine_experts(%rows: tensor<16x4xf32>, %c: tensor<2x1xi64>, %sizes: tensor<3xi64>) {
+    // expected-error @+1 {{'dist.expert_combine' op 3 experts do not divide over 2 ranks}}
+    %y = dist.expert_combine %rows, %c, %sizes over "ep"(2) : tensor<16x4xf32>, tensor<2x1xi64>, tensor<3xi64> -> tensor<8x4xf32>
+    return
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  func.func @combine_counts(%rows: tensor<16x4xf32>, %c: tensor<2x1xi64>, %sizes: tensor<4xi64>) {
+    // expected-error @+1 {{'dist.expert_combine' op counts must be [2, 2] (ranks x local experts), got 'tensor<2x1xi64>'}}
+    %y = dist.expert_combine %rows, %c, %sizes over "ep"(2) : tensor<16x4xf32>, tensor<2x1xi64>, tensor<4xi64> -> tensor<8x4xf32>
+    return
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  func.func @combine_features(%rows: tensor<16x4xf32>, %c: tensor<2x2xi64>, %sizes: tensor<4xi64>) {
+    // expected-error @+1 {{'dist.expert_combine' op sent and received rows must have the same features and element type}}
+    %y = dist.expert_combine %rows, %c, %sizes over "ep"(2) : tensor<16x4xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<8x3xf32>
+    return
+  }
+}

@@ -35,3 +35,19 @@ module attributes {dist.mesh = {dims = ["dp_shard", "tp"], sizes = [2, 2]}} {
     return %g, %s, %b : tensor<7x3xf32>, tensor<4x3xf32>, tensor<2x4x4xf32>
   }
 }
+
+// -----
+
+// Expert parallelism's all-to-alls: rows to the experts' ranks (exchanging
+// counts, or with them known) and back.
+module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
+  func.func @experts(%rows: tensor<8x4xbf16>, %sizes: tensor<4xi64>) -> tensor<8x4xbf16> {
+    // CHECK: %[[X:.*]], %{{.*}}, %[[C:.*]] = dist.expert_dispatch %{{.*}}, %{{.*}} over "ep"(2) : tensor<8x4xbf16>, tensor<4xi64> -> tensor<16x4xbf16>, tensor<2xi64>, tensor<2x2xi64>
+    %x, %local, %counts = dist.expert_dispatch %rows, %sizes over "ep"(2) : tensor<8x4xbf16>, tensor<4xi64> -> tensor<16x4xbf16>, tensor<2xi64>, tensor<2x2xi64>
+    // CHECK: dist.expert_combine %[[X]], %[[C]], %{{.*}} over "ep"(2) : tensor<16x4xbf16>, tensor<2x2xi64>, tensor<4xi64> -> tensor<8x4xbf16>
+    %back = dist.expert_combine %x, %counts, %sizes over "ep"(2) : tensor<16x4xbf16>, tensor<2x2xi64>, tensor<4xi64> -> tensor<8x4xbf16>
+    // CHECK: dist.expert_dispatch %{{.*}}, %{{.*}} counts %[[C]] over "ep"(2) : tensor<8x4xbf16>, tensor<4xi64>, tensor<2x2xi64> -> tensor<16x4xbf16>, tensor<2xi64>, tensor<2x2xi64>
+    %y, %l2, %c2 = dist.expert_dispatch %back, %sizes counts %counts over "ep"(2) : tensor<8x4xbf16>, tensor<4xi64>, tensor<2x2xi64> -> tensor<16x4xbf16>, tensor<2xi64>, tensor<2x2xi64>
+    return %back : tensor<8x4xbf16>
+  }
+}
