@@ -1,10 +1,12 @@
 //===- Analysis.cpp - Facts about a forge module --------------------------===//
 
 #include "compiler/Analysis.h"
+#include "dialects/dist/IR/DistDialect.h"
 #include "dialects/dist/IR/DistOps.h"
 #include "dialects/exec/IR/ExecOps.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "frontends/model/ModelSummary.h"
+#include "passes/PipelineSchedule.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -149,6 +151,18 @@ std::string report(ModuleOp module, const config::JobConfig &cfg) {
 }
 
 std::string describeCollectives(ModuleOp module) {
+  // A pipeline-parallel job: each stage's ranks have their own programs.
+  if (!module.getBody()->getOps<ModuleOp>().empty()) {
+    std::string out;
+    for (ModuleOp stage : module.getBody()->getOps<ModuleOp>()) {
+      auto index = stage->getAttrOfType<IntegerAttr>(dist::kStageAttr);
+      std::string one = describeCollectives(stage);
+      if (!one.empty())
+        out += "pipeline stage " + std::to_string(index ? index.getInt() : -1) +
+               ", " + one;
+    }
+    return out;
+  }
   // Per program: (kind, group) -> (calls, bytes of this rank's input), and
   // the same split by the reason each collective is there.
   using Key = std::pair<std::string, std::string>;
@@ -160,11 +174,14 @@ std::string describeCollectives(ModuleOp module) {
     std::map<std::pair<Key, std::string>, Row> byReason;
     for (auto coll : program.getBody().getOps<exec::CollectiveOp>()) {
       // dist.copy and dist.slice move nothing (only their VJPs do).
-      if (coll.getKind() == "copy" || coll.getKind() == "slice" ||
-          coll.getIns().empty())
+      if (coll.getKind() == "copy" || coll.getKind() == "slice")
+        continue;
+      // A pipeline receive has no input: count what it receives.
+      ArrayAttr moved = coll.getIns().empty() ? coll.getOuts() : coll.getIns();
+      if (moved.empty())
         continue;
       auto input = symbols.lookup<exec::BufferOp>(
-          cast<FlatSymbolRefAttr>(coll.getIns()[0]).getValue());
+          cast<FlatSymbolRefAttr>(moved[0]).getValue());
       double bytes = input ? static_cast<double>(input.getSize()) : 0.0;
       Key key{coll.getKind().str(), coll.getGroup().str()};
       rows[key].first += 1;
@@ -205,6 +222,28 @@ std::string describeCollectives(ModuleOp module) {
          totals +
          "collectives per rank by origin (pass: what it does (phase)):\n" +
          reasons;
+}
+
+std::string describePipeline(ModuleOp module) {
+  auto pipe = module->getAttrOfType<DictionaryAttr>(dist::kPipelineAttr);
+  dist::Mesh mesh;
+  std::string error;
+  if (!pipe || !dist::readMesh(module, mesh, error) || mesh.size("pp") <= 1)
+    return "";
+  auto kind = pipe.getAs<StringAttr>("schedule");
+  auto micro = pipe.getAs<IntegerAttr>("micro_batches");
+  std::vector<std::vector<pipeline::Action>> actions;
+  pipeline::Timeline timeline;
+  if (!kind || !micro ||
+      !pipeline::schedule(kind.str(), mesh.size("pp"), micro.getInt(), actions,
+                          error) ||
+      !pipeline::simulate(actions, timeline, error))
+    return "pipeline: " + error + "\n";
+  std::string out = pipeline::render(kind.str(), actions, timeline);
+  out += "  activation slots per stage (micro-batches in flight):";
+  for (const std::vector<pipeline::Action> &a : actions)
+    out += " " + std::to_string(pipeline::slotsOf(a));
+  return out + "\n";
 }
 
 } // namespace forge::compiler

@@ -52,6 +52,10 @@ std::string report(mlir::ModuleOp module, const config::JobConfig &cfg);
 /// many bytes each rank sends into them; empty for a single-rank module.
 std::string describeCollectives(mlir::ModuleOp module);
 
+/// For a pipeline-parallel module: the schedule as a per-stage timeline,
+/// its bubble and the activation slots of each stage ("" otherwise).
+std::string describePipeline(mlir::ModuleOp module);
+
 } // namespace forge::compiler
 
 #endif // FORGE_COMPILER_ANALYSIS_H

@@ -92,6 +92,33 @@ struct ProgramRec {
   std::vector<StepRec> steps;
 };
 
+/// The plan's training settings.
+flatbuffers::Offset<plan::Training>
+trainingOf(flatbuffers::FlatBufferBuilder &fbb, const config::JobConfig &cfg,
+           const RunSettings &run, const std::string &jobPath) {
+  const config::TrainConfig &t = cfg.train;
+  std::vector<flatbuffers::Offset<plan::DataSource>> sources;
+  for (const DataSourceSpec &s : run.sources)
+    sources.push_back(plan::CreateDataSource(
+        fbb, fbb.CreateString(s.name), fbb.CreateString(s.path),
+        fbb.CreateString(s.pattern), s.weight));
+  std::vector<flatbuffers::Offset<plan::Phase>> phases;
+  for (const PhaseSpec &ph : run.phases)
+    phases.push_back(plan::CreatePhase(
+        fbb, ph.startStep, fbb.CreateVector(ph.weights), ph.lrScale));
+  return plan::CreateTraining(
+      fbb, t.max_steps, t.grad_accum_steps, t.batch_size, t.seq_len,
+      cfg.model.vocab_size, t.seed, t.effectiveDataSeed(),
+      cfg.metrics.log_interval, fbb.CreateString(cfg.data.dataset_path),
+      fbb.CreateString(cfg.data.file_pattern), fbb.CreateString(jobPath),
+      fbb.CreateVector(sources), run.temperature, fbb.CreateVector(phases),
+      run.pack, run.eosId, run.evalInterval, run.evalSteps,
+      fbb.CreateString(run.evalPath), fbb.CreateString(run.evalPattern),
+      fbb.CreateString(run.jsonlPath), fbb.CreateString(run.tensorboardDir),
+      run.flopsPerToken, cfg.optimizer.lr, fbb.CreateString(cfg.optimizer.name),
+      t.z_loss_weight, static_cast<double>(cfg.distributed.nccl_timeout_sec));
+}
+
 /// Serializes exec IR (after convert-forge-to-exec): its buffers in module
 /// order, its programs' launches in program order.
 class Writer {
@@ -150,6 +177,9 @@ private:
     return true;
   }
 
+  bool runStaged(const config::JobConfig &cfg, const RunSettings &run,
+                 const std::string &jobPath, std::vector<uint8_t> &out,
+                 MemorySummary &mem);
   bool collectBuffers(exec::ArenaOp arena, MemorySummary &mem);
   bool collectProgram(exec::ProgramOp program);
 
@@ -235,6 +265,9 @@ bool Writer::collectBuffers(exec::ArenaOp arena, MemorySummary &mem) {
       break;
     case exec::Role::state:
       mem.otherState += bytes;
+      // forge-schedule's per-slot activations of a pipeline stage.
+      if (StringRef(e.name).starts_with("pipeline.stash."))
+        mem.activationStash += bytes;
       break;
     case exec::Role::input:
       mem.inputs += bytes;
@@ -320,6 +353,8 @@ bool attrToPlan(flatbuffers::FlatBufferBuilder &fbb, NamedAttribute a,
 bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
                  const std::string &jobPath, std::vector<uint8_t> &out,
                  MemorySummary &mem) {
+  if (!module_.getBody()->getOps<ModuleOp>().empty())
+    return runStaged(cfg, run, jobPath, out, mem);
   auto arenas = module_.getOps<exec::ArenaOp>();
   if (arenas.empty()) {
     error_ = std::string("the module has no exec.arena: ") + kNotExec;
@@ -331,7 +366,9 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
   }
   if (!collectBuffers(*arenas.begin(), mem))
     return false;
-  for (const char *name : {"train_step", "optimizer_step"})
+  const bool staged = module_->hasAttr(dist::kStageAttr);
+  for (const char *name :
+       {staged ? "forward.0" : "train_step", "optimizer_step"})
     if (!module_.lookupSymbol<exec::ProgramOp>(name)) {
       error_ = std::string("the module has no exec.program @") + name + ": " +
                kNotExec;
@@ -398,33 +435,92 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
   }
   auto memoryTable = plan::CreateMemory(
       fbb, mem.parameters, mem.gradients, mem.optimizerState, mem.otherState,
-      mem.inputs, mem.activationsPeak, mem.total);
-  const config::TrainConfig &t = cfg.train;
-  std::vector<flatbuffers::Offset<plan::DataSource>> sources;
-  for (const DataSourceSpec &s : run.sources)
-    sources.push_back(plan::CreateDataSource(
-        fbb, fbb.CreateString(s.name), fbb.CreateString(s.path),
-        fbb.CreateString(s.pattern), s.weight));
-  std::vector<flatbuffers::Offset<plan::Phase>> phases;
-  for (const PhaseSpec &ph : run.phases)
-    phases.push_back(plan::CreatePhase(
-        fbb, ph.startStep, fbb.CreateVector(ph.weights), ph.lrScale));
-  auto training = plan::CreateTraining(
-      fbb, t.max_steps, t.grad_accum_steps, t.batch_size, t.seq_len,
-      cfg.model.vocab_size, t.seed, t.effectiveDataSeed(),
-      cfg.metrics.log_interval, fbb.CreateString(cfg.data.dataset_path),
-      fbb.CreateString(cfg.data.file_pattern), fbb.CreateString(jobPath),
-      fbb.CreateVector(sources), run.temperature, fbb.CreateVector(phases),
-      run.pack, run.eosId, run.evalInterval, run.evalSteps,
-      fbb.CreateString(run.evalPath), fbb.CreateString(run.evalPattern),
-      fbb.CreateString(run.jsonlPath), fbb.CreateString(run.tensorboardDir),
-      run.flopsPerToken, cfg.optimizer.lr, fbb.CreateString(cfg.optimizer.name),
-      t.z_loss_weight, static_cast<double>(cfg.distributed.nccl_timeout_sec));
+      mem.inputs, mem.activationsPeak, mem.total, mem.activationStash);
+  // A pipeline stage: which one, and its programs in schedule order.
+  flatbuffers::Offset<plan::Pipeline> pipe = 0;
+  if (staged) {
+    auto actions =
+        module_->getAttrOfType<DenseI64ArrayAttr>(dist::kPipelineActionsAttr);
+    if (!actions || actions.size() % 3)
+      return fail(module_, "a pipeline stage needs dist.pipeline_actions "
+                           "(forge-schedule)");
+    std::vector<plan::Action> acts;
+    for (int64_t i = 0; i < actions.size(); i += 3)
+      acts.emplace_back(actions[i] != 0, static_cast<uint16_t>(actions[i + 2]),
+                        static_cast<int32_t>(actions[i + 1]));
+    pipe = plan::CreatePipeline(
+        fbb, fbb.CreateString(cfg.distributed.pp_schedule), mesh_.size("pp"),
+        cfg.train.grad_accum_steps,
+        module_->getAttrOfType<IntegerAttr>(dist::kStageAttr).getInt(),
+        fbb.CreateVectorOfStructs(acts));
+  }
+  auto training = trainingOf(fbb, cfg, run, jobPath);
   auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings(mesh_.dims),
                                fbb.CreateVector(mesh_.sizes));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,
                                fbb.CreateVector(bufs), fbb.CreateVector(progs),
-                               memoryTable, training, hfModel(fbb, cfg));
+                               memoryTable, training, hfModel(fbb, cfg), pipe);
+  plan::FinishPlanBuffer(fbb, root);
+  out.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  return true;
+}
+
+/// A pipeline-parallel job: one complete plan per stage, nested in a plan
+/// that holds the mesh, the training settings and no buffers of its own.
+/// The memory reported is the largest stage's (each stage is listed).
+bool Writer::runStaged(const config::JobConfig &cfg, const RunSettings &run,
+                       const std::string &jobPath, std::vector<uint8_t> &out,
+                       MemorySummary &mem) {
+  if (std::string e; !dist::readMesh(module_, mesh_, e)) {
+    error_ = e;
+    return false;
+  }
+  std::vector<std::vector<uint8_t>> stagePlans;
+  std::vector<MemorySummary> stageMems;
+  for (ModuleOp stage : module_.getBody()->getOps<ModuleOp>()) {
+    auto index = stage->getAttrOfType<IntegerAttr>(dist::kStageAttr);
+    if (!index || index.getInt() != static_cast<int64_t>(stagePlans.size()))
+      return fail(stage, "nested modules must be the pipeline stages, in "
+                         "order (dist.stage = 0, 1, ...)");
+    std::vector<uint8_t> bytes;
+    MemorySummary m;
+    Writer w(stage, error_);
+    if (!w.run(cfg, run, jobPath, bytes, m))
+      return false;
+    stagePlans.push_back(std::move(bytes));
+    stageMems.push_back(m);
+  }
+  if (static_cast<int64_t>(stagePlans.size()) != mesh_.size("pp"))
+    return fail(module_,
+                "the module has " + std::to_string(stagePlans.size()) +
+                    " stages for pp = " + std::to_string(mesh_.size("pp")));
+  size_t worst = 0;
+  for (size_t i = 0; i < stageMems.size(); ++i)
+    if (stageMems[i].total > stageMems[worst].total)
+      worst = i;
+  mem = stageMems[worst];
+  mem.stages = stageMems;
+
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<plan::StagePlan>> nested;
+  for (const std::vector<uint8_t> &bytes : stagePlans) {
+    // A nested plan is read in place: align it as a root buffer.
+    fbb.ForceVectorAlignment(bytes.size(), 1, 16);
+    nested.push_back(plan::CreateStagePlan(fbb, fbb.CreateVector(bytes)));
+  }
+  auto pipe = plan::CreatePipeline(
+      fbb, fbb.CreateString(cfg.distributed.pp_schedule), mesh_.size("pp"),
+      cfg.train.grad_accum_steps, -1, 0, fbb.CreateVector(nested));
+  auto memoryTable = plan::CreateMemory(
+      fbb, mem.parameters, mem.gradients, mem.optimizerState, mem.otherState,
+      mem.inputs, mem.activationsPeak, mem.total, mem.activationStash);
+  auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings(mesh_.dims),
+                               fbb.CreateVector(mesh_.sizes));
+  auto root = plan::CreatePlan(
+      fbb, runtime::kPlanVersion, mesh, mem.total,
+      fbb.CreateVector(std::vector<flatbuffers::Offset<plan::Buffer>>{}),
+      fbb.CreateVector(std::vector<flatbuffers::Offset<plan::Program>>{}),
+      memoryTable, trainingOf(fbb, cfg, run, jobPath), hfModel(fbb, cfg), pipe);
   plan::FinishPlanBuffer(fbb, root);
   out.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   return true;
@@ -449,6 +545,15 @@ bool writePlan(ModuleOp module, const config::JobConfig &cfg,
 }
 
 std::string describeMemory(const MemorySummary &m) {
+  if (!m.stages.empty()) {
+    // Each pipeline stage has its own plan and arena.
+    std::string s;
+    for (size_t i = 0; i < m.stages.size(); ++i) {
+      std::string one = describeMemory(m.stages[i]);
+      s += "pipeline stage " + std::to_string(i) + ", " + one;
+    }
+    return s;
+  }
   std::string s = "memory per rank (planned arena):\n";
   s += "  parameters          " + mib(m.parameters) + "\n";
   s += "  gradients           " + mib(m.gradients) + "\n";
@@ -457,6 +562,9 @@ std::string describeMemory(const MemorySummary &m) {
     s += "  other state         " + mib(m.otherState) + "\n";
   s += "  inputs              " + mib(m.inputs) + "\n";
   s += "  activations at peak " + mib(m.activationsPeak) + "\n";
+  if (m.activationStash)
+    s += "  activation stash    " + mib(m.activationStash) +
+         " (in other state: in-flight micro-batches' saved activations)\n";
   s += "  total peak          " + mib(m.total) + "\n";
   if (m.commBuffers)
     s += "  comm buffers        " + mib(m.commBuffers) +

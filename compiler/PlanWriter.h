@@ -34,6 +34,10 @@ struct MemorySummary {
   uint64_t total = 0;
   /// Scratch for collectives that are not in place (outside the arena).
   uint64_t commBuffers = 0;
+  /// Pipeline stages: activations kept for in-flight micro-batches (part of
+  /// otherState), and each stage's memory (this summary is the largest).
+  uint64_t activationStash = 0;
+  std::vector<MemorySummary> stages;
 };
 
 /// Serializes the plan of `module` (exec IR, after the pass pipeline).

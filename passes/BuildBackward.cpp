@@ -377,6 +377,23 @@ LogicalResult Differentiator::differentiate(Operation *op) {
         acc(c.getRows(), x.getResult());
         return success();
       })
+      .Case([&](dist::SendOp s) {
+        // The stage's "loss" is the send's zero: the gradient of what it
+        // sent comes back from the next stage (tag 1: the backward
+        // direction).
+        acc(s.getInput(), dist::RecvOp::create(
+                              b_, loc, s.getInput().getType(), s.getPeerAttr(),
+                              s.getGroupAttr(), s.getGroupSizeAttr(),
+                              b_.getI64IntegerAttr(s.getTag() + 1)));
+        return success();
+      })
+      .Case([&](dist::RecvOp r) {
+        dist::SendOp::create(
+            b_, loc, RankedTensorType::get({}, b_.getF32Type()),
+            cotangent(r.getResult()), r.getPeerAttr(), r.getGroupAttr(),
+            r.getGroupSizeAttr(), b_.getI64IntegerAttr(r.getTag() + 1));
+        return success();
+      })
       .Case([&](FillOp) { return success(); })
       .Default([&](Operation *other) {
         return other->emitOpError(
@@ -454,8 +471,12 @@ struct BuildBackwardPass
     OpBuilder b(ret);
     Differentiator d(b);
     Value loss = ret.getOperand(0);
-    d.accumulate(loss, FillOp::create(b, ret.getLoc(), loss.getType(),
-                                      b.getF64FloatAttr(1.0)));
+    auto seed =
+        FillOp::create(b, ret.getLoc(), loss.getType(), b.getF64FloatAttr(1.0));
+    // Where the backward begins: forge-schedule cuts a pipeline stage's
+    // step into forward and backward programs here.
+    seed->setAttr(kBackwardBeginAttr, b.getUnitAttr());
+    d.accumulate(loss, seed);
     // Activation checkpointing: the regions forge-checkpoint-activations
     // marked, in forward order.
     std::map<int64_t, SmallVector<Operation *>> regions;

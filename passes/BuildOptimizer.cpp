@@ -339,7 +339,10 @@ struct BuildOptimizerPass
     Value norm;
     {
       // Bit i of a class: split over kSplitGroups[i].
-      static const char *const kSplitGroups[] = {"tp", "ep", "dp_shard"};
+      // A pipeline stage holds only its layers: every gradient is "split"
+      // over pp, and the stages' sums add up.
+      static const char *const kSplitGroups[] = {"tp", "ep", "dp_shard", "pp"};
+      const bool staged = module->hasAttr(dist::kStageAttr);
       std::map<unsigned, SmallVector<Value>> byClass;
       for (auto [i, p] : llvm::enumerate(params)) {
         std::vector<dist::Split> splits;
@@ -359,6 +362,8 @@ struct BuildOptimizerPass
           }
           cls |= 1u << (it - std::begin(kSplitGroups));
         }
+        if (staged)
+          cls |= 1u << 3;
         byClass[cls].push_back(gs[i]);
       }
       auto plus = [&](Value x, Value y) -> Value {

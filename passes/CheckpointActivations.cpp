@@ -84,7 +84,13 @@ struct CheckpointActivationsPass
       }
       for (Value r : op.getResults())
         block[r] = n;
-      if (n < 0 || isa<GetParamOp, func::ReturnOp>(op))
+      // A pipeline send or receive happens once: it is never recomputed
+      // (its value belongs to no block's recompute region).
+      if (isa<dist::SendOp, dist::RecvOp>(op))
+        for (Value r : op.getResults())
+          block[r] = -1;
+      if (n < 0 ||
+          isa<GetParamOp, func::ReturnOp, dist::SendOp, dist::RecvOp>(op))
         continue;
       // Selective: matmul and collective outputs are saved; the cheap ops
       // and attention between them are recomputed.

@@ -24,6 +24,10 @@ constexpr const char kActivationCheckpointingAttr[] =
 constexpr const char kFp8Attr[] = "forge.fp8";
 /// Op attribute: the block whose forward ops the backward recomputes.
 constexpr const char kRematAttr[] = "forge.remat";
+/// Op attribute: the first op of @train_step's backward (the loss seed),
+/// set by forge-build-backward; forge-schedule cuts a pipeline stage's step
+/// there.
+constexpr const char kBackwardBeginAttr[] = "forge.backward_begin";
 
 #define GEN_PASS_DECL
 #include "passes/Passes.h.inc"

@@ -11,6 +11,35 @@
 
 include "mlir/Pass/PassBase.td"
 
+def SplitPipelinePass : Pass<"forge-split-pipeline", "::mlir::ModuleOp"> {
+  let summary = "Pipeline parallelism over pp: one nested module per stage";
+  let description = [{
+    For a module whose `dist.mesh` has a `pp` dim of size n > 1 (reference
+    §3.9): the layers (found from the ops' `layers.N` locations) are cut
+    into n contiguous stages, L // n layers each and one more on the first
+    L % n; the embedding goes to the first stage, the final norm, head and
+    loss to the last. Each stage becomes a nested `builtin.module @stageS`
+    (attribute `dist.stage = S`, the parent's settings copied) holding its
+    parameters and its `@train_step` / `@eval_step`: a stage after the
+    first begins with `dist.recv` of the hidden state from stage S - 1, a
+    stage before the last ends with `dist.send` of its hidden state to
+    stage S + 1 and returns the send's zero result as its loss, so
+    forge-build-backward differentiates through it (the VJP of a send
+    receives the gradient, that of a receive sends it back).
+
+    Every later pass runs on each stage module (forgec nests them; with
+    forge-opt use
+    `--pass-pipeline='builtin.module(builtin.module(PASS))'`).
+    forge-schedule turns each stage's step into forward and backward
+    programs ordered by `distributed.pp_schedule`. Only the hidden state may
+    cross a stage boundary: tied embeddings (a weight read on two stages)
+    and values that skip a stage (MoE aux losses) are errors, as are fewer
+    layers than stages.
+  }];
+  let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def ShardTensorParallelPass
     : Pass<"forge-shard-tensor-parallel", "::mlir::ModuleOp"> {
   let summary = "Tensor parallelism over tp: Megatron column/row-parallel linears";

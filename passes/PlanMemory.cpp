@@ -85,7 +85,12 @@ void PlanMemoryPass::runOnOperation() {
   MLIRContext *ctx = &getContext();
   // Every function is a program the runtime runs on its own (train_step,
   // optimizer_step, eval_step, optimizer helpers); the first two must exist.
-  for (const char *name : {"train_step", "optimizer_step"})
+  // A pipeline stage has forward and backward programs per activation slot
+  // (forge-schedule) instead of @train_step.
+  const bool staged = module->hasAttr(dist::kStageAttr);
+  for (const char *name :
+       {staged ? "forward.0" : "train_step",
+        staged ? "backward.0" : "optimizer_step", "optimizer_step"})
     if (!module.lookupSymbol<func::FuncOp>(name)) {
       module.emitError("forge-plan-memory: the module has no @")
           << name << " (run forge-build-optimizer first)";
@@ -154,7 +159,8 @@ void PlanMemoryPass::runOnOperation() {
       }
       const bool async =
           isa<dist::AllGatherOp, dist::ReduceScatterOp, dist::AllReduceOp,
-              dist::ExpertDispatchOp, dist::ExpertCombineOp>(op);
+              dist::ExpertDispatchOp, dist::ExpertCombineOp, dist::SendOp,
+              dist::RecvOp>(op);
       if (isa<func::ReturnOp>(op)) {
         finish(inFlight.size());
       } else if (async) {

@@ -17,10 +17,14 @@
 #include "dialects/exec/IR/ExecDialect.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "passes/Passes.h"
+#include "passes/PipelineSchedule.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/SetVector.h"
 
 #include <queue>
 
@@ -173,9 +177,131 @@ void prefetchWeightGathers(Block &block) {
   }
 }
 
+/// A pipeline stage's @train_step (one micro-batch, forward then backward)
+/// becomes `@forward.K` and `@backward.K` for each activation slot K of the
+/// stage's schedule: the values the backward reads from the forward are
+/// kept in per-slot buffers `pipeline.stash.K.I` (set at the end of the
+/// forward, read at the start of the backward), so several micro-batches
+/// can be in flight. Parameter reads and constants are repeated in the
+/// backward instead of kept. The stage's actions (forward or backward,
+/// micro-batch, slot) are recorded as `dist.pipeline_actions`.
+LogicalResult splitStage(ModuleOp module) {
+  const int64_t stage =
+      module->getAttrOfType<IntegerAttr>(dist::kStageAttr).getInt();
+  auto pipe = module->getAttrOfType<DictionaryAttr>(dist::kPipelineAttr);
+  dist::Mesh mesh;
+  std::string error;
+  if (!dist::readMesh(module, mesh, error))
+    return module.emitError("forge-schedule: ") << error;
+  auto kind = pipe ? pipe.getAs<StringAttr>("schedule") : StringAttr();
+  auto micro = pipe ? pipe.getAs<IntegerAttr>("micro_batches") : IntegerAttr();
+  if (!kind || !micro)
+    return module.emitError("forge-schedule: a pipeline stage needs "
+                            "dist.pipeline = {schedule, micro_batches}");
+  std::vector<std::vector<pipeline::Action>> all;
+  if (!pipeline::schedule(kind.str(), mesh.size("pp"), micro.getInt(), all,
+                          error))
+    return module.emitError("forge-schedule: ") << error;
+  const std::vector<pipeline::Action> &actions = all[stage];
+  const int64_t slots = pipeline::slotsOf(actions);
+
+  auto fn = module.lookupSymbol<func::FuncOp>("train_step");
+  if (!fn)
+    return module.emitError("forge-schedule: the stage has no @train_step");
+  Block &body = fn.getBody().front();
+  Operation *begin = nullptr;
+  for (Operation &op : body)
+    if (op.hasAttr(kBackwardBeginAttr)) {
+      begin = &op;
+      break;
+    }
+  if (!begin)
+    return fn.emitError("forge-schedule: @train_step of a pipeline stage "
+                        "must be differentiated (forge-build-backward marks "
+                        "where its backward begins)");
+  SmallVector<Operation *> fwd, bwd;
+  for (Operation &op : body.without_terminator())
+    (begin->isBeforeInBlock(&op) || &op == begin ? bwd : fwd).push_back(&op);
+  llvm::SmallPtrSet<Operation *, 32> inFwd(fwd.begin(), fwd.end());
+  // What the backward reads from the forward.
+  llvm::SetVector<Value> kept;
+  llvm::SetVector<Operation *> repeated;
+  for (Operation *op : bwd)
+    for (Value v : op->getOperands()) {
+      Operation *def = v.getDefiningOp();
+      if (!def || !inFwd.contains(def))
+        continue;
+      if (isa<GetParamOp>(def) ||
+          (def->getNumOperands() == 0 && isMemoryEffectFree(def)))
+        repeated.insert(def);
+      else
+        kept.insert(v);
+    }
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  Value loss = ret.getOperand(0);
+  if (!loss.getDefiningOp() || !inFwd.contains(loss.getDefiningOp()))
+    return fn.emitError("forge-schedule: the stage's loss must come from its "
+                        "forward");
+
+  OpBuilder b(module.getContext());
+  b.setInsertionPoint(fn);
+  SmallVector<SmallVector<FlatSymbolRefAttr>> stash(slots);
+  for (int64_t k = 0; k < slots; ++k)
+    for (auto [i, v] : llvm::enumerate(kept)) {
+      std::string name =
+          "pipeline.stash." + std::to_string(k) + "." + std::to_string(i);
+      ParamOp::create(b, fn.getLoc(), b.getStringAttr(name),
+                      TypeAttr::get(v.getType()),
+                      InitKindAttr::get(module.getContext(), InitKind::zeros),
+                      FloatAttr(), b.getUnitAttr());
+      stash[k].push_back(FlatSymbolRefAttr::get(b.getStringAttr(name)));
+    }
+  for (int64_t k = 0; k < slots; ++k) {
+    // Forward: the micro-batch's forward, then its kept values.
+    auto f = func::FuncOp::create(
+        b, fn.getLoc(), "forward." + std::to_string(k),
+        b.getFunctionType(fn.getArgumentTypes(), {loss.getType()}));
+    Block *entry = f.addEntryBlock();
+    OpBuilder fb = OpBuilder::atBlockBegin(entry);
+    IRMapping map;
+    map.map(fn.getArguments(), entry->getArguments());
+    for (Operation *op : fwd)
+      fb.clone(*op, map);
+    for (auto [i, v] : llvm::enumerate(kept))
+      SetParamOp::create(fb, fn.getLoc(), stash[k][i], map.lookup(v));
+    func::ReturnOp::create(fb, fn.getLoc(), map.lookup(loss));
+    // Backward: the kept values, then the backward.
+    auto g =
+        func::FuncOp::create(b, fn.getLoc(), "backward." + std::to_string(k),
+                             b.getFunctionType(fn.getArgumentTypes(), {}));
+    entry = g.addEntryBlock();
+    OpBuilder gb = OpBuilder::atBlockBegin(entry);
+    IRMapping bmap;
+    bmap.map(fn.getArguments(), entry->getArguments());
+    for (auto [i, v] : llvm::enumerate(kept))
+      bmap.map(v, GetParamOp::create(gb, fn.getLoc(), v.getType(), stash[k][i])
+                      .getResult());
+    for (Operation *op : repeated)
+      gb.clone(*op, bmap);
+    for (Operation *op : bwd) {
+      Operation *c = gb.clone(*op, bmap);
+      c->removeAttr(kBackwardBeginAttr);
+    }
+    func::ReturnOp::create(gb, fn.getLoc());
+  }
+  SmallVector<int64_t> flat;
+  for (const pipeline::Action &a : actions)
+    flat.append({a.backward ? 1 : 0, a.micro, a.slot});
+  module->setAttr(dist::kPipelineActionsAttr, b.getDenseI64ArrayAttr(flat));
+  fn.erase();
+  return success();
+}
+
 struct SchedulePass : public forge::impl::SchedulePassBase<SchedulePass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (module->hasAttr(dist::kStageAttr) && failed(splitStage(module)))
+      return signalPassFailure();
     Builder b(&getContext());
     IntegerAttr compute = b.getI64IntegerAttr(0);
     IntegerAttr comm = b.getI64IntegerAttr(1);

@@ -94,6 +94,8 @@ const std::vector<OpInfo> &knownOps() {
       {"dist.slice", 1, 1},
       {"dist.expert_dispatch", -1, 3},
       {"dist.expert_combine", 3, 1},
+      {"dist.send", 1, 1},
+      {"dist.recv", 0, 1},
       {"forge.clip_coefficient", 1, 1},
       {"forge.lr_factor", 1, 1},
       {"forge.adamw_update", 7, 3},
@@ -149,6 +151,26 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
   if (!p->buffers() || !p->programs() || !p->memory() || !p->training())
     return "incomplete plan: buffers, programs, memory and training are "
            "required";
+  if (const plan::Pipeline *pipe = p->pipeline(); pipe && pipe->stage_plans()) {
+    // A pipeline-parallel job: each stage's plan is complete on its own.
+    if (static_cast<int64_t>(pipe->stage_plans()->size()) != pipe->stages() ||
+        pipe->stages() < 2)
+      return "pipeline with " + std::to_string(pipe->stages()) +
+             " stages has " + std::to_string(pipe->stage_plans()->size()) +
+             " stage plans";
+    for (size_t i = 0; i < pipe->stage_plans()->size(); ++i) {
+      const auto *bytes = pipe->stage_plans()->Get(i)->plan();
+      if (!bytes)
+        return "pipeline stage " + std::to_string(i) + " has no plan";
+      if (std::string e = verifyPlan(bytes->data(), bytes->size()); !e.empty())
+        return "pipeline stage " + std::to_string(i) + ": " + e;
+      const plan::Plan *sp = plan::GetPlan(bytes->data());
+      if (!sp->pipeline() || sp->pipeline()->stage() != static_cast<int64_t>(i))
+        return "pipeline stage plan " + std::to_string(i) +
+               " is not marked as that stage";
+    }
+    return "";
+  }
   const uint64_t arena = p->arena_bytes();
   const size_t nbuf = p->buffers()->size();
   for (size_t i = 0; i < nbuf; ++i) {
@@ -289,25 +311,48 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
       t->grad_accum_steps() <= 0 || t->max_steps() <= 0)
     return "training settings must have positive batch_size, seq_len, "
            "vocab_size, grad_accum_steps and max_steps";
-  const plan::Program *micro = program("train_step");
+  // A pipeline stage runs forward.K / backward.K per activation slot K.
+  const plan::Pipeline *stage = p->pipeline();
+  const char *microName = stage ? "forward.0" : "train_step";
+  const plan::Program *micro = program(microName);
   if (!micro || !micro->inputs() || micro->inputs()->size() < 2 ||
       !micro->outputs() || micro->outputs()->size() != 1)
-    return "the plan needs a train_step program with token and label inputs "
-           "and one loss output";
+    return std::string("the plan needs a ") + microName +
+           " program with token and label inputs and one loss output";
+  if (stage) {
+    if (!stage->actions() || stage->micro_batches() != t->grad_accum_steps())
+      return "pipeline stage without its actions for grad_accum_steps "
+             "micro-batches";
+    std::vector<int> seen(2 * t->grad_accum_steps(), 0);
+    for (const plan::Action *a : *stage->actions()) {
+      std::string name = std::string(a->backward() ? "backward." : "forward.") +
+                         std::to_string(a->slot());
+      if (!program(name.c_str()))
+        return "pipeline action runs " + name + ", which the plan lacks";
+      if (a->micro() < 0 || a->micro() >= t->grad_accum_steps())
+        return "pipeline action for micro-batch " + std::to_string(a->micro()) +
+               " of " + std::to_string(t->grad_accum_steps());
+      ++seen[2 * a->micro() + (a->backward() ? 1 : 0)];
+    }
+    for (int n : seen)
+      if (n != 1)
+        return "pipeline actions must run each micro-batch's forward and "
+               "backward once";
+  }
   for (size_t i = 0; i < micro->inputs()->size(); ++i) {
     const plan::Buffer *b = bufferOf(micro->inputs(), i);
     plan::DType want = i < 2 ? plan::DType::i64 : plan::DType::i32;
     if (b->dtype() != want || !b->shape() || b->shape()->size() != 2 ||
         b->shape()->Get(0) != t->batch_size() ||
         b->shape()->Get(1) != t->seq_len())
-      return "train_step input " + std::to_string(i) + " must be " +
-             dtypeName(want) + " [batch_size, seq_len] = [" +
+      return std::string(microName) + " input " + std::to_string(i) +
+             " must be " + dtypeName(want) + " [batch_size, seq_len] = [" +
              std::to_string(t->batch_size()) + ", " +
              std::to_string(t->seq_len()) + "]";
   }
   if (bufferOf(micro->outputs(), 0)->bytes() != 4 ||
       bufferOf(micro->outputs(), 0)->dtype() != plan::DType::f32)
-    return "train_step must output an f32 scalar loss";
+    return std::string(microName) + " must output an f32 scalar loss";
   if (t->eval_interval() < 0 ||
       (t->eval_interval() > 0 && t->eval_steps() <= 0))
     return "eval settings must have a non-negative interval and, when on, a "

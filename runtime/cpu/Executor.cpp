@@ -1141,8 +1141,17 @@ uint64_t fnv1a(const std::string &s) {
 /// Collectives run on f32 (reference §3.6: reductions in fp32); bf16/f16
 /// buffers are widened for the call and rounded back. A failure throws
 /// CollectiveError naming the rank, the collective, the group and the op.
+/// The tag of a pipeline send or receive: its direction (the plan's tag)
+/// and micro-batch, above the tags of gloo's collectives.
+uint32_t p2pTag(int64_t tag, int64_t micro) {
+  return 0x40000000u | (static_cast<uint32_t>(micro & 0xFFFFF) << 2) |
+         static_cast<uint32_t>(tag & 3);
+}
+
 std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
-                           std::vector<uint8_t> *scratch, Fn &fn) {
+                           std::vector<uint8_t> *scratch, Fn &fn,
+                           const int64_t *micro,
+                           const std::function<CommQueue &(int64_t)> &sender) {
   if (!comms)
     return "a collective in a plan run without communicators (a multi-rank "
            "plan needs forge-run to join its ranks)";
@@ -1172,7 +1181,7 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
               ? pretty
               : pretty.substr(0, paren) + " (" + pretty.substr(paren + 1) + ")";
   }
-  View x = b.ops[0], y = b.res[0];
+  View x = b.ops.empty() ? View() : b.ops[0], y = b.res[0];
   // Named by world rank: the launcher and the other ranks' messages use it.
   const int worldRank = comms->world().rank();
   auto check = [worldRank](const std::string &e) {
@@ -1277,6 +1286,37 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
           else
             std::memset(dst + (o * g.c + j) * row, 0, row);
         }
+    };
+    return "";
+  }
+  if (op == "dist.send") {
+    // A copy goes to the peer's queue: the stage does not wait for its
+    // receiver (a blocking send could deadlock two stages that send to each
+    // other), and the arena bytes may be reused at once.
+    const int64_t peer = b.i("peer"), tag = b.i("tag");
+    CommQueue *queue = &sender(peer);
+    const size_t bytes =
+        static_cast<size_t>(x.numel()) * runtime::dtypeSize(x.dtype);
+    fn = [=] {
+      auto copy = std::make_shared<std::vector<uint8_t>>(
+          static_cast<const uint8_t *>(x.data),
+          static_cast<const uint8_t *>(x.data) + bytes);
+      const uint32_t t = p2pTag(tag, *micro);
+      queue->push([=] {
+        check(c->send(copy->data(), copy->size(), static_cast<int>(peer), t,
+                      why));
+      });
+      std::memset(y.data, 0, runtime::dtypeSize(y.dtype));
+    };
+    return "";
+  }
+  if (op == "dist.recv") {
+    const int64_t peer = b.i("peer"), tag = b.i("tag");
+    const size_t bytes =
+        static_cast<size_t>(y.numel()) * runtime::dtypeSize(y.dtype);
+    fn = [=] {
+      check(c->recv(y.data, bytes, static_cast<int>(peer), p2pTag(tag, *micro),
+                    why));
     };
     return "";
   }
@@ -1440,9 +1480,16 @@ std::string Executor::prepare(const plan::Plan *plan) {
         if (std::string e = checkShapes(st->op()->str(), b); !e.empty())
           return where + ": " + e;
         Fn fn;
-        if (std::string e = collective ? bindCollective(opName, b, comms_,
-                                                        &commScratch_, fn)
-                                       : it->second(b, fn);
+        auto sender = [this](int64_t peer) -> CommQueue & {
+          std::unique_ptr<CommQueue> &q = senders_[peer];
+          if (!q)
+            q = std::make_unique<CommQueue>();
+          return *q;
+        };
+        if (std::string e =
+                collective ? bindCollective(opName, b, comms_, &commScratch_,
+                                            fn, &micro_, sender)
+                           : it->second(b, fn);
             !e.empty())
           return where + ": " + e;
         if (profile_) {
@@ -1656,6 +1703,11 @@ uint64_t CommQueue::push(std::function<void()> fn) {
   }
   cv_.notify_all();
   return issued_;
+}
+
+void Executor::finishSends() {
+  for (auto &[peer, queue] : senders_)
+    queue->drain();
 }
 
 void CommQueue::waitFor(uint64_t ticket) {

@@ -100,6 +100,14 @@ public:
   /// Runs program `name` once. Its inputs must have been written.
   void run(const std::string &name);
 
+  /// Pipeline stages: the micro-batch the next programs run (it tags their
+  /// sends and receives), and waiting for the sends still in flight (each
+  /// peer's sends run in order on a thread of their own, from copies, so a
+  /// stage never waits for its receiver). A failed send throws
+  /// CollectiveError.
+  void setMicroBatch(int64_t micro) { micro_ = micro; }
+  void finishSends();
+
   /// The program's input and output buffers, in order.
   const std::vector<View> &inputs(const std::string &program) const;
   const std::vector<View> &outputs(const std::string &program) const;
@@ -138,6 +146,9 @@ private:
   std::vector<View> views_;
   std::vector<Program> programs_;
   bool profile_ = false;
+  int64_t micro_ = 0;
+  /// Pipeline sends, one queue per peer (created by prepare()).
+  std::map<int64_t, std::unique_ptr<CommQueue>> senders_;
   std::mutex profileMu_; ///< opSeconds_ is written by both streams
   /// Scratch of the collectives that are not in place (the largest need;
   /// runtime::collectiveScratchBytes).

@@ -74,7 +74,8 @@ static std::string blockOf(const plan::Buffer *b, comm::Comms *comms,
 }
 
 std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
-                           const std::string &path, comm::Comms *comms) {
+                           const std::string &path, comm::Comms *comms,
+                           const plan::Plan *job) {
   TensorMap file;
   if (std::string e = readSafeTensors(path, file); !e.empty())
     return e;
@@ -153,6 +154,21 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
     }
     used.insert(name);
   }
+  // Other pipeline stages' parameters are theirs to load.
+  if (job && job->pipeline() && job->pipeline()->stage_plans())
+    for (const plan::StagePlan *sp : *job->pipeline()->stage_plans())
+      for (const plan::Buffer *b : *sp->plan_nested_root()->buffers()) {
+        if (b->role() != plan::Role::parameter)
+          continue;
+        std::string name = b->name()->str();
+        if (!runtime::isStacked(name)) {
+          used.insert(name);
+          continue;
+        }
+        for (int64_t r = 0; b->global_shape() && r < b->global_shape()->Get(0);
+             ++r)
+          used.insert(runtime::stackedName(name, r));
+      }
   for (const auto &[name, t] : file)
     if (!used.count(name))
       return path + ": tensor '" + name + "' is not a parameter of this model";
@@ -161,11 +177,12 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
 
 std::string loadBatch(cpu::Executor &exec, const std::string &path,
                       int64_t dpRank, int64_t dpSize, int64_t accum,
-                      std::vector<std::vector<uint8_t>> *micro) {
+                      std::vector<std::vector<uint8_t>> *micro,
+                      const std::string &program) {
   TensorMap file;
   if (std::string e = readSafeTensors(path, file); !e.empty())
     return e;
-  const std::vector<cpu::View> &in = exec.inputs("train_step");
+  const std::vector<cpu::View> &in = exec.inputs(program);
   const char *names[] = {"tokens", "labels"};
   if (micro)
     micro->clear();
@@ -211,9 +228,11 @@ std::string loadBatch(cpu::Executor &exec, const std::string &path,
   return "";
 }
 
-std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
-                    plan::Role role, const std::string &prefix, TensorMap &out,
-                    comm::Comms *comms) {
+/// collect() for the buffers of this rank's plan.
+static std::string collectLocal(const plan::Plan *plan,
+                                const cpu::Executor &exec, plan::Role role,
+                                const std::string &prefix, TensorMap &out,
+                                comm::Comms *comms) {
   for (uint32_t i = 0; i < plan->buffers()->size(); ++i) {
     const plan::Buffer *b = plan->buffers()->Get(i);
     if (b->role() != role)
@@ -318,4 +337,93 @@ std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
   return "";
 }
 
+namespace {
+
+void put(std::vector<uint8_t> &b, const void *p, size_t n) {
+  const auto *c = static_cast<const uint8_t *>(p);
+  b.insert(b.end(), c, c + n);
+}
+
+/// A TensorMap as bytes: count, then per tensor its name, dtype, shape and
+/// data, each length-prefixed.
+std::vector<uint8_t> pack(const TensorMap &m) {
+  std::vector<uint8_t> b;
+  uint64_t n = m.size();
+  put(b, &n, 8);
+  for (const auto &[name, t] : m) {
+    for (const std::string *s : {&name, &t.dtype}) {
+      uint64_t len = s->size();
+      put(b, &len, 8);
+      put(b, s->data(), len);
+    }
+    uint64_t rank = t.shape.size(), bytes = t.data.size();
+    put(b, &rank, 8);
+    put(b, t.shape.data(), rank * 8);
+    put(b, &bytes, 8);
+    put(b, t.data.data(), bytes);
+  }
+  return b;
+}
+
+void unpack(const uint8_t *b, TensorMap &m) {
+  auto u64 = [&] {
+    uint64_t v;
+    std::memcpy(&v, b, 8);
+    b += 8;
+    return v;
+  };
+  for (uint64_t n = u64(); n-- > 0;) {
+    std::string name, dtype;
+    for (std::string *s : {&name, &dtype}) {
+      uint64_t len = u64();
+      s->assign(reinterpret_cast<const char *>(b), len);
+      b += len;
+    }
+    Tensor t;
+    t.dtype = dtype;
+    const uint64_t rank = u64();
+    t.shape.resize(rank);
+    std::memcpy(t.shape.data(), b, t.shape.size() * 8);
+    b += t.shape.size() * 8;
+    const uint64_t bytes = u64();
+    t.data.assign(b, b + bytes);
+    b += bytes;
+    m[name] = std::move(t);
+  }
+}
+
+} // namespace
+
+std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
+                    plan::Role role, const std::string &prefix, TensorMap &out,
+                    comm::Comms *comms) {
+  comm::Communicator *pp =
+      comms && plan->pipeline() ? comms->group("pp") : nullptr;
+  if (!pp)
+    return collectLocal(plan, exec, role, prefix, out, comms);
+  // A pipeline stage holds its layers only: every stage's tensors are
+  // exchanged so the result is the whole model's, as on one rank.
+  TensorMap mine;
+  if (std::string e = collectLocal(plan, exec, role, prefix, mine, comms);
+      !e.empty())
+    return e;
+  std::vector<uint8_t> bytes = pack(mine);
+  const int n = pp->size();
+  std::vector<uint64_t> sizes(n);
+  uint64_t size = bytes.size();
+  if (std::string e =
+          pp->allGather(&size, sizes.data(), 8, "sizing the stages' tensors");
+      !e.empty())
+    return e;
+  const uint64_t most = *std::max_element(sizes.begin(), sizes.end());
+  bytes.resize(most);
+  std::vector<uint8_t> all(most * n);
+  if (std::string e = pp->allGather(bytes.data(), all.data(), most,
+                                    "gathering the stages' tensors");
+      !e.empty())
+    return e;
+  for (int r = 0; r < n; ++r)
+    unpack(all.data() + r * most, out);
+  return "";
+}
 } // namespace forge::train

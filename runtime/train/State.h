@@ -18,9 +18,12 @@ namespace forge::train {
 /// (F32, BF16 or F16, converted to the parameter's dtype). Every parameter
 /// must be present with its exact shape, and the file may hold nothing else.
 /// The file holds global tensors; a sharded parameter takes its block.
+/// With pipeline parallelism `plan` is the stage's and `job` the job's
+/// plan: the file may hold the other stages' parameters.
 std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
                            const std::string &path,
-                           comm::Comms *comms = nullptr);
+                           comm::Comms *comms = nullptr,
+                           const plan::Plan *job = nullptr);
 
 /// Copies "tokens" and "labels" (I64 [dpSize * batch, seq], the global
 /// batch) from `path` into the train_step inputs: data-parallel rank
@@ -31,7 +34,8 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
 /// micro-step's tokens and labels, in order, and the inputs hold the first.
 std::string loadBatch(cpu::Executor &exec, const std::string &path,
                       int64_t dpRank = 0, int64_t dpSize = 1, int64_t accum = 1,
-                      std::vector<std::vector<uint8_t>> *micro = nullptr);
+                      std::vector<std::vector<uint8_t>> *micro = nullptr,
+                      const std::string &program = "train_step");
 
 /// Adds every buffer with `role` to `out` as F32, under `prefix` + its name
 /// (the gradient accumulators are named grad.<fqn> already).

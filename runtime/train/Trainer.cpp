@@ -95,6 +95,16 @@ struct Trainer::Impl {
   // different batches.
   std::unique_ptr<comm::Comms> comms;
   int64_t worldSize = 1, dpRank = 0, dpSize = 1;
+  /// Pipeline parallelism: this rank's stage (its own plan replaces the
+  /// job's once the rank knows its pp coordinate), the pp group, and the
+  /// program whose inputs take each micro-batch.
+  const plan::Pipeline *pipe = nullptr;
+  const plan::Plan *job = nullptr; ///< the job's plan (p is the stage's)
+  comm::Communicator *ppComm = nullptr;
+  std::string microProgram = "train_step";
+  /// The stage's loss summed over the pipeline (only the last stage
+  /// computes one; the others contribute zero).
+  double pipelineSum(double v, const std::string &why);
   /// --batch-from with a block per micro-step: tokens, labels of each.
   std::vector<std::vector<uint8_t>> microBatches;
   bool lead = true; ///< world rank 0: the one that logs and writes metrics
@@ -185,7 +195,27 @@ std::string Trainer::Impl::connect() {
                size("ep") +
            comms->coordinate("ep");
   exec.setComms(comms.get());
+  if (const plan::Pipeline *jobPipe = p->pipeline();
+      jobPipe && jobPipe->stage_plans()) {
+    // The stage's plan was verified with the job's (runtime::verifyPlan).
+    const int64_t stage = comms->coordinate("pp");
+    job = p;
+    p = jobPipe->stage_plans()->Get(stage)->plan_nested_root();
+    pipe = p->pipeline();
+    ppComm = comms->group("pp");
+    microProgram = "forward.0";
+  }
   return "";
+}
+
+double Trainer::Impl::pipelineSum(double v, const std::string &why) {
+  if (!ppComm)
+    return v;
+  float x = static_cast<float>(v);
+  if (std::string e = ppComm->allReduce(&x, 1, comm::ReduceOp::Sum, why);
+      !e.empty())
+    throw cpu::CollectiveError(e);
+  return x;
 }
 
 double Trainer::Impl::average(double v, const std::string &why) {
@@ -348,9 +378,12 @@ std::string Trainer::Impl::evaluate(int64_t step) {
                      static_cast<int64_t *>(in[1].data), nullptr);
     for (size_t a = 2; a < in.size(); ++a) // one document per window
       std::memset(in[a].data, 0, in[a].numel() * 4);
+    exec.setMicroBatch(i);
     exec.run("eval_step");
     sum += cpu::Executor::readFloat(out, 0);
   }
+  exec.finishSends();
+  sum = pipelineSum(sum, "the pipeline's eval loss");
   if (swap)
     exec.run("train_params");
   // Each data-parallel rank evaluates its stride of the eval windows; the
@@ -435,15 +468,16 @@ std::string Trainer::setup(const TrainerOptions &options) {
       hasInit = true;
   if (!options.initFrom.empty())
     if (std::string e =
-            loadParameters(m.p, m.exec, options.initFrom, m.comms.get());
+            loadParameters(m.p, m.exec, options.initFrom, m.comms.get(), m.job);
         !e.empty())
       return e;
   if (hasInit)
     m.exec.run("optimizer_init");
-  const std::vector<cpu::View> &in = m.exec.inputs("train_step");
+  const std::vector<cpu::View> &in = m.exec.inputs(m.microProgram);
   if (!options.batchFrom.empty()) {
-    if (std::string e = loadBatch(m.exec, options.batchFrom, m.dpRank, m.dpSize,
-                                  t->grad_accum_steps(), &m.microBatches);
+    if (std::string e =
+            loadBatch(m.exec, options.batchFrom, m.dpRank, m.dpSize,
+                      t->grad_accum_steps(), &m.microBatches, m.microProgram);
         !e.empty())
       return e;
     if (t->pack_sequences() && !m.microBatches.empty())
@@ -543,10 +577,10 @@ int Trainer::runSteps() {
       t->pack_sequences() ? ", packed" : "");
   std::fflush(stdout);
 
-  const std::vector<cpu::View> &in = m.exec.inputs("train_step");
+  const std::vector<cpu::View> &in = m.exec.inputs(m.microProgram);
   const std::vector<cpu::View> &optIn = m.exec.inputs("optimizer_step");
   const std::vector<cpu::View> &optOut = m.exec.outputs("optimizer_step");
-  const cpu::View &lossOut = m.exec.outputs("train_step")[0];
+  const cpu::View &lossOut = m.exec.outputs(m.microProgram)[0];
   const int64_t logEvery = std::max<int64_t>(1, t->log_interval());
   const double tokensPerStep = static_cast<double>(t->batch_size()) *
                                static_cast<double>(t->seq_len()) *
@@ -576,19 +610,55 @@ int Trainer::runSteps() {
         raise(SIGKILL);
       _exit(3);
     }
-    for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
+    // The micro-batch's inputs: the loader's next batch, the file's block
+    // for it (--batch-from), or the repeated batch.
+    auto nextMicro = [&](int64_t micro) {
       if (!m.o.repeatBatch) {
         m.fillBatch(in);
       } else if (!m.microBatches.empty()) {
-        // --batch-from with one block per micro-step.
         for (int a = 0; a < 2; ++a)
           std::memcpy(in[a].data, m.microBatches[2 * micro + a].data(),
                       m.microBatches[2 * micro + a].size());
       }
-      m.exec.run("train_step");
-      loss += cpu::Executor::readFloat(lossOut, 0);
+    };
+    if (m.pipe) {
+      // A pipeline stage runs its schedule: each micro-batch's forward
+      // and backward as separate programs, in the compiled order. Every
+      // micro-batch's inputs are read first (each stage reads the same
+      // ones; the first uses the tokens, the last the labels).
+      std::vector<std::vector<std::vector<uint8_t>>> data(
+          t->grad_accum_steps());
+      for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
+        nextMicro(micro);
+        for (const cpu::View &v : in) {
+          const auto *b = static_cast<const uint8_t *>(v.data);
+          data[micro].emplace_back(b,
+                                   b + v.numel() * runtime::dtypeSize(v.dtype));
+        }
+      }
+      for (const plan::Action *a : *m.pipe->actions()) {
+        const std::string name =
+            std::string(a->backward() ? "backward." : "forward.") +
+            std::to_string(a->slot());
+        const std::vector<cpu::View> &pin = m.exec.inputs(name);
+        for (size_t i = 0; i < pin.size(); ++i)
+          std::memcpy(pin[i].data, data[a->micro()][i].data(),
+                      data[a->micro()][i].size());
+        m.exec.setMicroBatch(a->micro());
+        m.exec.run(name);
+        if (!a->backward())
+          loss += cpu::Executor::readFloat(m.exec.outputs(name)[0], 0);
+      }
+      m.exec.finishSends();
+    } else {
+      for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
+        nextMicro(micro);
+        m.exec.run("train_step");
+        loss += cpu::Executor::readFloat(lossOut, 0);
+      }
     }
     loss /= static_cast<double>(t->grad_accum_steps());
+    loss = m.pipelineSum(loss, "the pipeline's loss");
 
     // Reference §4.1 step 3: a non-finite loss or gradient skips the
     // update and the schedule; ten in a row end the run. Every rank takes

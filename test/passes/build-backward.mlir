@@ -25,7 +25,7 @@ func.func @train_step(%tokens: tensor<2x4xi64>, %labels: tensor<2x4xi64>) -> ten
   %loss = forge.cross_entropy %logits, %labels : tensor<2x4x16xf32>, tensor<2x4xi64> -> tensor<f32>
   return %loss : tensor<f32>
 }
-// CHECK: %[[ONE:.*]] = forge.fill 1.000000e+00 : tensor<f32>
+// CHECK: %[[ONE:.*]] = forge.fill 1.000000e+00 {forge.backward_begin} : tensor<f32>
 // CHECK: %[[DLOGITS:.*]] = forge.cross_entropy_grad %[[LOGITS:.*]], %{{.*}}, %[[ONE]]
 // CHECK: %[[DR:.*]] = forge.linear_grad_input %[[DLOGITS]], %{{.*}} : tensor<2x4x16xf32>, tensor<16x8xf32> -> tensor<2x4x8xf32>
 // CHECK: %[[DT2:.*]] = forge.linear_grad_weight %[[DLOGITS]], %{{.*}} : tensor<2x4x16xf32>, tensor<2x4x8xf32> -> tensor<16x8xf32>

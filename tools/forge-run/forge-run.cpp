@@ -182,20 +182,45 @@ int main(int argc, char **argv) {
       }
       std::printf("mesh: %s (%lld ranks)\n", mesh.c_str(), ranks);
     }
-    for (const plan::Program *prog : *p->programs()) {
-      // Collectives, each with the op that issued it: what every rank will
-      // communicate, known before launch.
-      unsigned collectives = 0;
-      if (prog->steps())
-        for (const plan::Step *st : *prog->steps()) {
-          // dist.copy and dist.slice are local: they communicate nothing.
-          std::string_view op = st->op()->string_view();
-          collectives += op.substr(0, 5) == "dist." && op != "dist.copy" &&
-                         op != "dist.slice";
-        }
-      std::printf("program %s: %u steps, %u collectives\n",
-                  prog->name()->c_str(),
-                  prog->steps() ? prog->steps()->size() : 0u, collectives);
+    // Collectives, each with the op that issued it: what every rank will
+    // communicate, known before launch.
+    auto programs = [](const plan::Plan *pl, const char *indent) {
+      for (const plan::Program *prog : *pl->programs()) {
+        unsigned collectives = 0;
+        if (prog->steps())
+          for (const plan::Step *st : *prog->steps()) {
+            // dist.copy and dist.slice are local: they communicate nothing.
+            std::string_view op = st->op()->string_view();
+            collectives += op.substr(0, 5) == "dist." && op != "dist.copy" &&
+                           op != "dist.slice";
+          }
+        std::printf("%sprogram %s: %u steps, %u collectives\n", indent,
+                    prog->name()->c_str(),
+                    prog->steps() ? prog->steps()->size() : 0u, collectives);
+      }
+    };
+    programs(p, "");
+    if (const plan::Pipeline *pipe = p->pipeline();
+        pipe && pipe->stage_plans()) {
+      // Each stage's own plan: its arena, programs and schedule.
+      std::printf("pipeline: %lld stages, schedule %s, %lld micro-batches\n",
+                  static_cast<long long>(pipe->stages()),
+                  pipe->schedule() ? pipe->schedule()->c_str() : "?",
+                  static_cast<long long>(pipe->micro_batches()));
+      for (const plan::StagePlan *sp : *pipe->stage_plans()) {
+        const plan::Plan *stage = sp->plan_nested_root();
+        std::string order;
+        for (const plan::Action *a : *stage->pipeline()->actions())
+          order += std::string(" ") + (a->backward() ? "B" : "F") +
+                   std::to_string(a->micro());
+        std::printf("stage %lld: arena %llu bytes, activation stash %llu;%s\n",
+                    static_cast<long long>(stage->pipeline()->stage()),
+                    static_cast<unsigned long long>(stage->arena_bytes()),
+                    static_cast<unsigned long long>(
+                        stage->memory()->activation_stash()),
+                    order.c_str());
+        programs(stage, "  ");
+      }
     }
     return 0;
   }

@@ -174,6 +174,7 @@ static int emitOrReport(const config::ConfigLoader &loader, int64_t worldSize,
       compileModule(planCtx, loader, "", worldSize, bytes, memory);
   if (!compiled)
     return 1;
+  std::fputs(compiler::describePipeline(*compiled).c_str(), stdout);
   std::fputs(compiler::describeCollectives(*compiled).c_str(), stdout);
   std::fputs(compiler::describeMemory(memory).c_str(), stdout);
   return 0;

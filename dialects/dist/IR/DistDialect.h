@@ -38,6 +38,18 @@ bool readMesh(mlir::ModuleOp module, Mesh &mesh, std::string &error);
 /// Sets `dist.mesh` on `module`.
 void writeMesh(mlir::ModuleOp module, const Mesh &mesh);
 
+/// On a module with pp > 1: {schedule = "1f1b" | "gpipe" |
+/// "interleaved_1f1b", micro_batches = N} (distributed.pp_schedule,
+/// train.grad_accum_steps).
+constexpr const char kPipelineAttr[] = "dist.pipeline";
+
+/// On a pipeline stage's module after forge-schedule: its programs in
+/// order, as (backward ? 1 : 0, micro-batch, activation slot) triples.
+constexpr const char kPipelineActionsAttr[] = "dist.pipeline_actions";
+
+/// On a pipeline stage's module (forge-split-pipeline): its stage index.
+constexpr const char kStageAttr[] = "dist.stage";
+
 /// Why a collective is there (design.md §5.7): the attribute `dist.origin`
 /// = {pass, what, of, phase} that the pass placing it sets, e.g.
 /// {pass = "forge-shard-fsdp", what = "weight gather",

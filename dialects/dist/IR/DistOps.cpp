@@ -164,3 +164,27 @@ LogicalResult ExpertCombineOp::verify() {
                               getGroupSizes().getType(), getCounts().getType(),
                               getGroupSize());
 }
+
+namespace {
+
+LogicalResult verifyPeer(Operation *op, StringRef group, int64_t size,
+                         int64_t peer) {
+  if (failed(verifyGroup(op, group, size)))
+    return failure();
+  if (peer < 0 || peer >= size)
+    return op->emitOpError("peer ") << peer << " is not a rank of the " << size
+                                    << " of '" << group << "'";
+  return success();
+}
+
+} // namespace
+
+LogicalResult SendOp::verify() {
+  if (getResult().getType().getRank() != 0)
+    return emitOpError("result must be a scalar");
+  return verifyPeer(*this, getGroup(), getGroupSize(), getPeer());
+}
+
+LogicalResult RecvOp::verify() {
+  return verifyPeer(*this, getGroup(), getGroupSize(), getPeer());
+}

@@ -220,4 +220,57 @@ def Dist_ExpertCombineOp : Dist_CollectiveOp<"expert_combine"> {
   }];
 }
 
+def Dist_SendOp : Dist_Op<"send", [MemoryEffects<[MemWrite]>]> {
+  let summary = "Sends a tensor to another pipeline stage.";
+  let description = [{
+    Pipeline parallelism's point-to-point transfer: `input` goes to the
+    rank at coordinate `peer` of mesh dim `group` (`pp`), which receives it
+    with the `dist.recv` of the same `tag`. The send does not wait for the
+    receiver (the runtime copies the tensor and sends it in the
+    background), so stages that send to each other cannot deadlock.
+    `result` is a zero scalar: the forward of a stage that ends in a send
+    returns it as its loss, so autodiff reaches the send, whose VJP is a
+    `dist.recv` of the activation's gradient from the same peer.
+    forge-schedule checks at compile time that every send has its receive.
+
+    Example:
+
+    ```mlir
+    %zero = dist.send %h to 1 over "pp"(2) tag(0) : tensor<2x16x64xf32> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Dist_FloatTensor:$input, I64Attr:$peer, StrAttr:$group,
+                       I64Attr:$group_size, I64Attr:$tag);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `to` $peer `over` $group `(` $group_size `)` `tag` `(` $tag `)`
+    attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dist_RecvOp : Dist_Op<"recv", [MemoryEffects<[MemRead]>]> {
+  let summary = "Receives a tensor from another pipeline stage.";
+  let description = [{
+    Waits for the `dist.send` with the same `tag` from the rank at
+    coordinate `peer` of mesh dim `group` (`pp`) and returns its tensor.
+    The VJP of a forward receive sends the result's gradient back to the
+    peer (`dist.send`).
+
+    Example:
+
+    ```mlir
+    %h = dist.recv from 0 over "pp"(2) tag(0) : tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins I64Attr:$peer, StrAttr:$group, I64Attr:$group_size,
+                       I64Attr:$tag);
+  let results = (outs Dist_FloatTensor:$result);
+  let assemblyFormat = [{
+    `from` $peer `over` $group `(` $group_size `)` `tag` `(` $tag `)`
+    attr-dict `:` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // DIST_OPS_TD
