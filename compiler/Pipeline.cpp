@@ -102,7 +102,7 @@ static mlir::LogicalResult dump(mlir::ModuleOp module, const std::string &dir,
 /// to stage b with a tag has a receive of the same tag and tensor type on
 /// stage b from a, and the schedule completes (no stage waits for a send
 /// that never comes). A mismatch is a compile error, never a hang.
-static std::string checkPipeline(mlir::ModuleOp module) {
+std::string checkPipeline(mlir::ModuleOp module) {
   using Key = std::tuple<std::string, int64_t, int64_t, int64_t, std::string>;
   std::map<Key, int64_t> balance; // sends minus receives
   for (mlir::ModuleOp stage : module.getBody()->getOps<mlir::ModuleOp>()) {

@@ -42,6 +42,12 @@ std::string setMesh(mlir::ModuleOp module, const config::JobConfig &cfg,
 /// Runs the pipeline on `module`. With a non-empty `dumpDir`, writes
 /// `00-frontend.mlir` and then `NN-<flag>.mlir` after each pass. On failure
 /// the diagnostics have been emitted and `error` says which pass failed.
+/// Pipeline parallelism, checked before launch on the exec IR: every send
+/// between stages has its receive (same programs, tag and tensor) and the
+/// schedule completes. "" when it holds (or the module has no stages), else
+/// what is wrong. runPipeline calls it last.
+std::string checkPipeline(mlir::ModuleOp module);
+
 mlir::LogicalResult runPipeline(mlir::ModuleOp module,
                                 const std::string &dumpDir, std::string &error);
 

@@ -131,3 +131,28 @@ module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
   // CHECK: %[[DROWS:.*]] = dist.expert_combine %[[DR]], %[[C]], %[[S]] over "ep"(2) {{.*}} : tensor<24x8xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<12x8xf32>
   // CHECK: forge.moe_dispatch_grad %[[DROWS]]
 }
+
+// -----
+
+// Pipeline stages: the VJP of a send receives the gradient of what it sent
+// (tag 1, the backward direction); the VJP of a receive sends the gradient
+// of what it received back. The loss seed marks where the backward begins.
+module attributes {dist.mesh = {dims = ["pp"], sizes = [3]}} {
+  forge.param @w : tensor<8x8xf32> init(normal, std = 2.000000e-02)
+  // CHECK-LABEL: func.func @train_step
+  func.func @train_step(%x: tensor<2x8xf32>) -> tensor<f32> {
+    // CHECK: %[[H:.*]] = dist.recv from 0 over "pp"(3) tag(0)
+    %h = dist.recv from 0 over "pp"(3) tag(0) : tensor<2x8xf32>
+    %w = forge.get_param @w : tensor<8x8xf32>
+    %y = forge.linear %h, %w : tensor<2x8xf32>, tensor<8x8xf32> -> tensor<2x8xf32>
+    // CHECK: %[[Z:.*]] = dist.send %[[Y:.*]] to 2 over "pp"(3) tag(0)
+    %z = dist.send %y to 2 over "pp"(3) tag(0) : tensor<2x8xf32> -> tensor<f32>
+    return %z : tensor<f32>
+  }
+  // CHECK: forge.fill 1.000000e+00 {forge.backward_begin} : tensor<f32>
+  // CHECK: %[[DY:.*]] = dist.recv from 2 over "pp"(3) tag(1) {dist.origin = {{{.*}}phase = "backward"{{.*}}} : tensor<2x8xf32>
+  // CHECK: %[[DH:.*]] = forge.linear_grad_input %[[DY]]
+  // CHECK: forge.linear_grad_weight %[[DY]], %[[H]]
+  // CHECK: dist.send %[[DH]] to 0 over "pp"(3) tag(1) {{.*}} : tensor<2x8xf32> -> tensor<f32>
+  // CHECK: return %[[Z]]
+}

@@ -93,3 +93,61 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [2]}} {
     return %xc : tensor<4x4xf32>
   }
 }
+
+// -----
+
+// A pipeline stage (the last of two, 1F1B over 3 micro-batches: one
+// micro-batch in flight): @train_step becomes @forward.0 and @backward.0 at
+// the backward's first op; the forward value the backward reads is kept in
+// a slot buffer, the parameter read is repeated; the actions are recorded.
+// CHECK-LABEL: module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.pipeline = {micro_batches = 3 : i64, schedule = "1f1b"}, dist.pipeline_actions = array<i64: 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 1, 0, 0, 2, 0, 1, 2, 0>, dist.stage = 1 : i64}
+// CHECK: forge.param @pipeline.stash.0.0 : tensor<2x8xf32> init( zeros) buffer
+// CHECK-NOT: forge.param @pipeline.stash.1
+// CHECK-NOT: @train_step
+// CHECK: func.func @forward.0(%{{.*}}: tensor<2x8xf32>) -> tensor<f32>
+// CHECK: dist.recv from 0 over "pp"(2) tag(0)
+// CHECK: %[[Y:.*]] = forge.linear
+// CHECK: %[[L:.*]] = forge.global_norm %[[Y]]
+// CHECK: forge.set_param @pipeline.stash.0.0, %[[Y]]
+// CHECK: return %[[L]] : tensor<f32>
+// CHECK: func.func @backward.0(%{{.*}}: tensor<2x8xf32>) {
+// CHECK: %[[K:.*]] = forge.get_param @pipeline.stash.0.0 : tensor<2x8xf32>
+// CHECK: %[[W:.*]] = forge.get_param @w : tensor<8x8xf32>
+// CHECK: %[[DY:.*]] = forge.scale %[[K]]
+// CHECK: %[[DH:.*]] = forge.linear_grad_input %[[DY]], %[[W]]
+// CHECK: dist.send %[[DH]] to 0 over "pp"(2) tag(1)
+// CHECK: return
+module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.stage = 1 : i64, dist.pipeline = {schedule = "1f1b", micro_batches = 3 : i64}} {
+  forge.param @w : tensor<8x8xf32> init(normal, std = 2.000000e-02)
+  func.func @train_step(%x: tensor<2x8xf32>) -> tensor<f32> {
+    %h = dist.recv from 0 over "pp"(2) tag(0) : tensor<2x8xf32>
+    %w = forge.get_param @w : tensor<8x8xf32>
+    %y = forge.linear %h, %w : tensor<2x8xf32>, tensor<8x8xf32> -> tensor<2x8xf32>
+    %l = forge.global_norm %y : tensor<2x8xf32> -> tensor<f32>
+    %one = forge.fill 1.0 {forge.backward_begin} : tensor<f32>
+    %dy = forge.scale %y by(2.0) : tensor<2x8xf32>
+    %dh = forge.linear_grad_input %dy, %w : tensor<2x8xf32>, tensor<8x8xf32> -> tensor<2x8xf32>
+    %s = dist.send %dh to 0 over "pp"(2) tag(1) : tensor<2x8xf32> -> tensor<f32>
+    return %l : tensor<f32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.stage = 0 : i64, dist.pipeline = {schedule = "1f1b", micro_batches = 3 : i64}} {
+  // expected-error @+1 {{forge-schedule: @train_step of a pipeline stage must be differentiated (forge-build-backward marks where its backward begins)}}
+  func.func @train_step(%x: tensor<2x8xf32>) -> tensor<f32> {
+    %l = forge.global_norm %x : tensor<2x8xf32> -> tensor<f32>
+    return %l : tensor<f32>
+  }
+}
+
+// -----
+
+// expected-error @+1 {{forge-schedule: distributed.pp_schedule = "interleaved_1f1b" (virtual stages) is not implemented yet; use "1f1b" or "gpipe"}}
+module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.stage = 0 : i64, dist.pipeline = {schedule = "interleaved_1f1b", micro_batches = 3 : i64}} {
+  func.func @train_step(%x: tensor<2x8xf32>) -> tensor<f32> {
+    %l = forge.global_norm %x : tensor<2x8xf32> -> tensor<f32>
+    return %l : tensor<f32>
+  }
+}

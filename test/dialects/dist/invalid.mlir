@@ -196,3 +196,33 @@ module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
     return
   }
 }
+
+// -----
+
+module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}} {
+  func.func @send_peer(%h: tensor<2x8xf32>) -> tensor<f32> {
+    // expected-error @+1 {{'dist.send' op peer 2 is not a rank of the 2 of 'pp'}}
+    %z = dist.send %h to 2 over "pp"(2) tag(0) : tensor<2x8xf32> -> tensor<f32>
+    return %z : tensor<f32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}} {
+  func.func @send_result(%h: tensor<2x8xf32>) -> tensor<2xf32> {
+    // expected-error @+1 {{'dist.send' op result must be a scalar}}
+    %z = dist.send %h to 1 over "pp"(2) tag(0) : tensor<2x8xf32> -> tensor<2xf32>
+    return %z : tensor<2xf32>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}} {
+  func.func @recv_group() -> tensor<2x8xf32> {
+    // expected-error @+1 {{'dist.recv' op group 'tp' is not a dim of dist.mesh}}
+    %g = dist.recv from 0 over "tp"(2) tag(0) : tensor<2x8xf32>
+    return %g : tensor<2x8xf32>
+  }
+}

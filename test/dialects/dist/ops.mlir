@@ -51,3 +51,16 @@ module attributes {dist.mesh = {dims = ["ep"], sizes = [2]}} {
     return %back : tensor<8x4xbf16>
   }
 }
+
+// -----
+
+// Pipeline stages' point-to-point transfers.
+module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}} {
+  func.func @p2p(%h: tensor<2x8xbf16>) -> (tensor<f32>, tensor<2x8xbf16>) {
+    // CHECK: dist.send %{{.*}} to 1 over "pp"(2) tag(0) : tensor<2x8xbf16> -> tensor<f32>
+    %z = dist.send %h to 1 over "pp"(2) tag(0) : tensor<2x8xbf16> -> tensor<f32>
+    // CHECK: dist.recv from 1 over "pp"(2) tag(1) : tensor<2x8xbf16>
+    %g = dist.recv from 1 over "pp"(2) tag(1) : tensor<2x8xbf16>
+    return %z, %g : tensor<f32>, tensor<2x8xbf16>
+  }
+}

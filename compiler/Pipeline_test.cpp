@@ -1,0 +1,124 @@
+//===- Pipeline_test.cpp - Pipeline schedules and their checks ------------===//
+
+#include "compiler/Pipeline.h"
+#include "dialects/exec/IR/ExecOps.h"
+#include "frontends/model/ir/BuildModel.h"
+#include "passes/PipelineSchedule.h"
+
+#include "mlir/IR/MLIRContext.h"
+
+#include <gtest/gtest.h>
+
+using namespace forge;
+using pipeline::Action;
+
+namespace {
+
+std::string order(const std::vector<Action> &actions) {
+  std::string s;
+  for (const Action &a : actions)
+    s += std::string(s.empty() ? "" : " ") + (a.backward ? "B" : "F") +
+         std::to_string(a.micro) + "/" + std::to_string(a.slot);
+  return s;
+}
+
+TEST(PipelineSchedule, OneFOneB) {
+  std::vector<std::vector<Action>> a;
+  std::string error;
+  ASSERT_TRUE(pipeline::schedule("1f1b", 3, 4, a, error)) << error;
+  // Stage s warms up with 2 - s forwards, then alternates, then drains;
+  // a micro-batch's slot is free again once its backward ran.
+  EXPECT_EQ(order(a[0]), "F0/0 F1/1 F2/2 B0/0 F3/0 B1/1 B2/2 B3/0");
+  EXPECT_EQ(order(a[1]), "F0/0 F1/1 B0/0 F2/0 B1/1 F3/1 B2/0 B3/1");
+  EXPECT_EQ(order(a[2]), "F0/0 B0/0 F1/0 B1/0 F2/0 B2/0 F3/0 B3/0");
+  EXPECT_EQ(pipeline::slotsOf(a[0]), 3);
+  EXPECT_EQ(pipeline::slotsOf(a[2]), 1);
+  pipeline::Timeline t;
+  ASSERT_TRUE(pipeline::simulate(a, t, error)) << error;
+  // (p - 1) / (m + p - 1) with backward = 2 forwards.
+  EXPECT_NEAR(t.bubble, 2.0 / 6.0, 1e-12);
+  EXPECT_DOUBLE_EQ(t.makespan, 3.0 * (4 + 3 - 1));
+}
+
+TEST(PipelineSchedule, GPipe) {
+  std::vector<std::vector<Action>> a;
+  std::string error;
+  ASSERT_TRUE(pipeline::schedule("gpipe", 2, 3, a, error)) << error;
+  EXPECT_EQ(order(a[1]), "F0/0 F1/1 F2/2 B0/0 B1/1 B2/2");
+  pipeline::Timeline t;
+  ASSERT_TRUE(pipeline::simulate(a, t, error)) << error;
+  EXPECT_NEAR(t.bubble, 1.0 / 4.0, 1e-12);
+}
+
+TEST(PipelineSchedule, Refusals) {
+  std::vector<std::vector<Action>> a;
+  std::string error;
+  EXPECT_FALSE(pipeline::schedule("interleaved_1f1b", 2, 4, a, error));
+  EXPECT_NE(error.find("not implemented yet"), std::string::npos) << error;
+  EXPECT_FALSE(pipeline::schedule("zigzag", 2, 4, a, error));
+  EXPECT_NE(error.find("unknown pipeline schedule 'zigzag'"), std::string::npos)
+      << error;
+}
+
+TEST(PipelineSchedule, DeadlockIsFound) {
+  // Stage 0 waits for micro-batch 0's gradient before sending its
+  // activation: neither stage can ever go on.
+  std::vector<std::vector<Action>> a = {{{true, 0, 0}, {false, 0, 0}},
+                                        {{false, 0, 0}, {true, 0, 0}}};
+  pipeline::Timeline t;
+  std::string error;
+  EXPECT_FALSE(pipeline::simulate(a, t, error));
+  EXPECT_EQ(error, "pipeline stage 0 would wait forever at the backward of "
+                   "micro-batch 0: its receive has no matching send before it");
+}
+
+TEST(PipelineCheck, UnmatchedSendIsACompileError) {
+  config::ConfigLoader loader;
+  ASSERT_TRUE(loader.loadString(R"(
+[model]
+dim = 32
+n_layers = 2
+n_heads = 2
+vocab_size = 64
+max_seq_len = 8
+[train]
+batch_size = 1
+seq_len = 8
+grad_accum_steps = 2
+[distributed]
+pp = 2
+dp_shard = 1
+)",
+                                "job.toml") &&
+              loader.finalize() && loader.validate(2));
+  mlir::MLIRContext ctx;
+  std::string error;
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      model::buildModel(ctx, loader, error);
+  ASSERT_TRUE(module) << error;
+  ASSERT_EQ(compiler::setMesh(*module, loader.config(), 2), "");
+  ASSERT_TRUE(mlir::succeeded(compiler::runPipeline(*module, "", error)))
+      << error;
+  EXPECT_EQ(compiler::checkPipeline(*module), "");
+  // Drop the last stage's receive of the hidden state: the first stage's
+  // send has nothing to meet.
+  mlir::ModuleOp last;
+  for (auto stage : module->getBody()->getOps<mlir::ModuleOp>())
+    last = stage;
+  bool erased = false;
+  last.walk([&](exec::CollectiveOp c) {
+    if (!erased && c.getKind() == "recv") {
+      c.erase();
+      erased = true;
+    }
+  });
+  ASSERT_TRUE(erased);
+  std::string e = compiler::checkPipeline(*module);
+  EXPECT_NE(e.find("pipeline stage 0's @forward has 1 send (stage 0 to 1, "
+                   "tag 0, "),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find(") with no matching receive"), std::string::npos) << e;
+}
+
+} // namespace
