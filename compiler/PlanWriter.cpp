@@ -119,6 +119,31 @@ trainingOf(flatbuffers::FlatBufferBuilder &fbb, const config::JobConfig &cfg,
       t.z_loss_weight, static_cast<double>(cfg.distributed.nccl_timeout_sec));
 }
 
+/// The plan's checkpoint and resilience settings.
+flatbuffers::Offset<plan::Checkpoint>
+checkpointOf(flatbuffers::FlatBufferBuilder &fbb,
+             const config::JobConfig &cfg) {
+  const config::CheckpointConfig &c = cfg.checkpoint;
+  std::vector<flatbuffers::Offset<flatbuffers::String>> exclude;
+  for (const std::string &e : c.exclude_from_loading)
+    exclude.push_back(fbb.CreateString(e));
+  return plan::CreateCheckpoint(
+      fbb, fbb.CreateString(c.dir), c.interval, c.dyn_ckpt_window.has_value(),
+      c.dyn_ckpt_window ? c.dyn_ckpt_window->start : 0,
+      c.dyn_ckpt_window ? c.dyn_ckpt_window->stop : 0, c.keep_last_n,
+      fbb.CreateString(c.load_path ? *c.load_path : std::string()),
+      fbb.CreateVector(exclude), c.async_mode != "disabled",
+      cfg.train.shutdown_timeout_sec, cfg.train.nccl_health_check_interval);
+}
+
+/// The plan's [profiling] window.
+flatbuffers::Offset<plan::Profiling>
+profilingOf(flatbuffers::FlatBufferBuilder &fbb, const config::JobConfig &cfg) {
+  const config::ProfilingConfig &p = cfg.profiling;
+  return plan::CreateProfiling(fbb, p.enable, p.start_step, p.end_step,
+                               fbb.CreateString(p.trace_dir));
+}
+
 /// Serializes exec IR (after convert-forge-to-exec): its buffers in module
 /// order, its programs' launches in program order.
 class Writer {
@@ -459,7 +484,8 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
                                fbb.CreateVector(mesh_.sizes));
   auto root = plan::CreatePlan(fbb, runtime::kPlanVersion, mesh, mem.total,
                                fbb.CreateVector(bufs), fbb.CreateVector(progs),
-                               memoryTable, training, hfModel(fbb, cfg), pipe);
+                               memoryTable, training, hfModel(fbb, cfg), pipe,
+                               checkpointOf(fbb, cfg), profilingOf(fbb, cfg));
   plan::FinishPlanBuffer(fbb, root);
   out.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   return true;
@@ -520,7 +546,8 @@ bool Writer::runStaged(const config::JobConfig &cfg, const RunSettings &run,
       fbb, runtime::kPlanVersion, mesh, mem.total,
       fbb.CreateVector(std::vector<flatbuffers::Offset<plan::Buffer>>{}),
       fbb.CreateVector(std::vector<flatbuffers::Offset<plan::Program>>{}),
-      memoryTable, trainingOf(fbb, cfg, run, jobPath), hfModel(fbb, cfg), pipe);
+      memoryTable, trainingOf(fbb, cfg, run, jobPath), hfModel(fbb, cfg), pipe,
+      checkpointOf(fbb, cfg), profilingOf(fbb, cfg));
   plan::FinishPlanBuffer(fbb, root);
   out.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   return true;

@@ -41,26 +41,6 @@ bool resolveRunSettings(const config::ConfigLoader &loader, RunSettings &out,
                 "reach Weights & Biases; use TensorBoard "
                 "(enable_tensorboard = true) or the JSONL file "
                 "(metrics.jsonl_path)");
-  // Not implemented yet (issue 8): said at compile time rather than
-  // ignored at run time.
-  if (cfg.checkpoint.load_path)
-    return fail("checkpoint.load_path",
-                "[checkpoint] load_path is not supported yet: forge-run "
-                "cannot resume from a checkpoint; to start from trained "
-                "weights, export them to a Hugging Face or forge "
-                ".safetensors file and pass it to forge-run --init-from");
-  if (cfg.checkpoint.async_mode != "disabled")
-    return fail("checkpoint.async_mode",
-                "[checkpoint] async_mode '" + cfg.checkpoint.async_mode +
-                    "' is not supported yet: forge-run does not write "
-                    "checkpoints (forge-run --export-hf writes the final "
-                    "weights); set async_mode = \"disabled\"");
-  if (cfg.profiling.enable)
-    return fail("profiling.enable",
-                "[profiling] enable = true is not supported yet: no trace is "
-                "written; FORGE_PROFILE=1 forge-run ... prints the time per "
-                "op");
-
   out.mixture = !d.datasets.empty();
   if (out.mixture) {
     for (size_t i = 0; i < d.datasets.size(); ++i) {

@@ -17,6 +17,13 @@ path = os.pathsep.join([config.forge_tools_dir, config.llvm_tools_dir,
                         config.environment.get("PATH", os.environ["PATH"])])
 config.environment["PATH"] = path
 
+# forge-run resumes from and writes checkpoints under checkpoint.dir
+# (default "checkpoints", relative to the working directory) like
+# KempnerForge; tests that share a directory must not resume each other's
+# runs, so checkpointing is off unless a test turns it on
+# (`env FORGE_NO_CHECKPOINT=0 forge-run ...`, test/forge-run/checkpoint.test).
+config.environment["FORGE_NO_CHECKPOINT"] = "1"
+
 config.substitutions.append(("%forge_src", config.forge_src_root))
 config.substitutions.append(("%forge_obj", config.forge_obj_root))
 config.substitutions.append(("%forge_lib", config.forge_lib_dir))

@@ -158,6 +158,7 @@ int launchLocal(int nproc, int argc, char **argv) {
   std::string store = tmpl;
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
+  std::signal(SIGUSR1, onSignal);
   std::vector<pid_t> pids;
   for (int r = 0; r < nproc; ++r) {
     pid_t pid = fork();
@@ -171,6 +172,7 @@ int launchLocal(int nproc, int argc, char **argv) {
     if (pid == 0) {
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
+      std::signal(SIGUSR1, SIG_DFL);
       setenv("RANK", std::to_string(r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
@@ -190,6 +192,7 @@ int launchLocal(int nproc, int argc, char **argv) {
   // Supervise: the first rank to fail stops the others (SIGTERM, then
   // SIGKILL after a grace period), so no rank waits forever on a peer.
   int failedRank = -1, failedSignal = 0, code = 0, left = nproc;
+  bool allClean = true; ///< every rank exited 0 (a graceful shutdown)
   bool stopping = false;
   auto stopAll = [&](int sig) {
     for (size_t i = 0; i < pids.size(); ++i)
@@ -200,9 +203,13 @@ int launchLocal(int nproc, int argc, char **argv) {
   auto termAt = std::chrono::steady_clock::time_point::max();
   while (left > 0) {
     if (forwarded && !stopping) {
+      // SIGTERM and SIGUSR1 (a preemption) let the ranks finish the step,
+      // save and exit on their own (each ends itself after
+      // train.shutdown_timeout_sec); SIGINT stops them.
       stopAll(forwarded);
       stopping = true;
-      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      deadline = std::chrono::steady_clock::now() +
+                 std::chrono::seconds(forwarded == SIGINT ? 30 : 3600);
     }
     if (std::chrono::steady_clock::now() > termAt) {
       stopAll(SIGTERM);
@@ -231,6 +238,7 @@ int launchLocal(int nproc, int argc, char **argv) {
     int rc = WIFEXITED(status)     ? WEXITSTATUS(status)
              : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
                                    : 1;
+    allClean &= rc == 0;
     if (rc != 0 && failedRank < 0 && !stopping) {
       // The peers of a dead rank usually fail their next collective at
       // once and say where; give them a moment to report, then stop them.
@@ -256,7 +264,7 @@ int launchLocal(int nproc, int argc, char **argv) {
                    failedRank, nproc, code);
     return code;
   }
-  if (forwarded)
+  if (forwarded && !allClean)
     return 128 + forwarded;
   return 0;
 }

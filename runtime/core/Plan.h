@@ -22,7 +22,7 @@
 namespace forge::runtime {
 
 /// The plan format version this runtime reads.
-constexpr uint32_t kPlanVersion = 5;
+constexpr uint32_t kPlanVersion = 6;
 
 /// Arena alignment of every buffer, in bytes.
 constexpr uint64_t kArenaAlignment = 64;

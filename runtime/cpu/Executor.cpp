@@ -1148,6 +1148,24 @@ uint32_t p2pTag(int64_t tag, int64_t micro) {
          static_cast<uint32_t>(tag & 3);
 }
 
+/// The op that issued a step, for messages and traces: its location
+/// `loc("NAME"("FILE":L:C))` reads as `NAME (FILE:L:C)`; `fallback` when
+/// it has none.
+std::string origin(const plan::Step *step, const std::string &fallback) {
+  std::string why = step->loc() ? step->loc()->str() : fallback;
+  if (why.rfind("loc(\"", 0) == 0) {
+    std::string pretty;
+    for (char ch : why.substr(4))
+      if (ch != '"' && ch != ')')
+        pretty += ch == '(' ? ' ' : ch;
+    size_t paren = pretty.find(' ');
+    why = paren == std::string::npos
+              ? pretty
+              : pretty.substr(0, paren) + " (" + pretty.substr(paren + 1) + ")";
+  }
+  return why;
+}
+
 std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
                            std::vector<uint8_t> *scratch, Fn &fn,
                            const int64_t *micro,
@@ -1168,19 +1186,7 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
     fn = copyStep(b.ops[0], b.res[0]);
     return "";
   }
-  // The op that issued it: `loc("NAME"("FILE":L:C))` reads as
-  // `NAME (FILE:L:C)`.
-  std::string why = b.step->loc() ? b.step->loc()->str() : op;
-  if (why.rfind("loc(\"", 0) == 0) {
-    std::string pretty;
-    for (char ch : why.substr(4))
-      if (ch != '"' && ch != ')')
-        pretty += ch == '(' ? ' ' : ch;
-    size_t paren = pretty.find(' ');
-    why = paren == std::string::npos
-              ? pretty
-              : pretty.substr(0, paren) + " (" + pretty.substr(paren + 1) + ")";
-  }
+  std::string why = origin(b.step, op);
   View x = b.ops.empty() ? View() : b.ops[0], y = b.res[0];
   // Named by world rank: the launcher and the other ranks' messages use it.
   const int worldRank = comms->world().rank();
@@ -1505,11 +1511,29 @@ std::string Executor::prepare(const plan::Plan *plan) {
             opSeconds_[op] += sec;
           };
         }
-        prog.steps.push_back(std::move(fn));
         // Collectives that communicate run on the communication stream
         // (FORGE_COMM_OVERLAP=0 keeps them on the compute thread).
-        prog.async.push_back(overlap && collective && opName != "dist.copy" &&
-                             opName != "dist.slice");
+        const bool async = overlap && collective && opName != "dist.copy" &&
+                           opName != "dist.slice";
+        if (tracer_) {
+          // [profiling]: the step's span on the thread that runs it, when
+          // the tracer is in its window.
+          fn = [tracer = tracer_, opName, kind = runtime::traceKindOfOp(opName),
+                thread = async ? "collectives" : "compute",
+                detail = prog.name + " step " + std::to_string(s) + ": " +
+                         origin(st, opName),
+                inner = std::move(fn)] {
+            if (!tracer->active()) {
+              inner();
+              return;
+            }
+            const double t0 = tracer->nowUs();
+            inner();
+            tracer->record(opName, kind, thread, t0, tracer->nowUs(), detail);
+          };
+        }
+        prog.steps.push_back(std::move(fn));
+        prog.async.push_back(async);
       }
     }
     planWaits(plan, prog);
@@ -1611,10 +1635,24 @@ void Executor::run(const std::string &name) {
   for (Program &p : programs_) {
     if (p.name != name)
       continue;
+    const bool traced = tracer_ && tracer_->active();
+    const double start = traced ? tracer_->nowUs() : 0;
+    // The compute thread waiting for the communication stream, traced.
+    auto wait = [&](uint64_t ticket, const char *what) {
+      if (!traced) {
+        comm_.waitFor(ticket);
+        return;
+      }
+      const double t0 = tracer_->nowUs();
+      comm_.waitFor(ticket);
+      const double t1 = tracer_->nowUs();
+      if (t1 - t0 > 1.0) // a wait that did not block is not worth a span
+        tracer_->record(what, runtime::TraceKind::Wait, "compute", t0, t1);
+    };
     const uint64_t base = comm_.issued();
     for (size_t i = 0; i < p.steps.size(); ++i) {
       if (p.waitFor[i])
-        comm_.waitFor(base + p.waitFor[i]);
+        wait(base + p.waitFor[i], "wait for a collective");
       if (p.async[i])
         comm_.push(p.steps[i]);
       else
@@ -1622,7 +1660,10 @@ void Executor::run(const std::string &name) {
     }
     // Nothing is in flight between programs: the runtime reads outputs and
     // writes inputs and persistent state between runs.
-    comm_.drain();
+    wait(comm_.issued(), "wait for the collectives");
+    if (traced)
+      tracer_->record(p.name, runtime::TraceKind::Program, "compute", start,
+                      tracer_->nowUs());
   }
 }
 
@@ -1706,8 +1747,13 @@ uint64_t CommQueue::push(std::function<void()> fn) {
 }
 
 void Executor::finishSends() {
+  const bool traced = tracer_ && tracer_->active();
+  const double t0 = traced ? tracer_->nowUs() : 0;
   for (auto &[peer, queue] : senders_)
     queue->drain();
+  if (traced && !senders_.empty())
+    tracer_->record("wait for the pipeline sends", runtime::TraceKind::Wait,
+                    "compute", t0, tracer_->nowUs());
 }
 
 void CommQueue::waitFor(uint64_t ticket) {

@@ -13,6 +13,7 @@
 #define FORGE_RUNTIME_CPU_EXECUTOR_H
 
 #include "runtime/core/Plan.h"
+#include "runtime/core/Trace.h"
 
 #include <condition_variable>
 #include <cstdint>
@@ -87,6 +88,9 @@ public:
   /// The communicators of this rank's mesh groups, for plans with
   /// collectives; set before prepare().
   void setComms(comm::Comms *comms) { comms_ = comms; }
+  /// [profiling]: every step records its span into `tracer` while the
+  /// tracer is active; set before prepare() (null: no timing wrapper).
+  void setTracer(runtime::Tracer *tracer) { tracer_ = tracer; }
 
   /// Binds the plan's programs to kernels. Returns an error message, or an
   /// empty string when every step can run.
@@ -141,6 +145,7 @@ private:
 
   const plan::Plan *plan_ = nullptr;
   comm::Comms *comms_ = nullptr;
+  runtime::Tracer *tracer_ = nullptr;
   std::unique_ptr<std::byte[], void (*)(std::byte *)> arena_{nullptr, nullptr};
   uint64_t arenaBytes_ = 0;
   std::vector<View> views_;

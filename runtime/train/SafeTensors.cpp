@@ -16,6 +16,8 @@ int64_t safeTensorsDtypeSize(const std::string &dtype) {
     return 2;
   if (dtype == "I64")
     return 8;
+  if (dtype == "U8")
+    return 1;
   return 0;
 }
 
@@ -107,21 +109,27 @@ private:
 
 } // namespace
 
-std::string readSafeTensors(const std::string &path, TensorMap &out) {
+std::string readSafeTensorsIndex(const std::string &path, TensorIndex &out) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return "cannot open " + path;
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  if (bytes.size() < 8)
+  in.seekg(0, std::ios::end);
+  const uint64_t fileSize = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (fileSize < 8)
     return path + ": too small to be a safetensors file";
+  uint8_t size[8];
+  in.read(reinterpret_cast<char *>(size), 8);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i)
-    n = (n << 8) | bytes[i];
-  if (n > bytes.size() - 8)
+    n = (n << 8) | size[i];
+  if (n > fileSize - 8)
     return path + ": header size " + std::to_string(n) + " exceeds the file";
-  std::string header(bytes.begin() + 8, bytes.begin() + 8 + n);
-  const uint64_t dataStart = 8 + n, dataSize = bytes.size() - dataStart;
+  std::string header(n, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(n));
+  if (!in)
+    return path + ": cannot read the header";
+  const uint64_t dataStart = 8 + n, dataSize = fileSize - dataStart;
   Json j(header);
   if (!j.expect('{'))
     return path + ": bad header: " + j.error;
@@ -136,7 +144,7 @@ std::string readSafeTensors(const std::string &path, TensorMap &out) {
         return path + ": bad header: " + j.error;
       continue;
     }
-    Tensor t;
+    TensorInfo t;
     std::vector<int64_t> offsets;
     if (!j.expect('{'))
       return path + ": bad header: " + j.error;
@@ -169,12 +177,40 @@ std::string readSafeTensors(const std::string &path, TensorMap &out) {
         offsets[1] - offsets[0] != elems * es)
       return path + ": tensor '" + name +
              "' has data_offsets that do not match its shape or the file";
-    t.data.assign(bytes.begin() + dataStart + offsets[0],
-                  bytes.begin() + dataStart + offsets[1]);
+    t.begin = dataStart + static_cast<uint64_t>(offsets[0]);
+    t.end = dataStart + static_cast<uint64_t>(offsets[1]);
     out[name] = std::move(t);
   } while (j.eat(','));
   if (!j.expect('}'))
     return path + ": bad header: " + j.error;
+  return "";
+}
+
+std::string readSafeTensorsData(const std::string &path, const TensorInfo &t,
+                                std::vector<uint8_t> &out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return "cannot open " + path;
+  out.resize(t.end - t.begin);
+  in.seekg(static_cast<std::streamoff>(t.begin));
+  in.read(reinterpret_cast<char *>(out.data()),
+          static_cast<std::streamsize>(out.size()));
+  if (!in)
+    return path + ": cannot read " + std::to_string(out.size()) +
+           " bytes at offset " + std::to_string(t.begin) + " (truncated?)";
+  return "";
+}
+
+std::string readSafeTensors(const std::string &path, TensorMap &out) {
+  TensorIndex index;
+  if (std::string e = readSafeTensorsIndex(path, index); !e.empty())
+    return e;
+  for (auto &[name, info] : index) {
+    Tensor t{info.dtype, info.shape, {}};
+    if (std::string e = readSafeTensorsData(path, info, t.data); !e.empty())
+      return e;
+    out[name] = std::move(t);
+  }
   return "";
 }
 

@@ -20,7 +20,7 @@
 namespace forge::train {
 
 struct Tensor {
-  std::string dtype; ///< "F32", "BF16", "F16", "I64", "I32"
+  std::string dtype; ///< "F32", "BF16", "F16", "I64", "I32", "U8"
   std::vector<int64_t> shape;
   std::vector<uint8_t> data;
 };
@@ -29,6 +29,21 @@ using TensorMap = std::map<std::string, Tensor>;
 
 /// Reads `path`. Returns an empty string on success, else the reason.
 std::string readSafeTensors(const std::string &path, TensorMap &out);
+
+/// Where a tensor lies in a file, from the header alone.
+struct TensorInfo {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0; ///< byte range in the file
+};
+using TensorIndex = std::map<std::string, TensorInfo>;
+
+/// Reads only the header of `path` (checked against the file size).
+std::string readSafeTensorsIndex(const std::string &path, TensorIndex &out);
+
+/// Reads the bytes of one tensor of `path`.
+std::string readSafeTensorsData(const std::string &path, const TensorInfo &t,
+                                std::vector<uint8_t> &out);
 
 /// Writes `tensors` to `path`. Returns an empty string on success.
 std::string writeSafeTensors(const std::string &path, const TensorMap &tensors);

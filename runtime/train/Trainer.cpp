@@ -5,11 +5,13 @@
 #include "runtime/comm/Launch.h"
 #include "runtime/cpu/Executor.h"
 #include "runtime/data/Dataset.h"
+#include "runtime/train/Checkpoint.h"
 #include "runtime/train/HfExport.h"
 #include "runtime/train/Metrics.h"
 #include "runtime/train/State.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -18,6 +20,8 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <sstream>
+#include <thread>
 #include <unistd.h>
 
 namespace forge::train {
@@ -78,6 +82,10 @@ bool allFinite(const cpu::View &v) {
   }
 }
 
+/// SIGTERM / SIGUSR1 (reference §7.5): finish the step, save, exit 0.
+std::atomic<int> gShutdownSignal{0};
+void onShutdownSignal(int sig) { gShutdownSignal.store(sig); }
+
 /// KempnerForge stops after this many non-finite steps in a row (§4.1).
 constexpr int kMaxConsecutiveNonFinite = 10;
 
@@ -105,6 +113,9 @@ struct Trainer::Impl {
   /// The stage's loss summed over the pipeline (only the last stage
   /// computes one; the others contribute zero).
   double pipelineSum(double v, const std::string &why);
+  /// Checkpoints (reference §6): the resumed state, and SIGTERM/SIGUSR1.
+  std::unique_ptr<Checkpointer> ckpt;
+  TrainState resumed;
   /// --batch-from with a block per micro-step: tokens, labels of each.
   std::vector<std::vector<uint8_t>> microBatches;
   bool lead = true; ///< world rank 0: the one that logs and writes metrics
@@ -127,6 +138,13 @@ struct Trainer::Impl {
   double smoothLoss = 0, smoothTps = 0, smoothMfu = 0, smoothTime = 0;
   bool smoothed = false;
   bool progressShown = false;
+
+  // [profiling] (reference §7.4): steps [profStart, profEnd] are traced.
+  std::unique_ptr<runtime::Tracer> tracer;
+  int64_t profStart = 0, profEnd = -1;
+  std::string traceDir;
+  /// Writes this rank's trace and (on the lead) summary.md, once.
+  std::string finishTrace();
 
   std::string connect();
   /// The mean of `v` over all ranks (v itself on one rank).
@@ -399,6 +417,82 @@ std::string Trainer::Impl::evaluate(int64_t step) {
   return "";
 }
 
+std::string Trainer::Impl::finishTrace() {
+  if (!tracer || (!tracer->active() && tracer->empty())) {
+    if (tracer && lead && !traceDir.empty()) {
+      clearProgress();
+      std::printf("forge-run: [profiling] steps %lld..%lld were not run: no "
+                  "trace written\n",
+                  static_cast<long long>(profStart),
+                  static_cast<long long>(profEnd));
+    }
+    traceDir.clear(); // said once
+    return "";
+  }
+  if (traceDir.empty())
+    return "";
+  tracer->setActive(false);
+  const int rank = comms ? comms->world().rank() : 0;
+  const std::string path =
+      traceDir + "/rank" + std::to_string(rank) + ".trace.json";
+  if (std::string e = tracer->writeChromeTrace(path); !e.empty())
+    return "[profiling] " + e;
+  // Every rank's breakdown, for the summary's table (one row per rank).
+  constexpr int kFields = 7;
+  std::vector<float> all(static_cast<size_t>(worldSize) * kFields, 0.0f);
+  const runtime::TraceBreakdown b = tracer->breakdown();
+  const double mine[kFields] = {static_cast<double>(b.steps),
+                                b.wall,
+                                b.matmul,
+                                b.attention,
+                                b.compute,
+                                b.exposedComm,
+                                b.commStream};
+  for (int f = 0; f < kFields; ++f)
+    all[static_cast<size_t>(rank) * kFields + f] = static_cast<float>(mine[f]);
+  if (comms)
+    if (std::string e = comms->world().allReduce(
+            all.data(), all.size(), comm::ReduceOp::Sum, "the profile summary");
+        !e.empty())
+      return e;
+  std::vector<runtime::TraceBreakdown> ranks(worldSize);
+  for (int64_t r = 0; r < worldSize; ++r) {
+    const float *v = &all[static_cast<size_t>(r) * kFields];
+    runtime::TraceBreakdown &x = ranks[r];
+    x.steps = static_cast<int64_t>(v[0]);
+    x.wall = v[1], x.matmul = v[2], x.attention = v[3], x.compute = v[4];
+    x.exposedComm = v[5], x.commStream = v[6];
+    x.idle = std::max(0.0, x.wall - x.matmul - x.attention - x.compute -
+                               x.exposedComm);
+  }
+  const std::string dir = traceDir;
+  traceDir.clear(); // written once
+  if (!lead)
+    return "";
+  const std::string window =
+      "Steps " + std::to_string(profStart) + ".." + std::to_string(profEnd) +
+      " of " + str(t->job()) + " (" + std::to_string(b.steps) +
+      " profiled on rank " + std::to_string(rank) + "); traces: " + dir +
+      "/rank<R>.trace.json (chrome://tracing or ui.perfetto.dev).";
+  const std::string md =
+      runtime::traceSummaryMarkdown(ranks, tracer->opTotals(), rank, window);
+  const std::string summary = dir + "/summary.md";
+  std::FILE *f = std::fopen(summary.c_str(), "w");
+  if (!f || std::fwrite(md.data(), 1, md.size(), f) != md.size() ||
+      std::fclose(f) != 0)
+    return "[profiling] cannot write " + summary + ": " + std::strerror(errno);
+  const double n = static_cast<double>(std::max<int64_t>(1, b.steps));
+  auto pct = [&](double v) { return b.wall > 0 ? 100.0 * v / b.wall : 0.0; };
+  clearProgress();
+  std::printf("[profile] %lld steps, %.1f ms/step: matmul %.1f%% | attention "
+              "%.1f%% | other compute %.1f%% | communication %.1f%% | idle "
+              "%.1f%%\n[profile] wrote %s/rank*.trace.json and %s\n",
+              static_cast<long long>(b.steps), 1e3 * b.wall / n, pct(b.matmul),
+              pct(b.attention), pct(b.compute), pct(b.exposedComm),
+              pct(ranks[rank].idle), dir.c_str(), summary.c_str());
+  return "";
+}
+
 void Trainer::Impl::clearProgress() {
   if (progressShown) {
     std::fputs("\r\033[K", stdout);
@@ -457,6 +551,18 @@ std::string Trainer::setup(const TrainerOptions &options) {
   // stderr.
   if (!m.lead && !std::freopen("/dev/null", "w", stdout))
     return "cannot silence the log of rank " + std::to_string(m.dpRank);
+  {
+    const plan::Plan *jobPlan = m.job ? m.job : m.p;
+    const plan::Profiling *prof = jobPlan->profiling();
+    if (prof && prof->enable()) {
+      m.tracer = std::make_unique<runtime::Tracer>(
+          m.comms ? m.comms->world().rank() : 0);
+      m.profStart = prof->start_step();
+      m.profEnd = prof->end_step();
+      m.traceDir = str(prof->trace_dir());
+      m.exec.setTracer(m.tracer.get());
+    }
+  }
   if (std::string why = m.exec.prepare(m.p); !why.empty())
     return options.planPath + ": " + why;
   m.exec.initialize(static_cast<uint64_t>(t->seed()));
@@ -497,6 +603,63 @@ std::string Trainer::setup(const TrainerOptions &options) {
   m.gen.seed(static_cast<uint64_t>(t->data_seed() + m.dpRank));
   if (std::string e = m.openData(); !e.empty())
     return e;
+
+  // Resume (reference §6): the newest complete checkpoint of
+  // checkpoint.dir, else checkpoint.load_path. Its tensors replace the
+  // initialization (and --init-from); the data continue where they were.
+  const plan::Plan *jobPlan = m.job ? m.job : m.p;
+  if (!options.noCheckpoint && jobPlan->checkpoint() &&
+      jobPlan->checkpoint()->dir() && jobPlan->checkpoint()->dir()->size()) {
+    m.ckpt =
+        std::make_unique<Checkpointer>(jobPlan, m.p, m.exec, m.comms.get());
+    std::string note;
+    std::string path = m.ckpt->findResume(note);
+    if (!note.empty())
+      std::printf("forge-run: %s\n", note.c_str());
+    if (!path.empty()) {
+      if (std::string e = m.ckpt->load(path, m.resumed); !e.empty())
+        return e;
+      m.enterPhase(m.resumed.step);
+      if (m.loader)
+        m.loader->restore({m.resumed.epoch, m.resumed.batchesYielded});
+      if (!m.resumed.rng.empty()) {
+        std::istringstream in(m.resumed.rng);
+        in >> m.gen;
+      }
+      std::printf("forge-run: resumed from %s at step %lld%s\n", path.c_str(),
+                  static_cast<long long>(m.resumed.step),
+                  options.initFrom.empty() ? ""
+                                           : " (--init-from not used: the "
+                                             "checkpoint's weights are)");
+    }
+    // SIGTERM / SIGUSR1 (Slurm preemption): finish the step, save, exit 0;
+    // a watchdog ends the process if that takes longer than
+    // train.shutdown_timeout_sec.
+    struct sigaction sa {};
+    sa.sa_handler = onShutdownSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGUSR1, &sa, nullptr);
+    const double timeout = jobPlan->checkpoint()->shutdown_timeout_sec();
+    std::thread([timeout] {
+      std::chrono::steady_clock::time_point seen{};
+      for (;;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (!gShutdownSignal.load())
+          continue;
+        auto now = std::chrono::steady_clock::now();
+        if (seen == std::chrono::steady_clock::time_point{})
+          seen = now;
+        if (std::chrono::duration<double>(now - seen).count() > timeout) {
+          std::fprintf(stderr,
+                       "forge-run: error: shutdown did not finish within "
+                       "train.shutdown_timeout_sec (%.0f s); exiting\n",
+                       timeout);
+          _exit(1);
+        }
+      }
+    }).detach();
+  }
 
   std::string jsonl = str(t->jsonl_path()), tb = str(t->tensorboard_dir());
   if (m.lead && (!jsonl.empty() || !tb.empty())) {
@@ -593,11 +756,19 @@ int Trainer::runSteps() {
     return 1;
   };
   auto begin = std::chrono::steady_clock::now();
-  int64_t updates = 0; // optimizer (and schedule) steps taken
+  int64_t updates = m.resumed.updates; // optimizer (and schedule) steps
   int nonFinite = 0;
   m.enterPhase(0);
-  for (int64_t step = 1; step <= m.steps; ++step) {
+  if (m.resumed.step >= m.steps && m.ckpt && m.resumed.step > 0)
+    std::printf("forge-run: the checkpoint is at step %lld of %lld: nothing "
+                "to train\n",
+                static_cast<long long>(m.resumed.step),
+                static_cast<long long>(m.steps));
+  for (int64_t step = m.resumed.step + 1; step <= m.steps; ++step) {
     auto start = std::chrono::steady_clock::now();
+    if (m.tracer)
+      m.tracer->setActive(step >= m.profStart && step <= m.profEnd);
+    const double startUs = m.tracer ? m.tracer->nowUs() : 0;
     double loss = 0;
     m.dataWait = 0;
     // Testing hook: FORGE_FAULT_RANK=r FORGE_FAULT_STEP=s makes world rank
@@ -613,6 +784,7 @@ int Trainer::runSteps() {
     // The micro-batch's inputs: the loader's next batch, the file's block
     // for it (--batch-from), or the repeated batch.
     auto nextMicro = [&](int64_t micro) {
+      const double t0 = m.tracer ? m.tracer->nowUs() : 0;
       if (!m.o.repeatBatch) {
         m.fillBatch(in);
       } else if (!m.microBatches.empty()) {
@@ -620,6 +792,10 @@ int Trainer::runSteps() {
           std::memcpy(in[a].data, m.microBatches[2 * micro + a].data(),
                       m.microBatches[2 * micro + a].size());
       }
+      if (m.tracer)
+        m.tracer->record("read micro-batch " + std::to_string(micro),
+                         runtime::TraceKind::Host, "compute", t0,
+                         m.tracer->nowUs());
     };
     if (m.pipe) {
       // A pipeline stage runs its schedule: each micro-batch's forward
@@ -727,6 +903,9 @@ int Trainer::runSteps() {
     }
     auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - start).count();
+    if (m.tracer)
+      m.tracer->record("step " + std::to_string(step), runtime::TraceKind::Step,
+                       "steps", startUs, m.tracer->nowUs());
     const double elapsed = std::chrono::duration<double>(now - begin).count();
     // Global tokens (all data-parallel ranks) over this rank's step time.
     const double tps = tokensPerStep * static_cast<double>(m.dpSize) / seconds;
@@ -781,14 +960,87 @@ int Trainer::runSteps() {
       if (std::string e = m.metrics->log(step, scalars); !e.empty())
         return fail(e);
     }
-    if (t->eval_interval() > 0 && step % t->eval_interval() == 0)
+    if (t->eval_interval() > 0 && step % t->eval_interval() == 0) {
+      const double t0 = m.tracer ? m.tracer->nowUs() : 0;
       if (std::string e = m.evaluate(step); !e.empty())
         return fail(e);
+      if (m.tracer)
+        m.tracer->record("evaluation", runtime::TraceKind::Host, "compute", t0,
+                         m.tracer->nowUs());
+    }
     m.enterPhase(step);
     if (m.o.progress)
       m.showProgress(step, loss, seconds, elapsed);
     std::fflush(stdout);
+    // distributed.nccl_health_check_interval: every rank answers.
+    const int64_t health =
+        m.job ? m.job->checkpoint()->health_check_interval()
+              : (m.p->checkpoint() ? m.p->checkpoint()->health_check_interval()
+                                   : 0);
+    if (m.comms && health > 0 && step % health == 0) {
+      float one = 1.0f;
+      if (std::string e = m.comms->world().allReduce(
+              &one, 1, comm::ReduceOp::Sum, "the health check");
+          !e.empty() || one != static_cast<float>(m.worldSize))
+        return fail(e.empty()
+                        ? "health check: " + std::to_string(one) + " of " +
+                              std::to_string(m.worldSize) + " ranks answered"
+                        : e);
+    }
+    if (m.ckpt) {
+      // Every rank agrees on a shutdown (signals reach ranks at different
+      // times), then saves: at the interval, at the end, or on a signal.
+      float sig = static_cast<float>(gShutdownSignal.load());
+      if (m.comms)
+        if (std::string e = m.comms->world().allReduce(
+                &sig, 1, comm::ReduceOp::Max, "the shutdown check");
+            !e.empty())
+          return fail(e);
+      if (m.ckpt->due(step) || step == m.steps || sig > 0) {
+        TrainState st;
+        st.step = step;
+        st.updates = updates;
+        st.tokensSeen =
+            static_cast<int64_t>(tokensPerStep * static_cast<double>(m.dpSize) *
+                                 static_cast<double>(step));
+        if (m.loader) {
+          data::LoaderPosition pos = m.loader->position();
+          st.epoch = pos.epoch;
+          st.batchesYielded = pos.batchesYielded;
+        }
+        std::ostringstream rng;
+        rng << m.gen;
+        st.rng = rng.str();
+        const double t0 = m.tracer ? m.tracer->nowUs() : 0;
+        if (std::string e = m.ckpt->save(st); !e.empty())
+          return fail("saving the checkpoint of step " + std::to_string(step) +
+                      ": " + e);
+        if (m.tracer)
+          m.tracer->record("checkpoint save", runtime::TraceKind::Host,
+                           "compute", t0, m.tracer->nowUs());
+      }
+      if (sig > 0) {
+        if (std::string e = m.ckpt->wait(); !e.empty())
+          return fail(e);
+        if (std::string e = m.finishTrace(); !e.empty())
+          return fail(e);
+        m.clearProgress();
+        std::printf("[step %lld] %s: saved the checkpoint; stopping\n",
+                    static_cast<long long>(step),
+                    strsignal(static_cast<int>(sig)));
+        std::fflush(stdout);
+        return 0;
+      }
+    }
+    if (m.tracer && step == m.profEnd)
+      if (std::string e = m.finishTrace(); !e.empty())
+        return fail(e);
   }
+  if (m.ckpt)
+    if (std::string e = m.ckpt->wait(); !e.empty())
+      return fail(e);
+  if (std::string e = m.finishTrace(); !e.empty())
+    return fail(e);
   m.clearProgress();
   if (m.exec.profiling())
     std::fputs(m.exec.profileReport().c_str(), stdout);

@@ -27,6 +27,9 @@ struct TrainerOptions {
   std::string exportHf;     ///< Hugging Face checkpoint of the final weights
   bool progress = false;    ///< a live progress bar (on a terminal)
   std::string planPath;     ///< for messages
+  /// Neither resume from nor write checkpoints (forge-run --no-checkpoint,
+  /// or FORGE_NO_CHECKPOINT=1: experiments and tests).
+  bool noCheckpoint = false;
 };
 
 class Trainer {

@@ -57,6 +57,13 @@ static void printHelp() {
       "                            checkpoint: <dir>/model.safetensors in\n"
       "                            checkpoint.export_dtype and config.json;\n"
       "                            --init-from reads such a file back\n"
+      "  --no-checkpoint           neither resume from nor write checkpoints\n"
+      "                            (default: resume from the newest complete\n"
+      "                            checkpoint.dir/step_N or\n"
+      "                            checkpoint.load_path, save every\n"
+      "                            checkpoint.interval steps, at the end and\n"
+      "                            on SIGTERM/SIGUSR1); also\n"
+      "                            FORGE_NO_CHECKPOINT=1\n"
       "  --progress <auto|on|off>  live progress bar (default auto: only when\n"
       "                            stdout is a terminal)\n"
       "  --check                   load and verify the plan, print what it "
@@ -91,7 +98,7 @@ static void printHelp() {
 
 int main(int argc, char **argv) {
   std::string plan, device = "auto", nproc = "1";
-  bool checkOnly = false, repeatBatch = false;
+  bool checkOnly = false, repeatBatch = false, noCheckpoint = false;
   std::string stepsText, initFrom, batchFrom, dumpDir, exportHf,
       progress = "auto";
   for (int i = 1; i < argc; ++i) {
@@ -106,6 +113,10 @@ int main(int argc, char **argv) {
     }
     if (arg == "--check") {
       checkOnly = true;
+      continue;
+    }
+    if (arg == "--no-checkpoint") {
+      noCheckpoint = true;
       continue;
     }
     if (arg == "--repeat-batch") {
@@ -246,6 +257,9 @@ int main(int argc, char **argv) {
   options.initFrom = initFrom;
   options.batchFrom = batchFrom;
   options.dumpDir = dumpDir;
+  const char *noCkptEnv = std::getenv("FORGE_NO_CHECKPOINT");
+  options.noCheckpoint = noCheckpoint || (noCkptEnv && *noCkptEnv &&
+                                          std::string(noCkptEnv) != "0");
   options.exportHf = exportHf;
   // The live progress bar only on a terminal; pipes and CI get log lines.
   options.progress = progress == "on" || (progress == "auto" && isatty(1));
