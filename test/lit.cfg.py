@@ -35,8 +35,9 @@ if config.forge_have_cuda:
     config.available_features.add("cuda")
 
 # The test-only Python tools (TensorBoard, the independent reader of forge's
-# event files) live in the venv scripts/setup.sh creates; tests that need them
-# REQUIRE 'tensorboard' and run them through %forge_python.
+# event files; jsonschema, the validator of the profiler's traces) live in the
+# venv scripts/setup.sh creates; tests that need them REQUIRE 'tensorboard' or
+# 'jsonschema' and run them through %forge_python.
 forge_python = os.path.join(config.forge_src_root, ".cache", "venv", "bin", "python")
 config.substitutions.append(("%forge_python", forge_python))
 if os.access(forge_python, os.X_OK):
@@ -46,3 +47,7 @@ if os.access(forge_python, os.X_OK):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if probe.returncode == 0:
         config.available_features.add("tensorboard")
+    probe = subprocess.run([forge_python, "-c", "import jsonschema"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if probe.returncode == 0:
+        config.available_features.add("jsonschema")

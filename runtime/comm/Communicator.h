@@ -70,6 +70,10 @@ public:
   virtual std::string recv(void *data, size_t bytes, int peer, uint32_t tag,
                            const std::string &why) = 0;
   virtual std::string barrier(const std::string &why) = 0;
+  /// How long this group's collectives wait for a peer before failing
+  /// (seconds); returns the previous limit. Between collectives only (the
+  /// health check shortens it around its probe).
+  virtual double setTimeout(double seconds) = 0;
 };
 
 /// Where this process sits among all ranks, and how they meet.

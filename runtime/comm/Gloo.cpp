@@ -43,6 +43,11 @@ public:
 
   int rank() const override { return rank_; }
   int size() const override { return static_cast<int>(members_.size()); }
+  double setTimeout(double seconds) override {
+    const double previous = static_cast<double>(timeout_.count()) / 1000.0;
+    timeout_ = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    return previous;
+  }
   const std::string &name() const override { return name_; }
 
   std::string allReduce(float *data, size_t count, ReduceOp op,

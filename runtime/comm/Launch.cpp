@@ -189,8 +189,10 @@ int launchLocal(int nproc, int argc, char **argv) {
     }
     pids.push_back(pid);
   }
-  // Supervise: the first rank to fail stops the others (SIGTERM, then
-  // SIGKILL after a grace period), so no rank waits forever on a peer.
+  // Supervise: the first rank to fail stops the others (SIGKILL once they
+  // had a moment to report), so no rank waits forever on a peer. Not
+  // SIGTERM: a rank takes that for a preemption and would try to save a
+  // checkpoint with a dead peer.
   int failedRank = -1, failedSignal = 0, code = 0, left = nproc;
   bool allClean = true; ///< every rank exited 0 (a graceful shutdown)
   bool stopping = false;
@@ -212,9 +214,8 @@ int launchLocal(int nproc, int argc, char **argv) {
                  std::chrono::seconds(forwarded == SIGINT ? 30 : 3600);
     }
     if (std::chrono::steady_clock::now() > termAt) {
-      stopAll(SIGTERM);
+      stopAll(SIGKILL);
       termAt = std::chrono::steady_clock::time_point::max();
-      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     }
     int status;
     pid_t pid = waitpid(-1, &status, WNOHANG);

@@ -374,6 +374,28 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
   } else if (t->eval_interval() > 0) {
     return "evaluation is on but the plan has no eval_step program";
   }
+  if (const plan::Program *lg = program("logits_step")) {
+    // forgec --logits-program: train_step's inputs without the labels,
+    // the logits [batch, seq, vocab] out.
+    const size_t want = micro->inputs()->size() - 1;
+    if (!lg->inputs() || !lg->outputs() || lg->inputs()->size() != want ||
+        lg->outputs()->size() != 1)
+      return "logits_step must take the tokens (and doc ids) and output the "
+             "logits";
+    for (size_t i = 0; i < want; ++i) {
+      const plan::Buffer *a = bufferOf(lg->inputs(), i),
+                         *b = bufferOf(micro->inputs(), i ? i + 1 : 0);
+      if (a->dtype() != b->dtype() || a->bytes() != b->bytes())
+        return "logits_step input " + std::to_string(i) +
+               " differs from train_step's";
+    }
+    const plan::Buffer *out = bufferOf(lg->outputs(), 0);
+    if (!out->shape() || out->shape()->size() != 3 ||
+        out->shape()->Get(0) != t->batch_size() ||
+        out->shape()->Get(1) != t->seq_len() ||
+        out->shape()->Get(2) != t->vocab_size())
+      return "logits_step must output [batch_size, seq_len, vocab_size]";
+  }
   const size_t nsources = t->datasets() ? t->datasets()->size() : 0;
   if (t->datasets())
     for (const plan::DataSource *d : *t->datasets())

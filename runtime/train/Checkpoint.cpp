@@ -208,6 +208,7 @@ std::string shapeMessage(const std::vector<int64_t> &v) {
 
 struct Checkpointer::Pending {
   int64_t step = 0;
+  uint32_t crc = 0; ///< of this rank's file, once written
   TrainState state;
   TensorMap tensors; ///< this rank's blocks, copied out of the arena
 };
@@ -329,9 +330,31 @@ std::string Checkpointer::load(const std::string &path, TrainState &st) {
     TensorInfo info;
     std::vector<int64_t> lo;
   };
+  // Each file's CRC-32, checked before its bytes are used: a shard with
+  // a flipped bit is refused rather than trained on.
+  const data::json::Value *crcList = root.find("crc32");
+  if (!crcList || !crcList->isArray() ||
+      crcList->items().size() != files->items().size())
+    return path + "/manifest.json: needs 'crc32', one per file";
+  std::map<std::string, uint32_t> expectCrc;
+  std::set<std::string> verified;
+  auto verify = [&](const std::string &file) -> std::string {
+    if (!verified.insert(file).second)
+      return "";
+    uint32_t crc = 0;
+    if (std::string e = fileCrc32(file, crc); !e.empty())
+      return "checkpoint " + path + ": " + e;
+    if (crc != expectCrc[file])
+      return "checkpoint " + path + ": " + file +
+             " is corrupted (its CRC-32 is " + std::to_string(crc) +
+             ", manifest.json records " + std::to_string(expectCrc[file]) + ")";
+    return "";
+  };
   std::map<std::string, std::vector<Shard>> shards;
-  for (const data::json::Value &f : files->items()) {
+  for (size_t fi = 0; fi < files->items().size(); ++fi) {
+    const data::json::Value &f = files->items()[fi];
     std::string file = path + "/" + f.asString();
+    expectCrc[file] = static_cast<uint32_t>(crcList->items()[fi].asInt());
     TensorIndex index;
     if (std::string e = readSafeTensorsIndex(file, index); !e.empty())
       return "checkpoint " + path + ": " + e;
@@ -350,7 +373,23 @@ std::string Checkpointer::load(const std::string &path, TrainState &st) {
         return file + ": tensor '" + key + "' has " +
                std::to_string(s.lo.size()) + " offsets for rank " +
                std::to_string(info.shape.size());
-      shards[key.substr(0, bar)].push_back(std::move(s));
+      // The shards must agree with the manifest: a listed tensor, inside
+      // its global shape.
+      const std::string name = key.substr(0, bar);
+      auto g = globalShape.find(name);
+      if (g == globalShape.end())
+        return "checkpoint " + path + ": " + file + " holds tensor '" + name +
+               "', which manifest.json does not list";
+      bool inside = g->second.size() == s.lo.size();
+      for (size_t d = 0; inside && d < s.lo.size(); ++d)
+        inside = s.lo[d] >= 0 && s.lo[d] + info.shape[d] <= g->second[d];
+      if (!inside)
+        return "checkpoint " + path + ": " + file + ": the block of '" + name +
+               "' at " + shapeMessage(s.lo) + " of shape " +
+               shapeMessage(info.shape) +
+               " lies outside its shape in manifest.json, " +
+               shapeMessage(g->second);
+      shards[name].push_back(std::move(s));
     }
   }
   auto excluded = [&](const plan::Buffer *b, const std::string &name) {
@@ -423,6 +462,8 @@ std::string Checkpointer::load(const std::string &path, TrainState &st) {
         }
         if (empty)
           continue;
+        if (std::string e = verify(s.file); !e.empty())
+          return e;
         if (std::string e = readSafeTensorsData(s.file, s.info, bytes);
             !e.empty())
           return e;
@@ -460,6 +501,8 @@ std::string Checkpointer::load(const std::string &path, TrainState &st) {
   if (ws && ws->isInteger() && ws->asInt() == world_) {
     std::string file = path + "/rank" + std::to_string(rank_) + ".safetensors";
     TensorIndex index;
+    if (std::string e = verify(file); !e.empty())
+      return e;
     if (readSafeTensorsIndex(file, index).empty())
       if (auto it = index.find("__rng__"); it != index.end())
         if (readSafeTensorsData(file, it->second, bytes).empty())
@@ -558,8 +601,10 @@ std::string Checkpointer::write(Pending &p) {
   // rank) in the save of step N, after its shards are on disk but before
   // the checkpoint is complete, as a preemption in the middle of a save
   // would.
-  if (std::string e = writeSafeTensors(file + ".tmp", p.tensors); !e.empty())
+  if (std::string e = writeSafeTensors(file + ".tmp", p.tensors, &p.crc);
+      !e.empty())
     return e;
+  pendingCrc_ = p.crc;
   if (!syncPath(file + ".tmp"))
     return "cannot sync " + file + ".tmp";
   fs::rename(file + ".tmp", file, ec);
@@ -581,10 +626,13 @@ std::string Checkpointer::wait() {
 }
 
 std::string Checkpointer::commit(int64_t step) {
-  // Every rank's file is durable before the manifest says so.
+  // Every rank's file is durable before the manifest says so; gathering
+  // the files' checksums waits for all of them.
+  std::vector<uint32_t> crcs(world_, pendingCrc_);
   if (comms_)
-    if (std::string e =
-            comms_->world().barrier("checkpoint step " + std::to_string(step));
+    if (std::string e = comms_->world().allGather(
+            &pendingCrc_, crcs.data(), sizeof(uint32_t),
+            "checkpoint step " + std::to_string(step));
         !e.empty())
       return e;
   if (rank_ != 0)
@@ -623,10 +671,12 @@ std::string Checkpointer::commit(int64_t step) {
         entry(name, global);
       }
     }
-  std::string files;
-  for (int r = 0; r < world_; ++r)
+  std::string files, checksums;
+  for (int r = 0; r < world_; ++r) {
     files += std::string(r ? ", " : "") + "\"rank" + std::to_string(r) +
              ".safetensors\"";
+    checksums += std::string(r ? ", " : "") + std::to_string(crcs[r]);
+  }
   std::string mesh;
   if (plan_->mesh() && plan_->mesh()->dims())
     for (size_t i = 0; i < plan_->mesh()->dims()->size(); ++i)
@@ -641,8 +691,8 @@ std::string Checkpointer::commit(int64_t step) {
       ",\n  \"epoch\": " + std::to_string(st.epoch) +
       ",\n  \"batches_yielded\": " + std::to_string(st.batchesYielded) +
       ",\n  \"world_size\": " + std::to_string(world_) + ",\n  \"mesh\": {" +
-      mesh + "},\n  \"files\": [" + files + "],\n  \"tensors\": {\n    " +
-      tensors + "\n  }\n}\n";
+      mesh + "},\n  \"files\": [" + files + "],\n  \"crc32\": [" + checksums +
+      "],\n  \"tensors\": {\n    " + tensors + "\n  }\n}\n";
   if (std::string e = writeDurably(dir + "/manifest.json", manifest);
       !e.empty())
     return e;

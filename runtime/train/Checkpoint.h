@@ -84,7 +84,8 @@ private:
   std::thread writer_;
   std::string writerError_;
   int64_t pendingStep_ = 0;
-  TrainState lastState_; ///< of the save being committed
+  uint32_t pendingCrc_ = 0; ///< this rank's file of the pending save
+  TrainState lastState_;    ///< of the save being committed
 };
 
 } // namespace forge::train

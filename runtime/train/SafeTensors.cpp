@@ -3,9 +3,11 @@
 #include "runtime/train/SafeTensors.h"
 
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <zlib.h>
 
 namespace forge::train {
 
@@ -214,8 +216,8 @@ std::string readSafeTensors(const std::string &path, TensorMap &out) {
   return "";
 }
 
-std::string writeSafeTensors(const std::string &path,
-                             const TensorMap &tensors) {
+std::string writeSafeTensors(const std::string &path, const TensorMap &tensors,
+                             uint32_t *crc) {
   std::string header = "{";
   uint64_t offset = 0;
   bool first = true;
@@ -236,13 +238,54 @@ std::string writeSafeTensors(const std::string &path,
   if (!out)
     return "cannot write " + path;
   uint64_t n = header.size();
+  char size[8];
   for (int i = 0; i < 8; ++i)
-    out.put(static_cast<char>((n >> (8 * i)) & 0xff));
-  out << header;
+    size[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  uLong sum = crc32(0L, Z_NULL, 0);
+  auto put = [&](const void *data, size_t bytes) {
+    out.write(static_cast<const char *>(data),
+              static_cast<std::streamsize>(bytes));
+    if (!crc)
+      return;
+    // zlib takes at most 4 GiB per call.
+    const auto *p = static_cast<const Bytef *>(data);
+    for (size_t done = 0; done < bytes;) {
+      const uInt chunk =
+          static_cast<uInt>(std::min<size_t>(bytes - done, 1u << 30));
+      sum = crc32(sum, p + done, chunk);
+      done += chunk;
+    }
+  };
+  put(size, 8);
+  put(header.data(), header.size());
   for (const auto &[name, t] : tensors)
-    out.write(reinterpret_cast<const char *>(t.data.data()),
-              static_cast<std::streamsize>(t.data.size()));
-  return out ? "" : "cannot write " + path;
+    put(t.data.data(), t.data.size());
+  // A full disk shows at the latest when the file is closed.
+  out.close();
+  if (!out)
+    return "cannot write " + path + ": " + std::strerror(errno);
+  if (crc)
+    *crc = static_cast<uint32_t>(sum);
+  return "";
+}
+
+std::string fileCrc32(const std::string &path, uint32_t &crc) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return "cannot read " + path + ": " + std::strerror(errno);
+  std::vector<char> buf(1 << 22);
+  uLong sum = crc32(0L, Z_NULL, 0);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const std::streamsize got = in.gcount();
+    if (got > 0)
+      sum = crc32(sum, reinterpret_cast<const Bytef *>(buf.data()),
+                  static_cast<uInt>(got));
+  }
+  if (in.bad())
+    return "cannot read " + path + ": " + std::strerror(errno);
+  crc = static_cast<uint32_t>(sum);
+  return "";
 }
 
 } // namespace forge::train

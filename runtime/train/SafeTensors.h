@@ -45,8 +45,13 @@ std::string readSafeTensorsIndex(const std::string &path, TensorIndex &out);
 std::string readSafeTensorsData(const std::string &path, const TensorInfo &t,
                                 std::vector<uint8_t> &out);
 
-/// Writes `tensors` to `path`. Returns an empty string on success.
-std::string writeSafeTensors(const std::string &path, const TensorMap &tensors);
+/// Writes `tensors` to `path`. Returns an empty string on success. With
+/// `crc`, also the CRC-32 (zlib's) of every byte written.
+std::string writeSafeTensors(const std::string &path, const TensorMap &tensors,
+                             uint32_t *crc = nullptr);
+
+/// The CRC-32 (zlib's) of the whole file `path`, for checkpoint integrity.
+std::string fileCrc32(const std::string &path, uint32_t &crc);
 
 /// Bytes per element of a safetensors dtype name, or 0 when unknown.
 int64_t safeTensorsDtypeSize(const std::string &dtype);

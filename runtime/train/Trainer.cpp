@@ -89,6 +89,9 @@ void onShutdownSignal(int sig) { gShutdownSignal.store(sig); }
 /// KempnerForge stops after this many non-finite steps in a row (§4.1).
 constexpr int kMaxConsecutiveNonFinite = 10;
 
+/// The health check's all-reduce gives up after this long (reference §7.5).
+constexpr double kHealthCheckTimeoutSec = 10.0;
+
 } // namespace
 
 struct Trainer::Impl {
@@ -565,6 +568,10 @@ std::string Trainer::setup(const TrainerOptions &options) {
   }
   if (std::string why = m.exec.prepare(m.p); !why.empty())
     return options.planPath + ": " + why;
+  if (!options.dumpLogits.empty() && m.exec.outputs("logits_step").empty())
+    return "--dump-logits: " + options.planPath +
+           " has no logits_step program (compile the job with forgec "
+           "--logits-program)";
   m.exec.initialize(static_cast<uint64_t>(t->seed()));
   // Optimizers whose state starts from the parameters (schedule-free
   // AdamW's z and x) initialize it once, after the parameters are final.
@@ -684,12 +691,57 @@ int Trainer::run() {
     int rc = runSteps();
     if (rc == 0 && !impl_->o.exportHf.empty())
       rc = exportHf();
+    if (rc == 0 && !impl_->o.dumpLogits.empty())
+      rc = dumpLogits();
     return rc;
   } catch (const std::exception &e) {
     impl_->clearProgress();
     std::fprintf(stderr, "forge-run: error: %s\n", e.what());
     return 1;
   }
+}
+
+int Trainer::dumpLogits() {
+  Impl &m = *impl_;
+  // The batch the model last saw: the first micro-batch of --batch-from,
+  // else the current inputs of train_step (with the doc ids of packing).
+  const std::vector<cpu::View> &train = m.exec.inputs("train_step");
+  const std::vector<cpu::View> &in = m.exec.inputs("logits_step");
+  for (size_t i = 0; i < in.size(); ++i) {
+    const cpu::View &src = train[i ? i + 1 : 0];
+    const size_t bytes =
+        static_cast<size_t>(src.numel()) * runtime::dtypeSize(src.dtype);
+    if (i == 0 && !m.microBatches.empty())
+      std::memcpy(in[i].data, m.microBatches[0].data(), bytes);
+    else
+      std::memcpy(in[i].data, src.data, bytes);
+  }
+  m.exec.run("logits_step");
+  const cpu::View &out = m.exec.outputs("logits_step")[0];
+  TensorMap file;
+  Tensor &tokens = file["tokens"];
+  tokens.dtype = "I64";
+  tokens.shape = in[0].shape;
+  const auto *tb = static_cast<const uint8_t *>(in[0].data);
+  tokens.data.assign(tb, tb + in[0].numel() * sizeof(int64_t));
+  Tensor &logits = file["logits"];
+  logits.dtype = "F32";
+  logits.shape = out.shape;
+  logits.data.resize(static_cast<size_t>(out.numel()) * sizeof(float));
+  auto *lf = reinterpret_cast<float *>(logits.data.data());
+  for (int64_t i = 0; i < out.numel(); ++i)
+    lf[i] = cpu::Executor::readFloat(out, i);
+  if (std::string e = writeSafeTensors(m.o.dumpLogits, file); !e.empty()) {
+    std::fprintf(stderr, "forge-run: error: --dump-logits: %s\n", e.c_str());
+    return 1;
+  }
+  std::string shape;
+  for (int64_t d : out.shape)
+    shape += (shape.empty() ? "[" : ", ") + std::to_string(d);
+  std::printf("forge-run: wrote the tokens and logits %s] of the final "
+              "weights to %s\n",
+              shape.c_str(), m.o.dumpLogits.c_str());
+  return 0;
 }
 
 int Trainer::exportHf() {
@@ -761,9 +813,11 @@ int Trainer::runSteps() {
   m.enterPhase(0);
   if (m.resumed.step >= m.steps && m.ckpt && m.resumed.step > 0)
     std::printf("forge-run: the checkpoint is at step %lld of %lld: nothing "
-                "to train\n",
+                "to train (to train from scratch, remove %s or pass "
+                "--no-checkpoint)\n",
                 static_cast<long long>(m.resumed.step),
-                static_cast<long long>(m.steps));
+                static_cast<long long>(m.steps),
+                str((m.job ? m.job : m.p)->checkpoint()->dir()).c_str());
   for (int64_t step = m.resumed.step + 1; step <= m.steps; ++step) {
     auto start = std::chrono::steady_clock::now();
     if (m.tracer)
@@ -774,9 +828,11 @@ int Trainer::runSteps() {
     // Testing hook: FORGE_FAULT_RANK=r FORGE_FAULT_STEP=s makes world rank
     // r die at step s (exit code 3, or SIGKILL with FORGE_FAULT_KILL=1), to
     // check that the other ranks and the launcher report it instead of
-    // hanging.
+    // hanging. With FORGE_FAULT_STALL=1 the rank instead stalls before
+    // the step's health check (a hung rank, for the check's timeout).
     if (m.faultStep == step && m.comms &&
-        m.comms->world().rank() == m.faultRank) {
+        m.comms->world().rank() == m.faultRank &&
+        !std::getenv("FORGE_FAULT_STALL")) {
       if (std::getenv("FORGE_FAULT_KILL"))
         raise(SIGKILL);
       _exit(3);
@@ -978,10 +1034,18 @@ int Trainer::runSteps() {
               : (m.p->checkpoint() ? m.p->checkpoint()->health_check_interval()
                                    : 0);
     if (m.comms && health > 0 && step % health == 0) {
+      // KempnerForge's probe: an all-reduce of ones that must finish within
+      // 10 s (not the collectives' long timeout) and count every rank.
       float one = 1.0f;
-      if (std::string e = m.comms->world().allReduce(
-              &one, 1, comm::ReduceOp::Sum, "the health check");
-          !e.empty() || one != static_cast<float>(m.worldSize))
+      comm::Communicator &world = m.comms->world();
+      if (m.faultStep == step && world.rank() == m.faultRank &&
+          std::getenv("FORGE_FAULT_STALL"))
+        std::this_thread::sleep_for(std::chrono::seconds(600));
+      const double previous = world.setTimeout(kHealthCheckTimeoutSec);
+      std::string e =
+          world.allReduce(&one, 1, comm::ReduceOp::Sum, "the health check");
+      world.setTimeout(previous);
+      if (!e.empty() || one != static_cast<float>(m.worldSize))
         return fail(e.empty()
                         ? "health check: " + std::to_string(one) + " of " +
                               std::to_string(m.worldSize) + " ranks answered"

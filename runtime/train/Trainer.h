@@ -25,6 +25,7 @@ struct TrainerOptions {
   std::string batchFrom;    ///< tokens/labels from a .safetensors file
   std::string dumpDir;      ///< per-step loss, gradients and parameters
   std::string exportHf;     ///< Hugging Face checkpoint of the final weights
+  std::string dumpLogits;   ///< tokens and logits of the final weights
   bool progress = false;    ///< a live progress bar (on a terminal)
   std::string planPath;     ///< for messages
   /// Neither resume from nor write checkpoints (forge-run --no-checkpoint,
@@ -47,6 +48,7 @@ public:
 private:
   int runSteps();
   int exportHf();
+  int dumpLogits();
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -8,6 +8,11 @@ optimizer update within `param_tol` (Adam normalizes each element's step, so
 a gradient element near zero turns a tiny difference into an lr-sized one,
 which later losses and gradients inherit). Reads safetensors with the standard library only (CI has no
 numpy or torch).
+
+    compare.py FORGE_DIR GOLDEN_DIR STEPS TOL PARAM_TOL
+    compare.py --files A.safetensors B.safetensors TOL
+        two files with the same tensors (F32, or I64 compared exactly):
+        the largest per-tensor relative error must be <= TOL
 """
 import json
 import struct
@@ -22,12 +27,36 @@ def read(path):
     for name, t in header.items():
         if name == "__metadata__":
             continue
-        if t["dtype"] != "F32":
-            sys.exit(f"{path}: {name} is {t['dtype']}, expected F32")
+        if t["dtype"] not in ("F32", "I64"):
+            sys.exit(f"{path}: {name} is {t['dtype']}, expected F32 or I64")
         b, e = t["data_offsets"]
         raw = data[8 + n + b:8 + n + e]
-        out[name] = struct.unpack(f"<{len(raw) // 4}f", raw)
+        if t["dtype"] == "I64":
+            out[name] = struct.unpack(f"<{len(raw) // 8}q", raw)
+        else:
+            out[name] = struct.unpack(f"<{len(raw) // 4}f", raw)
     return out
+
+
+def compare_files(a_path, b_path, tol):
+    a, b = read(a_path), read(b_path)
+    if set(a) != set(b):
+        sys.exit(f"tensors differ: only in {a_path} {sorted(set(a) - set(b))[:5]}, "
+                 f"only in {b_path} {sorted(set(b) - set(a))[:5]}")
+    if not a:
+        sys.exit(f"{a_path} holds no tensors")
+    worst, where = 0.0, ""
+    for name in sorted(a):
+        x, y = a[name], b[name]
+        if len(x) != len(y):
+            sys.exit(f"{name}: {len(x)} vs {len(y)} elements")
+        scale = max(max(abs(v) for v in y), 1e-12)
+        err = max(abs(u - v) for u, v in zip(x, y)) / scale
+        if err >= worst:
+            worst, where = err, name
+        if err > tol:
+            sys.exit(f"{name}: relative error {err:.3e} > {tol}")
+    print(f"{len(a)} tensors: max relative error {worst:.3e} ({where})")
 
 
 def main(forge_dir, golden_dir, steps, tol, param_tol):
@@ -59,5 +88,8 @@ def main(forge_dir, golden_dir, steps, tol, param_tol):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--files":
+        compare_files(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        sys.exit(0)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
          float(sys.argv[5]))

@@ -57,6 +57,12 @@ static void printHelp() {
       "                            checkpoint: <dir>/model.safetensors in\n"
       "                            checkpoint.export_dtype and config.json;\n"
       "                            --init-from reads such a file back\n"
+      "  --dump-logits <file>      after the last step write the tokens of\n"
+      "                            the batch and the model's logits for them\n"
+      "                            (F32 [batch, seq, vocab]) to a "
+      ".safetensors\n"
+      "                            file; needs a plan compiled with forgec\n"
+      "                            --logits-program\n"
       "  --no-checkpoint           neither resume from nor write checkpoints\n"
       "                            (default: resume from the newest complete\n"
       "                            checkpoint.dir/step_N or\n"
@@ -81,8 +87,22 @@ static void printHelp() {
       "without MASTER_ADDR/PORT: the first host of SLURM_JOB_NODELIST and a\n"
       "port from SLURM_JOB_ID) variables.\n"
       "\n"
+      "Checkpoints ([checkpoint]): checkpoint.dir/step_N/ holds each rank's\n"
+      "shards (rank<R>.safetensors) and manifest.json, written last;\n"
+      "`latest` names the newest complete one. Rerunning the same command\n"
+      "resumes from it on any number of ranks and any layout. SIGTERM or\n"
+      "SIGUSR1 (a Slurm preemption): the ranks finish the step, save and\n"
+      "exit 0 (hard exit after train.shutdown_timeout_sec).\n"
+      "\n"
+      "Profiling ([profiling] enable = true): steps start_step..end_step of\n"
+      "every rank go to trace_dir/rank<R>.trace.json (Chrome trace events:\n"
+      "chrome://tracing, ui.perfetto.dev), and trace_dir/summary.md splits\n"
+      "each rank's step time into matmul, attention, other compute,\n"
+      "communication and idle.\n"
+      "\n"
       "Environment:\n"
       "  FORGE_PROFILE=1           print the time per op after the run\n"
+      "  FORGE_NO_CHECKPOINT=1     as --no-checkpoint\n"
       "  FORGE_COMM_OVERLAP=0      run collectives on the compute thread\n"
       "                            instead of the communication thread\n"
       "  FORGE_COMM_TIMEOUT_SEC=S  collective timeout (default: the plan's\n"
@@ -99,7 +119,7 @@ static void printHelp() {
 int main(int argc, char **argv) {
   std::string plan, device = "auto", nproc = "1";
   bool checkOnly = false, repeatBatch = false, noCheckpoint = false;
-  std::string stepsText, initFrom, batchFrom, dumpDir, exportHf,
+  std::string stepsText, initFrom, batchFrom, dumpDir, exportHf, dumpLogits,
       progress = "auto";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -128,6 +148,7 @@ int main(int argc, char **argv) {
         tools::takeValue(kTool, argc, argv, i, "--batch-from", batchFrom) ||
         tools::takeValue(kTool, argc, argv, i, "--dump-state", dumpDir) ||
         tools::takeValue(kTool, argc, argv, i, "--export-hf", exportHf) ||
+        tools::takeValue(kTool, argc, argv, i, "--dump-logits", dumpLogits) ||
         tools::takeValue(kTool, argc, argv, i, "--progress", progress))
       continue;
     if (arg == "--backends") {
@@ -261,6 +282,7 @@ int main(int argc, char **argv) {
   options.noCheckpoint = noCheckpoint || (noCkptEnv && *noCkptEnv &&
                                           std::string(noCkptEnv) != "0");
   options.exportHf = exportHf;
+  options.dumpLogits = dumpLogits;
   // The live progress bar only on a terminal; pipes and CI get log lines.
   options.progress = progress == "on" || (progress == "auto" && isatty(1));
   train::Trainer trainer(p);

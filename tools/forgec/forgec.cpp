@@ -70,7 +70,10 @@ static void printHelp() {
       "                            every pass to <dir>/NN-<pass>.mlir\n"
       "  -o <plan.bin>             compile the job and write the plan "
       "forge-run\n"
-      "                            executes (single rank for now)\n"
+      "                            executes\n"
+      "  --logits-program          with -o: also compile @logits_step (tokens\n"
+      "                            -> logits [batch, seq, vocab]) for\n"
+      "                            forge-run --dump-logits; one-rank jobs\n"
       "\n"
       "OPTIONS:\n"
       "  --set <table.key=value>   override a key after the file is read; the\n"
@@ -125,12 +128,16 @@ compileModule(mlir::MLIRContext &ctx, const config::ConfigLoader &loader,
               const std::string &job, int64_t worldSize,
               std::vector<uint8_t> &planBytes, compiler::MemorySummary &memory);
 
+/// What the model IR holds besides the training and evaluation steps
+/// (--logits-program).
+static model::BuildOptions gBuildOptions;
+
 /// The job's model IR, or null after printing why it cannot be built.
 static mlir::OwningOpRef<mlir::ModuleOp>
 buildOrReport(mlir::MLIRContext &ctx, const config::ConfigLoader &loader) {
   std::string error;
   mlir::OwningOpRef<mlir::ModuleOp> module =
-      model::buildModel(ctx, loader, error);
+      model::buildModel(ctx, loader, error, gBuildOptions);
   if (!module)
     std::fprintf(stderr, "%s\n", error.c_str());
   return module;
@@ -306,6 +313,8 @@ int main(int argc, char **argv) {
       mode = Mode::Report;
     else if (arg == "--print-locations")
       printLocations = true;
+    else if (arg == "--logits-program")
+      gBuildOptions.logitsProgram = true;
     else if (arg == "--print-pipeline")
       mode = Mode::PrintPipeline;
     else if (tools::takeValue(kTool, argc, argv, i, "--dump-ir", dumpDir)) {
@@ -384,6 +393,15 @@ int main(int argc, char **argv) {
   }
   if (report(loader) > 0)
     return 1;
+  // The logits program is a single-rank tool (the parallelism passes shard
+  // the training and evaluation steps only).
+  if (gBuildOptions.logitsProgram && worldSize != 1) {
+    std::fprintf(stderr,
+                 "%s: error: --logits-program needs a one-rank job; this one "
+                 "runs on %lld ranks\n",
+                 kTool, static_cast<long long>(worldSize));
+    return 1;
+  }
 
   switch (mode) {
   case Mode::Check:

@@ -18,11 +18,15 @@ compiles:
                      update's lr, and param.<fqn> after it (the first
                      update has lr 0 under warmup; the third step's
                      gradients are taken at updated parameters)
+  logits.safetensors the batch's tokens and the logits at the initial
+                     parameters (forge-run --dump-logits)
 
 Run it with PyTorch installed (pip install torch); CI never needs PyTorch:
 the fixtures are committed.
 
     python3 tools/golden/make_golden.py test/golden
+    python3 tools/golden/make_golden.py --logits-only test/golden
+                     (only adds logits.safetensors to the fixtures there)
 """
 import math
 import os
@@ -30,7 +34,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 CASES = {
     "dense": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab=128,
@@ -117,7 +121,7 @@ def swiglu(x, gate, up, down):
     return F.linear(F.silu(F.linear(x, gate)) * F.linear(x, up), down)
 
 
-def forward(c, p, tokens, labels):
+def forward(c, p, tokens, labels, want_logits=False):
     b, s = tokens.shape
     d, h, kv = c["dim"], c["n_heads"], c["n_kv_heads"]
     hd = d // h
@@ -166,6 +170,8 @@ def forward(c, p, tokens, labels):
                            p[f"{pre}.mlp.down_proj.weight"])
     x = rmsnorm(x, p["norm.weight"])
     logits = F.linear(x, p["output_head.proj.weight"])
+    if want_logits:
+        return logits
     loss = F.cross_entropy(logits.view(-1, c["vocab"]).float(), labels.view(-1),
                            ignore_index=-100)
     if c["experts"]:
@@ -365,6 +371,33 @@ class ScheduleFreeAdamW:
                 p.grad = None
 
 
+# The optimizer cases share the dense model: its logits are checked once.
+LOGITS_CASES = ("dense", "moe")
+
+
+def write_logits(c, d, params, tokens):
+    """logits.safetensors: the model's logits for the batch's tokens at the
+    initial weights (forge-run --dump-logits)."""
+    with torch.no_grad():
+        logits = forward(c, params, tokens, None, want_logits=True)
+    save_file({"tokens": tokens, "logits": logits.contiguous()},
+              os.path.join(d, "logits.safetensors"))
+
+
+def logits_only(out_dir):
+    """Adds logits.safetensors to existing fixtures, from their own
+    init.safetensors and batch.safetensors (the rest stays as it is)."""
+    for name, c in CASES.items():
+        if name not in LOGITS_CASES:
+            continue
+        d = os.path.join(out_dir, name)
+        params = load_file(os.path.join(d, "init.safetensors"))
+        tokens = load_file(os.path.join(d, "batch.safetensors"))["tokens"]
+        if name in LOGITS_CASES:
+            write_logits(c, d, params, tokens)
+        print(f"{name}: logits -> {d}/logits.safetensors")
+
+
 def main(out_dir):
     torch.manual_seed(0)
     for name, c in CASES.items():
@@ -381,6 +414,7 @@ def main(out_dir):
                   os.path.join(d, "init.safetensors"))
         save_file({"tokens": tokens, "labels": labels},
                   os.path.join(d, "batch.safetensors"))
+        write_logits(c, d, params, tokens)
         p = {k: torch.nn.Parameter(v.clone()) for k, v in params.items()}
         decay = [t for k, t in p.items() if t.ndim >= 2 and "bias" not in k]
         other = [t for k, t in p.items() if not (t.ndim >= 2 and "bias" not in k)]
@@ -434,4 +468,6 @@ def main(out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "test/golden")
+    args = [a for a in sys.argv[1:] if a != "--logits-only"]
+    out = args[0] if args else "test/golden"
+    logits_only(out) if "--logits-only" in sys.argv else main(out)

@@ -28,9 +28,10 @@ namespace {
 
 class Builder {
 public:
-  Builder(MLIRContext &ctx, const config::ConfigLoader &loader)
+  Builder(MLIRContext &ctx, const config::ConfigLoader &loader,
+          const BuildOptions &options)
       : ctx_(ctx), loader_(loader), cfg_(loader.config()), m_(cfg_.model),
-        b_(&ctx) {}
+        options_(options), b_(&ctx) {}
 
   OwningOpRef<ModuleOp> build(std::string &error);
 
@@ -125,7 +126,8 @@ private:
   Value loss(Value h, Value labels);
   /// Builds @name: token ids (and doc ids) to the loss. The training step's
   /// loss has every configured term; the eval step's is the plain loss.
-  void buildStep(StringRef name, bool training);
+  /// With `logits`, no labels and the head's output instead of a loss.
+  void buildStep(StringRef name, bool training, bool logits = false);
   /// Checks the registry entries the graph needs, before building anything.
   bool checkEntries(std::string &error);
   /// The settings later passes need (forge-build-optimizer), as module
@@ -136,6 +138,7 @@ private:
   const config::ConfigLoader &loader_;
   const config::JobConfig &cfg_;
   const config::ModelConfig &m_;
+  BuildOptions options_;
   OpBuilder b_;
   Type dt_;
   int64_t B_ = 0, S_ = 0;
@@ -391,24 +394,29 @@ void Builder::recordTrainingSettings(ModuleOp module) {
            b_.getNamedAttr("rex_alpha", f64(s.rex_alpha))}));
 }
 
-void Builder::buildStep(StringRef name, bool training) {
+void Builder::buildStep(StringRef name, bool training, bool logits) {
   training_ = training;
   aux_.clear();
   routerZ_.clear();
   docIds_ = nullptr;
   Type i64 = b_.getI64Type();
-  SmallVector<Type> inputs = {tensor({B_, S_}, i64), tensor({B_, S_}, i64)};
+  // A logits program takes no labels.
+  SmallVector<Type> inputs = {tensor({B_, S_}, i64)};
+  if (!logits)
+    inputs.push_back(tensor({B_, S_}, i64));
   bool packed = cfg_.data.pack_sequences;
   if (packed)
     inputs.push_back(tensor({B_, S_}, b_.getI32Type()));
+  Type result = logits ? Type(act({B_, S_, m_.vocab_size})) : Type(scalar());
   OpBuilder::InsertionGuard guard(b_);
   auto fn = func::FuncOp::create(b_, loc(name.str(), "train"), name,
-                                 b_.getFunctionType(inputs, {scalar()}));
+                                 b_.getFunctionType(inputs, {result}));
   Block *entry = fn.addEntryBlock();
   b_.setInsertionPointToStart(entry);
-  Value tokens = entry->getArgument(0), labels = entry->getArgument(1);
+  Value tokens = entry->getArgument(0);
+  Value labels = logits ? Value() : entry->getArgument(1);
   if (packed)
-    docIds_ = entry->getArgument(2);
+    docIds_ = entry->getArgument(logits ? 1 : 2);
 
   Location le = loc("token_embedding", "model.vocab_size");
   Value h = forge::EmbeddingOp::create(
@@ -427,8 +435,18 @@ void Builder::buildStep(StringRef name, bool training) {
             l);
   }
   h = norm(h, "norm", m_.norm_eps);
-  func::ReturnOp::create(b_, loc(name.str(), "train"),
-                         ValueRange{loss(h, labels)});
+  Value out;
+  if (logits) {
+    Location lh = loc("output_head", "model.tie_embeddings");
+    out = linear(h,
+                 param(m_.tie_embeddings ? "token_embedding.embedding.weight"
+                                         : "output_head.proj.weight",
+                       lh),
+                 lh);
+  } else {
+    out = loss(h, labels);
+  }
+  func::ReturnOp::create(b_, loc(name.str(), "train"), ValueRange{out});
 }
 
 OwningOpRef<ModuleOp> Builder::build(std::string &error) {
@@ -465,6 +483,10 @@ OwningOpRef<ModuleOp> Builder::build(std::string &error) {
   // configured loss (reference §4.8: no z-loss, no MoE terms), no backward.
   if (cfg_.eval.enabled)
     buildStep("eval_step", /*training=*/false);
+  // The model's output for a batch of tokens (forge-run --dump-logits):
+  // the same forward, ending at the head.
+  if (options_.logitsProgram)
+    buildStep("logits_step", /*training=*/false, /*logits=*/true);
   return module;
 }
 
@@ -472,9 +494,10 @@ OwningOpRef<ModuleOp> Builder::build(std::string &error) {
 
 OwningOpRef<ModuleOp> buildModel(MLIRContext &ctx,
                                  const config::ConfigLoader &loader,
-                                 std::string &error) {
+                                 std::string &error,
+                                 const BuildOptions &options) {
   ctx.loadDialect<forge::ForgeDialect, func::FuncDialect>();
-  Builder builder(ctx, loader);
+  Builder builder(ctx, loader, options);
   return builder.build(error);
 }
 

@@ -21,12 +21,21 @@
 
 namespace forge::model {
 
+/// What the module holds besides @train_step (and @eval_step when
+/// evaluation is on).
+struct BuildOptions {
+  /// @logits_step(tokens[, doc ids]) -> logits [batch, seq, vocab]: the
+  /// forward up to the output head (forgec --logits-program).
+  bool logitsProgram = false;
+};
+
 /// Builds the module for the validated job in `loader`. Returns null and
 /// sets `error` (a located message) when the job cannot be built (a VLM job,
 /// or a registry entry whose structure the builder does not know).
 mlir::OwningOpRef<mlir::ModuleOp> buildModel(mlir::MLIRContext &ctx,
                                              const config::ConfigLoader &loader,
-                                             std::string &error);
+                                             std::string &error,
+                                             const BuildOptions &options = {});
 
 } // namespace forge::model
 
