@@ -89,7 +89,8 @@ def run_forge(c, build, steps):
         subprocess.run([f"{build}/bin/forgec", "configs/train/debug.toml", *args,
                         "-o", plan], check=True, capture_output=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        out = subprocess.run([f"{build}/bin/forge-run", plan, "--steps", str(steps)],
+        out = subprocess.run([f"{build}/bin/forge-run", plan, "--steps", str(steps),
+                              "--no-checkpoint"],
                              check=True, capture_output=True, text=True).stdout
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     times = [float(line.rsplit("step_time=", 1)[1].rstrip("s"))
