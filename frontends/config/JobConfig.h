@@ -505,8 +505,7 @@ struct ProfilingConfig {
   template <typename V> void visit(V &v) {
     v.field("enable", enable, "record a trace");
     v.field("start_step", start_step, "first profiled step");
-    v.field("end_step", end_step,
-            "step after the last profiled (> start_step)");
+    v.field("end_step", end_step, "last profiled step (> start_step)");
     v.field("trace_dir", trace_dir, "trace output directory");
   }
   bool operator==(const ProfilingConfig &) const = default;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -59,6 +60,101 @@ void scatterAdd(const float *in, int64_t b, int64_t s, int64_t heads, int64_t h,
   }
 }
 
+// The build targets baseline x86-64 (SSE2) so one binary runs anywhere;
+// the hot element-wise loops are compiled again for AVX2 and AVX-512 and
+// the loader picks the widest the CPU has (GCC function multiversioning).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FORGE_SIMD_CLONES                                                      \
+  __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FORGE_SIMD_CLONES
+#endif
+
+/// Lanes of the partial sums and maxima below: wide enough for AVX-512,
+/// and a fixed order of the float additions whatever the ISA.
+constexpr int64_t kLanes = 16;
+
+/// e^x in float, vectorizable (no libm call, no branch): x = n ln2 + r with
+/// |r| <= ln2 / 2, e^r by Cephes' degree-6 polynomial, 2^n through the
+/// exponent bits. Relative error below 2e-7 (FastKernels_test checks it
+/// against std::exp); inputs are clamped to the normal range, so e^-inf
+/// is 1e-38, not 0.
+[[gnu::always_inline]] inline float expApprox(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  // Round x / ln2 to the nearest integer by adding 1.5 * 2^23: the sum's
+  // low mantissa bits then hold n.
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;
+  const float n = shifted - 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, sizeof(bits));
+  const int32_t ni = bits - 0x4B400000;
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t scaleBits = (ni + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &scaleBits, sizeof(scale));
+  return p * scale;
+}
+
+/// The largest of c floats.
+FORGE_SIMD_CLONES float rowMax(const float *l, int64_t c) {
+  float m[kLanes];
+  for (int64_t k = 0; k < kLanes; ++k)
+    m[k] = -INFINITY;
+  int64_t j = 0;
+  for (; j + kLanes <= c; j += kLanes)
+    for (int64_t k = 0; k < kLanes; ++k)
+      m[k] = l[j + k] > m[k] ? l[j + k] : m[k];
+  float out = -INFINITY;
+  for (int64_t k = 0; k < kLanes; ++k)
+    out = m[k] > out ? m[k] : out;
+  for (; j < c; ++j)
+    out = l[j] > out ? l[j] : out;
+  return out;
+}
+
+/// sum_j e^(l[j] - mx), accumulated in kLanes float partial sums (each
+/// holds at most c / kLanes terms below 1) and added in double.
+FORGE_SIMD_CLONES double rowSumExp(const float *l, int64_t c, float mx) {
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= c; j += kLanes)
+    for (int64_t k = 0; k < kLanes; ++k)
+      acc[k] += expApprox(l[j + k] - mx);
+  double sum = 0;
+  for (int64_t k = 0; k < kLanes; ++k)
+    sum += acc[k];
+  for (; j < c; ++j)
+    sum += expApprox(l[j] - mx);
+  return sum;
+}
+
+/// d[j] += scale * e^(l[j] - mx): a row of softmax's gradient.
+FORGE_SIMD_CLONES void rowAddScaledExp(const float *l, int64_t c, float mx,
+                                       float scale, float *d) {
+  for (int64_t j = 0; j < c; ++j)
+    d[j] += scale * expApprox(l[j] - mx);
+}
+
+FORGE_SIMD_CLONES void siluRange(const float *x, int64_t n, float *y) {
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = x[i] / (1.0f + expApprox(-x[i]));
+}
+
+FORGE_SIMD_CLONES void siluGradRange(const float *x, const float *dy, int64_t n,
+                                     float *dx) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float sg = 1.0f / (1.0f + expApprox(-x[i]));
+    dx[i] += dy[i] * sg * (1.0f + x[i] * (1.0f - sg));
+  }
+}
+
 bool masked(const ref::AttentionShape &sh, const int32_t *doc, int64_t b,
             int64_t i, int64_t j) {
   return (sh.causal && j > i) ||
@@ -72,6 +168,14 @@ void scores(const float *qh, const float *kg, const ref::AttentionShape &sh,
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kEnd, sh.hd,
               static_cast<float>(sh.scale), qh + i0 * sh.hd, sh.hd, kg, sh.hd,
               0.0f, sc, kEnd);
+  if (!doc) {
+    // Causal only: each row ends at its own query.
+    if (sh.causal)
+      for (int64_t r = 0; r < nb; ++r)
+        std::fill(sc + r * kEnd + std::min(kEnd, i0 + r + 1),
+                  sc + (r + 1) * kEnd, -INFINITY);
+    return;
+  }
   for (int64_t r = 0; r < nb; ++r)
     for (int64_t j = 0; j < kEnd; ++j)
       if (masked(sh, doc, b, i0 + r, j))
@@ -80,18 +184,29 @@ void scores(const float *qh, const float *kg, const ref::AttentionShape &sh,
 
 /// Replaces a row of masked scores (-inf) by its softmax; returns the row's
 /// log-sum-exp.
-float softmaxRow(float *row, int64_t n) {
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < n; ++j)
-    mx = std::max(mx, row[j]);
-  float sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    row[j] = std::isinf(row[j]) ? 0.0f : std::exp(row[j] - mx);
+FORGE_SIMD_CLONES float softmaxRow(float *row, int64_t n) {
+  const float mx = rowMax(row, n);
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  // Masked entries (-inf) become exactly 0, not e^-87.
+  for (; j + kLanes <= n; j += kLanes)
+    for (int64_t k = 0; k < kLanes; ++k) {
+      const float x = row[j + k];
+      const float e = x == -INFINITY ? 0.0f : expApprox(x - mx);
+      row[j + k] = e;
+      acc[k] += e;
+    }
+  double sum = 0;
+  for (int64_t k = 0; k < kLanes; ++k)
+    sum += acc[k];
+  for (; j < n; ++j) {
+    row[j] = row[j] == -INFINITY ? 0.0f : expApprox(row[j] - mx);
     sum += row[j];
   }
-  for (int64_t j = 0; j < n; ++j)
-    row[j] /= sum;
-  return mx + std::log(sum);
+  const float inv = static_cast<float>(1.0 / sum);
+  for (j = 0; j < n; ++j)
+    row[j] *= inv;
+  return mx + static_cast<float>(std::log(sum));
 }
 
 } // namespace
@@ -250,6 +365,7 @@ void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
 }
 
 namespace {
+
 constexpr int64_t kChunk = 1 << 15;
 template <typename F> void chunked(int64_t n, F f) {
   parallelFor((n + kChunk - 1) / kChunk, [&](int64_t c) {
@@ -263,7 +379,10 @@ template <typename F> void chunked(int64_t n, F f) {
 void unary(ref::Unary kind, const float *x, int64_t n, float *y) {
   switch (kind) {
   case ref::Unary::Silu:
-    chunked(n, [&](int64_t i) { y[i] = x[i] / (1.0f + std::exp(-x[i])); });
+    parallelFor((n + kChunk - 1) / kChunk, [&](int64_t c) {
+      const int64_t begin = c * kChunk;
+      siluRange(x + begin, std::min(n - begin, kChunk), y + begin);
+    });
     break;
   case ref::Unary::Gelu:
     chunked(n, [&](int64_t i) {
@@ -283,9 +402,10 @@ void unaryGrad(ref::Unary kind, const float *x, const float *dy, int64_t n,
                float *dx) {
   switch (kind) {
   case ref::Unary::Silu:
-    chunked(n, [&](int64_t i) {
-      float sg = 1.0f / (1.0f + std::exp(-x[i]));
-      dx[i] += dy[i] * sg * (1.0f + x[i] * (1.0f - sg));
+    parallelFor((n + kChunk - 1) / kChunk, [&](int64_t c) {
+      const int64_t begin = c * kChunk;
+      siluGradRange(x + begin, dy + begin, std::min(n - begin, kChunk),
+                    dx + begin);
     });
     break;
   case ref::Unary::Gelu:
@@ -318,6 +438,8 @@ void scale(const float *x, float factor, int64_t n, float *y) {
   chunked(n, [&](int64_t i) { y[i] = x[i] * factor; });
 }
 
+float approxExp(float x) { return expApprox(x); }
+
 float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
                       int64_t c, int64_t ignoreIndex) {
   std::vector<double> part(rows, 0.0);
@@ -326,11 +448,8 @@ float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
     if (labels[r] == ignoreIndex)
       return;
     const float *l = logits + r * c;
-    float mx = *std::max_element(l, l + c);
-    double sum = 0;
-    for (int64_t j = 0; j < c; ++j)
-      sum += std::exp(l[j] - mx);
-    part[r] = mx + std::log(sum) - l[labels[r]];
+    const float mx = rowMax(l, c);
+    part[r] = mx + std::log(rowSumExp(l, c, mx)) - l[labels[r]];
     ++valid;
   });
   if (!valid)
@@ -355,13 +474,9 @@ void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
       return;
     const float *l = logits + r * c;
     float *d = dlogits + r * c;
-    float mx = *std::max_element(l, l + c);
-    double sum = 0;
-    for (int64_t j = 0; j < c; ++j)
-      sum += std::exp(l[j] - mx);
-    float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j < c; ++j)
-      d[j] += f * std::exp(l[j] - mx) * inv;
+    const float mx = rowMax(l, c);
+    const float inv = static_cast<float>(1.0 / rowSumExp(l, c, mx));
+    rowAddScaledExp(l, c, mx, f * inv, d);
     d[labels[r]] -= f;
   });
 }

@@ -29,6 +29,10 @@ void attentionBwd(const float *q, const float *k, const float *v,
                   const float *o, const float *lse, const float *dout,
                   float *dq, float *dk, float *dv);
 
+/// e^x as the vectorized kernels (softmax rows, SiLU) compute it: a
+/// polynomial, not libm; exposed for its accuracy test.
+float approxExp(float x);
+
 /// Same contracts as the reference cross-entropy kernels; rows in parallel.
 float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
                       int64_t c, int64_t ignoreIndex);

@@ -62,6 +62,19 @@ TEST(FastKernels, AttentionNonCausal) {
   compareAttention({2, 33, 2, 2, 8, false, 0.5}, false);
 }
 
+TEST(FastKernels, ApproxExp) {
+  // Against libm's exp in double, over the range softmax and SiLU use.
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.0137f) {
+    const double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(fast::approxExp(x) - want) / want);
+  }
+  EXPECT_LT(worst, 3e-7);
+  // Below the normal range it saturates instead of underflowing to 0.
+  EXPECT_GT(fast::approxExp(-1000.0f), 0.0f);
+  EXPECT_LT(fast::approxExp(-1000.0f), 2e-38f);
+}
+
 TEST(FastKernels, CrossEntropy) {
   const int64_t rows = 37, c = 101;
   auto l = randn(rows * c, 5);
