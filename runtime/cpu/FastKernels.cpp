@@ -7,36 +7,126 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace forge::cpu::fast {
 
+namespace {
+
+/// Set on the threads of a parallel region: a parallelFor inside one runs
+/// inline (the pool is taken).
+thread_local bool tInRegion = false;
+
+/// One worker per core but the caller's, started once: a step runs
+/// hundreds of small kernels, and starting threads for each cost more than
+/// some of the kernels. Every worker takes part in every region (claiming
+/// indices until none is left) and checks out before the caller returns,
+/// so no worker can see a finished region's function.
+class Pool {
+public:
+  static Pool &get() {
+    // Never destroyed: at exit the workers just sleep (and a forked child,
+    // whose copy names the parent's threads, must not join them).
+    static Pool *pool = new Pool;
+    return *pool;
+  }
+  /// 1 in a process forked after the pool started: its workers stayed
+  /// behind in the parent.
+  int64_t threads() const {
+    return getpid() == pid_ ? static_cast<int64_t>(workers_.size()) + 1 : 1;
+  }
+
+  /// Runs fn(i), i in [0, n), on the caller and the workers. False (and
+  /// nothing run) when another thread holds the pool.
+  bool run(int64_t n, const std::function<void(int64_t)> &fn) {
+    std::unique_lock<std::mutex> region(busy_, std::try_to_lock);
+    if (!region.owns_lock())
+      return false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn_ = &fn;
+      n_ = n;
+      next_.store(0);
+      checkedOut_ = 0;
+      ++generation_;
+    }
+    wake_.notify_all();
+    claim();
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] {
+      return checkedOut_ == static_cast<int64_t>(workers_.size());
+    });
+    fn_ = nullptr;
+    return true;
+  }
+
+private:
+  Pool() : pid_(getpid()) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned t = 1; t < cores; ++t)
+      workers_.emplace_back([this] { loop(); });
+  }
+  void claim() {
+    tInRegion = true;
+    for (int64_t i = next_++; i < n_; i = next_++)
+      (*fn_)(i);
+    tInRegion = false;
+  }
+
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+      }
+      claim();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (++checkedOut_ == static_cast<int64_t>(workers_.size()))
+        done_.notify_one();
+    }
+  }
+
+  pid_t pid_;
+  std::vector<std::thread> workers_;
+  std::mutex busy_; ///< held by the thread running a region
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int64_t)> *fn_ = nullptr;
+  int64_t n_ = 0, checkedOut_ = 0;
+  std::atomic<int64_t> next_{0};
+  uint64_t generation_ = 0;
+};
+
+} // namespace
+
 void parallelFor(int64_t n, const std::function<void(int64_t)> &fn) {
-  int64_t threads =
-      std::min<int64_t>(n, std::max(1u, std::thread::hardware_concurrency()));
-  if (threads <= 1) {
+  auto serial = [&] {
     for (int64_t i = 0; i < n; ++i)
       fn(i);
+  };
+  if (n <= 1 || tInRegion) {
+    serial();
+    return;
+  }
+  Pool &pool = Pool::get();
+  if (pool.threads() <= 1) {
+    serial();
     return;
   }
   // Our threads already use every core: BLAS calls inside them run
   // single-threaded instead of oversubscribing the machine.
   int blasThreads = openblas_get_num_threads();
   openblas_set_num_threads(1);
-  std::atomic<int64_t> next{0};
-  auto worker = [&] {
-    for (int64_t i = next++; i < n; i = next++)
-      fn(i);
-  };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t)
-    pool.emplace_back(worker);
-  worker();
-  for (std::thread &t : pool)
-    t.join();
+  if (!pool.run(n, fn))
+    serial(); // another thread's region holds the cores
   openblas_set_num_threads(blasThreads);
 }
 
