@@ -183,6 +183,13 @@ std::string describeCollectives(ModuleOp module) {
       auto input = symbols.lookup<exec::BufferOp>(
           cast<FlatSymbolRefAttr>(moved[0]).getValue());
       double bytes = input ? static_cast<double>(input.getSize()) : 0.0;
+      // An fp8 all-gather moves one byte per element of its input.
+      if (input && coll.getKernelAttrs() &&
+          coll.getKernelAttrs()->contains("fp8")) {
+        bytes = 1;
+        for (int64_t d : input.getShape())
+          bytes *= static_cast<double>(d);
+      }
       Key key{coll.getKind().str(), coll.getGroup().str()};
       rows[key].first += 1;
       rows[key].second += bytes;

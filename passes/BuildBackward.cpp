@@ -308,7 +308,7 @@ LogicalResult Differentiator::differentiate(Operation *op) {
         Value g = dist::AllGatherOp::create(
             b_, loc, r.getInput().getType(), cotangent(r.getResult()),
             r.getDimAttr(), r.getGroupAttr(), r.getGroupSizeAttr(), UnitAttr(),
-            UnitAttr());
+            UnitAttr(), StringAttr());
         acc(r.getInput(),
             r.getReduce() == "avg" ? meanOver(g, r.getGroupSize(), loc) : g);
         return success();
@@ -340,7 +340,7 @@ LogicalResult Differentiator::differentiate(Operation *op) {
             dist::AllGatherOp::create(b_, loc, s.getInput().getType(),
                                       cotangent(s.getResult()), s.getDimAttr(),
                                       s.getGroupAttr(), s.getGroupSizeAttr(),
-                                      UnitAttr(), UnitAttr()));
+                                      UnitAttr(), UnitAttr(), StringAttr()));
         return success();
       })
       .Case([&](dist::CopyOp c) {

@@ -463,7 +463,7 @@ struct BuildOptimizerPass
                 b.getI64IntegerAttr(splits[k].dim),
                 b.getStringAttr(splits[k].group),
                 b.getI64IntegerAttr(mesh.size(splits[k].group)), UnitAttr(),
-                UnitAttr());
+                UnitAttr(), StringAttr());
             dist::setOrigin(all, "forge-build-optimizer",
                             "whole matrix for Muon", p.getSymName(),
                             "optimizer");

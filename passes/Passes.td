@@ -184,6 +184,12 @@ def ShardFsdpPass : Pass<"forge-shard-fsdp", "::mlir::ModuleOp"> {
 
     Reshard after forward (FSDP2's default, which KempnerForge keeps) is
     forge-build-backward's: the backward gathers each weight again.
+
+    With fp8 training (forge-convert-fp8 runs first), a gather whose only
+    readers are `forge.fp8_cast`s of one format takes the cast in:
+    `dist.all_gather {fp8 = "e4m3"}` yields the cast's values while moving
+    one byte per element (FSDP2's float8 all-gather; the runtime agrees on
+    the tensor-wise scale with an all-reduce of the shards' amax first).
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
                            "::mlir::func::FuncDialect"];

@@ -7,6 +7,11 @@
 // reduce-scatter, the optimizer pass builds sharded state from the sharded
 // gradients, and memory planning counts the gathered copies.
 //
+// A gathered weight that only feeds an fp8 cast (forge-convert-fp8 ran
+// before) is gathered in fp8: the cast moves into the gather
+// (`dist.all_gather {fp8 = "e4m3"}`), which moves one byte per element and
+// yields exactly the cast's values, as FSDP2's float8 all-gather does.
+//
 //===----------------------------------------------------------------------===//
 
 #include "dialects/dist/IR/DistOps.h"
@@ -65,6 +70,7 @@ struct ShardFsdpPass : public forge::impl::ShardFsdpPassBase<ShardFsdpPass> {
     }
     // Every read of a sharded parameter gathers it: the shard in, the full
     // tensor out, for the same uses as before.
+    SmallVector<dist::AllGatherOp> gathers;
     module.walk([&](GetParamOp get) {
       auto it = full.find(get.getNameAttr().getAttr());
       if (it == full.end())
@@ -78,11 +84,36 @@ struct ShardFsdpPass : public forge::impl::ShardFsdpPassBase<ShardFsdpPass> {
       auto gather = dist::AllGatherOp::create(
           b, get.getLoc(), fullType, get.getResult(), b.getI64IntegerAttr(0),
           b.getStringAttr(kGroup), b.getI64IntegerAttr(n), b.getUnitAttr(),
-          UnitAttr());
+          UnitAttr(), StringAttr());
       dist::setOrigin(gather, "forge-shard-fsdp", "weight gather",
                       get.getName(), "forward");
       get.getResult().replaceAllUsesExcept(gather.getResult(), gather);
+      gathers.push_back(gather);
     });
+    // After the walk: fusing erases casts the walk would still visit.
+    for (dist::AllGatherOp gather : gathers)
+      fuseFp8Cast(gather);
+  }
+
+  /// Moves the fp8 casts that read a weight gather into the gather when
+  /// nothing else reads it.
+  static void fuseFp8Cast(dist::AllGatherOp gather) {
+    std::optional<StringRef> format;
+    SmallVector<Fp8CastOp> casts;
+    for (Operation *user : gather.getResult().getUsers()) {
+      auto cast = dyn_cast<Fp8CastOp>(user);
+      if (!cast || (format && *format != cast.getFormat()))
+        return;
+      format = cast.getFormat();
+      casts.push_back(cast);
+    }
+    if (casts.empty())
+      return;
+    gather.setFp8(*format);
+    for (Fp8CastOp cast : casts) {
+      cast.getResult().replaceAllUsesWith(gather.getResult());
+      cast.erase();
+    }
   }
 };
 

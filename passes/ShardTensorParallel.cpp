@@ -201,7 +201,7 @@ private:
         b, v.getLoc(), RankedTensorType::get(shape, t.getElementType()), v,
         b.getI64IntegerAttr(kSeqDim), b.getStringAttr(kGroup),
         b.getI64IntegerAttr(tp_), UnitAttr(),
-        sliceGrad ? b.getUnitAttr() : UnitAttr());
+        sliceGrad ? b.getUnitAttr() : UnitAttr(), StringAttr());
     dist::setOrigin(gather, kPass,
                     sliceGrad ? "sequence gather for the replicated head"
                               : "sequence gather before column-parallel "
@@ -328,7 +328,8 @@ private:
         auto gather = dist::AllGatherOp::create(
             b, linear.getLoc(), t, linear.getResult(),
             b.getI64IntegerAttr(last), b.getStringAttr(kGroup),
-            b.getI64IntegerAttr(tp_), UnitAttr(), b.getUnitAttr());
+            b.getI64IntegerAttr(tp_), UnitAttr(), b.getUnitAttr(),
+            StringAttr());
         dist::setOrigin(gather, kPass, "vocabulary gather of the logits",
                         "output_head", "forward");
         return gather.getResult();

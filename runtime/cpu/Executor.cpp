@@ -1220,6 +1220,44 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
     r.big = big.shape[dim];
     return r;
   };
+  if (op == "dist.all_gather" && !b.s("fp8").empty()) {
+    // forge.fp8_cast of the gathered tensor, moving fp8 bytes: the global
+    // amax (max over the group of each shard's), the scale, each rank's
+    // shard cast to one byte per element, gathered, then each byte's value
+    // over the scale, rounded into the result's dtype as fp8_cast's output
+    // is. Every step is the cast's own arithmetic, so the result is
+    // bit-identical to gathering first and casting after.
+    const bool e4m3 = b.s("fp8") == "e4m3";
+    if (!isFloat(x.dtype) || !isFloat(y.dtype))
+      return std::string("an fp8 all_gather needs floating tensors");
+    const Runs g = runs(x, y, b.i("dim"));
+    fn = [=] {
+      In xi = read(x);
+      const int64_t m = x.numel();
+      float amax = 0;
+      for (int64_t i = 0; i < m; ++i)
+        amax = std::max(amax, std::fabs(xi.p[i]));
+      check(c->allReduce(&amax, 1, comm::ReduceOp::Max,
+                         why + " (the fp8 scale's amax)"));
+      const float fmax = e4m3 ? 448.0f : 57344.0f;
+      const float scale = amax > 0 ? fmax / amax : 1.0f;
+      std::vector<uint8_t> mine(m), all(static_cast<size_t>(m * n));
+      for (int64_t i = 0; i < m; ++i)
+        mine[i] = ref::fp8Bits(ref::roundFp8(xi.p[i] * scale, e4m3), e4m3);
+      check(c->allGather(mine.data(), all.data(), static_cast<size_t>(m), why));
+      Out out(y, false);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = 0; o < g.outer; ++o)
+          for (int64_t j = 0; j < g.c && r * g.c + j < g.big; ++j) {
+            float *dst = out.p + (o * g.big + r * g.c + j) * g.row;
+            const uint8_t *src = all.data() + r * m + (o * g.c + j) * g.row;
+            for (int64_t e = 0; e < g.row; ++e)
+              dst[e] = ref::fp8FromBits(src[e], e4m3) / scale;
+          }
+      out.commit();
+    };
+    return "";
+  }
   if (op == "dist.all_gather") {
     // Any dtype: the blocks are bytes, in rank order along dim.
     const Runs g = runs(x, y, b.i("dim"));

@@ -1062,6 +1062,32 @@ float roundFp8(float v, bool e4m3) {
   return static_cast<float>(std::copysign(r, static_cast<double>(v)));
 }
 
+uint8_t fp8Bits(float v, bool e4m3) {
+  const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
+  const uint8_t sign = std::signbit(v) ? 0x80 : 0;
+  const double a = std::fabs(static_cast<double>(v));
+  if (a == 0)
+    return sign;
+  int e = static_cast<int>(std::floor(std::log2(a)));
+  if (e < 1 - bias) // subnormal: exponent field 0, quantum 2^(1-bias-mant)
+    return sign |
+           static_cast<uint8_t>(std::lround(std::ldexp(a, bias - 1 + mant)));
+  const int m =
+      static_cast<int>(std::lround((std::ldexp(a, -e) - 1.0) * (1 << mant)));
+  return sign | static_cast<uint8_t>((e + bias) << mant) |
+         static_cast<uint8_t>(m);
+}
+
+float fp8FromBits(uint8_t bits, bool e4m3) {
+  const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
+  const int field = (bits & 0x7f) >> mant, m = bits & ((1 << mant) - 1);
+  const double a = field == 0
+                       ? std::ldexp(static_cast<double>(m), 1 - bias - mant)
+                       : std::ldexp(1.0 + static_cast<double>(m) / (1 << mant),
+                                    field - bias);
+  return static_cast<float>((bits & 0x80) ? -a : a);
+}
+
 void fp8Cast(const float *x, int64_t n, bool e4m3, float *y) {
   float amax = 0;
   for (int64_t i = 0; i < n; ++i)

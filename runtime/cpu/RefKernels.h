@@ -280,6 +280,12 @@ void scheduleFreeInterpolate(const float *param, const float *z, const float *x,
 /// saturating at the largest finite value (448, 57344).
 float roundFp8(float v, bool e4m3);
 
+/// The byte of an fp8 value (one roundFp8 returns): sign, exponent
+/// (bias 7 for e4m3fn, 15 for e5m2; 0 for subnormals), mantissa; and back.
+/// The fp8 all-gather moves these bytes.
+uint8_t fp8Bits(float v, bool e4m3);
+float fp8FromBits(uint8_t bits, bool e4m3);
+
 /// forge.fp8_cast: `y = roundFp8(x * s) / s` with the tensor-wise scale
 /// `s = fmax / max|x|` (1 when x is all zeros).
 void fp8Cast(const float *x, int64_t n, bool e4m3, float *y);

@@ -704,6 +704,36 @@ TEST(RefKernels, Fp8RoundingByHand) {
   EXPECT_EQ(roundFp8(0.0f, true), 0.0f);
 }
 
+// The fp8 all-gather's bytes: by hand for a few values (OCP FP8 layouts),
+// then every finite value of both formats survives bytes -> value -> bytes,
+// and a rounded value survives value -> bytes -> value.
+TEST(RefKernels, Fp8Bytes) {
+  EXPECT_EQ(fp8Bits(1.0f, true), 0x38);                    // 0 0111 000
+  EXPECT_EQ(fp8Bits(-448.0f, true), 0xFE);                 // 1 1111 110
+  EXPECT_EQ(fp8Bits(0.001953125f, true), 0x01);            // smallest subnormal
+  EXPECT_EQ(fp8Bits(0.3125f, true), 0x2A);                 // 1.25 x 2^-2
+  EXPECT_EQ(fp8Bits(57344.0f, false), 0x7B);               // 0 11110 11
+  EXPECT_EQ(fp8Bits(-1.5f, false), 0xBE);                  // 1 01111 10
+  EXPECT_EQ(fp8FromBits(0x01, false), 1.52587890625e-05f); // 2^-16
+  for (int e4m3 = 0; e4m3 < 2; ++e4m3)
+    for (int byte = 0; byte < 256; ++byte) {
+      const int exponent = (byte & 0x7f) >> (e4m3 ? 3 : 2);
+      // Skip NaN (e4m3fn: S.1111.111) and e5m2's Inf/NaN (exponent 31).
+      if ((e4m3 && (byte & 0x7f) == 0x7f) || (!e4m3 && exponent == 31))
+        continue;
+      const float v = fp8FromBits(static_cast<uint8_t>(byte), e4m3);
+      EXPECT_EQ(roundFp8(v, e4m3), v) << byte;
+      if (v != 0.0f || !(byte & 0x80)) // -0 encodes as 0x80 too
+        EXPECT_EQ(fp8Bits(v, e4m3), byte) << byte;
+    }
+  std::mt19937 gen(5);
+  std::normal_distribution<float> dist(0.0f, 50.0f);
+  for (int i = 0; i < 10000; ++i) {
+    const float r = roundFp8(dist(gen), i % 2);
+    EXPECT_EQ(fp8FromBits(fp8Bits(r, i % 2), i % 2), r);
+  }
+}
+
 // The tensor-wise scale maps max|x| onto the format's largest value: here
 // every scaled value is exactly representable, so the cast is exact; with
 // max|x| = 448 the scale is 1 and 0.3 rounds as above.

@@ -62,3 +62,34 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [3]}} {
 // expected-error @+1 {{forge-shard-fsdp: dist.mesh dims must be strings and sizes positive integers}}
 module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [-1]}} {
 }
+
+// -----
+
+// fp8 (forge-convert-fp8 ran before): a weight gather read only by an fp8
+// cast takes the cast in (one byte per element moves); the activation's
+// cast stays, and so does the cast of a weight that something else reads
+// too (@v also feeds the norm).
+// CHECK-LABEL: module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [2]}}
+// CHECK: %[[X:.*]] = forge.fp8_cast %arg0 format("e4m3")
+// CHECK: %[[WS:.*]] = forge.get_param @w : tensor<4x8xbf16>
+// CHECK: %[[W:.*]] = dist.all_gather %[[WS]] dim(0) over "dp_shard"(2) {data_parallel, {{.*}}fp8 = "e4m3"} : tensor<4x8xbf16> -> tensor<8x8xbf16>
+// CHECK-NOT: forge.fp8_cast %[[W]]
+// CHECK: forge.linear %[[X]], %[[W]]
+// CHECK: %[[V:.*]] = dist.all_gather %{{.*}} dim(0) over "dp_shard"(2) {data_parallel, dist.origin = {{{.*}}}} : tensor<4x8xbf16> -> tensor<8x8xbf16>
+// CHECK: %[[VQ:.*]] = forge.fp8_cast %[[V]] format("e4m3")
+// CHECK: forge.linear %[[X]], %[[VQ]]
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [2]}} {
+  forge.param @w : tensor<8x8xbf16> init(normal, std = 2.000000e-02)
+  forge.param @v : tensor<8x8xbf16> init(normal, std = 2.000000e-02)
+  func.func @train_step(%x: tensor<2x8xbf16>) -> tensor<f32> {
+    %xq = forge.fp8_cast %x format("e4m3") : tensor<2x8xbf16>
+    %w = forge.get_param @w : tensor<8x8xbf16>
+    %wq = forge.fp8_cast %w format("e4m3") : tensor<8x8xbf16>
+    %y = forge.linear %xq, %wq : tensor<2x8xbf16>, tensor<8x8xbf16> -> tensor<2x8xbf16>
+    %v = forge.get_param @v : tensor<8x8xbf16>
+    %vq = forge.fp8_cast %v format("e4m3") : tensor<8x8xbf16>
+    %z = forge.linear %xq, %vq : tensor<2x8xbf16>, tensor<8x8xbf16> -> tensor<2x8xbf16>
+    %l = forge.global_norm %y, %z, %v : tensor<2x8xbf16>, tensor<2x8xbf16>, tensor<8x8xbf16> -> tensor<f32>
+    return %l : tensor<f32>
+  }
+}

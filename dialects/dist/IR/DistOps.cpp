@@ -78,6 +78,9 @@ LogicalResult verifyBlocks(Operation *op, RankedTensorType small,
 LogicalResult AllGatherOp::verify() {
   if (failed(verifyGroup(*this, getGroup(), getGroupSize())))
     return failure();
+  if (std::optional<StringRef> f = getFp8(); f && *f != "e4m3" && *f != "e5m2")
+    return emitOpError("fp8 must be \"e4m3\" or \"e5m2\", got \"")
+           << *f << "\"";
   return verifyBlocks(*this, getInput().getType(), getResult().getType(),
                       getDim(), getGroupSize(), "the input", "the result");
 }

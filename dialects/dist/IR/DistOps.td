@@ -34,6 +34,14 @@ def Dist_AllGatherOp : Dist_CollectiveOp<"all_gather"> {
     every rank (the gathered logits before the loss), and the VJP is a
     `dist.slice` of it: each rank keeps its own block.
 
+    With `fp8 = "e4m3"` (or `"e5m2"`) the result is that of a
+    `forge.fp8_cast` of the gathered tensor, and the bytes that move are
+    fp8: the ranks agree on the tensor-wise scale (an all-reduce of the
+    shards' largest magnitudes), each casts its shard and the group gathers
+    one byte per element. forge-shard-fsdp fuses a weight gather with the
+    fp8 cast that reads it (FSDP2's fp8 all-gather). The VJP is unchanged:
+    the cast's is the identity.
+
     Example:
 
     ```mlir
@@ -42,7 +50,7 @@ def Dist_AllGatherOp : Dist_CollectiveOp<"all_gather"> {
   }];
   let arguments = (ins Dist_FloatTensor:$input, I64Attr:$dim, StrAttr:$group,
                        I64Attr:$group_size, UnitAttr:$data_parallel,
-                       UnitAttr:$slice_grad);
+                       UnitAttr:$slice_grad, OptionalAttr<StrAttr>:$fp8);
   let results = (outs Dist_FloatTensor:$result);
   let assemblyFormat = [{
     $input `dim` `(` $dim `)` `over` $group `(` $group_size `)` attr-dict `:`

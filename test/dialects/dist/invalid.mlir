@@ -30,6 +30,16 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [0]}} {
 // -----
 
 module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
+  func.func @bad_fp8_format(%x: tensor<8xbf16>) -> tensor<32xbf16> {
+    // expected-error @+1 {{'dist.all_gather' op fp8 must be "e4m3" or "e5m2", got "e3m4"}}
+    %y = dist.all_gather %x dim(0) over "dp_shard"(4) {fp8 = "e3m4"} : tensor<8xbf16> -> tensor<32xbf16>
+    return %y : tensor<32xbf16>
+  }
+}
+
+// -----
+
+module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [4]}} {
   func.func @unknown_group(%x: tensor<8xf32>) -> tensor<32xf32> {
     // expected-error @+1 {{'dist.all_gather' op group 'tp' is not a dim of dist.mesh}}
     %y = dist.all_gather %x dim(0) over "tp"(4) : tensor<8xf32> -> tensor<32xf32>
