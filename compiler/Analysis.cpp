@@ -247,9 +247,15 @@ std::string describePipeline(ModuleOp module) {
       !pipeline::simulate(actions, timeline, error))
     return "pipeline: " + error + "\n";
   std::string out = pipeline::render(kind.str(), actions, timeline);
-  out += "  activation slots per stage (micro-batches in flight):";
-  for (const std::vector<pipeline::Action> &a : actions)
-    out += " " + std::to_string(pipeline::slotsOf(a));
+  const int64_t chunks = pipeline::virtualStages(kind.str());
+  out += chunks > 1 ? "  activation slots per stage and chunk (micro-batches "
+                      "in flight):"
+                    : "  activation slots per stage (micro-batches in flight):";
+  for (const std::vector<pipeline::Action> &a : actions) {
+    out += " ";
+    for (int64_t j = 0; j < chunks; ++j)
+      out += (j ? "+" : "") + std::to_string(pipeline::slotsOf(a, j));
+  }
   return out + "\n";
 }
 

@@ -52,9 +52,14 @@ std::string setMesh(mlir::ModuleOp module, const config::JobConfig &cfg,
            ": context parallelism is not implemented (KempnerForge declares "
            "it but has none either); plans for several ranks use pp, "
            "dp_shard, dp_replicate, ep and tp";
-  if (d.pp > 1 && d.pp_schedule == "interleaved_1f1b")
-    return "distributed.pp_schedule = \"interleaved_1f1b\": virtual pipeline "
-           "stages are not implemented yet; use \"1f1b\" or \"gpipe\"";
+  // Interleaving runs the micro-batches in groups of pp (Megatron-LM's
+  // virtual pipeline): said here, before any pass runs.
+  if (d.pp > 1 && d.pp_schedule == "interleaved_1f1b" &&
+      cfg.train.grad_accum_steps % d.pp != 0)
+    return "distributed.pp_schedule = \"interleaved_1f1b\" runs the "
+           "micro-batches in groups of pp: train.grad_accum_steps (" +
+           std::to_string(cfg.train.grad_accum_steps) +
+           ") must be a multiple of pp (" + std::to_string(d.pp) + ")";
   dist::Mesh mesh;
   mesh.dims = {"pp", "dp_replicate", "dp_shard", "ep", "tp"};
   mesh.sizes = {d.pp, d.dp_replicate, config::resolveDpShard(d, worldSize),
@@ -112,9 +117,13 @@ std::string checkPipeline(mlir::ModuleOp module) {
     const int64_t s = index.getInt();
     mlir::SymbolTable symbols(stage);
     for (auto program : stage.getOps<exec::ProgramOp>()) {
-      // forward.K / backward.K run once per micro-batch whatever K is.
-      // (the slots' programs are clones: slot 0 stands for them all).
-      auto [head, slot] = program.getSymName().split('.');
+      // forward.K / backward.K (forward.J.K per model chunk J) run once
+      // per micro-batch whatever K is (the slots' programs are clones:
+      // slot 0 stands for them all).
+      llvm::StringRef head = program.getSymName().split('.').first;
+      llvm::StringRef slot = program.getSymName().contains('.')
+                                 ? program.getSymName().rsplit('.').second
+                                 : llvm::StringRef();
       if (!slot.empty() && slot != "0")
         continue;
       std::string kind = head.str();

@@ -3,6 +3,7 @@
 #include "compiler/PlanWriter.h"
 #include "dialects/dist/IR/DistDialect.h"
 #include "dialects/exec/IR/ExecOps.h"
+#include "passes/PipelineSchedule.h"
 #include "runtime/core/Plan.h"
 
 #include "llvm/Support/raw_ostream.h"
@@ -392,8 +393,11 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
   if (!collectBuffers(*arenas.begin(), mem))
     return false;
   const bool staged = module_->hasAttr(dist::kStageAttr);
-  for (const char *name :
-       {staged ? "forward.0" : "train_step", "optimizer_step"})
+  const char *first = !staged ? "train_step"
+                      : pipeline::virtualStages(cfg.distributed.pp_schedule) > 1
+                          ? "forward.0.0"
+                          : "forward.0";
+  for (const char *name : {first, "optimizer_step"})
     if (!module_.lookupSymbol<exec::ProgramOp>(name)) {
       error_ = std::string("the module has no exec.program @") + name + ": " +
                kNotExec;
@@ -466,18 +470,20 @@ bool Writer::run(const config::JobConfig &cfg, const RunSettings &run,
   if (staged) {
     auto actions =
         module_->getAttrOfType<DenseI64ArrayAttr>(dist::kPipelineActionsAttr);
-    if (!actions || actions.size() % 3)
+    if (!actions || actions.size() % 4)
       return fail(module_, "a pipeline stage needs dist.pipeline_actions "
                            "(forge-schedule)");
     std::vector<plan::Action> acts;
-    for (int64_t i = 0; i < actions.size(); i += 3)
+    for (int64_t i = 0; i < actions.size(); i += 4)
       acts.emplace_back(actions[i] != 0, static_cast<uint16_t>(actions[i + 2]),
-                        static_cast<int32_t>(actions[i + 1]));
+                        static_cast<int32_t>(actions[i + 1]),
+                        static_cast<uint16_t>(actions[i + 3]));
     pipe = plan::CreatePipeline(
         fbb, fbb.CreateString(cfg.distributed.pp_schedule), mesh_.size("pp"),
         cfg.train.grad_accum_steps,
         module_->getAttrOfType<IntegerAttr>(dist::kStageAttr).getInt(),
-        fbb.CreateVectorOfStructs(acts));
+        fbb.CreateVectorOfStructs(acts), 0,
+        pipeline::virtualStages(cfg.distributed.pp_schedule));
   }
   auto training = trainingOf(fbb, cfg, run, jobPath);
   auto mesh = plan::CreateMesh(fbb, fbb.CreateVectorOfStrings(mesh_.dims),
@@ -536,7 +542,8 @@ bool Writer::runStaged(const config::JobConfig &cfg, const RunSettings &run,
   }
   auto pipe = plan::CreatePipeline(
       fbb, fbb.CreateString(cfg.distributed.pp_schedule), mesh_.size("pp"),
-      cfg.train.grad_accum_steps, -1, 0, fbb.CreateVector(nested));
+      cfg.train.grad_accum_steps, -1, 0, fbb.CreateVector(nested),
+      pipeline::virtualStages(cfg.distributed.pp_schedule));
   auto memoryTable = plan::CreateMemory(
       fbb, mem.parameters, mem.gradients, mem.optimizerState, mem.otherState,
       mem.inputs, mem.activationsPeak, mem.total, mem.activationStash);

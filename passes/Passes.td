@@ -35,6 +35,15 @@ def SplitPipelinePass : Pass<"forge-split-pipeline", "::mlir::ModuleOp"> {
     cross a stage boundary: tied embeddings (a weight read on two stages)
     and values that skip a stage (MoE aux losses) are errors, as are fewer
     layers than stages.
+
+    With `interleaved_1f1b` (virtual stages, Megatron-LM's interleaved
+    schedule) the layers are cut the same way into 2n model chunks, chunk c
+    going to stage c % n: a stage's `@train_step` holds its two chunks one
+    after the other, each receiving from the stage before and sending to
+    the stage after, with tag 2c for chunk c's forward message and 2c + 1
+    for its gradient (so the chunks' messages between two stages never
+    mix), and returns the sum of the chunks' results (`forge.add` ops
+    marked `dist.pipeline_glue`). Fewer layers than chunks are an error.
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
                            "::mlir::func::FuncDialect"];
@@ -285,6 +294,19 @@ def SchedulePass : Pass<"forge-schedule", "::mlir::ModuleOp"> {
     flight; a kernel waits for the collectives whose buffers it touches.
     forge-plan-memory keeps a collective's buffers live until it has surely
     finished.
+
+    On a pipeline stage (`dist.stage`, after forge-split-pipeline) it first
+    computes the stage's actions under `distributed.pp_schedule` (`gpipe`,
+    `1f1b`, `interleaved_1f1b`; micro-batches = `train.grad_accum_steps`)
+    and splits `@train_step` at the backward's first op into
+    `@forward.K` and `@backward.K` per activation slot K (the micro-batches
+    in flight): the forward values the backward reads go to per-slot
+    buffers `pipeline.stash.K.I`, parameter reads and constants are
+    repeated. With virtual stages each model chunk J, found as the
+    connected part of the step holding the chunk's sends and receives,
+    gets its own `@forward.J.K` / `@backward.J.K` and `pipeline.stash.J.K.I`.
+    The actions go to `dist.pipeline_actions` as (backward, micro-batch,
+    slot, chunk).
 
     It runs after forge-build-optimizer, so that forge-plan-memory lays out
     memory in the scheduled order.

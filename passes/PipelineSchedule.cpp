@@ -8,6 +8,68 @@
 
 namespace forge::pipeline {
 
+int64_t virtualStages(const std::string &kind) {
+  return kind == "interleaved_1f1b" ? 2 : 1;
+}
+
+namespace {
+
+/// Interleaved 1F1B (Megatron-LM's virtual pipeline): each rank holds v
+/// model chunks and runs micro-batches in groups of `stages` through one
+/// chunk after the other; the k-th forward of a rank is chunk
+/// (k / stages) % v of micro-batch (k / (stages v)) stages + k % stages,
+/// the k-th backward the same with the chunks in reverse. A rank warms up
+/// with 2 (stages - r - 1) + (v - 1) stages forwards (all of them when
+/// there are only `stages` micro-batches), alternates, then drains. Slots
+/// are taken per chunk, the lowest free one at a forward and given back at
+/// its backward.
+void interleaved(int64_t stages, int64_t micro, int64_t v,
+                 std::vector<std::vector<Action>> &out) {
+  const int64_t total = micro * v;
+  for (int64_t r = 0; r < stages; ++r) {
+    auto chunkOf = [&](int64_t k, bool backward) {
+      const int64_t j = (k / stages) % v;
+      return backward ? v - 1 - j : j;
+    };
+    auto microOf = [&](int64_t k) {
+      return (k / (stages * v)) * stages + k % stages;
+    };
+    const int64_t warm =
+        micro == stages
+            ? total
+            : std::min(total, 2 * (stages - r - 1) + (v - 1) * stages);
+    std::vector<std::vector<bool>> busy(v);
+    std::map<std::pair<int64_t, int64_t>, int64_t> slotOf;
+    auto forward = [&](int64_t k) {
+      const int64_t j = chunkOf(k, false), m = microOf(k);
+      int64_t s = 0;
+      while (s < static_cast<int64_t>(busy[j].size()) && busy[j][s])
+        ++s;
+      if (s == static_cast<int64_t>(busy[j].size()))
+        busy[j].push_back(false);
+      busy[j][s] = true;
+      slotOf[{j, m}] = s;
+      out[r].push_back({false, m, s, j});
+    };
+    auto backward = [&](int64_t k) {
+      const int64_t j = chunkOf(k, true), m = microOf(k);
+      const int64_t s = slotOf.at({j, m});
+      busy[j][s] = false;
+      out[r].push_back({true, m, s, j});
+    };
+    for (int64_t k = 0; k < warm; ++k)
+      forward(k);
+    for (int64_t i = 0; i < total - warm; ++i) {
+      forward(warm + i);
+      backward(i);
+    }
+    for (int64_t k = total - warm; k < total; ++k)
+      backward(k);
+  }
+}
+
+} // namespace
+
 bool schedule(const std::string &kind, int64_t stages, int64_t micro,
               std::vector<std::vector<Action>> &out, std::string &error) {
   out.assign(stages, {});
@@ -46,19 +108,27 @@ bool schedule(const std::string &kind, int64_t stages, int64_t micro,
     }
     return true;
   }
-  if (kind == "interleaved_1f1b")
-    error = "distributed.pp_schedule = \"interleaved_1f1b\" (virtual "
-            "stages) is not implemented yet; use \"1f1b\" or \"gpipe\"";
-  else
-    error = "unknown pipeline schedule '" + kind +
-            "' (allowed: 1f1b, gpipe, interleaved_1f1b)";
+  if (kind == "interleaved_1f1b") {
+    if (micro % stages != 0) {
+      error = "distributed.pp_schedule = \"interleaved_1f1b\" runs the "
+              "micro-batches in groups of pp: train.grad_accum_steps (" +
+              std::to_string(micro) + ") must be a multiple of pp (" +
+              std::to_string(stages) + ")";
+      return false;
+    }
+    interleaved(stages, micro, virtualStages(kind), out);
+    return true;
+  }
+  error = "unknown pipeline schedule '" + kind +
+          "' (allowed: 1f1b, gpipe, interleaved_1f1b)";
   return false;
 }
 
-int64_t slotsOf(const std::vector<Action> &actions) {
+int64_t slotsOf(const std::vector<Action> &actions, int64_t chunk) {
   int64_t n = 0;
   for (const Action &a : actions)
-    n = std::max(n, a.slot + 1);
+    if (a.chunk == chunk)
+      n = std::max(n, a.slot + 1);
   return n;
 }
 
@@ -66,7 +136,11 @@ bool simulate(const std::vector<std::vector<Action>> &actions, Timeline &tl,
               std::string &error) {
   const int64_t stages = static_cast<int64_t>(actions.size());
   tl.start.assign(stages, {});
-  // When the forward / backward of (stage, micro) ends.
+  int64_t chunks = 0; // model chunks: stages x virtual stages
+  for (const std::vector<Action> &rank : actions)
+    for (const Action &a : rank)
+      chunks = std::max(chunks, (a.chunk + 1) * stages);
+  // When the forward / backward of (model chunk, micro) ends.
   std::map<std::pair<int64_t, int64_t>, double> fwdEnd, bwdEnd;
   std::vector<size_t> next(stages, 0);
   std::vector<double> free(stages, 0.0);
@@ -76,21 +150,22 @@ bool simulate(const std::vector<std::vector<Action>> &actions, Timeline &tl,
     for (int64_t s = 0; s < stages; ++s) {
       while (next[s] < actions[s].size()) {
         const Action &a = actions[s][next[s]];
+        const int64_t c = a.chunk * stages + s;
         double ready = free[s];
-        // A forward receives from the stage before, a backward from the
-        // stage after (the last stage's backward starts from its loss).
-        if (!a.backward && s > 0) {
-          auto it = fwdEnd.find({s - 1, a.micro});
+        // A forward receives from the chunk before, a backward from the
+        // chunk after (the last chunk's backward starts from its loss).
+        if (!a.backward && c > 0) {
+          auto it = fwdEnd.find({c - 1, a.micro});
           if (it == fwdEnd.end())
             break;
           ready = std::max(ready, it->second);
         }
         if (a.backward) {
-          auto own = fwdEnd.find({s, a.micro});
+          auto own = fwdEnd.find({c, a.micro});
           if (own == fwdEnd.end())
             break;
-          if (s + 1 < stages) {
-            auto it = bwdEnd.find({s + 1, a.micro});
+          if (c + 1 < chunks) {
+            auto it = bwdEnd.find({c + 1, a.micro});
             if (it == bwdEnd.end())
               break;
             ready = std::max(ready, it->second);
@@ -98,7 +173,7 @@ bool simulate(const std::vector<std::vector<Action>> &actions, Timeline &tl,
         }
         const double cost = a.backward ? 2.0 : 1.0;
         tl.start[s].push_back(ready);
-        (a.backward ? bwdEnd : fwdEnd)[{s, a.micro}] = ready + cost;
+        (a.backward ? bwdEnd : fwdEnd)[{c, a.micro}] = ready + cost;
         free[s] = ready + cost;
         busy += cost;
         ++next[s];
@@ -127,20 +202,28 @@ std::string render(const std::string &kind,
                    const std::vector<std::vector<Action>> &actions,
                    const Timeline &tl) {
   const int64_t stages = static_cast<int64_t>(actions.size());
-  int64_t micro = 0;
-  for (const Action &a : actions.empty() ? std::vector<Action>() : actions[0])
+  int64_t micro = 0, chunks = 1;
+  for (const Action &a : actions.empty() ? std::vector<Action>() : actions[0]) {
     micro = std::max(micro, a.micro + 1);
-  char head[160];
+    chunks = std::max(chunks, a.chunk + 1);
+  }
+  char head[200];
   std::snprintf(head, sizeof(head),
-                "pipeline schedule %s: %lld stages x %lld micro-batches, "
-                "bubble %.1f%% (forward 1 unit, backward 2)\n",
+                "pipeline schedule %s: %lld stages x %lld micro-batches%s, "
+                "bubble %.1f%% (forward 1 unit, backward 2%s)\n",
                 kind.c_str(), static_cast<long long>(stages),
-                static_cast<long long>(micro), 100.0 * tl.bubble);
+                static_cast<long long>(micro),
+                chunks > 1 ? (", " + std::to_string(chunks) +
+                              " model chunks per rank (a, b, ...)")
+                                 .c_str()
+                           : "",
+                100.0 * tl.bubble, chunks > 1 ? ", per chunk" : "");
   std::string out = head;
   // One fixed-width cell per time unit: "F3" a forward, "B3" and "~~" a
-  // backward's two units, "." an idle unit.
-  const size_t width =
-      std::to_string(std::max<int64_t>(micro - 1, 0)).size() + 2;
+  // backward's two units, "." an idle unit; with several chunks per rank
+  // the chunk's letter follows ("F3b").
+  const size_t width = std::to_string(std::max<int64_t>(micro - 1, 0)).size() +
+                       2 + (chunks > 1 ? 1 : 0);
   auto cell = [&](const std::string &text) {
     return text + std::string(width - std::min(width - 1, text.size()), ' ');
   };
@@ -151,7 +234,10 @@ std::string render(const std::string &kind,
       const Action &a = actions[s][i];
       for (; t + 0.5 < tl.start[s][i]; t += 1)
         line += cell(".");
-      line += cell((a.backward ? "B" : "F") + std::to_string(a.micro));
+      line +=
+          cell((a.backward ? "B" : "F") + std::to_string(a.micro) +
+               (chunks > 1 ? std::string(1, static_cast<char>('a' + a.chunk))
+                           : std::string()));
       if (a.backward)
         line += cell(std::string(width - 1, '~'));
       t = tl.start[s][i] + (a.backward ? 2.0 : 1.0);

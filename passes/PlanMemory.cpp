@@ -88,9 +88,16 @@ void PlanMemoryPass::runOnOperation() {
   // A pipeline stage has forward and backward programs per activation slot
   // (forge-schedule) instead of @train_step.
   const bool staged = module->hasAttr(dist::kStageAttr);
-  for (const char *name :
-       {staged ? "forward.0" : "train_step",
-        staged ? "backward.0" : "optimizer_step", "optimizer_step"})
+  // With virtual stages (interleaved_1f1b) per chunk: forward.0.0, ...
+  const bool chunked =
+      staged && module.lookupSymbol<func::FuncOp>("forward.0.0");
+  for (const char *name : {!staged   ? "train_step"
+                           : chunked ? "forward.0.0"
+                                     : "forward.0",
+                           !staged   ? "optimizer_step"
+                           : chunked ? "backward.0.0"
+                                     : "backward.0",
+                           "optimizer_step"})
     if (!module.lookupSymbol<func::FuncOp>(name)) {
       module.emitError("forge-plan-memory: the module has no @")
           << name << " (run forge-build-optimizer first)";

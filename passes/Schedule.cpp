@@ -26,6 +26,8 @@
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/SetVector.h"
 
+#include <functional>
+#include <map>
 #include <queue>
 
 namespace forge {
@@ -177,6 +179,220 @@ void prefetchWeightGathers(Block &block) {
   }
 }
 
+/// Ops every program may repeat instead of owning: parameter reads, and
+/// constants (no operands, no effects), but not a receive.
+bool sharedOp(Operation *op) {
+  return isa<GetParamOp>(op) ||
+         (op->getNumOperands() == 0 && isMemoryEffectFree(op) &&
+          !isa<dist::RecvOp>(op));
+}
+
+/// With virtual stages (interleaved_1f1b): a rank's @train_step holds its
+/// model chunks side by side (forge-split-pipeline), which share nothing
+/// but parameter reads, constants and the glue that sums their outputs. The
+/// ops fall into connected components by the values they exchange; each
+/// chunk's component holds the chunk's sends and receives, whose tags (2c
+/// forward, 2c + 1 backward, c the sending chunk) say which chunk it is.
+/// Each chunk j and slot K then gets `@forward.j.K` and `@backward.j.K`
+/// (stash buffers `pipeline.stash.j.K.I`), built as a stage's are.
+LogicalResult splitChunks(ModuleOp module,
+                          const std::vector<pipeline::Action> &actions,
+                          int64_t pp) {
+  const int64_t stage =
+      module->getAttrOfType<IntegerAttr>(dist::kStageAttr).getInt();
+  auto fn = module.lookupSymbol<func::FuncOp>("train_step");
+  if (!fn)
+    return module.emitError("forge-schedule: the stage has no @train_step");
+  Block &body = fn.getBody().front();
+  Operation *begin = nullptr;
+  for (Operation &op : body)
+    if (op.hasAttr(kBackwardBeginAttr)) {
+      begin = &op;
+      break;
+    }
+  if (!begin)
+    return fn.emitError("forge-schedule: @train_step of a pipeline stage "
+                        "must be differentiated (forge-build-backward marks "
+                        "where its backward begins)");
+  SmallVector<Operation *> ops;
+  DenseMap<Operation *, unsigned> index;
+  for (Operation &op : body.without_terminator()) {
+    index[&op] = ops.size();
+    ops.push_back(&op);
+  }
+  // Union-find over the ops that belong to one chunk.
+  std::vector<unsigned> parent(ops.size());
+  for (unsigned i = 0; i < ops.size(); ++i)
+    parent[i] = i;
+  std::function<unsigned(unsigned)> find = [&](unsigned i) {
+    return parent[i] == i ? i : parent[i] = find(parent[i]);
+  };
+  auto owned = [&](Operation *op) {
+    return op && index.count(op) && !sharedOp(op) &&
+           !op->hasAttr(dist::kPipelineGlueAttr);
+  };
+  for (Operation *op : ops) {
+    if (!owned(op))
+      continue;
+    op->walk([&](Operation *inner) {
+      for (Value v : inner->getOperands()) {
+        Operation *def = v.getDefiningOp();
+        if (def)
+          def = body.findAncestorOpInBlock(*def);
+        if (owned(def))
+          parent[find(index[def])] = find(index[op]);
+      }
+    });
+  }
+  // Each component's chunk (the rank's j), from its sends and receives.
+  std::map<unsigned, int64_t> chunkOfRoot;
+  for (Operation *op : ops) {
+    int64_t c = -1;
+    if (auto s = dyn_cast<dist::SendOp>(op))
+      c = s.getTag() % 2 == 0 ? s.getTag() / 2 : (s.getTag() - 1) / 2 + 1;
+    else if (auto r = dyn_cast<dist::RecvOp>(op))
+      c = r.getTag() % 2 == 0 ? r.getTag() / 2 + 1 : (r.getTag() - 1) / 2;
+    if (c < 0)
+      continue;
+    if (c % pp != stage)
+      return op->emitOpError("forge-schedule: belongs to model chunk ")
+             << c << ", which is not on pipeline stage " << stage;
+    auto [it, fresh] = chunkOfRoot.insert({find(index[op]), c / pp});
+    if (!fresh && it->second != c / pp)
+      return op->emitOpError("forge-schedule: connects model chunks ")
+             << it->second * pp + stage << " and " << c
+             << " of one rank (they may share only parameters and constants)";
+  }
+  DenseMap<Operation *, int64_t> chunkOf;
+  for (Operation *op : ops) {
+    if (!owned(op))
+      continue;
+    auto it = chunkOfRoot.find(find(index[op]));
+    if (it == chunkOfRoot.end())
+      return op->emitOpError("forge-schedule: belongs to no model chunk "
+                             "(no send or receive reaches it)");
+    chunkOf[op] = it->second;
+  }
+  // Each chunk's result: the glue's leaves.
+  int64_t chunks = 0;
+  for (auto &[root, j] : chunkOfRoot)
+    chunks = std::max(chunks, j + 1);
+  SmallVector<Value> result(chunks);
+  SmallVector<Value> pending = {body.getTerminator()->getOperand(0)};
+  while (!pending.empty()) {
+    Value v = pending.pop_back_val();
+    Operation *def = v.getDefiningOp();
+    if (def && def->hasAttr(dist::kPipelineGlueAttr)) {
+      pending.append(def->getOperands().begin(), def->getOperands().end());
+      continue;
+    }
+    if (!owned(def))
+      return fn.emitError("forge-schedule: a chunk's output is not its own");
+    result[chunkOf[def]] = v;
+  }
+
+  OpBuilder b(module.getContext());
+  b.setInsertionPoint(fn);
+  SmallVector<int64_t> flat;
+  for (int64_t j = 0; j < chunks; ++j) {
+    if (!result[j])
+      return fn.emitError("forge-schedule: model chunk ")
+             << j * pp + stage << " has no output";
+    SmallVector<Operation *> fwd, bwd, sharedFwd, sharedBwd;
+    for (Operation *op : ops) {
+      const bool isBwd = begin->isBeforeInBlock(op) || op == begin;
+      if (owned(op)) {
+        if (chunkOf[op] == j)
+          (isBwd ? bwd : fwd).push_back(op);
+      } else if (sharedOp(op)) {
+        (isBwd ? sharedBwd : sharedFwd).push_back(op);
+      }
+    }
+    llvm::SmallPtrSet<Operation *, 32> inFwd(fwd.begin(), fwd.end());
+    llvm::SetVector<Value> kept;
+    for (Operation *op : bwd)
+      op->walk([&](Operation *inner) {
+        for (Value v : inner->getOperands())
+          if (Operation *def = v.getDefiningOp())
+            if (inFwd.contains(def))
+              kept.insert(v);
+      });
+    // The shared ops a program reads, in body order.
+    auto sharedFor = [&](ArrayRef<Operation *> users,
+                         ArrayRef<Operation *> candidates) {
+      llvm::SmallPtrSet<Operation *, 16> used;
+      for (Operation *op : users)
+        op->walk([&](Operation *inner) {
+          for (Value v : inner->getOperands())
+            if (Operation *def = v.getDefiningOp())
+              used.insert(def);
+        });
+      SmallVector<Operation *> out;
+      for (Operation *op : candidates)
+        if (used.contains(op))
+          out.push_back(op);
+      return out;
+    };
+    SmallVector<Operation *> fwdShared = sharedFor(fwd, sharedFwd);
+    SmallVector<Operation *> allShared(sharedFwd);
+    allShared.append(sharedBwd);
+    SmallVector<Operation *> bwdShared = sharedFor(bwd, allShared);
+    const int64_t slots = pipeline::slotsOf(actions, j);
+    SmallVector<SmallVector<FlatSymbolRefAttr>> stash(slots);
+    const std::string tag = std::to_string(j) + ".";
+    for (int64_t k = 0; k < slots; ++k)
+      for (auto [i, v] : llvm::enumerate(kept)) {
+        std::string name = "pipeline.stash." + tag + std::to_string(k) + "." +
+                           std::to_string(i);
+        ParamOp::create(b, fn.getLoc(), b.getStringAttr(name),
+                        TypeAttr::get(v.getType()),
+                        InitKindAttr::get(module.getContext(), InitKind::zeros),
+                        FloatAttr(), b.getUnitAttr());
+        stash[k].push_back(FlatSymbolRefAttr::get(b.getStringAttr(name)));
+      }
+    for (int64_t k = 0; k < slots; ++k) {
+      auto f = func::FuncOp::create(
+          b, fn.getLoc(), "forward." + tag + std::to_string(k),
+          b.getFunctionType(fn.getArgumentTypes(), {result[j].getType()}));
+      OpBuilder fb = OpBuilder::atBlockBegin(f.addEntryBlock());
+      IRMapping map;
+      map.map(fn.getArguments(), f.getArguments());
+      for (Operation *op : fwdShared)
+        fb.clone(*op, map);
+      for (Operation *op : fwd)
+        fb.clone(*op, map);
+      for (auto [i, v] : llvm::enumerate(kept))
+        SetParamOp::create(fb, fn.getLoc(), stash[k][i], map.lookup(v));
+      func::ReturnOp::create(fb, fn.getLoc(), map.lookup(result[j]));
+
+      auto g = func::FuncOp::create(
+          b, fn.getLoc(), "backward." + tag + std::to_string(k),
+          b.getFunctionType(fn.getArgumentTypes(), {}));
+      OpBuilder gb = OpBuilder::atBlockBegin(g.addEntryBlock());
+      IRMapping bmap;
+      bmap.map(fn.getArguments(), g.getArguments());
+      for (auto [i, v] : llvm::enumerate(kept))
+        bmap.map(v,
+                 GetParamOp::create(gb, fn.getLoc(), v.getType(), stash[k][i])
+                     .getResult());
+      for (Operation *op : bwdShared) {
+        Operation *c = gb.clone(*op, bmap);
+        c->removeAttr(kBackwardBeginAttr);
+      }
+      for (Operation *op : bwd) {
+        Operation *c = gb.clone(*op, bmap);
+        c->removeAttr(kBackwardBeginAttr);
+      }
+      func::ReturnOp::create(gb, fn.getLoc());
+    }
+  }
+  for (const pipeline::Action &a : actions)
+    flat.append({a.backward ? 1 : 0, a.micro, a.slot, a.chunk});
+  module->setAttr(dist::kPipelineActionsAttr, b.getDenseI64ArrayAttr(flat));
+  fn.erase();
+  return success();
+}
+
 /// A pipeline stage's @train_step (one micro-batch, forward then backward)
 /// becomes `@forward.K` and `@backward.K` for each activation slot K of the
 /// stage's schedule: the values the backward reads from the forward are
@@ -203,6 +419,8 @@ LogicalResult splitStage(ModuleOp module) {
                           error))
     return module.emitError("forge-schedule: ") << error;
   const std::vector<pipeline::Action> &actions = all[stage];
+  if (pipeline::virtualStages(kind.str()) > 1)
+    return splitChunks(module, actions, mesh.size("pp"));
   const int64_t slots = pipeline::slotsOf(actions);
 
   auto fn = module.lookupSymbol<func::FuncOp>("train_step");
@@ -291,7 +509,7 @@ LogicalResult splitStage(ModuleOp module) {
   }
   SmallVector<int64_t> flat;
   for (const pipeline::Action &a : actions)
-    flat.append({a.backward ? 1 : 0, a.micro, a.slot});
+    flat.append({a.backward ? 1 : 0, a.micro, a.slot, a.chunk});
   module->setAttr(dist::kPipelineActionsAttr, b.getDenseI64ArrayAttr(flat));
   fn.erase();
   return success();

@@ -12,11 +12,21 @@
 // runs on each stage module; forge-schedule then orders the stages'
 // forward and backward programs by the pipeline schedule.
 //
+// With virtual stages (interleaved_1f1b, v chunks per rank) the layers are
+// cut into pp x v chunks by the same rule, chunk c going to rank c % pp:
+// a rank's module holds its v chunks one after the other in one
+// @train_step, each receiving from the rank before and sending to the rank
+// after (tags 2c forward, 2c + 1 for the gradient, so the chunks' messages
+// between two ranks never mix), and returns the sum of their outputs
+// (the adds marked dist.pipeline_glue). forge-schedule cuts the chunks
+// apart again into their own forward and backward programs.
+//
 //===----------------------------------------------------------------------===//
 
 #include "dialects/dist/IR/DistOps.h"
 #include "dialects/forge/IR/ForgeOps.h"
 #include "passes/Passes.h"
+#include "passes/PipelineSchedule.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -60,8 +70,8 @@ int64_t layerOfName(StringRef name) {
 
 struct SplitPipelinePass
     : public forge::impl::SplitPipelinePassBase<SplitPipelinePass> {
-  int64_t pp = 1;
-  std::vector<int64_t> stageOfLayer;
+  int64_t pp = 1, chunks = 1;
+  std::vector<int64_t> stageOfLayer; ///< the model chunk of each layer
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -74,6 +84,9 @@ struct SplitPipelinePass
     pp = mesh.size(kGroup);
     if (pp <= 1)
       return;
+    auto pipe = module->getAttrOfType<DictionaryAttr>(dist::kPipelineAttr);
+    auto kind = pipe ? pipe.getAs<StringAttr>("schedule") : StringAttr();
+    chunks = pp * pipeline::virtualStages(kind ? kind.str() : "");
     auto train = module.lookupSymbol<func::FuncOp>("train_step");
     if (!train) {
       module.emitError(kPass) << ": the module has no func.func @train_step";
@@ -84,14 +97,29 @@ struct SplitPipelinePass
     train.walk([&](Operation *op) {
       layers = std::max(layers, layerOf(op->getLoc()) + 1);
     });
-    if (layers < pp) {
-      module.emitError(kPass) << ": " << layers << " layers cannot fill " << pp
-                              << " pipeline stages";
+    // Two message tags per chunk boundary (runtime: 8 bits of tag).
+    if (2 * chunks > 256) {
+      module.emitError(kPass) << ": " << chunks
+                              << " model chunks need more than 256 message "
+                                 "tags; at most 128 are supported";
       return signalPassFailure();
     }
-    // Reference §3.9: L // pp layers per stage, the first L % pp one more.
-    for (int64_t s = 0; s < pp; ++s)
-      for (int64_t i = 0; i < layers / pp + (s < layers % pp ? 1 : 0); ++i)
+    if (layers < chunks) {
+      if (chunks == pp)
+        module.emitError(kPass) << ": " << layers << " layers cannot fill "
+                                << pp << " pipeline stages";
+      else
+        module.emitError(kPass)
+            << ": " << layers << " layers cannot fill " << chunks
+            << " model chunks (pp " << pp << " x " << chunks / pp
+            << " virtual stages of interleaved_1f1b)";
+      return signalPassFailure();
+    }
+    // Reference §3.9: L // pp layers per stage, the first L % pp one more
+    // (per model chunk with virtual stages).
+    for (int64_t s = 0; s < chunks; ++s)
+      for (int64_t i = 0; i < layers / chunks + (s < layers % chunks ? 1 : 0);
+           ++i)
         stageOfLayer.push_back(s);
 
     MLIRContext *ctx = &getContext();
@@ -128,7 +156,7 @@ struct SplitPipelinePass
       }
       if (s < 0) {
         int64_t layer = layerOfName(p.getSymName());
-        s = layer >= 0 ? stageOfLayer[layer] : 0;
+        s = layer >= 0 ? stageOfLayer[layer] % pp : 0;
       }
       // In their original order, before the stage's functions.
       p->moveBefore((*stages[s].getOps<func::FuncOp>().begin()).getOperation());
@@ -152,9 +180,11 @@ struct SplitPipelinePass
     bool afterLast = false;
     for (Operation &op : body.without_terminator()) {
       int64_t layer = layerOf(op.getLoc());
-      // A layer-less op goes with the stage before it (the embedding with
+      // A layer-less op goes with the chunk before it (the embedding with
       // the first), and everything after the last layer with the last.
-      int64_t s = layer >= 0 ? stageOfLayer[layer] : afterLast ? pp - 1 : cur;
+      int64_t s = layer >= 0  ? stageOfLayer[layer]
+                  : afterLast ? chunks - 1
+                              : cur;
       if (s < cur)
         return op.emitOpError(kPass)
                << ": ops of pipeline stage " << s << " follow stage " << cur
@@ -168,8 +198,8 @@ struct SplitPipelinePass
         return stageOf.lookup(def);
       return -1; // a function argument: every stage has it
     };
-    // What each stage receives: exactly one value, from the stage before.
-    SmallVector<Value> boundary(pp); // boundary[s]: sent from s to s + 1
+    // What each chunk receives: exactly one value, from the chunk before.
+    SmallVector<Value> boundary(chunks); // boundary[s]: sent from s to s + 1
     for (Operation &op : body.without_terminator())
       for (Value v : op.getOperands()) {
         int64_t from = stageOfValue(v), to = stageOf[&op];
@@ -187,13 +217,20 @@ struct SplitPipelinePass
         boundary[from] = v;
       }
     Value loss = body.getTerminator()->getOperand(0);
-    if (stageOfValue(loss) != pp - 1)
+    if (stageOfValue(loss) != chunks - 1)
       return fn.emitOpError(kPass) << ": the loss is not on the last stage";
-    for (int64_t s = 0; s + 1 < pp; ++s)
+    for (int64_t s = 0; s + 1 < chunks; ++s)
       if (!boundary[s])
         return fn.emitOpError(kPass) << ": nothing crosses from pipeline stage "
                                      << s << " to " << s + 1;
 
+    const bool interleaved = chunks > pp;
+    // Names in origins: stages, or model chunks with virtual stages.
+    auto name = [&](int64_t c) {
+      return interleaved ? "chunk " + std::to_string(c) + " (rank " +
+                               std::to_string(c % pp) + ")"
+                         : "stage " + std::to_string(c);
+    };
     for (int64_t s = 0; s < pp; ++s) {
       ModuleOp stage = stages[s];
       OpBuilder b(stage.getBody(), stage.getBody()->end());
@@ -204,29 +241,48 @@ struct SplitPipelinePass
       IRMapping map;
       for (auto [a, n] : llvm::zip(fn.getArguments(), entry->getArguments()))
         map.map(a, n);
-      if (s > 0) {
-        auto recv = dist::RecvOp::create(
-            b, fn.getLoc(), boundary[s - 1].getType(),
-            b.getI64IntegerAttr(s - 1), b.getStringAttr(kGroup),
-            b.getI64IntegerAttr(pp), b.getI64IntegerAttr(0));
-        dist::setOrigin(recv, kPass, "hidden state from the previous stage",
-                        "stage " + std::to_string(s - 1), "forward");
-        map.map(boundary[s - 1], recv.getResult());
-      }
-      for (Operation &op : body.without_terminator())
-        if (stageOf[&op] == s)
-          b.clone(op, map);
       Value out;
-      if (s + 1 < pp) {
-        auto send = dist::SendOp::create(
-            b, fn.getLoc(), loss.getType(), map.lookup(boundary[s]),
-            b.getI64IntegerAttr(s + 1), b.getStringAttr(kGroup),
-            b.getI64IntegerAttr(pp), b.getI64IntegerAttr(0));
-        dist::setOrigin(send, kPass, "hidden state to the next stage",
-                        "stage " + std::to_string(s + 1), "forward");
-        out = send.getResult();
-      } else {
-        out = map.lookup(loss);
+      for (int64_t c = s; c < chunks; c += pp) {
+        // Chunk c receives from chunk c - 1 (on the rank before) and sends
+        // to chunk c + 1 (on the rank after), tagged by the sending chunk.
+        if (c > 0) {
+          auto recv = dist::RecvOp::create(
+              b, fn.getLoc(), boundary[c - 1].getType(),
+              b.getI64IntegerAttr((c - 1) % pp), b.getStringAttr(kGroup),
+              b.getI64IntegerAttr(pp),
+              b.getI64IntegerAttr(interleaved ? 2 * (c - 1) : 0));
+          dist::setOrigin(recv, kPass,
+                          interleaved ? "hidden state from the previous chunk"
+                                      : "hidden state from the previous stage",
+                          name(c - 1), "forward");
+          map.map(boundary[c - 1], recv.getResult());
+        }
+        for (Operation &op : body.without_terminator())
+          if (stageOf[&op] == c)
+            b.clone(op, map);
+        Value chunkOut;
+        if (c + 1 < chunks) {
+          auto send = dist::SendOp::create(
+              b, fn.getLoc(), loss.getType(), map.lookup(boundary[c]),
+              b.getI64IntegerAttr((c + 1) % pp), b.getStringAttr(kGroup),
+              b.getI64IntegerAttr(pp),
+              b.getI64IntegerAttr(interleaved ? 2 * c : 0));
+          dist::setOrigin(send, kPass,
+                          interleaved ? "hidden state to the next chunk"
+                                      : "hidden state to the next stage",
+                          name(c + 1), "forward");
+          chunkOut = send.getResult();
+        } else {
+          chunkOut = map.lookup(loss);
+        }
+        if (!out) {
+          out = chunkOut;
+        } else {
+          auto sum =
+              AddOp::create(b, fn.getLoc(), out.getType(), out, chunkOut);
+          sum->setAttr(dist::kPipelineGlueAttr, b.getUnitAttr());
+          out = sum.getResult();
+        }
       }
       func::ReturnOp::create(b, fn.getLoc(), out);
     }

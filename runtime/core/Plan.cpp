@@ -311,33 +311,42 @@ std::string verifyPlan(const uint8_t *data, size_t size) {
       t->grad_accum_steps() <= 0 || t->max_steps() <= 0)
     return "training settings must have positive batch_size, seq_len, "
            "vocab_size, grad_accum_steps and max_steps";
-  // A pipeline stage runs forward.K / backward.K per activation slot K.
+  // A pipeline stage runs forward.K / backward.K per activation slot K
+  // (forward.J.K per model chunk J with virtual stages).
   const plan::Pipeline *stage = p->pipeline();
-  const char *microName = stage ? "forward.0" : "train_step";
-  const plan::Program *micro = program(microName);
+  const int64_t chunks = stage ? stage->virtual_stages() : 1;
+  if (chunks < 1 || chunks > 64)
+    return "pipeline stage with " + std::to_string(chunks) + " model chunks";
+  const std::string microName =
+      stage ? pipelineProgram(false, 0, 0, chunks) : "train_step";
+  const plan::Program *micro = program(microName.c_str());
   if (!micro || !micro->inputs() || micro->inputs()->size() < 2 ||
       !micro->outputs() || micro->outputs()->size() != 1)
-    return std::string("the plan needs a ") + microName +
+    return "the plan needs a " + microName +
            " program with token and label inputs and one loss output";
   if (stage) {
     if (!stage->actions() || stage->micro_batches() != t->grad_accum_steps())
       return "pipeline stage without its actions for grad_accum_steps "
              "micro-batches";
-    std::vector<int> seen(2 * t->grad_accum_steps(), 0);
+    // Each micro-batch's forward and backward through each chunk, once.
+    std::vector<int> seen(2 * t->grad_accum_steps() * chunks, 0);
     for (const plan::Action *a : *stage->actions()) {
-      std::string name = std::string(a->backward() ? "backward." : "forward.") +
-                         std::to_string(a->slot());
+      std::string name =
+          pipelineProgram(a->backward(), a->chunk(), a->slot(), chunks);
       if (!program(name.c_str()))
         return "pipeline action runs " + name + ", which the plan lacks";
       if (a->micro() < 0 || a->micro() >= t->grad_accum_steps())
         return "pipeline action for micro-batch " + std::to_string(a->micro()) +
                " of " + std::to_string(t->grad_accum_steps());
-      ++seen[2 * a->micro() + (a->backward() ? 1 : 0)];
+      if (a->chunk() >= chunks)
+        return "pipeline action for model chunk " + std::to_string(a->chunk()) +
+               " of " + std::to_string(chunks);
+      ++seen[(2 * a->micro() + (a->backward() ? 1 : 0)) * chunks + a->chunk()];
     }
     for (int n : seen)
       if (n != 1)
         return "pipeline actions must run each micro-batch's forward and "
-               "backward once";
+               "backward once per model chunk";
   }
   for (size_t i = 0; i < micro->inputs()->size(); ++i) {
     const plan::Buffer *b = bufferOf(micro->inputs(), i);

@@ -27,6 +27,15 @@ constexpr uint32_t kPlanVersion = 6;
 /// Arena alignment of every buffer, in bytes.
 constexpr uint64_t kArenaAlignment = 64;
 
+/// The program a pipeline action runs: `forward.<slot>` (`backward.`), or
+/// `forward.<chunk>.<slot>` when the stage holds several model chunks.
+inline std::string pipelineProgram(bool backward, int64_t chunk, int64_t slot,
+                                   int64_t virtualStages) {
+  return std::string(backward ? "backward." : "forward.") +
+         (virtualStages > 1 ? std::to_string(chunk) + "." : "") +
+         std::to_string(slot);
+}
+
 /// Bytes per element.
 uint64_t dtypeSize(plan::DType t);
 const char *dtypeName(plan::DType t);

@@ -1144,8 +1144,10 @@ uint64_t fnv1a(const std::string &s) {
 /// The tag of a pipeline send or receive: its direction (the plan's tag)
 /// and micro-batch, above the tags of gloo's collectives.
 uint32_t p2pTag(int64_t tag, int64_t micro) {
-  return 0x40000000u | (static_cast<uint32_t>(micro & 0xFFFFF) << 2) |
-         static_cast<uint32_t>(tag & 3);
+  // 8 bits of the plan's tag (2 per model chunk boundary: forward and
+  // gradient) and 20 of the micro-batch, clear of the collectives' tags.
+  return 0x40000000u | (static_cast<uint32_t>(micro & 0xFFFFF) << 8) |
+         static_cast<uint32_t>(tag & 0xFF);
 }
 
 /// The op that issued a step, for messages and traces: its location

@@ -224,7 +224,8 @@ std::string Trainer::Impl::connect() {
     p = jobPipe->stage_plans()->Get(stage)->plan_nested_root();
     pipe = p->pipeline();
     ppComm = comms->group("pp");
-    microProgram = "forward.0";
+    microProgram =
+        runtime::pipelineProgram(false, 0, 0, pipe->virtual_stages());
   }
   return "";
 }
@@ -869,9 +870,8 @@ int Trainer::runSteps() {
         }
       }
       for (const plan::Action *a : *m.pipe->actions()) {
-        const std::string name =
-            std::string(a->backward() ? "backward." : "forward.") +
-            std::to_string(a->slot());
+        const std::string name = runtime::pipelineProgram(
+            a->backward(), a->chunk(), a->slot(), m.pipe->virtual_stages());
         const std::vector<cpu::View> &pin = m.exec.inputs(name);
         for (size_t i = 0; i < pin.size(); ++i)
           std::memcpy(pin[i].data, data[a->micro()][i].data(),

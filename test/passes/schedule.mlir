@@ -99,8 +99,9 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [2]}} {
 // A pipeline stage (the last of two, 1F1B over 3 micro-batches: one
 // micro-batch in flight): @train_step becomes @forward.0 and @backward.0 at
 // the backward's first op; the forward value the backward reads is kept in
-// a slot buffer, the parameter read is repeated; the actions are recorded.
-// CHECK-LABEL: module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.pipeline = {micro_batches = 3 : i64, schedule = "1f1b"}, dist.pipeline_actions = array<i64: 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 1, 0, 0, 2, 0, 1, 2, 0>, dist.stage = 1 : i64}
+// a slot buffer, the parameter read is repeated; the actions are recorded
+// (backward, micro-batch, slot, model chunk).
+// CHECK-LABEL: module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.pipeline = {micro_batches = 3 : i64, schedule = "1f1b"}, dist.pipeline_actions = array<i64: 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 2, 0, 0, 1, 2, 0, 0>, dist.stage = 1 : i64}
 // CHECK: forge.param @pipeline.stash.0.0 : tensor<2x8xf32> init( zeros) buffer
 // CHECK-NOT: forge.param @pipeline.stash.1
 // CHECK-NOT: @train_step
@@ -144,7 +145,7 @@ module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.stage = 0 : i6
 
 // -----
 
-// expected-error @+1 {{forge-schedule: distributed.pp_schedule = "interleaved_1f1b" (virtual stages) is not implemented yet; use "1f1b" or "gpipe"}}
+// expected-error @+1 {{forge-schedule: distributed.pp_schedule = "interleaved_1f1b" runs the micro-batches in groups of pp: train.grad_accum_steps (3) must be a multiple of pp (2)}}
 module attributes {dist.mesh = {dims = ["pp"], sizes = [2]}, dist.stage = 0 : i64, dist.pipeline = {schedule = "interleaved_1f1b", micro_batches = 3 : i64}} {
   func.func @train_step(%x: tensor<2x8xf32>) -> tensor<f32> {
     %l = forge.global_norm %x : tensor<2x8xf32> -> tensor<f32>

@@ -242,9 +242,13 @@ int main(int argc, char **argv) {
       for (const plan::StagePlan *sp : *pipe->stage_plans()) {
         const plan::Plan *stage = sp->plan_nested_root();
         std::string order;
+        const bool chunked = stage->pipeline()->virtual_stages() > 1;
         for (const plan::Action *a : *stage->pipeline()->actions())
-          order += std::string(" ") + (a->backward() ? "B" : "F") +
-                   std::to_string(a->micro());
+          order +=
+              std::string(" ") + (a->backward() ? "B" : "F") +
+              std::to_string(a->micro()) +
+              (chunked ? std::string(1, static_cast<char>('a' + a->chunk()))
+                       : std::string());
         std::printf("stage %lld: arena %llu bytes, activation stash %llu;%s\n",
                     static_cast<long long>(stage->pipeline()->stage()),
                     static_cast<unsigned long long>(stage->arena_bytes()),

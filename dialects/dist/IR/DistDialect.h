@@ -44,8 +44,15 @@ void writeMesh(mlir::ModuleOp module, const Mesh &mesh);
 constexpr const char kPipelineAttr[] = "dist.pipeline";
 
 /// On a pipeline stage's module after forge-schedule: its programs in
-/// order, as (backward ? 1 : 0, micro-batch, activation slot) triples.
+/// order, as (backward ? 1 : 0, micro-batch, activation slot, model chunk)
+/// quadruples.
 constexpr const char kPipelineActionsAttr[] = "dist.pipeline_actions";
+
+/// With virtual pipeline stages (interleaved_1f1b), on the ops
+/// forge-split-pipeline adds to sum a rank's chunk outputs into its
+/// program's result: forge-schedule drops them when it gives each chunk its
+/// own programs.
+constexpr const char kPipelineGlueAttr[] = "dist.pipeline_glue";
 
 /// On a pipeline stage's module (forge-split-pipeline): its stage index.
 constexpr const char kStageAttr[] = "dist.stage";
