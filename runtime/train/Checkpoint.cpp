@@ -585,9 +585,7 @@ std::string Checkpointer::save(const TrainState &st) {
     writer_ = std::thread([this, shared] { writerError_ = write(*shared); });
     return "";
   }
-  if (std::string e = write(*p); !e.empty())
-    return e;
-  return commit(p->step);
+  return commit(p->step, write(*p));
 }
 
 std::string Checkpointer::write(Pending &p) {
@@ -620,21 +618,38 @@ std::string Checkpointer::wait() {
   if (!writer_.joinable())
     return "";
   writer_.join();
-  if (!writerError_.empty())
-    return writerError_;
-  return commit(pendingStep_);
+  return commit(pendingStep_, writerError_);
 }
 
-std::string Checkpointer::commit(int64_t step) {
+std::string Checkpointer::commit(int64_t step, const std::string &failed) {
   // Every rank's file is durable before the manifest says so; gathering
-  // the files' checksums waits for all of them.
-  std::vector<uint32_t> crcs(world_, pendingCrc_);
+  // the files' checksums (and whether each rank could write its file)
+  // waits for all of them, and a rank that failed fails the checkpoint on
+  // every rank instead of leaving the others waiting.
+  const uint32_t mine[2] = {pendingCrc_, failed.empty() ? 0u : 1u};
+  std::vector<uint32_t> all(2 * static_cast<size_t>(world_));
+  all[2 * rank_] = mine[0];
+  all[2 * rank_ + 1] = mine[1];
   if (comms_)
     if (std::string e = comms_->world().allGather(
-            &pendingCrc_, crcs.data(), sizeof(uint32_t),
+            mine, all.data(), sizeof(mine),
             "checkpoint step " + std::to_string(step));
         !e.empty())
       return e;
+  if (!failed.empty())
+    return failed;
+  std::string bad;
+  for (int r = 0; r < world_; ++r)
+    if (all[2 * r + 1])
+      bad += (bad.empty() ? "" : ", ") + std::to_string(r);
+  if (!bad.empty())
+    return "rank " + bad + " could not write its shards of step " +
+           std::to_string(step) +
+           " (its message says why); the checkpoint "
+           "is incomplete and will not be used";
+  std::vector<uint32_t> crcs(world_);
+  for (int r = 0; r < world_; ++r)
+    crcs[r] = all[2 * r];
   if (rank_ != 0)
     return "";
   const std::string root = str(cfg_->dir());

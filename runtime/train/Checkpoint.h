@@ -73,7 +73,8 @@ public:
 private:
   struct Pending;
   std::string write(Pending &p);
-  std::string commit(int64_t step);
+  /// `failed`: why this rank could not write its file ("" when it did).
+  std::string commit(int64_t step, const std::string &failed);
   void retain() const;
 
   const plan::Plan *job_, *plan_;
