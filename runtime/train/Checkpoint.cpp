@@ -236,7 +236,7 @@ bool Checkpointer::due(int64_t step) const {
     int64_t offset = step - cfg_->window_start();
     return offset == 0 || (offset & (offset - 1)) == 0;
   }
-  return cfg_->interval() > 0 && step % cfg_->interval() == 0;
+  return step > 0 && cfg_->interval() > 0 && step % cfg_->interval() == 0;
 }
 
 static bool complete(const std::string &dir) {

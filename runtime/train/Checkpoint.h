@@ -50,6 +50,8 @@ public:
   ~Checkpointer();
 
   /// Whether step `step` saves (checkpoint.interval, the dynamic window).
+  /// Step 0 (the initial weights, before any update) saves only when the
+  /// dynamic window starts at 0, as KempnerForge's does.
   bool due(int64_t step) const;
 
   /// The checkpoint a run resumes from: `dir/latest` when complete, else

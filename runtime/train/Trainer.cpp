@@ -819,6 +819,21 @@ int Trainer::runSteps() {
                 static_cast<long long>(m.resumed.step),
                 static_cast<long long>(m.steps),
                 str((m.job ? m.job : m.p)->checkpoint()->dir()).c_str());
+  // The initial weights, when the dynamic checkpoint window covers step 0
+  // (reference §6).
+  if (m.ckpt && m.resumed.step == 0 && m.steps > 0 && m.ckpt->due(0)) {
+    TrainState st;
+    std::ostringstream rng;
+    rng << m.gen;
+    st.rng = rng.str();
+    if (m.loader) {
+      data::LoaderPosition pos = m.loader->position();
+      st.epoch = pos.epoch;
+      st.batchesYielded = pos.batchesYielded;
+    }
+    if (std::string e = m.ckpt->save(st); !e.empty())
+      return fail("saving the checkpoint of step 0: " + e);
+  }
   for (int64_t step = m.resumed.step + 1; step <= m.steps; ++step) {
     auto start = std::chrono::steady_clock::now();
     if (m.tracer)
