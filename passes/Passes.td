@@ -330,6 +330,13 @@ def PlanMemoryPass : Pass<"forge-plan-memory", "::mlir::ModuleOp"> {
     exact peak. `forge.reshape` is a view of its input's storage and
     `forge.get_param` reads the parameter in place. Offsets are 64-byte
     aligned. The plan writer serializes this layout unchanged.
+
+    Updates happen in place where that is safe: a `forge.adamw_update` or
+    `forge.lion_update` result, or a `forge.add` (gradient accumulation),
+    whose only use is the `forge.set_param` of the very parameter its
+    operand read, gets that parameter's storage when nothing reads the old
+    value after it (these kernels go element by element). The set_param
+    then copies nothing, and no temporary is allocated.
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
                            "::mlir::func::FuncDialect"];

@@ -185,7 +185,42 @@ void PlanMemoryPass::runOnOperation() {
         use(v);
       if (isa<func::ReturnOp>(op))
         break;
-      for (Value r : op.getResults()) {
+      // An optimizer update writes its new parameter and state where the
+      // old ones are, and a gradient accumulation (add) its sum into the
+      // gradient, when nothing reads the old values after it: these
+      // kernels go element by element, so the set_param that stores the
+      // result then copies nothing (no temporary, no copy).
+      llvm::SmallDenseMap<unsigned, unsigned> inPlace;  // result -> storage
+      SmallVector<std::pair<unsigned, unsigned>> pairs; // (result, operand)
+      if (isa<AdamWUpdateOp>(op))
+        pairs = {{0, 0}, {1, 2}, {2, 3}};
+      else if (isa<LionUpdateOp>(op))
+        pairs = {{0, 0}, {1, 2}};
+      else if (isa<AddOp>(op))
+        pairs = {{0, op.getOperand(0).getDefiningOp<GetParamOp>() ? 0u : 1u}};
+      for (auto [ri, oi] : pairs) {
+        Value r = op.getResult(ri);
+        auto get = op.getOperand(oi).getDefiningOp<GetParamOp>();
+        auto set = r.hasOneUse() ? dyn_cast<SetParamOp>(*r.getUsers().begin())
+                                 : SetParamOp();
+        if (!get || !set || get.getName() != set.getName())
+          continue;
+        bool readLater = false;
+        fn.walk([&](GetParamOp other) {
+          if (other.getName() != get.getName())
+            return;
+          for (Operation *user : other.getResult().getUsers())
+            if (user != set.getOperation() && op.isBeforeInBlock(user))
+              readLater = true;
+        });
+        if (!readLater)
+          inPlace[ri] = paramStorage.at(get.getNameAttr().getAttr());
+      }
+      for (auto [ri, r] : llvm::enumerate(op.getResults())) {
+        if (auto it = inPlace.find(ri); it != inPlace.end()) {
+          storageOf_[r] = it->second;
+          continue;
+        }
         auto bytes = bytesOf(r.getType(), &op);
         if (failed(bytes))
           return signalPassFailure();

@@ -88,3 +88,60 @@ module attributes {dist.mesh = {dims = ["dp_shard"], sizes = [2]}} {
     return %n, %n : tensor<f32>, tensor<f32>
   }
 }
+
+// -----
+
+// In place: the AdamW update writes the new parameter and moments over the
+// old ones (offsets 0, 64, 128: the params' own), and the gradient
+// accumulation its sum into @grad.w (192), so their set_params copy nothing
+// and nothing lands in the activation region for them. The update of @u
+// writes its moments in place but not its parameter: the old @u is read
+// after it (by %after).
+// CHECK-LABEL: module attributes {exec.memory
+// CHECK: forge.param @w {{.*}} {exec.offset = 0 : i64}
+// CHECK: forge.param @m {{.*}} {exec.offset = 64 : i64}
+// CHECK: forge.param @v {{.*}} {exec.offset = 128 : i64}
+// CHECK: forge.param @grad.w {{.*}} {exec.offset = 192 : i64}
+// CHECK: forge.param @u {{.*}} {exec.offset = 256 : i64}
+// CHECK: forge.param @um {{.*}} {exec.offset = 320 : i64}
+// CHECK: forge.param @uv {{.*}} {exec.offset = 384 : i64}
+forge.param @w : tensor<4x4xf32> init(normal, std = 2.000000e-02)
+forge.param @m : tensor<4x4xf32> init(zeros) buffer
+forge.param @v : tensor<4x4xf32> init(zeros) buffer
+forge.param @grad.w : tensor<4x4xf32> init(zeros) buffer
+forge.param @u : tensor<4x4xf32> init(normal, std = 2.000000e-02)
+forge.param @um : tensor<4x4xf32> init(zeros) buffer
+forge.param @uv : tensor<4x4xf32> init(zeros) buffer
+
+func.func @train_step(%x: tensor<4x4xf32>) -> tensor<f32> {
+  %g = forge.get_param @grad.w : tensor<4x4xf32>
+  // CHECK: forge.add {{.*}} {exec.offsets = array<i64: 192>}
+  %acc = forge.add %g, %x : tensor<4x4xf32>
+  forge.set_param @grad.w, %acc : tensor<4x4xf32>
+  %l = forge.z_loss %x : tensor<4x4xf32> -> tensor<f32>
+  return %l : tensor<f32>
+}
+
+func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
+  %lr = forge.fill 1.0e-3 : tensor<f32>
+  %p = forge.get_param @w : tensor<4x4xf32>
+  %g = forge.get_param @grad.w : tensor<4x4xf32>
+  %m = forge.get_param @m : tensor<4x4xf32>
+  %v = forge.get_param @v : tensor<4x4xf32>
+  // CHECK: forge.adamw_update {{.*}} {exec.offsets = array<i64: 0, 64, 128>}
+  %p1, %m1, %v1 = forge.adamw_update %p, %g, %m, %v, %lr, %lr, %s betas(9.000000e-01, 9.500000e-01) eps(1.000000e-08) weight_decay(1.000000e-01) : tensor<4x4xf32>, tensor<f32>, tensor<f32>, tensor<i64>
+  forge.set_param @w, %p1 : tensor<4x4xf32>
+  forge.set_param @m, %m1 : tensor<4x4xf32>
+  forge.set_param @v, %v1 : tensor<4x4xf32>
+  %u = forge.get_param @u : tensor<4x4xf32>
+  %um = forge.get_param @um : tensor<4x4xf32>
+  %uv = forge.get_param @uv : tensor<4x4xf32>
+  // CHECK: forge.adamw_update {{.*}} {exec.offsets = array<i64: {{[0-9]+}}, 320, 384>}
+  // CHECK-NOT: array<i64: 256, 320, 384>
+  %u1, %um1, %uv1 = forge.adamw_update %u, %g, %um, %uv, %lr, %lr, %s betas(9.000000e-01, 9.500000e-01) eps(1.000000e-08) weight_decay(1.000000e-01) : tensor<4x4xf32>, tensor<f32>, tensor<f32>, tensor<i64>
+  %after = forge.z_loss %u : tensor<4x4xf32> -> tensor<f32>
+  forge.set_param @u, %u1 : tensor<4x4xf32>
+  forge.set_param @um, %um1 : tensor<4x4xf32>
+  forge.set_param @uv, %uv1 : tensor<4x4xf32>
+  return %after, %lr : tensor<f32>, tensor<f32>
+}
