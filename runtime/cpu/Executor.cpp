@@ -809,8 +809,7 @@ std::map<std::string, Binder> &binders() {
         double acc = 0;
         for (const View &g : gs) {
           In gi = read(g);
-          for (int64_t i = 0; i < g.numel(); ++i)
-            acc += static_cast<double>(gi.p[i]) * gi.p[i];
+          acc += fast::sumSquares(gi.p, g.numel());
         }
         Out out(y);
         out.p[0] = static_cast<float>(squared ? acc : std::sqrt(acc));

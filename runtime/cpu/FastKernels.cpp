@@ -232,6 +232,20 @@ FORGE_SIMD_CLONES void rowAddScaledExp(const float *l, int64_t c, float mx,
     d[j] += scale * expApprox(l[j] - mx);
 }
 
+FORGE_SIMD_CLONES double sumSquaresRange(const float *x, int64_t n) {
+  double acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int64_t k = 0; k < 8; ++k)
+      acc[k] += static_cast<double>(x[i + k]) * x[i + k];
+  double sum = 0;
+  for (int64_t k = 0; k < 8; ++k)
+    sum += acc[k];
+  for (; i < n; ++i)
+    sum += static_cast<double>(x[i]) * x[i];
+  return sum;
+}
+
 FORGE_SIMD_CLONES void siluRange(const float *x, int64_t n, float *y) {
   for (int64_t i = 0; i < n; ++i)
     y[i] = x[i] / (1.0f + expApprox(-x[i]));
@@ -529,6 +543,20 @@ void scale(const float *x, float factor, int64_t n, float *y) {
 }
 
 float approxExp(float x) { return expApprox(x); }
+
+double sumSquares(const float *x, int64_t n) {
+  constexpr int64_t kPart = 1 << 16;
+  const int64_t parts = (n + kPart - 1) / kPart;
+  std::vector<double> sums(parts);
+  parallelFor(parts, [&](int64_t p) {
+    const int64_t begin = p * kPart;
+    sums[p] = sumSquaresRange(x + begin, std::min(kPart, n - begin));
+  });
+  double total = 0;
+  for (double s : sums)
+    total += s;
+  return total;
+}
 
 float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
                       int64_t c, int64_t ignoreIndex) {

@@ -29,6 +29,11 @@ void attentionBwd(const float *q, const float *k, const float *v,
                   const float *o, const float *lse, const float *dout,
                   float *dq, float *dk, float *dv);
 
+/// sum x[i]^2 in double: fixed chunks (in parallel), each summed in 8
+/// lanes, the chunks' sums added in order, so the result depends on n only,
+/// not on the threads.
+double sumSquares(const float *x, int64_t n);
+
 /// e^x as the vectorized kernels (softmax rows, SiLU) compute it: a
 /// polynomial, not libm; exposed for its accuracy test.
 float approxExp(float x);

@@ -62,6 +62,17 @@ TEST(FastKernels, AttentionNonCausal) {
   compareAttention({2, 33, 2, 2, 8, false, 0.5}, false);
 }
 
+TEST(FastKernels, SumSquares) {
+  // Against a plain double loop, across the chunk and lane boundaries.
+  for (int64_t n : {0, 1, 7, 8, 9, 65535, 65536, 200003}) {
+    auto x = randn(n, 11);
+    double want = 0;
+    for (float v : x)
+      want += static_cast<double>(v) * v;
+    EXPECT_NEAR(fast::sumSquares(x.data(), n), want, 1e-12 * (1 + want)) << n;
+  }
+}
+
 TEST(FastKernels, ApproxExp) {
   // Against libm's exp in double, over the range softmax and SiLU use.
   double worst = 0;
