@@ -100,11 +100,13 @@ int Tracer::threadIndex(const char *thread) {
 }
 
 void Tracer::record(const std::string &name, TraceKind kind, const char *thread,
-                    double startUs, double endUs, const std::string &detail) {
+                    double startUs, double endUs, const std::string &detail,
+                    double flops) {
   if (!active())
     return;
   std::lock_guard<std::mutex> lock(mu_);
-  events_.push_back({name, detail, kind, threadIndex(thread), startUs, endUs});
+  events_.push_back(
+      {name, detail, kind, threadIndex(thread), startUs, endUs, flops});
 }
 
 bool Tracer::empty() const {
@@ -148,8 +150,15 @@ std::string Tracer::writeChromeTrace(const std::string &path) const {
            ", \"ph\": \"X\", \"ts\": " + number(e.start) +
            ", \"dur\": " + number(e.end - e.start) + ", \"pid\": " + pid +
            ", \"tid\": " + std::to_string(e.thread);
-    if (!e.detail.empty())
-      out += ", \"args\": {\"detail\": " + quote(e.detail) + "}";
+    if (!e.detail.empty() || e.flops > 0) {
+      out += ", \"args\": {";
+      if (!e.detail.empty())
+        out += "\"detail\": " + quote(e.detail);
+      if (e.flops > 0)
+        out += std::string(e.detail.empty() ? "" : ", ") +
+               "\"flops\": " + number(e.flops);
+      out += "}";
+    }
     out += "}";
     if (out.size() > (1 << 20)) {
       std::fwrite(out.data(), 1, out.size(), f);
@@ -202,6 +211,7 @@ TraceBreakdown Tracer::breakdown() const {
     }
     switch (e.kind) {
     case TraceKind::MatMul:
+      b.matmulFlops += e.flops;
       b.matmul += s;
       break;
     case TraceKind::Attention:
@@ -258,12 +268,14 @@ std::string traceSummaryMarkdown(const std::vector<TraceBreakdown> &ranks,
         "per step, and share of the step time). *Communication* is the "
         "time the compute thread ran or waited for a collective; the "
         "communication stream's own time, mostly hidden behind compute, is "
-        "the last column. *Idle* is everything else inside the step: "
+        "the next column. *Idle* is everything else inside the step: "
         "reading data, the runtime's bookkeeping, waiting at the "
-        "non-finite check.\n\n";
+        "non-finite check. The last column is the matmuls' achieved rate "
+        "(2 m n k per dense linear; grouped expert matmuls are not "
+        "counted).\n\n";
   md += "| rank | step ms | matmul | attention | other compute | "
-        "communication | idle | comm stream ms |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        "communication | idle | comm stream ms | matmul GFLOP/s |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (size_t r = 0; r < ranks.size(); ++r) {
     const TraceBreakdown &b = ranks[r];
     const double n = static_cast<double>(std::max<int64_t>(1, b.steps));
@@ -272,11 +284,13 @@ std::string traceSummaryMarkdown(const std::vector<TraceBreakdown> &ranks,
       std::snprintf(c, sizeof(c), "%.2f (%.1f%%)", 1e3 * v / n, pct(v, b.wall));
       return std::string(c);
     };
-    std::snprintf(
-        buf, sizeof(buf), "| %zu | %.2f | %s | %s | %s | %s | %s | %.2f |\n", r,
-        1e3 * b.wall / n, cell(b.matmul).c_str(), cell(b.attention).c_str(),
-        cell(b.compute).c_str(), cell(b.exposedComm).c_str(),
-        cell(b.idle).c_str(), 1e3 * b.commStream / n);
+    std::snprintf(buf, sizeof(buf),
+                  "| %zu | %.2f | %s | %s | %s | %s | %s | %.2f | %.1f |\n", r,
+                  1e3 * b.wall / n, cell(b.matmul).c_str(),
+                  cell(b.attention).c_str(), cell(b.compute).c_str(),
+                  cell(b.exposedComm).c_str(), cell(b.idle).c_str(),
+                  1e3 * b.commStream / n,
+                  b.matmul > 0 ? b.matmulFlops / b.matmul / 1e9 : 0.0);
     md += buf;
   }
   double total = 0;

@@ -50,6 +50,7 @@ struct TraceBreakdown {
   int64_t steps = 0;
   double wall = 0, matmul = 0, attention = 0, compute = 0, exposedComm = 0,
          idle = 0, commStream = 0;
+  double matmulFlops = 0; ///< of the matmuls timed in `matmul`
 };
 
 /// One row of the op table: an op name's calls and total time.
@@ -77,9 +78,11 @@ public:
 
   /// A span [startUs, endUs] named `name` on the timeline row `thread`
   /// ("compute", "collectives", ...). `detail` goes into the event's args
-  /// (e.g. the collective's origin). Thread-safe; ignored when inactive.
+  /// (e.g. the collective's origin), and `flops`, the floating-point
+  /// operations of a matmul, too. Thread-safe; ignored when inactive.
   void record(const std::string &name, TraceKind kind, const char *thread,
-              double startUs, double endUs, const std::string &detail = "");
+              double startUs, double endUs, const std::string &detail = "",
+              double flops = 0);
 
   bool empty() const;
   /// The Chrome trace-event JSON ({"traceEvents": [...]}) of what was
@@ -97,7 +100,7 @@ private:
     std::string name, detail;
     TraceKind kind;
     int thread;
-    double start, end;
+    double start, end, flops;
   };
   int threadIndex(const char *thread); ///< under mu_
 

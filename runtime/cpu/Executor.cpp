@@ -1556,8 +1556,21 @@ std::string Executor::prepare(const plan::Plan *plan) {
                            opName != "dist.slice";
         if (tracer_) {
           // [profiling]: the step's span on the thread that runs it, when
-          // the tracer is in its window.
-          fn = [tracer = tracer_, opName, kind = runtime::traceKindOfOp(opName),
+          // the tracer is in its window; a dense linear's 2 m n k FLOPs.
+          double flops = 0;
+          if (opName == "forge.linear" || opName == "forge.linear_grad_input" ||
+              opName == "forge.linear_grad_weight") {
+            // linear: x[rows, k] w[n, k]; the VJPs: dy[rows, n] with w or x.
+            const View &w =
+                opName == "forge.linear_grad_weight" ? b.res[0] : b.ops[1];
+            const double n = static_cast<double>(w.dim(0)),
+                         k = static_cast<double>(w.dim(1));
+            const double rows = static_cast<double>(b.ops[0].numel()) /
+                                (opName == "forge.linear" ? k : n);
+            flops = 2.0 * rows * n * k;
+          }
+          fn = [tracer = tracer_, opName, flops,
+                kind = runtime::traceKindOfOp(opName),
                 thread = async ? "collectives" : "compute",
                 detail = prog.name + " step " + std::to_string(s) + ": " +
                          origin(st, opName),
@@ -1568,7 +1581,8 @@ std::string Executor::prepare(const plan::Plan *plan) {
             }
             const double t0 = tracer->nowUs();
             inner();
-            tracer->record(opName, kind, thread, t0, tracer->nowUs(), detail);
+            tracer->record(opName, kind, thread, t0, tracer->nowUs(), detail,
+                           flops);
           };
         }
         prog.steps.push_back(std::move(fn));

@@ -442,7 +442,7 @@ std::string Trainer::Impl::finishTrace() {
   if (std::string e = tracer->writeChromeTrace(path); !e.empty())
     return "[profiling] " + e;
   // Every rank's breakdown, for the summary's table (one row per rank).
-  constexpr int kFields = 7;
+  constexpr int kFields = 8;
   std::vector<float> all(static_cast<size_t>(worldSize) * kFields, 0.0f);
   const runtime::TraceBreakdown b = tracer->breakdown();
   const double mine[kFields] = {static_cast<double>(b.steps),
@@ -451,7 +451,8 @@ std::string Trainer::Impl::finishTrace() {
                                 b.attention,
                                 b.compute,
                                 b.exposedComm,
-                                b.commStream};
+                                b.commStream,
+                                b.matmulFlops / 1e9}; // GFLOP: fits a float
   for (int f = 0; f < kFields; ++f)
     all[static_cast<size_t>(rank) * kFields + f] = static_cast<float>(mine[f]);
   if (comms)
@@ -466,6 +467,7 @@ std::string Trainer::Impl::finishTrace() {
     x.steps = static_cast<int64_t>(v[0]);
     x.wall = v[1], x.matmul = v[2], x.attention = v[3], x.compute = v[4];
     x.exposedComm = v[5], x.commStream = v[6];
+    x.matmulFlops = static_cast<double>(v[7]) * 1e9;
     x.idle = std::max(0.0, x.wall - x.matmul - x.attention - x.compute -
                                x.exposedComm);
   }
