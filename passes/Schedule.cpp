@@ -179,6 +179,23 @@ void prefetchWeightGathers(Block &block) {
   }
 }
 
+/// A pipeline stage's @train_step and the first op of its backward (which
+/// forge-build-backward marks).
+LogicalResult differentiatedStep(ModuleOp module, func::FuncOp &fn,
+                                 Operation *&begin) {
+  fn = module.lookupSymbol<func::FuncOp>("train_step");
+  if (!fn)
+    return module.emitError("forge-schedule: the stage has no @train_step");
+  for (Operation &op : fn.getBody().front())
+    if (op.hasAttr(kBackwardBeginAttr)) {
+      begin = &op;
+      return success();
+    }
+  return fn.emitError("forge-schedule: @train_step of a pipeline stage "
+                      "must be differentiated (forge-build-backward marks "
+                      "where its backward begins)");
+}
+
 /// Ops every program may repeat instead of owning: parameter reads, and
 /// constants (no operands, no effects), but not a receive.
 bool sharedOp(Operation *op) {
@@ -200,20 +217,11 @@ LogicalResult splitChunks(ModuleOp module,
                           int64_t pp) {
   const int64_t stage =
       module->getAttrOfType<IntegerAttr>(dist::kStageAttr).getInt();
-  auto fn = module.lookupSymbol<func::FuncOp>("train_step");
-  if (!fn)
-    return module.emitError("forge-schedule: the stage has no @train_step");
-  Block &body = fn.getBody().front();
+  func::FuncOp fn;
   Operation *begin = nullptr;
-  for (Operation &op : body)
-    if (op.hasAttr(kBackwardBeginAttr)) {
-      begin = &op;
-      break;
-    }
-  if (!begin)
-    return fn.emitError("forge-schedule: @train_step of a pipeline stage "
-                        "must be differentiated (forge-build-backward marks "
-                        "where its backward begins)");
+  if (failed(differentiatedStep(module, fn, begin)))
+    return failure();
+  Block &body = fn.getBody().front();
   SmallVector<Operation *> ops;
   DenseMap<Operation *, unsigned> index;
   for (Operation &op : body.without_terminator()) {
@@ -423,20 +431,11 @@ LogicalResult splitStage(ModuleOp module) {
     return splitChunks(module, actions, mesh.size("pp"));
   const int64_t slots = pipeline::slotsOf(actions);
 
-  auto fn = module.lookupSymbol<func::FuncOp>("train_step");
-  if (!fn)
-    return module.emitError("forge-schedule: the stage has no @train_step");
-  Block &body = fn.getBody().front();
+  func::FuncOp fn;
   Operation *begin = nullptr;
-  for (Operation &op : body)
-    if (op.hasAttr(kBackwardBeginAttr)) {
-      begin = &op;
-      break;
-    }
-  if (!begin)
-    return fn.emitError("forge-schedule: @train_step of a pipeline stage "
-                        "must be differentiated (forge-build-backward marks "
-                        "where its backward begins)");
+  if (failed(differentiatedStep(module, fn, begin)))
+    return failure();
+  Block &body = fn.getBody().front();
   SmallVector<Operation *> fwd, bwd;
   for (Operation &op : body.without_terminator())
     (begin->isBeforeInBlock(&op) || &op == begin ? bwd : fwd).push_back(&op);

@@ -1,6 +1,7 @@
 //===- Trace.cpp - Per-rank op timeline for [profiling] -------------------===//
 
 #include "runtime/core/Trace.h"
+#include "runtime/core/JsonString.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -12,36 +13,6 @@
 namespace forge::runtime {
 
 namespace {
-
-/// `s` as a JSON string literal.
-std::string quote(const std::string &s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (c < 0x20) {
-        char buf[8];
-        std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-        out += buf;
-      } else {
-        out += static_cast<char>(c);
-      }
-    }
-  }
-  return out + "\"";
-}
 
 std::string number(double v) {
   char buf[32];
@@ -132,28 +103,28 @@ std::string Tracer::writeChromeTrace(const std::string &path) const {
   std::string out = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
   out += "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": " + pid +
          ", \"tid\": 0, \"args\": {\"name\": " +
-         quote("rank " + std::to_string(rank_)) + "}},\n";
+         jsonString("rank " + std::to_string(rank_)) + "}},\n";
   out += "{\"name\": \"process_sort_index\", \"ph\": \"M\", \"pid\": " + pid +
          ", \"tid\": 0, \"args\": {\"sort_index\": " + pid + "}}";
   for (size_t i = 0; i < threads_.size(); ++i) {
     out += ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": " + pid +
            ", \"tid\": " + std::to_string(i) +
-           ", \"args\": {\"name\": " + quote(threads_[i]) + "}}";
+           ", \"args\": {\"name\": " + jsonString(threads_[i]) + "}}";
     out +=
         ",\n{\"name\": \"thread_sort_index\", \"ph\": \"M\", \"pid\": " + pid +
         ", \"tid\": " + std::to_string(i) +
         ", \"args\": {\"sort_index\": " + std::to_string(i) + "}}";
   }
   for (const Event &e : events_) {
-    out += ",\n{\"name\": " + quote(e.name) +
-           ", \"cat\": " + quote(traceKindName(e.kind)) +
+    out += ",\n{\"name\": " + jsonString(e.name) +
+           ", \"cat\": " + jsonString(traceKindName(e.kind)) +
            ", \"ph\": \"X\", \"ts\": " + number(e.start) +
            ", \"dur\": " + number(e.end - e.start) + ", \"pid\": " + pid +
            ", \"tid\": " + std::to_string(e.thread);
     if (!e.detail.empty() || e.flops > 0) {
       out += ", \"args\": {";
       if (!e.detail.empty())
-        out += "\"detail\": " + quote(e.detail);
+        out += "\"detail\": " + jsonString(e.detail);
       if (e.flops > 0)
         out += std::string(e.detail.empty() ? "" : ", ") +
                "\"flops\": " + number(e.flops);

@@ -228,6 +228,20 @@ Checkpointer::~Checkpointer() {
     writer_.join();
 }
 
+std::string Checkpointer::blockOf(const plan::Buffer *b,
+                                  runtime::Block &blk) const {
+  return runtime::localBlock(
+      b,
+      [&](const std::string &g) -> int64_t {
+        comm::Communicator *c = comms_ ? comms_->group(g) : nullptr;
+        return c ? c->size() : 1;
+      },
+      [&](const std::string &g) -> int64_t {
+        return comms_ ? comms_->coordinate(g) : 0;
+      },
+      blk);
+}
+
 bool Checkpointer::due(int64_t step) const {
   if (!cfg_ || str(cfg_->dir()).empty())
     return false;
@@ -416,17 +430,7 @@ std::string Checkpointer::load(const std::string &path, TrainState &st) {
     if (!saved(b))
       continue;
     runtime::Block blk;
-    if (std::string e = runtime::localBlock(
-            b,
-            [&](const std::string &g) -> int64_t {
-              comm::Communicator *c = comms_ ? comms_->group(g) : nullptr;
-              return c ? c->size() : 1;
-            },
-            [&](const std::string &g) -> int64_t {
-              return comms_ ? comms_->coordinate(g) : 0;
-            },
-            blk);
-        !e.empty())
+    if (std::string e = blockOf(b, blk); !e.empty())
       return e;
     const cpu::View &v = exec_.buffer(i);
     const size_t es = runtime::dtypeSize(v.dtype);
@@ -540,17 +544,7 @@ std::string Checkpointer::save(const TrainState &st) {
     if (!owner)
       continue;
     runtime::Block blk;
-    if (std::string e = runtime::localBlock(
-            b,
-            [&](const std::string &g) -> int64_t {
-              comm::Communicator *c = comms_ ? comms_->group(g) : nullptr;
-              return c ? c->size() : 1;
-            },
-            [&](const std::string &g) -> int64_t {
-              return comms_ ? comms_->coordinate(g) : 0;
-            },
-            blk);
-        !e.empty())
+    if (std::string e = blockOf(b, blk); !e.empty())
       return e;
     const cpu::View &v = exec_.buffer(i);
     const size_t es = runtime::dtypeSize(v.dtype);

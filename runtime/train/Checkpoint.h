@@ -73,6 +73,8 @@ public:
   std::string wait();
 
 private:
+  /// This rank's block of a buffer (runtime::localBlock over its groups).
+  std::string blockOf(const plan::Buffer *b, runtime::Block &blk) const;
   struct Pending;
   std::string write(Pending &p);
   /// `failed`: why this rank could not write its file ("" when it did).

@@ -1,6 +1,7 @@
 //===- Metrics.cpp - MFU, JSONL and TensorBoard metrics sinks -------------===//
 
 #include "runtime/train/Metrics.h"
+#include "runtime/core/JsonString.h"
 
 #include <algorithm>
 #include <array>
@@ -334,28 +335,6 @@ double computeMfu(double flopsPerToken, double tokensPerSec,
 
 namespace {
 
-void appendJsonString(std::string &out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (u < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
-      out += buf;
-    } else {
-      out.push_back(c); // UTF-8 passes through unchanged
-    }
-  }
-  out.push_back('"');
-}
-
 void appendJsonNumber(std::string &out, double v) {
   out += std::isfinite(v) ? formatDouble(v) : "null";
 }
@@ -368,7 +347,7 @@ std::string formatJsonLine(int64_t step, double wallTime,
   appendJsonNumber(line, wallTime);
   for (const auto &[tag, value] : scalars) {
     line += ", ";
-    appendJsonString(line, tag);
+    runtime::appendJsonString(line, tag);
     line += ": ";
     appendJsonNumber(line, value);
   }
