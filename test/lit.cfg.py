@@ -33,6 +33,16 @@ if config.forge_build_compiler:
     config.available_features.add("compiler")
 if config.forge_have_cuda:
     config.available_features.add("cuda")
+    # 'cuda-gpu': forge-run sees a GPU, so the CUDA training tests run;
+    # without one they report UNSUPPORTED (the visible skip) and the tests
+    # of the no-GPU behaviour run instead.
+    import re
+    probe = subprocess.run(
+        [os.path.join(config.forge_tools_dir, "forge-run"), "--backends"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = re.search(r"(\d+) device\(s\) visible", probe.stdout)
+    if seen and int(seen.group(1)) > 0:
+        config.available_features.add("cuda-gpu")
 
 # The test-only Python tools (TensorBoard, the independent reader of forge's
 # event files; jsonschema, the validator of the profiler's traces) live in the

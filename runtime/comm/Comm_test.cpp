@@ -245,3 +245,42 @@ TEST(Launch, FirstSlurmHost) {
   EXPECT_EQ(forge::comm::firstSlurmHost("gpu[03"), "");
   EXPECT_EQ(forge::comm::firstSlurmHost(""), "");
 }
+
+namespace {
+
+TEST(Mesh, GroupsAlongEveryDimOfSizeAboveOne) {
+  // [pp 2, dp_shard 2, tp 2]: rank 5 = (1, 0, 1).
+  MeshShape mesh{{"pp", "dp_replicate", "dp_shard", "tp"}, {2, 1, 2, 2}};
+  std::vector<MeshGroup> g = meshGroups(5, mesh);
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[0].dim, "pp");
+  EXPECT_EQ(g[0].members, (std::vector<int>{1, 5}));
+  EXPECT_EQ(g[0].coordinate, 1);
+  EXPECT_EQ(g[1].dim, "dp_shard");
+  EXPECT_EQ(g[1].members, (std::vector<int>{5, 7}));
+  EXPECT_EQ(g[1].coordinate, 0);
+  EXPECT_EQ(g[2].dim, "tp");
+  EXPECT_EQ(g[2].members, (std::vector<int>{4, 5}));
+  EXPECT_EQ(g[2].coordinate, 1);
+  // The prefix names the group the same way on every member.
+  EXPECT_EQ(meshGroups(7, mesh)[1].prefix, g[1].prefix);
+}
+
+TEST(Mesh, FirstInfinibandInterfaceThatIsUp) {
+  EXPECT_EQ(firstInfinibandInterface(
+                {{"lo", true}, {"ib0", false}, {"eth0", true}, {"ib1", true}}),
+            "ib1");
+  EXPECT_EQ(firstInfinibandInterface({{"lo", true}, {"eth0", true}}), "");
+}
+
+TEST(Mesh, NcclEnvironmentKeepsWhatTheUserSet) {
+  setenv("NCCL_IB_DISABLE", "1", 1);
+  unsetenv("NCCL_NET_GDR_LEVEL");
+  std::string set = setNcclEnvironment();
+  EXPECT_STREQ(std::getenv("NCCL_IB_DISABLE"), "1");
+  EXPECT_STREQ(std::getenv("NCCL_NET_GDR_LEVEL"), "2");
+  EXPECT_NE(set.find("NCCL_NET_GDR_LEVEL=2"), std::string::npos);
+  EXPECT_EQ(set.find("NCCL_IB_DISABLE"), std::string::npos);
+}
+
+} // namespace

@@ -98,6 +98,19 @@ struct MeshShape {
   std::vector<int64_t> sizes;
 };
 
+/// The group along one mesh dim through a rank: its members (world ranks,
+/// in group-rank order), the rank's place in it, and a rendezvous prefix
+/// that names the group the same way on every member.
+struct MeshGroup {
+  std::string dim;
+  std::vector<int> members;
+  int coordinate = 0;
+  std::string prefix;
+};
+/// The groups of `rank` along every dim of size > 1, in mesh order
+/// (row-major coordinates: dim d's stride is the product of later sizes).
+std::vector<MeshGroup> meshGroups(int rank, const MeshShape &mesh);
+
 /// The process's communicators: the world and one per mesh dim of size > 1.
 class Comms {
 public:
@@ -109,6 +122,16 @@ public:
   /// This rank's coordinate along `dim` (0 for a size-1 or unknown dim).
   virtual int coordinate(const std::string &dim) const = 0;
 };
+
+/// NCCL's network settings as KempnerForge sets them (reference §7.5), each
+/// only when the user has not: NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME to
+/// the first UP InfiniBand (ib*) interface, NCCL_IB_DISABLE=0 and
+/// NCCL_NET_GDR_LEVEL=2. Returns what it set, for the log.
+std::string setNcclEnvironment();
+/// The first interface named ib* that is up, from (name, up) pairs in the
+/// system's order; empty when none.
+std::string firstInfinibandInterface(
+    const std::vector<std::pair<std::string, bool>> &interfaces);
 
 /// Connects this process to the others (gloo, TCP transport) and builds the
 /// mesh groups. Returns null with `error` set (naming the missing ranks on

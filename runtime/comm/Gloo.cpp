@@ -266,26 +266,13 @@ std::unique_ptr<Comms> connectGloo(const WorldInfo &world,
     comms->world_ = std::make_unique<GlooCommunicator>(
         "world", all, world.rank, connect("world", world.rank, world.size),
         timeout);
-    // Row-major coordinates: dim d's stride is the product of later sizes.
-    for (size_t d = 0; d < mesh.dims.size(); ++d) {
-      if (mesh.sizes[d] <= 1)
-        continue;
-      int64_t stride = 1;
-      for (size_t e = d + 1; e < mesh.dims.size(); ++e)
-        stride *= mesh.sizes[e];
-      int coord = static_cast<int>((world.rank / stride) % mesh.sizes[d]);
-      int base = static_cast<int>(world.rank - coord * stride);
-      std::vector<int> members;
-      for (int64_t k = 0; k < mesh.sizes[d]; ++k)
-        members.push_back(static_cast<int>(base + k * stride));
-      std::string prefix = mesh.dims[d] + "/" + std::to_string(base);
+    for (const MeshGroup &g : meshGroups(world.rank, mesh))
       comms->groups_.push_back(
-          {mesh.dims[d],
-           std::make_unique<GlooCommunicator>(
-               mesh.dims[d], members, coord,
-               connect(prefix, coord, static_cast<int>(mesh.sizes[d])),
-               timeout)});
-    }
+          {g.dim, std::make_unique<GlooCommunicator>(
+                      g.dim, g.members, g.coordinate,
+                      connect(g.prefix, g.coordinate,
+                              static_cast<int>(g.members.size())),
+                      timeout)});
   } catch (const std::exception &e) {
     error = "rank " + std::to_string(world.rank) + " of " +
             std::to_string(world.size) + ": connecting through " +

@@ -10,6 +10,16 @@ namespace forge::runtime {
 
 bool hasCudaBackend() { return FORGE_HAVE_CUDA; }
 
+int cudaDevices(std::string *why) {
+#if FORGE_HAVE_CUDA
+  return cuda::deviceCount(why);
+#else
+  if (why)
+    *why = "this forge-run was built without the CUDA backend";
+  return 0;
+#endif
+}
+
 std::string describeBackends() {
   std::string out = "backends: cpu (built in)";
 #if FORGE_HAVE_CUDA

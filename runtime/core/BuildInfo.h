@@ -10,6 +10,10 @@ namespace forge::runtime {
 /// Whether the CUDA backend is compiled into this binary.
 bool hasCudaBackend();
 
+/// CUDA devices this process can use: 0 without the CUDA backend, a
+/// driver or a GPU (`why` then says which, when it is known).
+int cudaDevices(std::string *why = nullptr);
+
 /// One line per backend: compiled in or not, and for CUDA the devices seen.
 std::string describeBackends();
 

@@ -1127,6 +1127,34 @@ std::string checkShapes(const std::string &op, const Bind &b) {
   return "";
 }
 
+/// True when every element of a floating buffer is finite.
+bool allFinite(const View &v) {
+  const int64_t n = v.numel();
+  switch (v.dtype) {
+  case plan::DType::f32: {
+    const auto *x = static_cast<const float *>(v.data);
+    // Summing x * 0 keeps this a vectorizable reduction: any Inf or NaN
+    // makes the sum NaN.
+    float acc = 0;
+    for (int64_t i = 0; i < n; ++i)
+      acc += x[i] * 0.0f;
+    return acc == 0.0f;
+  }
+  case plan::DType::bf16:
+  case plan::DType::f16: {
+    // All-ones exponent: 8 bits at 0x7F80 for bf16, 5 at 0x7C00 for f16.
+    const uint16_t mask = v.dtype == plan::DType::bf16 ? 0x7F80 : 0x7C00;
+    const auto *x = static_cast<const uint16_t *>(v.data);
+    for (int64_t i = 0; i < n; ++i)
+      if ((x[i] & mask) == mask)
+        return false;
+    return true;
+  }
+  default:
+    return true;
+  }
+}
+
 uint64_t fnv1a(const std::string &s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) {
@@ -1458,24 +1486,11 @@ std::string bindCollective(const std::string &op, Bind &b, comm::Comms *comms,
 } // namespace
 
 float Executor::readFloat(const View &v, int64_t i) {
-  switch (v.dtype) {
-  case plan::DType::f32:
-    return static_cast<const float *>(v.data)[i];
-  case plan::DType::bf16:
-    return bf16ToF32(static_cast<const uint16_t *>(v.data)[i]);
-  case plan::DType::f16:
-    return static_cast<float>(static_cast<const _Float16 *>(v.data)[i]);
-  default:
-    return 0;
-  }
+  return runtime::readFloat(v, i);
 }
 
-std::string Executor::prepare(const plan::Plan *plan) {
+std::string Executor::prepareLayout(const plan::Plan *plan) {
   plan_ = plan;
-  const char *env = std::getenv("FORGE_PROFILE");
-  profile_ = env && *env && std::string(env) != "0";
-  const char *ov = std::getenv("FORGE_COMM_OVERLAP");
-  const bool overlap = !ov || std::string(ov) != "0";
   arenaBytes_ = plan->arena_bytes();
   auto *mem = static_cast<std::byte *>(std::aligned_alloc(
       runtime::kArenaAlignment,
@@ -1501,6 +1516,21 @@ std::string Executor::prepare(const plan::Plan *plan) {
     if (p->outputs())
       for (uint32_t i : *p->outputs())
         prog.outputs.push_back(views_[i]);
+    programs_.push_back(std::move(prog));
+  }
+  return "";
+}
+
+std::string Executor::prepare(const plan::Plan *plan) {
+  const char *env = std::getenv("FORGE_PROFILE");
+  profile_ = env && *env && std::string(env) != "0";
+  const char *ov = std::getenv("FORGE_COMM_OVERLAP");
+  const bool overlap = !ov || std::string(ov) != "0";
+  if (std::string e = prepareLayout(plan); !e.empty())
+    return e;
+  for (size_t pi = 0; pi < plan->programs()->size(); ++pi) {
+    const plan::Program *p = plan->programs()->Get(pi);
+    Program &prog = programs_[pi];
     if (p->steps()) {
       for (size_t s = 0; s < p->steps()->size(); ++s) {
         const plan::Step *st = p->steps()->Get(s);
@@ -1590,9 +1620,21 @@ std::string Executor::prepare(const plan::Plan *plan) {
       }
     }
     planWaits(plan, prog);
-    programs_.push_back(std::move(prog));
   }
   return "";
+}
+
+void Executor::zeroRole(plan::Role role) {
+  for (uint32_t i = 0; i < plan_->buffers()->size(); ++i)
+    if (plan_->buffers()->Get(i)->role() == role)
+      std::memset(views_[i].data, 0, plan_->buffers()->Get(i)->bytes());
+}
+
+bool Executor::finiteRole(plan::Role role) {
+  for (uint32_t i = 0; i < plan_->buffers()->size(); ++i)
+    if (plan_->buffers()->Get(i)->role() == role && !allFinite(views_[i]))
+      return false;
+  return true;
 }
 
 void Executor::initialize(uint64_t seed) {

@@ -12,6 +12,7 @@
 #ifndef FORGE_RUNTIME_CPU_EXECUTOR_H
 #define FORGE_RUNTIME_CPU_EXECUTOR_H
 
+#include "runtime/core/Backend.h"
 #include "runtime/core/Plan.h"
 #include "runtime/core/Trace.h"
 
@@ -34,21 +35,8 @@ class Comms;
 
 namespace forge::cpu {
 
-/// A typed view of one plan buffer inside the arena.
-struct View {
-  void *data = nullptr;
-  plan::DType dtype = plan::DType::f32;
-  std::vector<int64_t> shape;
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape)
-      n *= d;
-    return n;
-  }
-  int64_t dim(int i) const {
-    return shape[i < 0 ? static_cast<int>(shape.size()) + i : i];
-  }
-};
+/// Views are the backend interface's (host memory on the CPU).
+using View = runtime::View;
 
 /// Thrown by a step whose collective failed; what() names the rank, the
 /// collective, its group and the plan op that issued it.
@@ -83,47 +71,56 @@ private:
   bool stop_ = false;
 };
 
-class Executor {
+class Executor : public runtime::Backend {
 public:
+  const char *kind() const override { return "cpu"; }
   /// The communicators of this rank's mesh groups, for plans with
   /// collectives; set before prepare().
-  void setComms(comm::Comms *comms) { comms_ = comms; }
+  void setComms(comm::Comms *comms) override { comms_ = comms; }
   /// [profiling]: every step records its span into `tracer` while the
   /// tracer is active; set before prepare() (null: no timing wrapper).
-  void setTracer(runtime::Tracer *tracer) { tracer_ = tracer; }
+  void setTracer(runtime::Tracer *tracer) override { tracer_ = tracer; }
 
   /// Binds the plan's programs to kernels. Returns an error message, or an
   /// empty string when every step can run.
-  std::string prepare(const plan::Plan *plan);
+  std::string prepare(const plan::Plan *plan) override;
+
+  /// Only the layout: allocates the host arena (untouched pages cost no
+  /// memory) and the views of every buffer and program, without binding
+  /// kernels. A device backend keeps its host mirror this way.
+  std::string prepareLayout(const plan::Plan *plan);
 
   /// Fills parameters from their initializers (normal draws seeded by
   /// `seed` and the parameter's name, so the order of parameters does not
   /// matter) and zeroes every other persistent buffer.
-  void initialize(uint64_t seed);
+  void initialize(uint64_t seed) override;
 
   /// Runs program `name` once. Its inputs must have been written.
-  void run(const std::string &name);
+  void run(const std::string &name) override;
 
   /// Pipeline stages: the micro-batch the next programs run (it tags their
   /// sends and receives), and waiting for the sends still in flight (each
   /// peer's sends run in order on a thread of their own, from copies, so a
   /// stage never waits for its receiver). A failed send throws
   /// CollectiveError.
-  void setMicroBatch(int64_t micro) { micro_ = micro; }
-  void finishSends();
+  void setMicroBatch(int64_t micro) override { micro_ = micro; }
+  void finishSends() override;
 
   /// The program's input and output buffers, in order.
-  const std::vector<View> &inputs(const std::string &program) const;
-  const std::vector<View> &outputs(const std::string &program) const;
+  const std::vector<View> &inputs(const std::string &program) const override;
+  const std::vector<View> &outputs(const std::string &program) const override;
 
   /// Buffer by plan index (tests and checkpoint I/O).
-  const View &buffer(uint32_t index) const { return views_[index]; }
+  const View &buffer(uint32_t index) const override { return views_[index]; }
+
+  void zeroRole(plan::Role role) override;
+  bool finiteRole(plan::Role role) override;
   /// The arena size actually allocated.
-  uint64_t arenaBytes() const { return arenaBytes_; }
+  uint64_t arenaBytes() const override { return arenaBytes_; }
 
   /// Seconds spent per op, when FORGE_PROFILE is set (else empty).
-  std::string profileReport() const;
-  bool profiling() const { return profile_; }
+  std::string profileReport() const override;
+  bool profiling() const override { return profile_; }
 
   /// Reads element `i` of a floating buffer as f32.
   static float readFloat(const View &v, int64_t i);

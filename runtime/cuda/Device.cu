@@ -42,6 +42,29 @@ std::string deviceDescription(int index) {
   return buf;
 }
 
+double peakFlops(int index, bool lowPrecision) {
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess)
+    return 0;
+  // TFLOPS, dense: {bf16, fp32}.
+  double bf16 = 0, fp32 = 0;
+  switch (prop.major) {
+  case 8:
+    if (prop.minor == 0)
+      bf16 = 312, fp32 = 19.5;
+    break;
+  case 9:
+    bf16 = 989, fp32 = 67;
+    break;
+  case 10:
+    bf16 = 2250, fp32 = 80;
+    break;
+  default:
+    break;
+  }
+  return (lowPrecision ? bf16 : fp32) * 1e12;
+}
+
 const char *compiledArchitectures() { return FORGE_CUDA_ARCHS; }
 
 } // namespace forge::cuda

@@ -214,7 +214,7 @@ struct Checkpointer::Pending {
 };
 
 Checkpointer::Checkpointer(const plan::Plan *job, const plan::Plan *plan,
-                           cpu::Executor &exec, comm::Comms *comms)
+                           runtime::Backend &exec, comm::Comms *comms)
     : job_(job ? job : plan), plan_(plan), cfg_(job_->checkpoint()),
       exec_(exec), comms_(comms) {
   if (comms_) {
@@ -294,6 +294,16 @@ std::string Checkpointer::findResume(std::string &note) const {
 }
 
 std::string Checkpointer::load(const std::string &path, TrainState &st) {
+  // Tensors the checkpoint leaves alone (exclude_from_loading) keep their
+  // current values: start from the backend's state, and hand it back.
+  exec_.pullState();
+  std::string e = loadInto(path, st);
+  if (e.empty())
+    exec_.pushState();
+  return e;
+}
+
+std::string Checkpointer::loadInto(const std::string &path, TrainState &st) {
   data::json::Document doc;
   if (std::string e = data::json::parseFile(path + "/manifest.json", doc);
       !e.empty())
@@ -432,7 +442,7 @@ std::string Checkpointer::load(const std::string &path, TrainState &st) {
     runtime::Block blk;
     if (std::string e = blockOf(b, blk); !e.empty())
       return e;
-    const cpu::View &v = exec_.buffer(i);
+    const runtime::View &v = exec_.buffer(i);
     const size_t es = runtime::dtypeSize(v.dtype);
     auto *dst = static_cast<uint8_t *>(v.data);
     for (const Part &part : partsOf(b, blk)) {
@@ -518,6 +528,7 @@ std::string Checkpointer::load(const std::string &path, TrainState &st) {
 std::string Checkpointer::save(const TrainState &st) {
   if (std::string e = wait(); !e.empty())
     return e;
+  exec_.pullState();
   lastState_ = st;
   auto p = std::make_unique<Pending>();
   p->step = st.step;
@@ -546,7 +557,7 @@ std::string Checkpointer::save(const TrainState &st) {
     runtime::Block blk;
     if (std::string e = blockOf(b, blk); !e.empty())
       return e;
-    const cpu::View &v = exec_.buffer(i);
+    const runtime::View &v = exec_.buffer(i);
     const size_t es = runtime::dtypeSize(v.dtype);
     const auto *src = static_cast<const uint8_t *>(v.data);
     for (const Part &part : partsOf(b, blk)) {

@@ -16,8 +16,9 @@
 #ifndef FORGE_RUNTIME_TRAIN_CHECKPOINT_H
 #define FORGE_RUNTIME_TRAIN_CHECKPOINT_H
 
+#include "runtime/core/Backend.h"
+#include "runtime/core/Plan.h"
 #include "runtime/core/plan_generated.h"
-#include "runtime/cpu/Executor.h"
 
 #include <condition_variable>
 #include <cstdint>
@@ -46,7 +47,7 @@ public:
   /// `job` is the job's plan (with pipeline parallelism it nests the
   /// stages' plans), `plan` this rank's.
   Checkpointer(const plan::Plan *job, const plan::Plan *plan,
-               cpu::Executor &exec, comm::Comms *comms);
+               runtime::Backend &exec, comm::Comms *comms);
   ~Checkpointer();
 
   /// Whether step `step` saves (checkpoint.interval, the dynamic window).
@@ -73,6 +74,8 @@ public:
   std::string wait();
 
 private:
+  /// load() without the state hand-over to and from the backend.
+  std::string loadInto(const std::string &path, TrainState &st);
   /// This rank's block of a buffer (runtime::localBlock over its groups).
   std::string blockOf(const plan::Buffer *b, runtime::Block &blk) const;
   struct Pending;
@@ -83,7 +86,7 @@ private:
 
   const plan::Plan *job_, *plan_;
   const plan::Checkpoint *cfg_;
-  cpu::Executor &exec_;
+  runtime::Backend &exec_;
   comm::Comms *comms_;
   int rank_ = 0, world_ = 1;
   std::thread writer_;

@@ -27,7 +27,7 @@ float toF32(const Tensor &t, int64_t i) {
   return static_cast<float>(x);
 }
 
-void fromF32(const cpu::View &v, int64_t i, float f) {
+void fromF32(const runtime::View &v, int64_t i, float f) {
   switch (v.dtype) {
   case plan::DType::f32:
     static_cast<float *>(v.data)[i] = f;
@@ -73,7 +73,7 @@ static std::string blockOf(const plan::Buffer *b, comm::Comms *comms,
       block);
 }
 
-std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
+std::string loadParameters(const plan::Plan *plan, runtime::Backend &exec,
                            const std::string &path, comm::Comms *comms,
                            const plan::Plan *job) {
   TensorMap file;
@@ -101,7 +101,7 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
     if (b->role() != plan::Role::parameter)
       continue;
     std::string name = b->name()->str();
-    const cpu::View &v = exec.buffer(i);
+    const runtime::View &v = exec.buffer(i);
     // The file holds global tensors; a shard (TP, FSDP) takes its block.
     runtime::Block block;
     if (std::string e = blockOf(b, comms, block); !e.empty())
@@ -175,14 +175,14 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
   return "";
 }
 
-std::string loadBatch(cpu::Executor &exec, const std::string &path,
+std::string loadBatch(runtime::Backend &exec, const std::string &path,
                       int64_t dpRank, int64_t dpSize, int64_t accum,
                       std::vector<std::vector<uint8_t>> *micro,
                       const std::string &program) {
   TensorMap file;
   if (std::string e = readSafeTensors(path, file); !e.empty())
     return e;
-  const std::vector<cpu::View> &in = exec.inputs(program);
+  const std::vector<runtime::View> &in = exec.inputs(program);
   const char *names[] = {"tokens", "labels"};
   if (micro)
     micro->clear();
@@ -230,17 +230,17 @@ std::string loadBatch(cpu::Executor &exec, const std::string &path,
 
 /// collect() for the buffers of this rank's plan.
 static std::string collectLocal(const plan::Plan *plan,
-                                const cpu::Executor &exec, plan::Role role,
+                                const runtime::Backend &exec, plan::Role role,
                                 const std::string &prefix, TensorMap &out,
                                 comm::Comms *comms) {
   for (uint32_t i = 0; i < plan->buffers()->size(); ++i) {
     const plan::Buffer *b = plan->buffers()->Get(i);
     if (b->role() != role)
       continue;
-    const cpu::View &v = exec.buffer(i);
+    const runtime::View &v = exec.buffer(i);
     std::vector<float> local(v.numel());
     for (int64_t e = 0; e < v.numel(); ++e)
-      local[e] = cpu::Executor::readFloat(v, e);
+      local[e] = runtime::readFloat(v, e);
     Tensor t{"F32", v.shape, {}};
     if (b->splits() && b->splits()->size() && comms) {
       // A shard: gather the global tensor (every rank takes part), undoing
@@ -394,7 +394,7 @@ void unpack(const uint8_t *b, TensorMap &m) {
 
 } // namespace
 
-std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
+std::string collect(const plan::Plan *plan, const runtime::Backend &exec,
                     plan::Role role, const std::string &prefix, TensorMap &out,
                     comm::Comms *comms) {
   comm::Communicator *pp =

@@ -3,7 +3,8 @@
 #ifndef FORGE_RUNTIME_TRAIN_STATE_H
 #define FORGE_RUNTIME_TRAIN_STATE_H
 
-#include "runtime/cpu/Executor.h"
+#include "runtime/core/Backend.h"
+#include "runtime/core/Plan.h"
 #include "runtime/train/SafeTensors.h"
 
 #include <string>
@@ -20,7 +21,7 @@ namespace forge::train {
 /// The file holds global tensors; a sharded parameter takes its block.
 /// With pipeline parallelism `plan` is the stage's and `job` the job's
 /// plan: the file may hold the other stages' parameters.
-std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
+std::string loadParameters(const plan::Plan *plan, runtime::Backend &exec,
                            const std::string &path,
                            comm::Comms *comms = nullptr,
                            const plan::Plan *job = nullptr);
@@ -32,7 +33,7 @@ std::string loadParameters(const plan::Plan *plan, cpu::Executor &exec,
 /// m of rank r reads block r * accum + m (so one rank accumulating n
 /// micro-batches sees the batches of n ranks); `micro` then gets each
 /// micro-step's tokens and labels, in order, and the inputs hold the first.
-std::string loadBatch(cpu::Executor &exec, const std::string &path,
+std::string loadBatch(runtime::Backend &exec, const std::string &path,
                       int64_t dpRank = 0, int64_t dpSize = 1, int64_t accum = 1,
                       std::vector<std::vector<uint8_t>> *micro = nullptr,
                       const std::string &program = "train_step");
@@ -41,7 +42,7 @@ std::string loadBatch(cpu::Executor &exec, const std::string &path,
 /// (the gradient accumulators are named grad.<fqn> already).
 /// Sharded buffers are gathered to their global tensors over `comms`
 /// (a collective: every rank calls it).
-std::string collect(const plan::Plan *plan, const cpu::Executor &exec,
+std::string collect(const plan::Plan *plan, const runtime::Backend &exec,
                     plan::Role role, const std::string &prefix, TensorMap &out,
                     comm::Comms *comms = nullptr);
 

@@ -4,6 +4,10 @@
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/Launch.h"
 #include "runtime/cpu/Executor.h"
+#if FORGE_HAVE_CUDA
+#include "runtime/cuda/Device.h"
+#include "runtime/cuda/Executor.h"
+#endif
 #include "runtime/data/Dataset.h"
 #include "runtime/train/Checkpoint.h"
 #include "runtime/train/HfExport.h"
@@ -54,34 +58,6 @@ std::string duration(double seconds) {
   return buf;
 }
 
-/// True when every element of a floating buffer is finite.
-bool allFinite(const cpu::View &v) {
-  const int64_t n = v.numel();
-  switch (v.dtype) {
-  case plan::DType::f32: {
-    const auto *x = static_cast<const float *>(v.data);
-    // Summing x * 0 keeps this a vectorizable reduction: any Inf or NaN
-    // makes the sum NaN.
-    float acc = 0;
-    for (int64_t i = 0; i < n; ++i)
-      acc += x[i] * 0.0f;
-    return acc == 0.0f;
-  }
-  case plan::DType::bf16:
-  case plan::DType::f16: {
-    // All-ones exponent: 8 bits at 0x7F80 for bf16, 5 at 0x7C00 for f16.
-    const uint16_t mask = v.dtype == plan::DType::bf16 ? 0x7F80 : 0x7C00;
-    const auto *x = static_cast<const uint16_t *>(v.data);
-    for (int64_t i = 0; i < n; ++i)
-      if ((x[i] & mask) == mask)
-        return false;
-    return true;
-  }
-  default:
-    return true;
-  }
-}
-
 /// SIGTERM / SIGUSR1 (reference §7.5): finish the step, save, exit 0.
 std::atomic<int> gShutdownSignal{0};
 void onShutdownSignal(int sig) { gShutdownSignal.store(sig); }
@@ -98,7 +74,9 @@ struct Trainer::Impl {
   const plan::Plan *p;
   const plan::Training *t;
   TrainerOptions o;
-  cpu::Executor exec;
+  /// The backend that runs the plan (CPU, or CUDA with --device).
+  std::unique_ptr<runtime::Backend> exec;
+  int cudaDevice = 0; ///< --device cuda: this process's GPU
   int64_t steps = 0;
 
   // Ranks (a plan with a mesh): this process's communicators, and its place
@@ -153,8 +131,8 @@ struct Trainer::Impl {
   /// The mean of `v` over all ranks (v itself on one rank).
   double average(double v, const std::string &why);
   std::string openData();
-  void fillRandom(const std::vector<cpu::View> &in);
-  void fillBatch(const std::vector<cpu::View> &in);
+  void fillRandom(const std::vector<runtime::View> &in);
+  void fillBatch(const std::vector<runtime::View> &in);
   void enterPhase(int64_t step);
   std::string evaluate(int64_t step);
   void clearProgress();
@@ -215,7 +193,7 @@ std::string Trainer::Impl::connect() {
             comms->coordinate("dp_shard")) *
                size("ep") +
            comms->coordinate("ep");
-  exec.setComms(comms.get());
+  exec->setComms(comms.get());
   if (const plan::Pipeline *jobPipe = p->pipeline();
       jobPipe && jobPipe->stage_plans()) {
     // The stage's plan was verified with the job's (runtime::verifyPlan).
@@ -325,11 +303,11 @@ std::string Trainer::Impl::openData() {
   return "";
 }
 
-void Trainer::Impl::fillRandom(const std::vector<cpu::View> &in) {
+void Trainer::Impl::fillRandom(const std::vector<runtime::View> &in) {
   // Like KempnerForge without a dataset: independent random inputs and
   // labels. Document ids (packed sequences) are all one document.
   std::uniform_int_distribution<int64_t> token(0, t->vocab_size() - 1);
-  for (const cpu::View &v : in) {
+  for (const runtime::View &v : in) {
     if (v.dtype == plan::DType::i64) {
       auto *d = static_cast<int64_t *>(v.data);
       for (int64_t e = 0; e < v.numel(); ++e)
@@ -340,7 +318,7 @@ void Trainer::Impl::fillRandom(const std::vector<cpu::View> &in) {
   }
 }
 
-void Trainer::Impl::fillBatch(const std::vector<cpu::View> &in) {
+void Trainer::Impl::fillBatch(const std::vector<runtime::View> &in) {
   if (!loader)
     return fillRandom(in);
   loader->next(static_cast<int64_t *>(in[0].data),
@@ -390,9 +368,9 @@ std::string Trainer::Impl::evaluate(int64_t step) {
     if (str(prog->name()) == "eval_params")
       swap = true;
   if (swap)
-    exec.run("eval_params");
-  const std::vector<cpu::View> &in = exec.inputs("eval_step");
-  const cpu::View &out = exec.outputs("eval_step")[0];
+    exec->run("eval_params");
+  const std::vector<runtime::View> &in = exec->inputs("eval_step");
+  const runtime::View &out = exec->outputs("eval_step")[0];
   evalLoader->restore({});
   double sum = 0;
   for (int64_t i = 0; i < t->eval_steps(); ++i) {
@@ -400,14 +378,14 @@ std::string Trainer::Impl::evaluate(int64_t step) {
                      static_cast<int64_t *>(in[1].data), nullptr);
     for (size_t a = 2; a < in.size(); ++a) // one document per window
       std::memset(in[a].data, 0, in[a].numel() * 4);
-    exec.setMicroBatch(i);
-    exec.run("eval_step");
-    sum += cpu::Executor::readFloat(out, 0);
+    exec->setMicroBatch(i);
+    exec->run("eval_step");
+    sum += runtime::readFloat(out, 0);
   }
-  exec.finishSends();
+  exec->finishSends();
   sum = pipelineSum(sum, "the pipeline's eval loss");
   if (swap)
-    exec.run("train_params");
+    exec->run("train_params");
   // Each data-parallel rank evaluates its stride of the eval windows; the
   // reported loss is their mean.
   double loss =
@@ -524,20 +502,10 @@ void Trainer::Impl::showProgress(int64_t step, double loss, double stepTime,
   progressShown = true;
 }
 
-void Trainer::Impl::zeroGradients() {
-  for (uint32_t i = 0; i < p->buffers()->size(); ++i)
-    if (p->buffers()->Get(i)->role() == plan::Role::gradient) {
-      const cpu::View &v = exec.buffer(i);
-      std::memset(v.data, 0, p->buffers()->Get(i)->bytes());
-    }
-}
+void Trainer::Impl::zeroGradients() { exec->zeroRole(plan::Role::gradient); }
 
 bool Trainer::Impl::gradientsFinite() {
-  for (uint32_t i = 0; i < p->buffers()->size(); ++i)
-    if (p->buffers()->Get(i)->role() == plan::Role::gradient &&
-        !allFinite(exec.buffer(i)))
-      return false;
-  return true;
+  return exec->finiteRole(plan::Role::gradient);
 }
 
 std::string Trainer::setup(const TrainerOptions &options) {
@@ -550,6 +518,28 @@ std::string Trainer::setup(const TrainerOptions &options) {
     std::filesystem::create_directories(options.dumpDir, ec);
     if (ec)
       return "cannot create " + options.dumpDir + ": " + ec.message();
+  }
+  if (options.device == "cuda") {
+#if FORGE_HAVE_CUDA
+    // One GPU per process: the local rank's (torchrun's LOCAL_RANK,
+    // Slurm's SLURM_LOCALID; forge-run --nproc-per-node sets LOCAL_RANK).
+    for (const char *var : {"LOCAL_RANK", "SLURM_LOCALID"})
+      if (const char *v = std::getenv(var); v && *v) {
+        m.cudaDevice = std::atoi(v);
+        break;
+      }
+    // KempnerForge's NCCL network defaults (reference §7.5), where unset.
+    if (std::string set = comm::setNcclEnvironment(); !set.empty())
+      std::printf("forge-run: NCCL environment: %s\n", set.c_str());
+    std::string why;
+    m.exec = cuda::makeExecutor(m.cudaDevice, why);
+    if (!m.exec)
+      return "--device cuda: " + why;
+#else
+    return "--device cuda: this forge-run was built without the CUDA backend";
+#endif
+  } else {
+    m.exec = std::make_unique<cpu::Executor>();
   }
   if (std::string e = m.connect(); !e.empty())
     return e;
@@ -566,16 +556,16 @@ std::string Trainer::setup(const TrainerOptions &options) {
       m.profStart = prof->start_step();
       m.profEnd = prof->end_step();
       m.traceDir = str(prof->trace_dir());
-      m.exec.setTracer(m.tracer.get());
+      m.exec->setTracer(m.tracer.get());
     }
   }
-  if (std::string why = m.exec.prepare(m.p); !why.empty())
+  if (std::string why = m.exec->prepare(m.p); !why.empty())
     return options.planPath + ": " + why;
-  if (!options.dumpLogits.empty() && m.exec.outputs("logits_step").empty())
+  if (!options.dumpLogits.empty() && m.exec->outputs("logits_step").empty())
     return "--dump-logits: " + options.planPath +
            " has no logits_step program (compile the job with forgec "
            "--logits-program)";
-  m.exec.initialize(static_cast<uint64_t>(t->seed()));
+  m.exec->initialize(static_cast<uint64_t>(t->seed()));
   // Optimizers whose state starts from the parameters (schedule-free
   // AdamW's z and x) initialize it once, after the parameters are final.
   bool hasInit = false;
@@ -583,16 +573,18 @@ std::string Trainer::setup(const TrainerOptions &options) {
     if (str(prog->name()) == "optimizer_init")
       hasInit = true;
   if (!options.initFrom.empty())
-    if (std::string e =
-            loadParameters(m.p, m.exec, options.initFrom, m.comms.get(), m.job);
+    if (std::string e = loadParameters(m.p, *m.exec, options.initFrom,
+                                       m.comms.get(), m.job);
         !e.empty())
       return e;
+  // The initial state goes to the device before the first program.
+  m.exec->pushState();
   if (hasInit)
-    m.exec.run("optimizer_init");
-  const std::vector<cpu::View> &in = m.exec.inputs(m.microProgram);
+    m.exec->run("optimizer_init");
+  const std::vector<runtime::View> &in = m.exec->inputs(m.microProgram);
   if (!options.batchFrom.empty()) {
     if (std::string e =
-            loadBatch(m.exec, options.batchFrom, m.dpRank, m.dpSize,
+            loadBatch(*m.exec, options.batchFrom, m.dpRank, m.dpSize,
                       t->grad_accum_steps(), &m.microBatches, m.microProgram);
         !e.empty())
       return e;
@@ -621,7 +613,7 @@ std::string Trainer::setup(const TrainerOptions &options) {
   if (!options.noCheckpoint && jobPlan->checkpoint() &&
       jobPlan->checkpoint()->dir() && jobPlan->checkpoint()->dir()->size()) {
     m.ckpt =
-        std::make_unique<Checkpointer>(jobPlan, m.p, m.exec, m.comms.get());
+        std::make_unique<Checkpointer>(jobPlan, m.p, *m.exec, m.comms.get());
     std::string note;
     std::string path = m.ckpt->findResume(note);
     if (!note.empty())
@@ -682,6 +674,15 @@ std::string Trainer::setup(const TrainerOptions &options) {
         return e;
   }
   m.peakFlops = cpuPeakFlops();
+#if FORGE_HAVE_CUDA
+  if (options.device == "cuda" && !std::getenv("FORGE_PEAK_TFLOPS")) {
+    // bf16/fp8 plans run their matmuls on tensor cores.
+    bool low = false;
+    for (const plan::Buffer *b : *m.p->buffers())
+      low = low || b->dtype() == plan::DType::bf16;
+    m.peakFlops = cuda::peakFlops(m.cudaDevice, low);
+  }
+#endif
   if (m.o.repeatBatch && options.batchFrom.empty())
     m.fillBatch(in);
   return "";
@@ -708,10 +709,10 @@ int Trainer::dumpLogits() {
   Impl &m = *impl_;
   // The batch the model last saw: the first micro-batch of --batch-from,
   // else the current inputs of train_step (with the doc ids of packing).
-  const std::vector<cpu::View> &train = m.exec.inputs("train_step");
-  const std::vector<cpu::View> &in = m.exec.inputs("logits_step");
+  const std::vector<runtime::View> &train = m.exec->inputs("train_step");
+  const std::vector<runtime::View> &in = m.exec->inputs("logits_step");
   for (size_t i = 0; i < in.size(); ++i) {
-    const cpu::View &src = train[i ? i + 1 : 0];
+    const runtime::View &src = train[i ? i + 1 : 0];
     const size_t bytes =
         static_cast<size_t>(src.numel()) * runtime::dtypeSize(src.dtype);
     if (i == 0 && !m.microBatches.empty())
@@ -719,8 +720,8 @@ int Trainer::dumpLogits() {
     else
       std::memcpy(in[i].data, src.data, bytes);
   }
-  m.exec.run("logits_step");
-  const cpu::View &out = m.exec.outputs("logits_step")[0];
+  m.exec->run("logits_step");
+  const runtime::View &out = m.exec->outputs("logits_step")[0];
   TensorMap file;
   Tensor &tokens = file["tokens"];
   tokens.dtype = "I64";
@@ -733,7 +734,7 @@ int Trainer::dumpLogits() {
   logits.data.resize(static_cast<size_t>(out.numel()) * sizeof(float));
   auto *lf = reinterpret_cast<float *>(logits.data.data());
   for (int64_t i = 0; i < out.numel(); ++i)
-    lf[i] = cpu::Executor::readFloat(out, i);
+    lf[i] = runtime::readFloat(out, i);
   if (std::string e = writeSafeTensors(m.o.dumpLogits, file); !e.empty()) {
     std::fprintf(stderr, "forge-run: error: --dump-logits: %s\n", e.c_str());
     return 1;
@@ -751,7 +752,8 @@ int Trainer::exportHf() {
   Impl &m = *impl_;
   // Every rank takes part in gathering the global tensors; rank 0 writes.
   TensorMap params;
-  if (std::string e = collect(m.p, m.exec, plan::Role::parameter, "", params,
+  m.exec->pullState();
+  if (std::string e = collect(m.p, *m.exec, plan::Role::parameter, "", params,
                               m.comms.get());
       !e.empty()) {
     std::fprintf(stderr, "forge-run: error: %s\n", e.c_str());
@@ -785,8 +787,8 @@ int Trainer::runSteps() {
       "forge-run: %s, arena %llu bytes (%.2f MiB), %lld steps x %lld "
       "micro-batches of %lld x %lld tokens (%s%s%s)\n",
       t->job() && t->job()->size() ? t->job()->c_str() : m.o.planPath.c_str(),
-      static_cast<unsigned long long>(m.exec.arenaBytes()),
-      static_cast<double>(m.exec.arenaBytes()) / (1 << 20),
+      static_cast<unsigned long long>(m.exec->arenaBytes()),
+      static_cast<double>(m.exec->arenaBytes()) / (1 << 20),
       static_cast<long long>(m.steps),
       static_cast<long long>(t->grad_accum_steps()),
       static_cast<long long>(t->batch_size()),
@@ -795,10 +797,10 @@ int Trainer::runSteps() {
       t->pack_sequences() ? ", packed" : "");
   std::fflush(stdout);
 
-  const std::vector<cpu::View> &in = m.exec.inputs(m.microProgram);
-  const std::vector<cpu::View> &optIn = m.exec.inputs("optimizer_step");
-  const std::vector<cpu::View> &optOut = m.exec.outputs("optimizer_step");
-  const cpu::View &lossOut = m.exec.outputs(m.microProgram)[0];
+  const std::vector<runtime::View> &in = m.exec->inputs(m.microProgram);
+  const std::vector<runtime::View> &optIn = m.exec->inputs("optimizer_step");
+  const std::vector<runtime::View> &optOut = m.exec->outputs("optimizer_step");
+  const runtime::View &lossOut = m.exec->outputs(m.microProgram)[0];
   const int64_t logEvery = std::max<int64_t>(1, t->log_interval());
   const double tokensPerStep = static_cast<double>(t->batch_size()) *
                                static_cast<double>(t->seq_len()) *
@@ -880,7 +882,7 @@ int Trainer::runSteps() {
           t->grad_accum_steps());
       for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
         nextMicro(micro);
-        for (const cpu::View &v : in) {
+        for (const runtime::View &v : in) {
           const auto *b = static_cast<const uint8_t *>(v.data);
           data[micro].emplace_back(b,
                                    b + v.numel() * runtime::dtypeSize(v.dtype));
@@ -889,21 +891,21 @@ int Trainer::runSteps() {
       for (const plan::Action *a : *m.pipe->actions()) {
         const std::string name = runtime::pipelineProgram(
             a->backward(), a->chunk(), a->slot(), m.pipe->virtual_stages());
-        const std::vector<cpu::View> &pin = m.exec.inputs(name);
+        const std::vector<runtime::View> &pin = m.exec->inputs(name);
         for (size_t i = 0; i < pin.size(); ++i)
           std::memcpy(pin[i].data, data[a->micro()][i].data(),
                       data[a->micro()][i].size());
-        m.exec.setMicroBatch(a->micro());
-        m.exec.run(name);
+        m.exec->setMicroBatch(a->micro());
+        m.exec->run(name);
         if (!a->backward())
-          loss += cpu::Executor::readFloat(m.exec.outputs(name)[0], 0);
+          loss += runtime::readFloat(m.exec->outputs(name)[0], 0);
       }
-      m.exec.finishSends();
+      m.exec->finishSends();
     } else {
       for (int64_t micro = 0; micro < t->grad_accum_steps(); ++micro) {
         nextMicro(micro);
-        m.exec.run("train_step");
-        loss += cpu::Executor::readFloat(lossOut, 0);
+        m.exec->run("train_step");
+        loss += runtime::readFloat(lossOut, 0);
       }
     }
     loss /= static_cast<double>(t->grad_accum_steps());
@@ -949,7 +951,8 @@ int Trainer::runSteps() {
     TensorMap dump;
     if (!m.o.dumpDir.empty()) {
       dump["loss"] = scalar(static_cast<float>(loss));
-      if (std::string e = collect(m.p, m.exec, plan::Role::gradient, "", dump,
+      m.exec->pullState();
+      if (std::string e = collect(m.p, *m.exec, plan::Role::gradient, "", dump,
                                   m.comms.get());
           !e.empty())
         return fail(e);
@@ -957,12 +960,13 @@ int Trainer::runSteps() {
     // Update s uses schedule factor(s - 1), as LambdaLR (reference §4.1).
     *static_cast<int64_t *>(optIn[0].data) = updates;
     *static_cast<float *>(optIn[1].data) = static_cast<float>(m.lrScale);
-    m.exec.run("optimizer_step");
+    m.exec->run("optimizer_step");
     ++updates;
-    const double gradNorm = cpu::Executor::readFloat(optOut[0], 0);
-    const double lr = cpu::Executor::readFloat(optOut[1], 0);
+    const double gradNorm = runtime::readFloat(optOut[0], 0);
+    const double lr = runtime::readFloat(optOut[1], 0);
     if (!m.o.dumpDir.empty()) {
-      if (std::string e = collect(m.p, m.exec, plan::Role::parameter, "param.",
+      m.exec->pullState();
+      if (std::string e = collect(m.p, *m.exec, plan::Role::parameter, "param.",
                                   dump, m.comms.get());
           !e.empty())
         return fail(e);
@@ -1004,7 +1008,7 @@ int Trainer::runSteps() {
                   "step_time=%.2fs\n",
                   static_cast<long long>(step), loss, lr, gradNorm,
                   withCommas(tps).c_str(), mfu,
-                  static_cast<double>(m.exec.arenaBytes()) / 1e9, machineGB,
+                  static_cast<double>(m.exec->arenaBytes()) / 1e9, machineGB,
                   seconds);
     }
     if (m.metrics) {
@@ -1017,7 +1021,7 @@ int Trainer::runSteps() {
           {"train/step_time_sec", seconds},
           {"train/tokens_seen", tokensPerStep * static_cast<double>(m.dpSize) *
                                     static_cast<double>(step)},
-          {"mem/arena_gb", static_cast<double>(m.exec.arenaBytes()) / 1e9},
+          {"mem/arena_gb", static_cast<double>(m.exec->arenaBytes()) / 1e9},
           {"smoothed/loss", m.smoothLoss},
           {"smoothed/tokens_per_sec", m.smoothTps},
           {"smoothed/mfu", m.smoothMfu},
@@ -1123,8 +1127,8 @@ int Trainer::runSteps() {
   if (std::string e = m.finishTrace(); !e.empty())
     return fail(e);
   m.clearProgress();
-  if (m.exec.profiling())
-    std::fputs(m.exec.profileReport().c_str(), stdout);
+  if (m.exec->profiling())
+    std::fputs(m.exec->profileReport().c_str(), stdout);
   std::fflush(stdout);
   return 0;
 }

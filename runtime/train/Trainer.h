@@ -19,15 +19,16 @@
 namespace forge::train {
 
 struct TrainerOptions {
-  int64_t steps = -1;       ///< -1: the plan's max_steps (0: none)
-  bool repeatBatch = false; ///< one fixed random batch (memorization)
-  std::string initFrom;     ///< parameters from a .safetensors file
-  std::string batchFrom;    ///< tokens/labels from a .safetensors file
-  std::string dumpDir;      ///< per-step loss, gradients and parameters
-  std::string exportHf;     ///< Hugging Face checkpoint of the final weights
-  std::string dumpLogits;   ///< tokens and logits of the final weights
-  bool progress = false;    ///< a live progress bar (on a terminal)
-  std::string planPath;     ///< for messages
+  int64_t steps = -1;         ///< -1: the plan's max_steps (0: none)
+  bool repeatBatch = false;   ///< one fixed random batch (memorization)
+  std::string initFrom;       ///< parameters from a .safetensors file
+  std::string batchFrom;      ///< tokens/labels from a .safetensors file
+  std::string dumpDir;        ///< per-step loss, gradients and parameters
+  std::string exportHf;       ///< Hugging Face checkpoint of the final weights
+  std::string dumpLogits;     ///< tokens and logits of the final weights
+  bool progress = false;      ///< a live progress bar (on a terminal)
+  std::string planPath;       ///< for messages
+  std::string device = "cpu"; ///< the backend: cpu or cuda
   /// Neither resume from nor write checkpoints (forge-run --no-checkpoint,
   /// or FORGE_NO_CHECKPOINT=1: experiments and tests).
   bool noCheckpoint = false;

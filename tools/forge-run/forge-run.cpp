@@ -10,6 +10,9 @@
 #include "runtime/core/BuildInfo.h"
 #include "runtime/core/Plan.h"
 #include "runtime/cpu/Executor.h"
+#if FORGE_HAVE_CUDA
+#include "runtime/comm/Nccl.h"
+#endif
 #include "runtime/train/Trainer.h"
 #include "tools/common/ToolArgs.h"
 
@@ -153,6 +156,12 @@ int main(int argc, char **argv) {
       continue;
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
+#if FORGE_HAVE_CUDA
+      std::printf("collectives: gloo (cpu), nccl %s (cuda; linked)\n",
+                  comm::ncclVersionString().c_str());
+#else
+      std::printf("collectives: gloo (cpu)\n");
+#endif
       return 0;
     }
     if (tools::takeValue(kTool, argc, argv, i, "--device", device) ||
@@ -260,17 +269,40 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
+  // auto: CUDA when a GPU is visible. An explicit cuda without one is an
+  // error, never a silent CPU run.
+  {
+    std::string why;
+    const int gpus = runtime::cudaDevices(&why);
+    if (device == "cuda" && gpus == 0) {
+      std::fprintf(stderr,
+                   "%s: error: --device cuda: no usable CUDA device (%s); "
+                   "use --device cpu to run on the CPU\n",
+                   kTool, why.empty() ? "none found" : why.c_str());
+      return 1;
+    }
+    if (device == "auto")
+      device = gpus > 0 ? "cuda" : "cpu";
+  }
   if (device == "cuda") {
-    std::fprintf(stderr,
-                 "%s: error: --device cuda: the CUDA executor is not "
-                 "implemented yet; the plan runs on the CPU\n",
-                 kTool);
-    return 1;
+    int64_t ranks = 1;
+    if (p->mesh() && p->mesh()->sizes())
+      for (int64_t size : *p->mesh()->sizes())
+        ranks *= size;
+    if (ranks > 1) {
+      std::fprintf(stderr,
+                   "%s: error: %s: a %lld-rank plan: the CUDA backend runs "
+                   "one-rank plans only so far (its NCCL collectives are not "
+                   "wired into the executor yet); run it with --device cpu\n",
+                   kTool, plan.c_str(), static_cast<long long>(ranks));
+      return 1;
+    }
   }
   if (*n != 1)
     return comm::launchLocal(static_cast<int>(*n), argc, argv);
   train::TrainerOptions options;
   options.planPath = plan;
+  options.device = device;
   if (!stepsText.empty()) {
     auto v = tools::parseInt(stepsText);
     if (!v || *v < 0)

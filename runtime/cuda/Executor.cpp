@@ -1,0 +1,749 @@
+//===- Executor.cpp - Runs a verified plan on one CUDA device -------------===//
+//
+// Binding mirrors the CPU executor (runtime/cpu/Executor.cpp): the same
+// shape checks run first (the host mirror is a CPU executor's layout and
+// validates nothing by itself, so the checks are repeated here per op), then
+// each step becomes a closure that enqueues its kernels on the stream. An op
+// without a CUDA kernel, or a collective, stops prepare() with a message
+// naming it: the plan runs on the CPU backend (--device cpu) instead.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cuda/Executor.h"
+#include "runtime/core/DType.h"
+#include "runtime/cpu/Executor.h"
+#include "runtime/cuda/Device.h"
+#include "runtime/cuda/Gemm.h"
+#include "runtime/cuda/Kernels.h"
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+namespace forge::cuda {
+namespace {
+
+using runtime::View;
+using Fn = std::function<void()>;
+
+/// Workspace of the cuBLASLt matmuls (shared: one stream runs them in order).
+constexpr size_t kGemmWorkspace = 32u << 20;
+
+std::string cudaWhy(cudaError_t e) {
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
+
+bool isFloat(plan::DType t) {
+  return t == plan::DType::f32 || t == plan::DType::bf16 ||
+         t == plan::DType::f16;
+}
+
+Dt dtOf(plan::DType t) {
+  return t == plan::DType::bf16  ? Dt::bf16
+         : t == plan::DType::f16 ? Dt::f16
+                                 : Dt::f32;
+}
+
+class Executor final : public runtime::Backend {
+public:
+  explicit Executor(int device) : device_(device) {}
+  ~Executor() override;
+  std::string open();
+
+  const char *kind() const override { return "cuda"; }
+  void setComms(comm::Comms *comms) override { host_.setComms(comms); }
+  void setTracer(runtime::Tracer *tracer) override { tracer_ = tracer; }
+  std::string prepare(const plan::Plan *plan) override;
+  void initialize(uint64_t seed) override { host_.initialize(seed); }
+  void run(const std::string &name) override;
+  void setMicroBatch(int64_t) override {}
+  void finishSends() override {}
+  const std::vector<View> &inputs(const std::string &program) const override {
+    return host_.inputs(program);
+  }
+  const std::vector<View> &outputs(const std::string &program) const override {
+    return host_.outputs(program);
+  }
+  const View &buffer(uint32_t index) const override {
+    return host_.buffer(index);
+  }
+  void zeroRole(plan::Role role) override;
+  bool finiteRole(plan::Role role) override;
+  void pullState() override { copyState(true); }
+  void pushState() override { copyState(false); }
+  uint64_t arenaBytes() const override { return plan_->arena_bytes(); }
+  std::string profileReport() const override { return ""; }
+  bool profiling() const override { return false; }
+
+private:
+  struct Step {
+    std::string what; ///< "program P step S (op)" for messages
+    Fn launch;
+  };
+  struct Program {
+    std::string name;
+    std::vector<uint32_t> uploads, downloads; ///< buffer indices
+    std::vector<Step> steps;
+  };
+  /// One step being bound.
+  struct Bind {
+    const plan::Step *step;
+    int index;
+    std::vector<uint32_t> ops, res;
+    const plan::Attr *attr(const char *name) const {
+      if (step->attrs())
+        for (const plan::Attr *a : *step->attrs())
+          if (a->name() && a->name()->str() == name)
+            return a;
+      return nullptr;
+    }
+    int64_t i(const char *name, int64_t dflt = 0) const {
+      const plan::Attr *a = attr(name);
+      return a ? a->i() : dflt;
+    }
+    double f(const char *name, double dflt = 0) const {
+      const plan::Attr *a = attr(name);
+      return a ? a->f() : dflt;
+    }
+    std::string s(const char *name) const {
+      const plan::Attr *a = attr(name);
+      return a && a->s() ? a->s()->str() : "";
+    }
+    bool has(const char *name) const { return attr(name) != nullptr; }
+  };
+
+  std::string bind(const std::string &op, Bind &b, Fn &fn);
+  std::string bindLinear(const std::string &op, Bind &b, Fn &fn);
+  void copyState(bool toHost);
+  void check(const std::string &what, cudaError_t e) const;
+
+  Tensor t(uint32_t i) const {
+    return {dArena_ + plan_->buffers()->Get(i)->offset(),
+            dtOf(plan_->buffers()->Get(i)->dtype())};
+  }
+  template <typename T> T *ptr(uint32_t i) const {
+    return reinterpret_cast<T *>(dArena_ + plan_->buffers()->Get(i)->offset());
+  }
+  const View &v(uint32_t i) const { return host_.buffer(i); }
+  uint64_t bytes(uint32_t i) const { return plan_->buffers()->Get(i)->bytes(); }
+  /// Device scratch owned by the executor (freed with it).
+  void *scratch(size_t bytes);
+
+  int device_;
+  cpu::Executor host_;
+  runtime::Tracer *tracer_ = nullptr;
+  const plan::Plan *plan_ = nullptr;
+  char *dArena_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  void *workspace_ = nullptr;
+  ErrorSlot *dError_ = nullptr;
+  int *dFlag_ = nullptr;
+  std::vector<void *> scratch_;
+  std::vector<std::unique_ptr<Gemm>> gemms_;
+  std::vector<Program> programs_;
+};
+
+Executor::~Executor() {
+  if (stream_)
+    cudaStreamSynchronize(stream_);
+  for (void *p : scratch_)
+    cudaFree(p);
+  if (dArena_)
+    cudaFree(dArena_);
+  gemms_.clear();
+  if (lt_)
+    cublasLtDestroy(lt_);
+  if (stream_)
+    cudaStreamDestroy(stream_);
+}
+
+void *Executor::scratch(size_t n) {
+  void *p = nullptr;
+  cudaError_t e = cudaMalloc(&p, std::max<size_t>(n, 16));
+  if (e != cudaSuccess)
+    throw std::runtime_error("cannot allocate " + std::to_string(n) +
+                             " bytes of device scratch (" + cudaWhy(e) + ")");
+  scratch_.push_back(p);
+  return p;
+}
+
+std::string Executor::open() {
+  std::string why;
+  const int n = deviceCount(&why);
+  if (n == 0)
+    return "no usable CUDA device (" + (why.empty() ? "none found" : why) + ")";
+  if (device_ >= n)
+    return "local rank " + std::to_string(device_) +
+           " has no GPU: " + std::to_string(n) +
+           " visible (one process per GPU)";
+  if (cudaError_t e = cudaSetDevice(device_); e != cudaSuccess)
+    return "cudaSetDevice(" + std::to_string(device_) + "): " + cudaWhy(e);
+  if (cudaError_t e =
+          cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
+      e != cudaSuccess)
+    return "cudaStreamCreate: " + cudaWhy(e);
+  if (cublasStatus_t st = cublasLtCreate(&lt_); st != CUBLAS_STATUS_SUCCESS)
+    return std::string("cublasLtCreate: ") + statusName(st);
+  try {
+    workspace_ = scratch(kGemmWorkspace);
+    dError_ = static_cast<ErrorSlot *>(scratch(sizeof(ErrorSlot)));
+    dFlag_ = static_cast<int *>(scratch(sizeof(int)));
+  } catch (const std::exception &e) {
+    return e.what();
+  }
+  // Everything goes through the one (non-blocking) stream: work on the
+  // legacy default stream would not be ordered with it.
+  if (cudaError_t e = cudaMemsetAsync(dError_, 0, sizeof(ErrorSlot), stream_);
+      e != cudaSuccess)
+    return "cudaMemsetAsync: " + cudaWhy(e);
+  return "";
+}
+
+void Executor::check(const std::string &what, cudaError_t e) const {
+  if (e != cudaSuccess)
+    throw std::runtime_error("cuda:" + std::to_string(device_) + ": " + what +
+                             ": " + cudaWhy(e));
+}
+
+std::string Executor::prepare(const plan::Plan *plan) {
+  plan_ = plan;
+  if (std::string e = host_.prepareLayout(plan); !e.empty())
+    return e;
+  if (cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&dArena_),
+                                 std::max<uint64_t>(plan->arena_bytes(), 256));
+      e != cudaSuccess)
+    return "cannot allocate the arena of " +
+           std::to_string(plan->arena_bytes()) +
+           " bytes on cuda:" + std::to_string(device_) + " (" + cudaWhy(e) +
+           ")";
+  if (cudaError_t e = cudaMemsetAsync(dArena_, 0, plan->arena_bytes(), stream_);
+      e != cudaSuccess)
+    return "cudaMemsetAsync: " + cudaWhy(e);
+  for (const plan::Program *p : *plan->programs()) {
+    Program prog;
+    prog.name = p->name() ? p->name()->str() : "";
+    if (p->inputs())
+      for (uint32_t i : *p->inputs())
+        if (plan->buffers()->Get(i)->role() == plan::Role::input)
+          prog.uploads.push_back(i);
+    if (p->outputs())
+      prog.downloads.assign(p->outputs()->begin(), p->outputs()->end());
+    if (p->steps())
+      for (size_t s = 0; s < p->steps()->size(); ++s) {
+        const plan::Step *st = p->steps()->Get(s);
+        const std::string op = st->op()->str();
+        Step step;
+        step.what = "program " + prog.name + " step " + std::to_string(s) +
+                    " (" + op + ")";
+        Bind b{st, static_cast<int>(s), {}, {}};
+        if (st->operands())
+          b.ops.assign(st->operands()->begin(), st->operands()->end());
+        if (st->results())
+          b.res.assign(st->results()->begin(), st->results()->end());
+        if (op.rfind("dist.", 0) == 0)
+          return step.what +
+                 ": the CUDA backend runs one-rank plans only so far (its "
+                 "NCCL collectives are not wired into the executor yet); run "
+                 "this plan with --device cpu";
+        std::string e;
+        try {
+          e = bind(op, b, step.launch);
+        } catch (const std::exception &ex) {
+          e = ex.what();
+        }
+        if (!e.empty())
+          return step.what + ": " + e;
+        prog.steps.push_back(std::move(step));
+      }
+    programs_.push_back(std::move(prog));
+  }
+  return "";
+}
+
+std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
+  // linear: y[M, N] = x[M, K] w[N, K]^T; grad_input: dx = dy w;
+  // grad_weight: dw[N, K] = dy^T x.
+  const uint32_t a = b.ops[0], bb = b.ops[1], c = b.res[0];
+  const View &w = op == "forge.linear_grad_weight" ? v(c) : v(bb);
+  if (w.shape.size() != 2)
+    return "the weight must be [out, in]";
+  const int64_t outF = w.dim(0), inF = w.dim(1);
+  bool transA = false, transB = false;
+  int64_t m, n, k;
+  if (op == "forge.linear") {
+    if (v(a).numel() % inF || v(c).numel() != v(a).numel() / inF * outF)
+      return "input, [out, in] weight and result disagree";
+    m = v(a).numel() / inF, n = outF, k = inF, transB = true;
+  } else if (op == "forge.linear_grad_input") {
+    if (v(a).numel() % outF || v(c).numel() != v(a).numel() / outF * inF)
+      return "dy, [out, in] weight and result disagree";
+    m = v(a).numel() / outF, n = inF, k = outF;
+  } else {
+    const int64_t rows = v(a).numel() / outF;
+    if (v(a).numel() % outF || v(bb).numel() != rows * inF)
+      return "dy, input and [out, in] result disagree";
+    m = outF, n = inF, k = rows, transA = true;
+  }
+  Dt da = t(a).dt, db = t(bb).dt, dc = t(c).dt;
+  // cuBLASLt multiplies equal operand types into that type or f32; any
+  // other mix computes in f32 from converted copies.
+  const bool direct = da == db && Gemm::supported(da, dc);
+  const Dt ab = direct ? da : Dt::f32, cd = direct ? dc : Dt::f32;
+  auto gemm = std::make_unique<Gemm>();
+  if (std::string e =
+          gemm->init(lt_, transA, transB, m, n, k, ab, cd, kGemmWorkspace);
+      !e.empty())
+    return e;
+  const Gemm *g = gemm.get();
+  gemms_.push_back(std::move(gemm));
+  const int64_t na = v(a).numel(), nb = v(bb).numel(), nc = v(c).numel();
+  Tensor ta = t(a), tb = t(bb), tc = t(c);
+  Tensor ca = ta, cb = tb, cc = tc;
+  if (!direct) {
+    if (da != Dt::f32)
+      ca = {scratch(na * 4), Dt::f32};
+    if (db != Dt::f32)
+      cb = {scratch(nb * 4), Dt::f32};
+    if (dc != Dt::f32)
+      cc = {scratch(nc * 4), Dt::f32};
+  }
+  void *ws = workspace_;
+  cudaStream_t s = stream_;
+  std::string what = op;
+  fn = [=] {
+    if (ca.p != ta.p)
+      convert(ta, ca, na, s);
+    if (cb.p != tb.p)
+      convert(tb, cb, nb, s);
+    if (cublasStatus_t st = g->run(ca.p, cb.p, cc.p, ws, kGemmWorkspace, s);
+        st != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error(what +
+                               ": cublasLtMatmul failed: " + statusName(st));
+    if (cc.p != tc.p)
+      convert(cc, tc, nc, s);
+  };
+  return "";
+}
+
+std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
+  cudaStream_t s = stream_;
+  ErrorSlot *err = dError_;
+  const int index = b.index;
+  auto n = [&](uint32_t i) { return v(i).numel(); };
+  for (uint32_t r : b.res)
+    if (!isFloat(v(r).dtype) && v(r).dtype != plan::DType::i64 &&
+        op != "forge.set_param")
+      return "unsupported result dtype";
+  auto floats = [&](std::initializer_list<uint32_t> idx) {
+    for (uint32_t i : idx)
+      if (!isFloat(v(i).dtype))
+        return false;
+    return true;
+  };
+
+  static const std::map<std::string, Unary> unaries = {
+      {"forge.silu", Unary::Silu},
+      {"forge.gelu", Unary::Gelu},
+      {"forge.relu", Unary::Relu},
+      {"forge.tanh", Unary::Tanh}};
+  if (auto it = unaries.find(op); it != unaries.end()) {
+    Tensor x = t(b.ops[0]), y = t(b.res[0]);
+    const int64_t len = n(b.res[0]);
+    if (n(b.ops[0]) != len || !floats({b.ops[0]}))
+      return "input and result sizes differ";
+    Unary kind = it->second;
+    fn = [=] { unary(kind, x, y, len, s); };
+    return "";
+  }
+  if (op.size() > 5 && op.ends_with("_grad"))
+    if (auto it = unaries.find(op.substr(0, op.size() - 5));
+        it != unaries.end()) {
+      Tensor x = t(b.ops[0]), dy = t(b.ops[1]), dx = t(b.res[0]);
+      const int64_t len = n(b.ops[0]);
+      if (n(b.ops[1]) != len || n(b.res[0]) != len)
+        return "operand sizes differ";
+      Unary kind = it->second;
+      fn = [=] { unaryGrad(kind, x, dy, dx, len, s); };
+      return "";
+    }
+  if (op == "forge.add" || op == "forge.mul") {
+    Tensor x = t(b.ops[0]), y = t(b.ops[1]), z = t(b.res[0]);
+    const int64_t len = n(b.res[0]);
+    if (n(b.ops[0]) != len || n(b.ops[1]) != len)
+      return "operand sizes differ";
+    const bool mul = op == "forge.mul";
+    fn = [=] { binary(mul, x, y, z, len, s); };
+    return "";
+  }
+  if (op == "forge.scale") {
+    Tensor x = t(b.ops[0]), y = t(b.res[0]);
+    const int64_t len = n(b.res[0]);
+    if (n(b.ops[0]) != len)
+      return "input and result sizes differ";
+    const float f = static_cast<float>(b.f("factor"));
+    fn = [=] { scale(x, f, y, len, s); };
+    return "";
+  }
+  if (op == "forge.fill") {
+    Tensor y = t(b.res[0]);
+    const int64_t len = n(b.res[0]);
+    const float value = static_cast<float>(b.f("value"));
+    if (!floats({b.res[0]}))
+      return "fill writes floating buffers only";
+    fn = [=] { fill(y, value, len, s); };
+    return "";
+  }
+  if (op == "forge.set_param" || op == "forge.fp8_grad_cast") {
+    const uint32_t x = b.ops[0], p = b.res[0];
+    if (v(x).dtype != v(p).dtype || n(x) != n(p))
+      return "value and parameter differ in type or size";
+    void *dst = ptr<char>(p), *src = ptr<char>(x);
+    const size_t len =
+        static_cast<size_t>(n(x)) * runtime::dtypeSize(v(x).dtype);
+    fn = [=] {
+      if (dst != src)
+        cudaMemcpyAsync(dst, src, len, cudaMemcpyDeviceToDevice, s);
+    };
+    return "";
+  }
+  if (op == "forge.stack" || op == "forge.unstack") {
+    const bool stack = op == "forge.stack";
+    const std::vector<uint32_t> &parts = stack ? b.ops : b.res;
+    const uint32_t whole = stack ? b.res[0] : b.ops[0];
+    std::vector<std::pair<Tensor, Tensor>> copies; // (from, to)
+    const int64_t each = n(parts[0]);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (n(parts[i]) * static_cast<int64_t>(parts.size()) != n(whole))
+        return "parts and the stacked tensor differ in size";
+      Tensor w = t(whole);
+      w.p = static_cast<char *>(w.p) +
+            i * each * runtime::dtypeSize(v(whole).dtype);
+      copies.push_back(stack ? std::make_pair(t(parts[i]), w)
+                             : std::make_pair(w, t(parts[i])));
+    }
+    fn = [=] {
+      for (const auto &[from, to] : copies)
+        convert(from, to, each, s);
+    };
+    return "";
+  }
+  if (op == "forge.embedding") {
+    const uint32_t tab = b.ops[0], ids = b.ops[1], y = b.res[0];
+    if (v(tab).shape.size() != 2 || v(ids).dtype != plan::DType::i64 ||
+        n(ids) * v(tab).dim(1) != n(y))
+      return "needs a [vocab, dim] table, i64 ids and ids x dim results";
+    Tensor tt = t(tab), ty = t(y);
+    const int64_t *id = ptr<int64_t>(ids);
+    const int64_t count = n(ids), d = v(tab).dim(1), vocab = v(tab).dim(0);
+    fn = [=] { embedding(tt, id, count, d, vocab, ty, err, index, s); };
+    return "";
+  }
+  if (op == "forge.embedding_grad") {
+    const uint32_t dout = b.ops[0], ids = b.ops[1], dt = b.res[0];
+    if (v(dt).shape.size() != 2 || v(ids).dtype != plan::DType::i64 ||
+        n(ids) * v(dt).dim(1) != n(dout))
+      return "needs i64 ids and a [vocab, dim] result";
+    Tensor g = t(dout), out = t(dt);
+    const int64_t *id = ptr<int64_t>(ids);
+    const int64_t count = n(ids), d = v(dt).dim(1), vocab = v(dt).dim(0);
+    float *acc = out.dt == Dt::f32 ? static_cast<float *>(out.p)
+                                   : static_cast<float *>(scratch(n(dt) * 4));
+    const int64_t total = n(dt);
+    fn = [=] {
+      embeddingGrad(g, id, count, d, vocab, acc, s);
+      if (acc != out.p)
+        convert({acc, Dt::f32}, out, total, s);
+    };
+    return "";
+  }
+  if (op == "forge.linear" || op == "forge.linear_grad_input" ||
+      op == "forge.linear_grad_weight")
+    return bindLinear(op, b, fn);
+  if (op == "forge.rmsnorm" || op == "forge.rmsnorm_grad" ||
+      op == "forge.layernorm" || op == "forge.layernorm_grad") {
+    const uint32_t x = b.ops[0], w = b.ops[1];
+    if (v(x).shape.empty() || n(w) != v(x).dim(-1) || n(b.res[0]) != n(x))
+      return "weight must match the input's last dimension";
+    const int64_t d = v(x).dim(-1), rows = n(x) / d;
+    const float eps = static_cast<float>(b.f("eps"));
+    Tensor tx = t(x), tw = t(w);
+    if (op == "forge.rmsnorm") {
+      Tensor y = t(b.res[0]);
+      fn = [=] { rmsnorm(tx, tw, y, rows, d, eps, s); };
+    } else if (op == "forge.layernorm") {
+      Tensor bias = t(b.ops[2]), y = t(b.res[0]);
+      fn = [=] { layernorm(tx, tw, bias, y, rows, d, eps, s); };
+    } else if (op == "forge.rmsnorm_grad") {
+      Tensor dy = t(b.ops[2]), dx = t(b.res[0]), dw = t(b.res[1]);
+      float *rowScratch = static_cast<float *>(scratch(rows * 4));
+      fn = [=] {
+        rmsnormGrad(tx, tw, dy, dx, dw, rows, d, eps, rowScratch, s);
+      };
+    } else {
+      Tensor dy = t(b.ops[2]), dx = t(b.res[0]), dw = t(b.res[1]),
+             db = t(b.res[2]);
+      float *rowScratch = static_cast<float *>(scratch(rows * 8));
+      fn = [=] {
+        layernormGrad(tx, tw, dy, dx, dw, db, rows, d, eps, rowScratch, s);
+      };
+    }
+    return "";
+  }
+  if (op == "forge.rope" || op == "forge.rope_grad") {
+    const uint32_t x = b.ops[0], y = b.res[0];
+    const View &xv = v(x);
+    if (xv.shape.size() != 4 || xv.dim(3) % 2 || n(y) != n(x))
+      return "needs [batch, seq, heads, even head_dim]";
+    Tensor tx = t(x), ty = t(y);
+    const double theta = b.f("theta");
+    const bool inverse = op == "forge.rope_grad";
+    const int64_t B = xv.dim(0), S = xv.dim(1), H = xv.dim(2), HD = xv.dim(3);
+    fn = [=] { rope(tx, ty, B, S, H, HD, theta, inverse, s); };
+    return "";
+  }
+  if (op == "forge.attention" || op == "forge.attention_grad") {
+    const bool fwd = op == "forge.attention";
+    const size_t base = fwd ? 3 : 5;
+    if (b.ops.size() != base && b.ops.size() != base + 1)
+      return fwd ? "expects q, k, v and optional doc_ids"
+                 : "expects q, k, v, out, dout and optional doc_ids";
+    const View &q = v(b.ops[0]), &k = v(b.ops[1]), &vv = v(b.ops[2]);
+    if (q.shape.size() != 4 || k.shape.size() != 4 || k.shape != vv.shape ||
+        q.dim(0) != k.dim(0) || q.dim(1) != k.dim(1) || q.dim(3) != k.dim(3) ||
+        k.dim(2) <= 0 || q.dim(2) % k.dim(2))
+      return "q, k, v (and doc_ids) shapes disagree";
+    if (q.dim(3) > 256)
+      return "head_dim " + std::to_string(q.dim(3)) +
+             " is above the CUDA attention kernel's 256";
+    const int32_t *doc = nullptr;
+    if (b.ops.size() == base + 1) {
+      const uint32_t d = b.ops[base];
+      if (v(d).dtype != plan::DType::i32 || n(d) != q.dim(0) * q.dim(1))
+        return "doc_ids must be i32 [batch, seq]";
+      doc = ptr<int32_t>(d);
+    }
+    AttentionShape sh{q.dim(0),
+                      q.dim(1),
+                      q.dim(2),
+                      k.dim(2),
+                      q.dim(3),
+                      b.has("causal"),
+                      static_cast<float>(b.f("scale"))};
+    Tensor tq = t(b.ops[0]), tk = t(b.ops[1]), tv = t(b.ops[2]);
+    const int64_t rows = sh.b * sh.h * sh.s;
+    float *lse = static_cast<float *>(scratch(rows * 4));
+    if (fwd) {
+      Tensor o = t(b.res[0]);
+      fn = [=] { attention(tq, tk, tv, doc, sh, o, lse, s); };
+    } else {
+      // The log-sum-exp is recomputed by a forward pass into a scratch
+      // output (the plan does not carry it between programs).
+      Tensor o = t(b.ops[3]), dout = t(b.ops[4]);
+      Tensor dq = t(b.res[0]), dk = t(b.res[1]), dv = t(b.res[2]);
+      Tensor oScratch{scratch(q.numel() * 4), Dt::f32};
+      float *rowScratch = static_cast<float *>(scratch(rows * 4));
+      fn = [=] {
+        attention(tq, tk, tv, doc, sh, oScratch, lse, s);
+        attentionGrad(tq, tk, tv, doc, sh, o, lse, dout, dq, dk, dv, rowScratch,
+                      s);
+      };
+    }
+    return "";
+  }
+  if (op == "forge.cross_entropy" || op == "forge.cross_entropy_grad") {
+    const uint32_t l = b.ops[0], lab = b.ops[1];
+    if (v(lab).dtype != plan::DType::i64 || v(l).shape.size() < 2 ||
+        n(lab) * v(l).dim(-1) != n(l))
+      return "labels must be i64 with the logits' rows";
+    const int64_t c = v(l).dim(-1), rows = n(l) / c;
+    const int64_t ignore = b.i("ignore_index", -100);
+    Tensor tl = t(l);
+    const int64_t *labels = ptr<int64_t>(lab);
+    float *rowScratch = static_cast<float *>(scratch(rows * 4));
+    if (op == "forge.cross_entropy") {
+      Tensor y = t(b.res[0]);
+      fn = [=] {
+        crossEntropy(tl, labels, rows, c, ignore, y, rowScratch, err, index, s);
+      };
+    } else {
+      Tensor dl = t(b.ops[2]), dx = t(b.res[0]);
+      fn = [=] {
+        crossEntropyGrad(tl, labels, rows, c, ignore, dl, dx, rowScratch, s);
+      };
+    }
+    return "";
+  }
+  if (op == "forge.global_norm") {
+    std::vector<std::pair<Tensor, int64_t>> gs;
+    for (uint32_t g : b.ops) {
+      if (!isFloat(v(g).dtype))
+        return "gradients must be floating";
+      gs.push_back({t(g), n(g)});
+    }
+    double *partial =
+        static_cast<double *>(scratch(gs.size() * kNormPartials * 8));
+    Tensor y = t(b.res[0]);
+    const bool squared = b.has("squared");
+    fn = [=] {
+      // Partials in gradient order, then one sum: the same every run.
+      int64_t used = 0;
+      for (const auto &[g, len] : gs)
+        used += sumSquaresPartials(g, len, partial + used, s);
+      finishNorm(partial, used, squared, y, s);
+    };
+    return "";
+  }
+  if (op == "forge.sqrt") {
+    Tensor x = t(b.ops[0]), y = t(b.res[0]);
+    fn = [=] { sqrtScalar(x, y, s); };
+    return "";
+  }
+  if (op == "forge.clip_coefficient") {
+    Tensor x = t(b.ops[0]), y = t(b.res[0]);
+    const double maxNorm = b.f("max_norm");
+    fn = [=] { clipCoefficient(x, maxNorm, y, s); };
+    return "";
+  }
+  if (op == "forge.lr_factor") {
+    static const std::map<std::string, int> kinds = {
+        {"none", 0},   {"constant", 1}, {"cosine", 2},
+        {"linear", 3}, {"wsd", 4},      {"rex", 5}};
+    static const std::map<std::string, int> decays = {
+        {"cosine", 0}, {"linear", 1}, {"sqrt", 2}, {"", 0}};
+    auto kind = kinds.find(b.s("schedule"));
+    auto decay = decays.find(b.s("wsd_decay"));
+    if (kind == kinds.end() || decay == decays.end())
+      return "unknown schedule '" + b.s("schedule") + "'";
+    if (v(b.ops[0]).dtype != plan::DType::i64)
+      return "the step must be i64";
+    Schedule sched{kind->second,        decay->second,   b.i("warmup"),
+                   b.i("decay"),        b.i("stable"),   b.i("max_steps"),
+                   b.f("min_lr_ratio"), b.f("rex_alpha")};
+    const int64_t *step = ptr<int64_t>(b.ops[0]);
+    Tensor y = t(b.res[0]);
+    fn = [=] { lrFactor(sched, step, y, s); };
+    return "";
+  }
+  if (op == "forge.adamw_update") {
+    for (size_t i = 1; i < 4; ++i)
+      if (n(b.ops[i]) != n(b.ops[0]))
+        return "parameter, gradient and moments differ in size";
+    if (v(b.ops[6]).dtype != plan::DType::i64)
+      return "the step must be i64";
+    Tensor p = t(b.ops[0]), g = t(b.ops[1]), m = t(b.ops[2]), vv = t(b.ops[3]),
+           lr = t(b.ops[4]), clip = t(b.ops[5]);
+    const int64_t *step = ptr<int64_t>(b.ops[6]);
+    Tensor np = t(b.res[0]), nm = t(b.res[1]), nv = t(b.res[2]);
+    const float b1 = static_cast<float>(b.f("beta1")),
+                b2 = static_cast<float>(b.f("beta2")),
+                eps = static_cast<float>(b.f("eps")),
+                wd = static_cast<float>(b.f("weight_decay"));
+    const int64_t len = n(b.ops[0]);
+    fn = [=] {
+      adamw(p, g, m, vv, len, lr, clip, step, b1, b2, eps, wd, np, nm, nv, s);
+    };
+    return "";
+  }
+  if (op == "forge.lion_update") {
+    if (n(b.ops[1]) != n(b.ops[0]) || n(b.ops[2]) != n(b.ops[0]))
+      return "parameter, gradient and moment differ in size";
+    Tensor p = t(b.ops[0]), g = t(b.ops[1]), m = t(b.ops[2]), lr = t(b.ops[3]),
+           clip = t(b.ops[4]);
+    Tensor np = t(b.res[0]), nm = t(b.res[1]);
+    const float b1 = static_cast<float>(b.f("beta1")),
+                b2 = static_cast<float>(b.f("beta2")),
+                wd = static_cast<float>(b.f("weight_decay"));
+    const int64_t len = n(b.ops[0]);
+    fn = [=] { lion(p, g, m, len, lr, clip, b1, b2, wd, np, nm, s); };
+    return "";
+  }
+  return "no CUDA kernel for this op yet; run the plan with --device cpu";
+}
+
+void Executor::run(const std::string &name) {
+  for (Program &p : programs_) {
+    if (p.name != name)
+      continue;
+    for (uint32_t i : p.uploads)
+      check("uploading the inputs of " + name,
+            cudaMemcpyAsync(ptr<char>(i), v(i).data, bytes(i),
+                            cudaMemcpyHostToDevice, stream_));
+    for (const Step &st : p.steps) {
+      st.launch();
+      // Launch errors (a bad configuration) surface here, with the step.
+      check(st.what, cudaGetLastError());
+    }
+    for (uint32_t i : p.downloads)
+      check("downloading the outputs of " + name,
+            cudaMemcpyAsync(v(i).data, ptr<char>(i), bytes(i),
+                            cudaMemcpyDeviceToHost, stream_));
+    ErrorSlot slot;
+    check("reading the error slot",
+          cudaMemcpyAsync(&slot, dError_, sizeof(slot), cudaMemcpyDeviceToHost,
+                          stream_));
+    check("running " + name, cudaStreamSynchronize(stream_));
+    if (slot.kind != 0) {
+      const std::string what =
+          slot.step >= 0 && slot.step < static_cast<long long>(p.steps.size())
+              ? p.steps[slot.step].what
+              : name;
+      throw std::runtime_error(
+          what + ": " +
+          (slot.kind == kTokenOutOfRange ? "token id " : "label ") +
+          std::to_string(slot.value) + " is outside [0, " +
+          std::to_string(slot.bound) + ")" +
+          (slot.kind == kLabelOutOfRange ? " and is not the ignore index"
+                                         : ""));
+    }
+  }
+}
+
+void Executor::zeroRole(plan::Role role) {
+  for (uint32_t i = 0; i < plan_->buffers()->size(); ++i)
+    if (plan_->buffers()->Get(i)->role() == role)
+      check("zeroing buffers",
+            cudaMemsetAsync(ptr<char>(i), 0, bytes(i), stream_));
+}
+
+bool Executor::finiteRole(plan::Role role) {
+  check("clearing the finite flag", cudaMemsetAsync(dFlag_, 0, 4, stream_));
+  for (uint32_t i = 0; i < plan_->buffers()->size(); ++i)
+    if (plan_->buffers()->Get(i)->role() == role && isFloat(v(i).dtype))
+      checkFinite(t(i), v(i).numel(), dFlag_, stream_);
+  int flag = 0;
+  check("reading the finite flag",
+        cudaMemcpyAsync(&flag, dFlag_, 4, cudaMemcpyDeviceToHost, stream_));
+  check("checking gradients", cudaStreamSynchronize(stream_));
+  return flag == 0;
+}
+
+void Executor::copyState(bool toHost) {
+  for (uint32_t i = 0; i < plan_->buffers()->size(); ++i) {
+    const plan::Role role = plan_->buffers()->Get(i)->role();
+    if (role == plan::Role::activation || role == plan::Role::input)
+      continue;
+    check(toHost ? "copying the state to the host"
+                 : "copying the state to the device",
+          toHost ? cudaMemcpyAsync(v(i).data, ptr<char>(i), bytes(i),
+                                   cudaMemcpyDeviceToHost, stream_)
+                 : cudaMemcpyAsync(ptr<char>(i), v(i).data, bytes(i),
+                                   cudaMemcpyHostToDevice, stream_));
+  }
+  check("copying the state", cudaStreamSynchronize(stream_));
+}
+
+} // namespace
+
+std::unique_ptr<runtime::Backend> makeExecutor(int device, std::string &why) {
+  auto e = std::make_unique<Executor>(device);
+  why = e->open();
+  if (!why.empty())
+    return nullptr;
+  return e;
+}
+
+} // namespace forge::cuda

@@ -1,0 +1,112 @@
+//===- Gemm.cpp - cuBLASLt matmuls of the CUDA backend --------------------===//
+
+#include "runtime/cuda/Gemm.h"
+
+namespace forge::cuda {
+
+namespace {
+cudaDataType_t cudaType(Dt dt) {
+  switch (dt) {
+  case Dt::bf16:
+    return CUDA_R_16BF;
+  case Dt::f16:
+    return CUDA_R_16F;
+  default:
+    return CUDA_R_32F;
+  }
+}
+} // namespace
+
+const char *statusName(cublasStatus_t status) {
+  switch (status) {
+  case CUBLAS_STATUS_SUCCESS:
+    return "CUBLAS_STATUS_SUCCESS";
+  case CUBLAS_STATUS_NOT_INITIALIZED:
+    return "CUBLAS_STATUS_NOT_INITIALIZED";
+  case CUBLAS_STATUS_ALLOC_FAILED:
+    return "CUBLAS_STATUS_ALLOC_FAILED";
+  case CUBLAS_STATUS_INVALID_VALUE:
+    return "CUBLAS_STATUS_INVALID_VALUE";
+  case CUBLAS_STATUS_ARCH_MISMATCH:
+    return "CUBLAS_STATUS_ARCH_MISMATCH";
+  case CUBLAS_STATUS_EXECUTION_FAILED:
+    return "CUBLAS_STATUS_EXECUTION_FAILED";
+  case CUBLAS_STATUS_NOT_SUPPORTED:
+    return "CUBLAS_STATUS_NOT_SUPPORTED";
+  default:
+    return "CUBLAS_STATUS_ERROR";
+  }
+}
+
+Gemm::~Gemm() {
+  if (a_)
+    cublasLtMatrixLayoutDestroy(a_);
+  if (b_)
+    cublasLtMatrixLayoutDestroy(b_);
+  if (c_)
+    cublasLtMatrixLayoutDestroy(c_);
+  if (op_)
+    cublasLtMatmulDescDestroy(op_);
+}
+
+std::string Gemm::init(cublasLtHandle_t handle, bool transA, bool transB,
+                       int64_t m, int64_t n, int64_t k, Dt ab, Dt c,
+                       size_t workspaceBytes) {
+  if (!supported(ab, c))
+    return "cuBLASLt cannot write these operands' product to this dtype";
+  handle_ = handle;
+  // Column-major view: C^T[n, m] = op(B)^T[n, k] op(A)^T[k, m]. A row-major
+  // [r, c] matrix is a column-major [c, r] one with leading dimension c, so
+  // the column-major "A" is our B and "B" our A, with the same transposes.
+  cublasOperation_t opA = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t opB = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasStatus_t st;
+  auto fail = [&](const char *what) {
+    return std::string(what) + " failed: " + statusName(st);
+  };
+  if ((st = cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F)) !=
+      CUBLAS_STATUS_SUCCESS)
+    return fail("cublasLtMatmulDescCreate");
+  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &opA,
+                                 sizeof(opA));
+  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &opB,
+                                 sizeof(opB));
+  // Stored column-major shapes (rows, cols, leading dimension).
+  // Our B (row-major [k, n], or [n, k] when transposed) is cuBLAS's A.
+  const uint64_t aRows = transB ? k : n, aCols = transB ? n : k;
+  const uint64_t bRows = transA ? m : k, bCols = transA ? k : m;
+  if ((st = cublasLtMatrixLayoutCreate(&a_, cudaType(ab), aRows, aCols,
+                                       aRows)) != CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatrixLayoutCreate(&b_, cudaType(ab), bRows, bCols,
+                                       bRows)) != CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatrixLayoutCreate(&c_, cudaType(c), n, m, n)) !=
+          CUBLAS_STATUS_SUCCESS)
+    return fail("cublasLtMatrixLayoutCreate");
+  cublasLtMatmulPreference_t pref = nullptr;
+  if ((st = cublasLtMatmulPreferenceCreate(&pref)) != CUBLAS_STATUS_SUCCESS)
+    return fail("cublasLtMatmulPreferenceCreate");
+  cublasLtMatmulPreferenceSetAttribute(pref,
+                                       CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                       &workspaceBytes, sizeof(workspaceBytes));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  st = cublasLtMatmulAlgoGetHeuristic(handle, op_, a_, b_, c_, c_, pref, 1,
+                                      &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return fail("cublasLtMatmulAlgoGetHeuristic");
+  if (found == 0)
+    return "cuBLASLt has no algorithm for this matmul";
+  algo_ = result.algo;
+  return "";
+}
+
+cublasStatus_t Gemm::run(const void *a, const void *b, void *c, void *workspace,
+                         size_t workspaceBytes, cudaStream_t stream) const {
+  const float one = 1.0f, zero = 0.0f;
+  // cuBLAS's A is our B and vice versa (see init).
+  return cublasLtMatmul(handle_, op_, &one, b, a_, a, b_, &zero, c, c_, c, c_,
+                        &algo_, workspace, workspaceBytes, stream);
+}
+
+} // namespace forge::cuda

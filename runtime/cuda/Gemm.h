@@ -1,0 +1,56 @@
+//===- Gemm.h - cuBLASLt matmuls of the CUDA backend ------------*- C++ -*-===//
+//
+// One Gemm per plan step: the descriptors and the algorithm are chosen once,
+// when the step is bound, so a step's launch is one cublasLtMatmul. The
+// compute type is CUBLAS_COMPUTE_32F (no TF32: fp32 plans give PyTorch's
+// default fp32 results; bf16/f16 operands accumulate in fp32).
+//
+// Operands are row-major, as the plan's buffers: Gemm takes the row-major
+// problem C[m, n] = op(A) op(B) and hands cuBLASLt its column-major
+// transpose, C^T = op(B)^T op(A)^T.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef FORGE_RUNTIME_CUDA_GEMM_H
+#define FORGE_RUNTIME_CUDA_GEMM_H
+
+#include "runtime/cuda/Kernels.h"
+
+#include <cublasLt.h>
+
+#include <cstdint>
+#include <string>
+
+namespace forge::cuda {
+
+class Gemm {
+public:
+  Gemm() = default;
+  Gemm(const Gemm &) = delete;
+  Gemm &operator=(const Gemm &) = delete;
+  ~Gemm();
+
+  /// C[m, n] = op(A)[m, k] @ op(B)[k, n], row-major; `transA` means A is
+  /// stored [k, m], `transB` that B is stored [n, k]. A and B must share a
+  /// dtype; C is that dtype or f32. Returns why not, or "".
+  std::string init(cublasLtHandle_t handle, bool transA, bool transB, int64_t m,
+                   int64_t n, int64_t k, Dt ab, Dt c, size_t workspaceBytes);
+  cublasStatus_t run(const void *a, const void *b, void *c, void *workspace,
+                     size_t workspaceBytes, cudaStream_t stream) const;
+
+  /// Whether cuBLASLt multiplies operands `ab` into `c` directly.
+  static bool supported(Dt ab, Dt c) { return c == ab || c == Dt::f32; }
+
+private:
+  cublasLtHandle_t handle_ = nullptr;
+  cublasLtMatmulDesc_t op_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+};
+
+/// "CUBLAS_STATUS_..." for messages.
+const char *statusName(cublasStatus_t status);
+
+} // namespace forge::cuda
+
+#endif // FORGE_RUNTIME_CUDA_GEMM_H

@@ -1,0 +1,912 @@
+//===- Kernels.cu - The CUDA backend's kernels ----------------------------===//
+//
+// Straightforward kernels with the CPU reference's semantics (see
+// runtime/cpu/RefKernels for every formula): one thread per element for the
+// element-wise ops, one block per row for norms and cross-entropy, one warp
+// per query (or key) row for attention. Reductions whose result is a model
+// value (norm weight gradients, the loss, the gradient norm) run in a fixed
+// order, so a run reproduces itself; only the embedding gradient scatters
+// with atomics (its last bits may differ between runs).
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cuda/Kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace forge::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float ld(const void *p, Dt dt, int64_t i) {
+  switch (dt) {
+  case Dt::bf16:
+    return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
+  case Dt::f16:
+    return __half2float(static_cast<const __half *>(p)[i]);
+  default:
+    return static_cast<const float *>(p)[i];
+  }
+}
+
+__device__ __forceinline__ void st(void *p, Dt dt, int64_t i, float v) {
+  switch (dt) {
+  case Dt::bf16:
+    static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
+    break;
+  case Dt::f16:
+    static_cast<__half *>(p)[i] = __float2half_rn(v);
+    break;
+  default:
+    static_cast<float *>(p)[i] = v;
+  }
+}
+
+int blocksFor(int64_t n) {
+  return static_cast<int>(
+      std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8));
+}
+
+/// Grid-stride loop over [0, n).
+#define FORGE_FOR_EACH(i, n)                                                   \
+  for (int64_t i =                                                             \
+           blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;        \
+       i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+__device__ __forceinline__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+/// thread gets the result. The order is fixed, so results repeat.
+__device__ float blockSum(float v) {
+  __shared__ float part[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warpSum(v);
+  __syncthreads();
+  if (lane == 0)
+    part[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  float t = lane < warps ? part[lane] : 0.0f;
+  return warpSum(t);
+}
+__device__ float blockMax(float v) {
+  __shared__ float part[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warpMax(v);
+  __syncthreads();
+  if (lane == 0)
+    part[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  float t = lane < warps ? part[lane] : -INFINITY;
+  return warpMax(t);
+}
+
+__device__ void recordError(ErrorSlot *err, long long kind, int step,
+                            long long value, long long bound) {
+  if (atomicCAS(reinterpret_cast<unsigned long long *>(&err->kind), 0ull,
+                static_cast<unsigned long long>(kind)) == 0ull) {
+    err->step = step;
+    err->value = value;
+    err->bound = bound;
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Element-wise
+//===----------------------------------------------------------------------===//
+
+__device__ float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+__global__ void unaryKernel(Unary kind, Tensor x, Tensor y, int64_t n) {
+  FORGE_FOR_EACH(i, n) {
+    const float v = ld(x.p, x.dt, i);
+    float r;
+    switch (kind) {
+    case Unary::Silu:
+      r = v * sigmoidf(v);
+      break;
+    case Unary::Gelu:
+      r = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+      break;
+    case Unary::Relu:
+      r = v > 0 ? v : 0.0f;
+      break;
+    default:
+      r = tanhf(v);
+    }
+    st(y.p, y.dt, i, r);
+  }
+}
+
+__global__ void unaryGradKernel(Unary kind, Tensor x, Tensor dy, Tensor dx,
+                                int64_t n) {
+  FORGE_FOR_EACH(i, n) {
+    const float v = ld(x.p, x.dt, i);
+    float g;
+    switch (kind) {
+    case Unary::Silu: {
+      const float s = sigmoidf(v);
+      g = s * (1.0f + v * (1.0f - s));
+      break;
+    }
+    case Unary::Gelu:
+      g = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) +
+          v * expf(-0.5f * v * v) * 0.39894228040143268f;
+      break;
+    case Unary::Relu:
+      g = v > 0 ? 1.0f : 0.0f;
+      break;
+    default: {
+      const float t = tanhf(v);
+      g = 1.0f - t * t;
+    }
+    }
+    st(dx.p, dx.dt, i, g * ld(dy.p, dy.dt, i));
+  }
+}
+
+__global__ void binaryKernel(bool mul, Tensor x, Tensor y, Tensor z,
+                             int64_t n) {
+  FORGE_FOR_EACH(i, n) {
+    const float a = ld(x.p, x.dt, i), b = ld(y.p, y.dt, i);
+    st(z.p, z.dt, i, mul ? a * b : a + b);
+  }
+}
+
+__global__ void scaleKernel(Tensor x, float f, Tensor y, int64_t n) {
+  FORGE_FOR_EACH(i, n) { st(y.p, y.dt, i, ld(x.p, x.dt, i) * f); }
+}
+
+__global__ void fillKernel(Tensor y, float v, int64_t n) {
+  FORGE_FOR_EACH(i, n) { st(y.p, y.dt, i, v); }
+}
+
+__global__ void convertKernel(Tensor x, Tensor y, int64_t n) {
+  FORGE_FOR_EACH(i, n) { st(y.p, y.dt, i, ld(x.p, x.dt, i)); }
+}
+
+//===----------------------------------------------------------------------===//
+// Embedding
+//===----------------------------------------------------------------------===//
+
+__global__ void embeddingKernel(Tensor table, const int64_t *ids, int64_t n,
+                                int64_t d, int64_t vocab, Tensor y,
+                                ErrorSlot *err, int step) {
+  FORGE_FOR_EACH(i, n * d) {
+    const int64_t row = i / d, col = i % d, id = ids[row];
+    if (id < 0 || id >= vocab) {
+      if (col == 0)
+        recordError(err, kTokenOutOfRange, step, id, vocab);
+      st(y.p, y.dt, i, 0.0f);
+      continue;
+    }
+    st(y.p, y.dt, i, ld(table.p, table.dt, id * d + col));
+  }
+}
+
+__global__ void embeddingGradKernel(Tensor dout, const int64_t *ids, int64_t n,
+                                    int64_t d, int64_t vocab, float *dtable) {
+  FORGE_FOR_EACH(i, n * d) {
+    const int64_t row = i / d, col = i % d, id = ids[row];
+    if (id >= 0 && id < vocab)
+      atomicAdd(dtable + id * d + col, ld(dout.p, dout.dt, i));
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Norms: one block per row
+//===----------------------------------------------------------------------===//
+
+__global__ void rmsnormKernel(Tensor x, Tensor w, Tensor y, int64_t d,
+                              float eps) {
+  const int64_t r = blockIdx.x, base = r * d;
+  float ss = 0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+    const float v = ld(x.p, x.dt, base + j);
+    ss += v * v;
+  }
+  const float inv = rsqrtf(blockSum(ss) / static_cast<float>(d) + eps);
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+    st(y.p, y.dt, base + j, ld(x.p, x.dt, base + j) * inv * ld(w.p, w.dt, j));
+}
+
+__global__ void rmsnormGradRowKernel(Tensor x, Tensor w, Tensor dy, Tensor dx,
+                                     int64_t d, float eps, float *invOut) {
+  const int64_t r = blockIdx.x, base = r * d;
+  float ss = 0, dot = 0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+    const float v = ld(x.p, x.dt, base + j);
+    ss += v * v;
+    dot += ld(dy.p, dy.dt, base + j) * ld(w.p, w.dt, j) * v;
+  }
+  ss = blockSum(ss);
+  dot = blockSum(dot);
+  const float inv = rsqrtf(ss / static_cast<float>(d) + eps);
+  if (threadIdx.x == 0)
+    invOut[r] = inv;
+  const float k = inv * inv * inv * dot / static_cast<float>(d);
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+    st(dx.p, dx.dt, base + j,
+       inv * ld(dy.p, dy.dt, base + j) * ld(w.p, w.dt, j) -
+           ld(x.p, x.dt, base + j) * k);
+}
+
+/// dw[j] = sum over rows of dy * x * inv, one thread per column, rows in
+/// order (deterministic).
+__global__ void rmsnormGradWeightKernel(Tensor x, Tensor dy, Tensor dw,
+                                        int64_t rows, int64_t d,
+                                        const float *inv) {
+  FORGE_FOR_EACH(j, d) {
+    float acc = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      acc += ld(dy.p, dy.dt, r * d + j) * ld(x.p, x.dt, r * d + j) * inv[r];
+    st(dw.p, dw.dt, j, acc);
+  }
+}
+
+__global__ void layernormKernel(Tensor x, Tensor w, Tensor b, Tensor y,
+                                int64_t d, float eps) {
+  const int64_t r = blockIdx.x, base = r * d;
+  float s = 0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+    s += ld(x.p, x.dt, base + j);
+  const float mean = blockSum(s) / static_cast<float>(d);
+  float var = 0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+    const float c = ld(x.p, x.dt, base + j) - mean;
+    var += c * c;
+  }
+  const float inv = rsqrtf(blockSum(var) / static_cast<float>(d) + eps);
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+    st(y.p, y.dt, base + j,
+       (ld(x.p, x.dt, base + j) - mean) * inv * ld(w.p, w.dt, j) +
+           ld(b.p, b.dt, j));
+}
+
+__global__ void layernormGradRowKernel(Tensor x, Tensor w, Tensor dy, Tensor dx,
+                                       int64_t d, float eps, float *stats) {
+  const int64_t r = blockIdx.x, base = r * d;
+  float s = 0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+    s += ld(x.p, x.dt, base + j);
+  const float mean = blockSum(s) / static_cast<float>(d);
+  float var = 0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+    const float c = ld(x.p, x.dt, base + j) - mean;
+    var += c * c;
+  }
+  const float inv = rsqrtf(blockSum(var) / static_cast<float>(d) + eps);
+  float sumG = 0, sumGX = 0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+    const float xhat = (ld(x.p, x.dt, base + j) - mean) * inv;
+    const float g = ld(dy.p, dy.dt, base + j) * ld(w.p, w.dt, j);
+    sumG += g;
+    sumGX += g * xhat;
+  }
+  sumG = blockSum(sumG);
+  sumGX = blockSum(sumGX);
+  if (threadIdx.x == 0) {
+    stats[2 * r] = mean;
+    stats[2 * r + 1] = inv;
+  }
+  const float fd = static_cast<float>(d);
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+    const float xhat = (ld(x.p, x.dt, base + j) - mean) * inv;
+    const float g = ld(dy.p, dy.dt, base + j) * ld(w.p, w.dt, j);
+    st(dx.p, dx.dt, base + j, inv * (g - sumG / fd - xhat * sumGX / fd));
+  }
+}
+
+__global__ void layernormGradParamKernel(Tensor x, Tensor dy, Tensor dw,
+                                         Tensor db, int64_t rows, int64_t d,
+                                         const float *stats) {
+  FORGE_FOR_EACH(j, d) {
+    float aw = 0, ab = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float g = ld(dy.p, dy.dt, r * d + j);
+      aw += g * (ld(x.p, x.dt, r * d + j) - stats[2 * r]) * stats[2 * r + 1];
+      ab += g;
+    }
+    st(dw.p, dw.dt, j, aw);
+    st(db.p, db.dt, j, ab);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Rotary embedding
+//===----------------------------------------------------------------------===//
+
+__global__ void ropeKernel(Tensor x, Tensor y, int64_t b, int64_t sq, int64_t h,
+                           int64_t hd, double theta, bool inverse) {
+  const int64_t half = hd / 2;
+  FORGE_FOR_EACH(i, b * sq * h * half) {
+    const int64_t f = i % half, vec = i / half, pos = (vec / h) % sq;
+    // inv_freq in f32 and angle = pos * inv_freq, as KempnerForge.
+    const float invFreq = static_cast<float>(
+        pow(theta, -2.0 * static_cast<double>(f) / static_cast<double>(hd)));
+    const double a = static_cast<double>(static_cast<float>(pos) * invFreq);
+    const float c = static_cast<float>(cos(a)), sn = static_cast<float>(sin(a));
+    const int64_t at = vec * hd + f;
+    const float x1 = ld(x.p, x.dt, at), x2 = ld(x.p, x.dt, at + half);
+    if (!inverse) {
+      st(y.p, y.dt, at, x1 * c - x2 * sn);
+      st(y.p, y.dt, at + half, x2 * c + x1 * sn);
+    } else {
+      st(y.p, y.dt, at, x1 * c + x2 * sn);
+      st(y.p, y.dt, at + half, -x1 * sn + x2 * c);
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Attention: one warp per row, head_dim split over the lanes
+//===----------------------------------------------------------------------===//
+
+constexpr int kMaxHeadDimPerLane = 8; // head_dim <= 256
+
+__device__ __forceinline__ bool visible(const AttentionShape &sh,
+                                        const int32_t *doc, int64_t bi,
+                                        int64_t i, int64_t j) {
+  if (sh.causal && j > i)
+    return false;
+  return !doc || doc[bi * sh.s + i] == doc[bi * sh.s + j];
+}
+
+/// Row i of head hi: online softmax over the visible keys (every row sees
+/// at least itself, so no row is empty).
+__global__ void attentionKernel(Tensor q, Tensor k, Tensor v,
+                                const int32_t *doc, AttentionShape sh, Tensor o,
+                                float *lse) {
+  const int64_t row =
+      (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= sh.b * sh.h * sh.s)
+    return;
+  const int64_t i = row % sh.s, hi = (row / sh.s) % sh.h,
+                bi = row / (sh.s * sh.h), kh = hi / (sh.h / sh.kv);
+  const int per = static_cast<int>((sh.hd + 31) / 32);
+  float qv[kMaxHeadDimPerLane], acc[kMaxHeadDimPerLane];
+  const int64_t qo = ((bi * sh.s + i) * sh.h + hi) * sh.hd;
+  for (int c = 0; c < per; ++c) {
+    const int64_t e = lane + 32 * c;
+    qv[c] = e < sh.hd ? ld(q.p, q.dt, qo + e) : 0.0f;
+    acc[c] = 0;
+  }
+  float mx = -INFINITY, sum = 0;
+  const int64_t last = sh.causal ? i : sh.s - 1;
+  for (int64_t j = 0; j <= last; ++j) {
+    if (!visible(sh, doc, bi, i, j))
+      continue;
+    const int64_t ko = ((bi * sh.s + j) * sh.kv + kh) * sh.hd;
+    float dot = 0;
+    for (int c = 0; c < per; ++c) {
+      const int64_t e = lane + 32 * c;
+      if (e < sh.hd)
+        dot += qv[c] * ld(k.p, k.dt, ko + e);
+    }
+    const float sc = warpSum(dot) * sh.scale;
+    const float nm = fmaxf(mx, sc);
+    const float corr = expf(mx - nm), p = expf(sc - nm);
+    sum = sum * corr + p;
+    for (int c = 0; c < per; ++c) {
+      const int64_t e = lane + 32 * c;
+      acc[c] = acc[c] * corr + (e < sh.hd ? p * ld(v.p, v.dt, ko + e) : 0.0f);
+    }
+    mx = nm;
+  }
+  for (int c = 0; c < per; ++c) {
+    const int64_t e = lane + 32 * c;
+    if (e < sh.hd)
+      st(o.p, o.dt, qo + e, acc[c] / sum);
+  }
+  if (lane == 0)
+    lse[(bi * sh.h + hi) * sh.s + i] = mx + logf(sum);
+}
+
+/// dQ row i, and D_i = dO_i . O_i into rowScratch for the dK/dV pass.
+__global__ void attentionGradQKernel(Tensor q, Tensor k, Tensor v,
+                                     const int32_t *doc, AttentionShape sh,
+                                     Tensor o, const float *lse, Tensor dout,
+                                     Tensor dq, float *dRow) {
+  const int64_t row =
+      (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= sh.b * sh.h * sh.s)
+    return;
+  const int64_t i = row % sh.s, hi = (row / sh.s) % sh.h,
+                bi = row / (sh.s * sh.h), kh = hi / (sh.h / sh.kv);
+  const int per = static_cast<int>((sh.hd + 31) / 32);
+  const int64_t qo = ((bi * sh.s + i) * sh.h + hi) * sh.hd;
+  float qv[kMaxHeadDimPerLane], gv[kMaxHeadDimPerLane], acc[kMaxHeadDimPerLane];
+  float di = 0;
+  for (int c = 0; c < per; ++c) {
+    const int64_t e = lane + 32 * c;
+    const bool in = e < sh.hd;
+    qv[c] = in ? ld(q.p, q.dt, qo + e) : 0.0f;
+    gv[c] = in ? ld(dout.p, dout.dt, qo + e) : 0.0f;
+    di += in ? gv[c] * ld(o.p, o.dt, qo + e) : 0.0f;
+    acc[c] = 0;
+  }
+  di = warpSum(di);
+  const int64_t li = (bi * sh.h + hi) * sh.s + i;
+  if (lane == 0)
+    dRow[li] = di;
+  const float l = lse[li];
+  const int64_t last = sh.causal ? i : sh.s - 1;
+  for (int64_t j = 0; j <= last; ++j) {
+    if (!visible(sh, doc, bi, i, j))
+      continue;
+    const int64_t ko = ((bi * sh.s + j) * sh.kv + kh) * sh.hd;
+    float dot = 0, dp = 0;
+    for (int c = 0; c < per; ++c) {
+      const int64_t e = lane + 32 * c;
+      if (e < sh.hd) {
+        dot += qv[c] * ld(k.p, k.dt, ko + e);
+        dp += gv[c] * ld(v.p, v.dt, ko + e);
+      }
+    }
+    const float p = expf(warpSum(dot) * sh.scale - l);
+    const float ds = p * (warpSum(dp) - di) * sh.scale;
+    for (int c = 0; c < per; ++c) {
+      const int64_t e = lane + 32 * c;
+      if (e < sh.hd)
+        acc[c] += ds * ld(k.p, k.dt, ko + e);
+    }
+  }
+  for (int c = 0; c < per; ++c) {
+    const int64_t e = lane + 32 * c;
+    if (e < sh.hd)
+      st(dq.p, dq.dt, qo + e, acc[c]);
+  }
+}
+
+/// dK and dV of key row j of kv head kh: over the query heads of its group
+/// and the query rows that see it, in a fixed order.
+__global__ void attentionGradKVKernel(Tensor q, Tensor k, Tensor v,
+                                      const int32_t *doc, AttentionShape sh,
+                                      const float *lse, Tensor dout,
+                                      const float *dRow, Tensor dk, Tensor dv) {
+  const int64_t row =
+      (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= sh.b * sh.kv * sh.s)
+    return;
+  const int64_t j = row % sh.s, kh = (row / sh.s) % sh.kv,
+                bi = row / (sh.s * sh.kv), rep = sh.h / sh.kv;
+  const int per = static_cast<int>((sh.hd + 31) / 32);
+  const int64_t ko = ((bi * sh.s + j) * sh.kv + kh) * sh.hd;
+  float kv[kMaxHeadDimPerLane], vv[kMaxHeadDimPerLane], ak[kMaxHeadDimPerLane],
+      av[kMaxHeadDimPerLane];
+  for (int c = 0; c < per; ++c) {
+    const int64_t e = lane + 32 * c;
+    const bool in = e < sh.hd;
+    kv[c] = in ? ld(k.p, k.dt, ko + e) : 0.0f;
+    vv[c] = in ? ld(v.p, v.dt, ko + e) : 0.0f;
+    ak[c] = av[c] = 0;
+  }
+  for (int64_t hi = kh * rep; hi < (kh + 1) * rep; ++hi)
+    for (int64_t i = sh.causal ? j : 0; i < sh.s; ++i) {
+      if (!visible(sh, doc, bi, i, j))
+        continue;
+      const int64_t qo = ((bi * sh.s + i) * sh.h + hi) * sh.hd;
+      const int64_t li = (bi * sh.h + hi) * sh.s + i;
+      float dot = 0, dp = 0;
+      for (int c = 0; c < per; ++c) {
+        const int64_t e = lane + 32 * c;
+        if (e < sh.hd) {
+          dot += ld(q.p, q.dt, qo + e) * kv[c];
+          dp += ld(dout.p, dout.dt, qo + e) * vv[c];
+        }
+      }
+      const float p = expf(warpSum(dot) * sh.scale - lse[li]);
+      const float ds = p * (warpSum(dp) - dRow[li]) * sh.scale;
+      for (int c = 0; c < per; ++c) {
+        const int64_t e = lane + 32 * c;
+        if (e < sh.hd) {
+          av[c] += p * ld(dout.p, dout.dt, qo + e);
+          ak[c] += ds * ld(q.p, q.dt, qo + e);
+        }
+      }
+    }
+  for (int c = 0; c < per; ++c) {
+    const int64_t e = lane + 32 * c;
+    if (e < sh.hd) {
+      st(dk.p, dk.dt, ko + e, ak[c]);
+      st(dv.p, dv.dt, ko + e, av[c]);
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Cross-entropy: one block per row
+//===----------------------------------------------------------------------===//
+
+__device__ float rowLogSumExp(const Tensor &l, int64_t base, int64_t c) {
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+    mx = fmaxf(mx, ld(l.p, l.dt, base + j));
+  mx = blockMax(mx);
+  float s = 0;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+    s += expf(ld(l.p, l.dt, base + j) - mx);
+  return mx + logf(blockSum(s));
+}
+
+__global__ void crossEntropyRowKernel(Tensor logits, const int64_t *labels,
+                                      int64_t c, int64_t ignore, float *rowLoss,
+                                      ErrorSlot *err, int step) {
+  const int64_t r = blockIdx.x, lab = labels[r];
+  if (lab == ignore) {
+    if (threadIdx.x == 0)
+      rowLoss[r] = 0;
+    return;
+  }
+  if (lab < 0 || lab >= c) {
+    if (threadIdx.x == 0) {
+      recordError(err, kLabelOutOfRange, step, lab, c);
+      rowLoss[r] = 0;
+    }
+    return;
+  }
+  const float l = rowLogSumExp(logits, r * c, c);
+  if (threadIdx.x == 0)
+    rowLoss[r] = l - ld(logits.p, logits.dt, r * c + lab);
+}
+
+/// The mean over valid rows, summed in row order in double.
+__global__ void crossEntropyMeanKernel(const float *rowLoss,
+                                       const int64_t *labels, int64_t rows,
+                                       int64_t ignore, Tensor loss) {
+  double acc = 0;
+  int64_t valid = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    if (labels[r] != ignore) {
+      acc += rowLoss[r];
+      ++valid;
+    }
+  st(loss.p, loss.dt, 0, valid ? static_cast<float>(acc / valid) : 0.0f);
+}
+
+__global__ void countValidKernel(const int64_t *labels, int64_t rows,
+                                 int64_t ignore, float *valid) {
+  float n = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x)
+    n += labels[r] != ignore ? 1.0f : 0.0f;
+  n = blockSum(n);
+  if (threadIdx.x == 0)
+    *valid = n;
+}
+
+__global__ void crossEntropyGradKernel(Tensor logits, const int64_t *labels,
+                                       int64_t c, int64_t ignore, Tensor dloss,
+                                       const float *valid, Tensor dlogits) {
+  const int64_t r = blockIdx.x, lab = labels[r];
+  if (lab == ignore || *valid == 0) {
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+      st(dlogits.p, dlogits.dt, r * c + j, 0.0f);
+    return;
+  }
+  const float l = rowLogSumExp(logits, r * c, c);
+  const float f = ld(dloss.p, dloss.dt, 0) / *valid;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+    const float p = expf(ld(logits.p, logits.dt, r * c + j) - l);
+    st(dlogits.p, dlogits.dt, r * c + j, f * (p - (j == lab ? 1.0f : 0.0f)));
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer
+//===----------------------------------------------------------------------===//
+
+__global__ void sumSquaresKernel(Tensor x, int64_t n, double *partial) {
+  // Block b sums a fixed slice: the result depends only on n.
+  const int64_t per = (n + gridDim.x - 1) / gridDim.x;
+  const int64_t begin = blockIdx.x * per, end = min(n, begin + per);
+  double acc = 0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const double v = ld(x.p, x.dt, i);
+    acc += v * v;
+  }
+  __shared__ double part[kThreads];
+  part[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s)
+      part[threadIdx.x] += part[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    partial[blockIdx.x] = part[0];
+}
+
+__global__ void finishNormKernel(const double *partial, int64_t count,
+                                 bool squared, Tensor y) {
+  double acc = 0;
+  for (int64_t i = 0; i < count; ++i)
+    acc += partial[i];
+  st(y.p, y.dt, 0, static_cast<float>(squared ? acc : sqrt(acc)));
+}
+
+__global__ void sqrtKernel(Tensor x, Tensor y) {
+  st(y.p, y.dt, 0, sqrtf(ld(x.p, x.dt, 0)));
+}
+
+__global__ void clipKernel(Tensor norm, double maxNorm, Tensor y) {
+  const double n = ld(norm.p, norm.dt, 0);
+  st(y.p, y.dt, 0, static_cast<float>(fmin(1.0, maxNorm / (n + 1e-6))));
+}
+
+__global__ void lrFactorKernel(Schedule s, const int64_t *stepPtr, Tensor y) {
+  const int64_t step = *stepPtr;
+  const double st_ = static_cast<double>(step);
+  double f = 1.0;
+  if (s.kind == 0) {
+    f = 1.0;
+  } else if (s.warmup > 0 && step < s.warmup) {
+    f = st_ / static_cast<double>(s.warmup);
+  } else if (s.kind == 1) {
+    f = 1.0;
+  } else {
+    const double r = s.minLrRatio;
+    const int64_t stable = s.kind == 4 ? s.stable : 0;
+    int64_t total = s.decay > 0 ? s.decay : s.maxSteps - s.warmup - stable;
+    if (s.kind == 4 && step < s.warmup + stable) {
+      f = 1.0;
+    } else if (s.kind != 5 && total <= 0) {
+      f = 1.0;
+    } else {
+      if (s.kind == 5 && total < 1)
+        total = 1;
+      const double p =
+          fmin(1.0, (st_ - s.warmup - stable) / static_cast<double>(total));
+      const double pi = 3.14159265358979323846;
+      if (s.kind == 2)
+        f = r + 0.5 * (1 - r) * (1 + cos(pi * p));
+      else if (s.kind == 3)
+        f = 1 - (1 - r) * p;
+      else if (s.kind == 5)
+        f = fmax(r, pow(1 - p, s.rexAlpha));
+      else if (s.wsdDecay == 1)
+        f = 1 - (1 - r) * p;
+      else if (s.wsdDecay == 2)
+        f = r + (1 - r) * sqrt(1 - p);
+      else
+        f = r + 0.5 * (1 - r) * (1 + cos(pi * p));
+    }
+  }
+  st(y.p, y.dt, 0, static_cast<float>(f));
+}
+
+/// torch.optim.AdamW's single-tensor order of operations, as the CPU
+/// backend (lerp, addcmul, addcdiv), so f32 rounding matches.
+__global__ void adamwKernel(Tensor p, Tensor g, Tensor m, Tensor v, int64_t n,
+                            Tensor lrT, Tensor clipT, const int64_t *stepPtr,
+                            float beta1, float beta2, float eps, float wd,
+                            Tensor np, Tensor nm, Tensor nv) {
+  const float lr = ld(lrT.p, lrT.dt, 0), clip = ld(clipT.p, clipT.dt, 0);
+  const double t = static_cast<double>(*stepPtr + 1);
+  const float bc1 = static_cast<float>(1 - pow(static_cast<double>(beta1), t));
+  const float bc2Sqrt =
+      static_cast<float>(sqrt(1 - pow(static_cast<double>(beta2), t)));
+  const float decay = 1 - lr * wd, stepSize = lr / bc1;
+  FORGE_FOR_EACH(i, n) {
+    const float gi = ld(g.p, g.dt, i) * clip;
+    const float mi = ld(m.p, m.dt, i), vi = ld(v.p, v.dt, i);
+    const float m1 = mi + (1 - beta1) * (gi - mi);
+    const float v1 = vi * beta2 + (1 - beta2) * (gi * gi);
+    const float denom = sqrtf(v1) / bc2Sqrt + eps;
+    st(np.p, np.dt, i, ld(p.p, p.dt, i) * decay + (-stepSize) * (m1 / denom));
+    st(nm.p, nm.dt, i, m1);
+    st(nv.p, nv.dt, i, v1);
+  }
+}
+
+__global__ void lionKernel(Tensor p, Tensor g, Tensor m, int64_t n, Tensor lrT,
+                           Tensor clipT, float beta1, float beta2, float wd,
+                           Tensor np, Tensor nm) {
+  const double lr = ld(lrT.p, lrT.dt, 0), clip = ld(clipT.p, clipT.dt, 0);
+  FORGE_FOR_EACH(i, n) {
+    const double gi = ld(g.p, g.dt, i) * clip, mi = ld(m.p, m.dt, i);
+    const double c = beta1 * mi + (1 - beta1) * gi;
+    const double u = c > 0 ? 1.0 : c < 0 ? -1.0 : 0.0;
+    st(np.p, np.dt, i,
+       static_cast<float>(ld(p.p, p.dt, i) * (1 - lr * wd) - lr * u));
+    st(nm.p, nm.dt, i, static_cast<float>(beta2 * mi + (1 - beta2) * gi));
+  }
+}
+
+__global__ void finiteKernel(Tensor x, int64_t n, int *flag) {
+  FORGE_FOR_EACH(i, n) {
+    if (!isfinite(ld(x.p, x.dt, i)))
+      *flag = 1;
+  }
+}
+
+int warpBlocks(int64_t rows) {
+  const int64_t perBlock = kThreads / 32;
+  return static_cast<int>((rows + perBlock - 1) / perBlock);
+}
+
+int rowThreads(int64_t d) {
+  int64_t t = 32;
+  while (t < d && t < 1024)
+    t *= 2;
+  return static_cast<int>(t);
+}
+
+} // namespace
+
+void unary(Unary kind, Tensor x, Tensor y, int64_t n, cudaStream_t s) {
+  if (n > 0)
+    unaryKernel<<<blocksFor(n), kThreads, 0, s>>>(kind, x, y, n);
+}
+void unaryGrad(Unary kind, Tensor x, Tensor dy, Tensor dx, int64_t n,
+               cudaStream_t s) {
+  if (n > 0)
+    unaryGradKernel<<<blocksFor(n), kThreads, 0, s>>>(kind, x, dy, dx, n);
+}
+void binary(bool mul, Tensor x, Tensor y, Tensor z, int64_t n, cudaStream_t s) {
+  if (n > 0)
+    binaryKernel<<<blocksFor(n), kThreads, 0, s>>>(mul, x, y, z, n);
+}
+void scale(Tensor x, float factor, Tensor y, int64_t n, cudaStream_t s) {
+  if (n > 0)
+    scaleKernel<<<blocksFor(n), kThreads, 0, s>>>(x, factor, y, n);
+}
+void fill(Tensor y, float value, int64_t n, cudaStream_t s) {
+  if (n > 0)
+    fillKernel<<<blocksFor(n), kThreads, 0, s>>>(y, value, n);
+}
+void convert(Tensor x, Tensor y, int64_t n, cudaStream_t s) {
+  if (n > 0)
+    convertKernel<<<blocksFor(n), kThreads, 0, s>>>(x, y, n);
+}
+
+void embedding(Tensor table, const int64_t *ids, int64_t n, int64_t d,
+               int64_t vocab, Tensor y, ErrorSlot *err, int step,
+               cudaStream_t s) {
+  if (n * d > 0)
+    embeddingKernel<<<blocksFor(n * d), kThreads, 0, s>>>(table, ids, n, d,
+                                                          vocab, y, err, step);
+}
+void embeddingGrad(Tensor dout, const int64_t *ids, int64_t n, int64_t d,
+                   int64_t vocab, float *dtable, cudaStream_t s) {
+  cudaMemsetAsync(dtable, 0, static_cast<size_t>(vocab * d) * sizeof(float), s);
+  if (n * d > 0)
+    embeddingGradKernel<<<blocksFor(n * d), kThreads, 0, s>>>(dout, ids, n, d,
+                                                              vocab, dtable);
+}
+
+void rmsnorm(Tensor x, Tensor w, Tensor y, int64_t rows, int64_t d, float eps,
+             cudaStream_t s) {
+  if (rows > 0)
+    rmsnormKernel<<<rows, rowThreads(d), 0, s>>>(x, w, y, d, eps);
+}
+void rmsnormGrad(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor dw,
+                 int64_t rows, int64_t d, float eps, float *rowScratch,
+                 cudaStream_t s) {
+  if (rows > 0)
+    rmsnormGradRowKernel<<<rows, rowThreads(d), 0, s>>>(x, w, dy, dx, d, eps,
+                                                        rowScratch);
+  rmsnormGradWeightKernel<<<blocksFor(d), kThreads, 0, s>>>(x, dy, dw, rows, d,
+                                                            rowScratch);
+}
+void layernorm(Tensor x, Tensor w, Tensor b, Tensor y, int64_t rows, int64_t d,
+               float eps, cudaStream_t s) {
+  if (rows > 0)
+    layernormKernel<<<rows, rowThreads(d), 0, s>>>(x, w, b, y, d, eps);
+}
+void layernormGrad(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor dw,
+                   Tensor db, int64_t rows, int64_t d, float eps,
+                   float *rowScratch, cudaStream_t s) {
+  if (rows > 0)
+    layernormGradRowKernel<<<rows, rowThreads(d), 0, s>>>(x, w, dy, dx, d, eps,
+                                                          rowScratch);
+  layernormGradParamKernel<<<blocksFor(d), kThreads, 0, s>>>(
+      x, dy, dw, db, rows, d, rowScratch);
+}
+
+void rope(Tensor x, Tensor y, int64_t b, int64_t sq, int64_t h, int64_t hd,
+          double theta, bool inverse, cudaStream_t s) {
+  const int64_t n = b * sq * h * (hd / 2);
+  if (n > 0)
+    ropeKernel<<<blocksFor(n), kThreads, 0, s>>>(x, y, b, sq, h, hd, theta,
+                                                 inverse);
+}
+
+void attention(Tensor q, Tensor k, Tensor v, const int32_t *doc,
+               const AttentionShape &sh, Tensor o, float *lse, cudaStream_t s) {
+  const int64_t rows = sh.b * sh.h * sh.s;
+  if (rows > 0)
+    attentionKernel<<<warpBlocks(rows), kThreads, 0, s>>>(q, k, v, doc, sh, o,
+                                                          lse);
+}
+void attentionGrad(Tensor q, Tensor k, Tensor v, const int32_t *doc,
+                   const AttentionShape &sh, Tensor o, const float *lse,
+                   Tensor dout, Tensor dq, Tensor dk, Tensor dv,
+                   float *rowScratch, cudaStream_t s) {
+  const int64_t rows = sh.b * sh.h * sh.s, kvRows = sh.b * sh.kv * sh.s;
+  if (rows == 0)
+    return;
+  attentionGradQKernel<<<warpBlocks(rows), kThreads, 0, s>>>(
+      q, k, v, doc, sh, o, lse, dout, dq, rowScratch);
+  attentionGradKVKernel<<<warpBlocks(kvRows), kThreads, 0, s>>>(
+      q, k, v, doc, sh, lse, dout, rowScratch, dk, dv);
+}
+
+void crossEntropy(Tensor logits, const int64_t *labels, int64_t rows,
+                  int64_t classes, int64_t ignore, Tensor loss,
+                  float *rowScratch, ErrorSlot *err, int step, cudaStream_t s) {
+  if (rows > 0)
+    crossEntropyRowKernel<<<rows, rowThreads(classes), 0, s>>>(
+        logits, labels, classes, ignore, rowScratch, err, step);
+  crossEntropyMeanKernel<<<1, 1, 0, s>>>(rowScratch, labels, rows, ignore,
+                                         loss);
+}
+void crossEntropyGrad(Tensor logits, const int64_t *labels, int64_t rows,
+                      int64_t classes, int64_t ignore, Tensor dloss,
+                      Tensor dlogits, float *validScratch, cudaStream_t s) {
+  countValidKernel<<<1, 1024, 0, s>>>(labels, rows, ignore, validScratch);
+  if (rows > 0)
+    crossEntropyGradKernel<<<rows, rowThreads(classes), 0, s>>>(
+        logits, labels, classes, ignore, dloss, validScratch, dlogits);
+}
+
+int sumSquaresPartials(Tensor x, int64_t n, double *partial, cudaStream_t s) {
+  const int blocks = static_cast<int>(std::clamp<int64_t>(
+      (n + kThreads * 16 - 1) / (kThreads * 16), 1, kNormPartials));
+  sumSquaresKernel<<<blocks, kThreads, 0, s>>>(x, n, partial);
+  return blocks;
+}
+void finishNorm(const double *partial, int64_t count, bool squared, Tensor y,
+                cudaStream_t s) {
+  finishNormKernel<<<1, 1, 0, s>>>(partial, count, squared, y);
+}
+void sqrtScalar(Tensor x, Tensor y, cudaStream_t s) {
+  sqrtKernel<<<1, 1, 0, s>>>(x, y);
+}
+void clipCoefficient(Tensor norm, double maxNorm, Tensor y, cudaStream_t s) {
+  clipKernel<<<1, 1, 0, s>>>(norm, maxNorm, y);
+}
+void lrFactor(const Schedule &sched, const int64_t *step, Tensor y,
+              cudaStream_t s) {
+  lrFactorKernel<<<1, 1, 0, s>>>(sched, step, y);
+}
+
+void adamw(Tensor p, Tensor g, Tensor m, Tensor v, int64_t n, Tensor lr,
+           Tensor clip, const int64_t *step, float beta1, float beta2,
+           float eps, float wd, Tensor np, Tensor nm, Tensor nv,
+           cudaStream_t s) {
+  if (n > 0)
+    adamwKernel<<<blocksFor(n), kThreads, 0, s>>>(
+        p, g, m, v, n, lr, clip, step, beta1, beta2, eps, wd, np, nm, nv);
+}
+void lion(Tensor p, Tensor g, Tensor m, int64_t n, Tensor lr, Tensor clip,
+          float beta1, float beta2, float wd, Tensor np, Tensor nm,
+          cudaStream_t s) {
+  if (n > 0)
+    lionKernel<<<blocksFor(n), kThreads, 0, s>>>(p, g, m, n, lr, clip, beta1,
+                                                 beta2, wd, np, nm);
+}
+
+void checkFinite(Tensor x, int64_t n, int *flag, cudaStream_t s) {
+  if (n > 0)
+    finiteKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, flag);
+}
+
+} // namespace forge::cuda

@@ -1,0 +1,445 @@
+//===- Kernels_test.cpp - CUDA backend conformance suite ------------------===//
+//
+// Every CUDA kernel (and the cuBLASLt matmuls) against the CPU reference
+// kernels (runtime/cpu/RefKernels, in double) on random inputs, with a
+// tolerance per dtype: 2e-5 of the largest reference value for f32 (the
+// kernels compute in f32), 2e-2 for bf16 operands. Built wherever nvcc is;
+// on a machine without a GPU every test skips with a notice saying so.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/core/DType.h"
+#include "runtime/cpu/RefKernels.h"
+#include "runtime/cuda/Device.h"
+#include "runtime/cuda/Gemm.h"
+#include "runtime/cuda/Kernels.h"
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace forge::cuda {
+namespace {
+
+namespace ref = forge::cpu::ref;
+
+class CudaKernels : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string why;
+    if (deviceCount(&why) == 0)
+      GTEST_SKIP() << "no CUDA device on this machine ("
+                   << (why.empty() ? "none found" : why)
+                   << "): the CUDA conformance suite did not run";
+    ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+    ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  }
+  void TearDown() override {
+    for (void *p : owned)
+      cudaFree(p);
+    if (s)
+      cudaStreamDestroy(s);
+  }
+
+  /// A device copy of `v` in dtype `dt`.
+  Tensor up(const std::vector<double> &v, Dt dt = Dt::f32) {
+    const size_t n = v.size();
+    void *p = alloc(n * (dt == Dt::f32 ? 4 : 2));
+    if (dt == Dt::f32) {
+      std::vector<float> f(v.begin(), v.end());
+      cudaMemcpy(p, f.data(), n * 4, cudaMemcpyHostToDevice);
+    } else {
+      std::vector<uint16_t> h(n);
+      for (size_t i = 0; i < n; ++i)
+        h[i] = runtime::f32ToBf16(static_cast<float>(v[i]));
+      cudaMemcpy(p, h.data(), n * 2, cudaMemcpyHostToDevice);
+    }
+    return {p, dt};
+  }
+  Tensor zeros(size_t n, Dt dt = Dt::f32) {
+    return up(std::vector<double>(n, 0.0), dt);
+  }
+  template <typename T> T *upInts(const std::vector<T> &v) {
+    void *p = alloc(v.size() * sizeof(T));
+    cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+    return static_cast<T *>(p);
+  }
+  std::vector<double> down(Tensor t, size_t n) {
+    EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    std::vector<double> out(n);
+    if (t.dt == Dt::f32) {
+      std::vector<float> f(n);
+      cudaMemcpy(f.data(), t.p, n * 4, cudaMemcpyDeviceToHost);
+      std::copy(f.begin(), f.end(), out.begin());
+    } else {
+      std::vector<uint16_t> h(n);
+      cudaMemcpy(h.data(), t.p, n * 2, cudaMemcpyDeviceToHost);
+      for (size_t i = 0; i < n; ++i)
+        out[i] = runtime::bf16ToF32(h[i]);
+    }
+    return out;
+  }
+  void *alloc(size_t bytes) {
+    void *p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(bytes, 16)), cudaSuccess);
+    owned.push_back(p);
+    return p;
+  }
+  std::vector<double> random(size_t n, double scale = 1.0) {
+    std::normal_distribution<double> d(0.0, scale);
+    std::vector<double> v(n);
+    for (double &x : v)
+      x = d(gen);
+    return v;
+  }
+  /// The values a bf16 tensor holds (inputs are rounded on upload).
+  static std::vector<double> roundBf16(std::vector<double> v) {
+    for (double &x : v)
+      x = runtime::bf16ToF32(runtime::f32ToBf16(static_cast<float>(x)));
+    return v;
+  }
+  static void near(const std::vector<double> &got,
+                   const std::vector<double> &want, double tol,
+                   const char *what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    double scale = 1.0, worst = 0;
+    size_t at = 0;
+    for (double w : want)
+      scale = std::max(scale, std::fabs(w));
+    for (size_t i = 0; i < got.size(); ++i)
+      if (std::fabs(got[i] - want[i]) > worst || std::isnan(got[i])) {
+        worst = std::isnan(got[i]) ? INFINITY : std::fabs(got[i] - want[i]);
+        at = i;
+      }
+    EXPECT_LE(worst, tol * scale) << what << ": element " << at << " is "
+                                  << got[at] << ", want " << want[at];
+  }
+
+  cudaStream_t s = nullptr;
+  std::vector<void *> owned;
+  std::mt19937_64 gen{20261206};
+};
+
+constexpr double kF32 = 2e-5, kBf16 = 2e-2;
+
+TEST_F(CudaKernels, UnaryAndGradients) {
+  const int64_t n = 10007;
+  auto x = random(n, 2.0), dy = random(n);
+  for (ref::Unary kind : {ref::Unary::Silu, ref::Unary::Gelu, ref::Unary::Relu,
+                          ref::Unary::Tanh}) {
+    std::vector<double> y(n), dx(n, 0.0);
+    ref::unaryFwd(kind, x.data(), n, y.data());
+    ref::unaryBwd(kind, x.data(), dy.data(), n, dx.data());
+    Tensor tx = up(x), ty = zeros(n), tdy = up(dy), tdx = zeros(n);
+    unary(static_cast<Unary>(kind), tx, ty, n, s);
+    unaryGrad(static_cast<Unary>(kind), tx, tdy, tdx, n, s);
+    near(down(ty, n), y, kF32, "forward");
+    near(down(tdx, n), dx, kF32, "gradient");
+  }
+}
+
+TEST_F(CudaKernels, ElementwiseAndConversions) {
+  const int64_t n = 4099;
+  auto a = random(n), b = random(n);
+  std::vector<double> sum(n), prod(n), scaled(n);
+  for (int64_t i = 0; i < n; ++i) {
+    sum[i] = static_cast<float>(a[i]) + static_cast<float>(b[i]);
+    prod[i] = static_cast<float>(a[i]) * static_cast<float>(b[i]);
+    scaled[i] = static_cast<float>(a[i]) * 0.25f;
+  }
+  Tensor ta = up(a), tb = up(b), tz = zeros(n), tm = zeros(n), tsc = zeros(n),
+         tf = zeros(n), tbf = zeros(n, Dt::bf16);
+  binary(false, ta, tb, tz, n, s);
+  binary(true, ta, tb, tm, n, s);
+  scale(ta, 0.25f, tsc, n, s);
+  fill(tf, 3.5f, n, s);
+  convert(ta, tbf, n, s);
+  near(down(tz, n), sum, 0, "add");
+  near(down(tm, n), prod, 0, "mul");
+  near(down(tsc, n), scaled, 0, "scale");
+  near(down(tf, n), std::vector<double>(n, 3.5), 0, "fill");
+  // Rounding to bf16 is the CPU backend's (nearest even), bit for bit.
+  near(down(tbf, n), roundBf16(a), 0, "f32 -> bf16");
+}
+
+TEST_F(CudaKernels, EmbeddingAndGradient) {
+  const int64_t vocab = 50, d = 24, n = 300;
+  auto table = random(vocab * d), dout = random(n * d);
+  std::vector<int64_t> ids(n);
+  for (int64_t i = 0; i < n; ++i)
+    ids[i] = (i * 7 + 3) % vocab;
+  std::vector<double> y(n * d), dt(vocab * d, 0.0);
+  ref::embeddingFwd(table.data(), ids.data(), n, d, y.data());
+  ref::embeddingBwd(ids.data(), n, d, dout.data(), dt.data());
+  auto *err = static_cast<ErrorSlot *>(alloc(sizeof(ErrorSlot)));
+  cudaMemset(err, 0, sizeof(ErrorSlot));
+  Tensor ty = zeros(n * d), tg = up(dout);
+  const int64_t *dids = upInts(ids);
+  embedding(up(table), dids, n, d, vocab, ty, err, 7, s);
+  auto *acc = static_cast<float *>(alloc(vocab * d * 4));
+  embeddingGrad(tg, dids, n, d, vocab, acc, s);
+  near(down(ty, n * d), y, 0, "embedding");
+  near(down({acc, Dt::f32}, vocab * d), dt, kF32, "embedding gradient");
+  ErrorSlot slot;
+  cudaMemcpy(&slot, err, sizeof(slot), cudaMemcpyDeviceToHost);
+  EXPECT_EQ(slot.kind, 0);
+  // An id outside the vocabulary is recorded with its step and value.
+  ids[5] = vocab + 9;
+  embedding(up(table), upInts(ids), n, d, vocab, ty, err, 7, s);
+  cudaStreamSynchronize(s);
+  cudaMemcpy(&slot, err, sizeof(slot), cudaMemcpyDeviceToHost);
+  EXPECT_EQ(slot.kind, kTokenOutOfRange);
+  EXPECT_EQ(slot.step, 7);
+  EXPECT_EQ(slot.value, vocab + 9);
+  EXPECT_EQ(slot.bound, vocab);
+}
+
+/// The three matmuls of a linear layer through Gemm, as the executor binds
+/// them: y = x w^T, dx = dy w, dw = dy^T x.
+TEST_F(CudaKernels, LinearMatmuls) {
+  cublasLtHandle_t lt;
+  ASSERT_EQ(cublasLtCreate(&lt), CUBLAS_STATUS_SUCCESS);
+  void *ws = alloc(32 << 20);
+  const int64_t m = 67, k = 96, n = 80;
+  for (Dt dt : {Dt::f32, Dt::bf16}) {
+    auto x = random(m * k), w = random(n * k, 0.1), dy = random(m * n);
+    if (dt == Dt::bf16)
+      x = roundBf16(x), w = roundBf16(w), dy = roundBf16(dy);
+    std::vector<double> y(m * n), dx(m * k, 0.0), dw(n * k, 0.0);
+    ref::linearFwd(x.data(), w.data(), m, k, n, y.data());
+    ref::linearBwd(x.data(), w.data(), dy.data(), m, k, n, dx.data(),
+                   dw.data());
+    Tensor tx = up(x, dt), tw = up(w, dt), tdy = up(dy, dt);
+    Tensor ty = zeros(m * n), tdx = zeros(m * k), tdw = zeros(n * k);
+    Gemm fwd, gin, gw;
+    const size_t wsb = 32 << 20;
+    ASSERT_EQ(fwd.init(lt, false, true, m, n, k, dt, Dt::f32, wsb), "");
+    ASSERT_EQ(gin.init(lt, false, false, m, k, n, dt, Dt::f32, wsb), "");
+    ASSERT_EQ(gw.init(lt, true, false, n, k, m, dt, Dt::f32, wsb), "");
+    ASSERT_EQ(fwd.run(tx.p, tw.p, ty.p, ws, wsb, s), CUBLAS_STATUS_SUCCESS);
+    ASSERT_EQ(gin.run(tdy.p, tw.p, tdx.p, ws, wsb, s), CUBLAS_STATUS_SUCCESS);
+    ASSERT_EQ(gw.run(tdy.p, tx.p, tdw.p, ws, wsb, s), CUBLAS_STATUS_SUCCESS);
+    // bf16 operands are exact here (rounded before the reference), and
+    // cuBLASLt accumulates in f32: f32 tolerance for both.
+    near(down(ty, m * n), y, 1e-5, "linear");
+    near(down(tdx, m * k), dx, 1e-5, "linear_grad_input");
+    near(down(tdw, n * k), dw, 1e-5, "linear_grad_weight");
+  }
+  cublasLtDestroy(lt);
+}
+
+TEST_F(CudaKernels, Norms) {
+  const int64_t rows = 37, d = 300;
+  auto x = random(rows * d, 3.0), w = random(d), b = random(d),
+       dy = random(rows * d);
+  std::vector<double> y(rows * d), dx(rows * d, 0.0), dw(d, 0.0), db(d, 0.0);
+  ref::rmsnormFwd(x.data(), w.data(), rows, d, 1e-5, y.data());
+  ref::rmsnormBwd(x.data(), w.data(), dy.data(), rows, d, 1e-5, dx.data(),
+                  dw.data());
+  Tensor tx = up(x), tw = up(w), tb = up(b), tdy = up(dy);
+  Tensor ty = zeros(rows * d), tdx = zeros(rows * d), tdw = zeros(d),
+         tdb = zeros(d);
+  auto *scratch = static_cast<float *>(alloc(rows * 8));
+  rmsnorm(tx, tw, ty, rows, d, 1e-5f, s);
+  rmsnormGrad(tx, tw, tdy, tdx, tdw, rows, d, 1e-5f, scratch, s);
+  near(down(ty, rows * d), y, kF32, "rmsnorm");
+  near(down(tdx, rows * d), dx, kF32, "rmsnorm dx");
+  near(down(tdw, d), dw, kF32, "rmsnorm dw");
+
+  std::fill(dx.begin(), dx.end(), 0.0);
+  std::fill(dw.begin(), dw.end(), 0.0);
+  ref::layernormFwd(x.data(), w.data(), b.data(), rows, d, 1e-5, y.data());
+  ref::layernormBwd(x.data(), w.data(), dy.data(), rows, d, 1e-5, dx.data(),
+                    dw.data(), db.data());
+  layernorm(tx, tw, tb, ty, rows, d, 1e-5f, s);
+  layernormGrad(tx, tw, tdy, tdx, tdw, tdb, rows, d, 1e-5f, scratch, s);
+  near(down(ty, rows * d), y, kF32, "layernorm");
+  near(down(tdx, rows * d), dx, kF32, "layernorm dx");
+  near(down(tdw, d), dw, kF32, "layernorm dw");
+  near(down(tdb, d), db, kF32, "layernorm db");
+
+  // bf16 storage (mixed_precision = "bf16"): f32 math, rounded output.
+  auto xr = roundBf16(x), wr = roundBf16(w);
+  ref::rmsnormFwd(xr.data(), wr.data(), rows, d, 1e-5, y.data());
+  Tensor yb = zeros(rows * d, Dt::bf16);
+  rmsnorm(up(x, Dt::bf16), up(w, Dt::bf16), yb, rows, d, 1e-5f, s);
+  near(down(yb, rows * d), y, kBf16, "rmsnorm bf16");
+}
+
+TEST_F(CudaKernels, RotaryEmbedding) {
+  const int64_t b = 2, sq = 33, h = 3, hd = 16;
+  const int64_t n = b * sq * h * hd;
+  auto x = random(n), dy = random(n);
+  std::vector<double> y(n), dx(n, 0.0);
+  ref::ropeFwd(x.data(), b, sq, h, hd, 10000.0, y.data());
+  ref::ropeBwd(dy.data(), b, sq, h, hd, 10000.0, dx.data());
+  Tensor ty = zeros(n), tdx = zeros(n);
+  rope(up(x), ty, b, sq, h, hd, 10000.0, false, s);
+  rope(up(dy), tdx, b, sq, h, hd, 10000.0, true, s);
+  near(down(ty, n), y, kF32, "rope");
+  near(down(tdx, n), dx, kF32, "rope gradient");
+}
+
+TEST_F(CudaKernels, AttentionCausalGqaWithDocuments) {
+  for (bool causal : {true, false})
+    for (bool docs : {false, true}) {
+      const int64_t b = 2, sq = 45, h = 4, kv = 2, hd = 40;
+      const double sc = 1.0 / std::sqrt(static_cast<double>(hd));
+      auto q = random(b * sq * h * hd), k = random(b * sq * kv * hd),
+           v = random(b * sq * kv * hd), dout = random(b * sq * h * hd);
+      std::vector<int32_t> doc(b * sq);
+      for (int64_t i = 0; i < b * sq; ++i)
+        doc[i] = static_cast<int32_t>((i % sq) / 17); // 3 documents a row
+      const int32_t *hdoc = docs ? doc.data() : nullptr;
+      ref::AttentionShape rs{b, sq, h, kv, hd, causal, sc};
+      std::vector<double> o(q.size()), lse(b * h * sq), dq(q.size(), 0.0),
+          dk(k.size(), 0.0), dv(v.size(), 0.0);
+      ref::attentionFwd(q.data(), k.data(), v.data(), hdoc, rs, o.data(),
+                        lse.data());
+      ref::attentionBwd(q.data(), k.data(), v.data(), hdoc, rs, o.data(),
+                        lse.data(), dout.data(), dq.data(), dk.data(),
+                        dv.data());
+      AttentionShape sh{b, sq, h, kv, hd, causal, static_cast<float>(sc)};
+      Tensor tq = up(q), tk = up(k), tv = up(v), to = zeros(q.size()),
+             tdo = up(dout), tdq = zeros(q.size()), tdk = zeros(k.size()),
+             tdv = zeros(v.size());
+      auto *dlse = static_cast<float *>(alloc(lse.size() * 4));
+      auto *rowScratch = static_cast<float *>(alloc(lse.size() * 4));
+      const int32_t *ddoc = docs ? upInts(doc) : nullptr;
+      attention(tq, tk, tv, ddoc, sh, to, dlse, s);
+      attentionGrad(tq, tk, tv, ddoc, sh, to, dlse, tdo, tdq, tdk, tdv,
+                    rowScratch, s);
+      SCOPED_TRACE(std::string(causal ? "causal" : "full") +
+                   (docs ? ", documents" : ""));
+      near(down(to, q.size()), o, kF32, "attention");
+      near(down({dlse, Dt::f32}, lse.size()), lse, kF32, "log-sum-exp");
+      near(down(tdq, q.size()), dq, kF32, "dq");
+      near(down(tdk, k.size()), dk, kF32, "dk");
+      near(down(tdv, v.size()), dv, kF32, "dv");
+    }
+}
+
+TEST_F(CudaKernels, CrossEntropyWithIgnoredRows) {
+  const int64_t rows = 70, c = 1000, ignore = -100;
+  auto logits = random(rows * c, 3.0);
+  std::vector<int64_t> labels(rows);
+  for (int64_t r = 0; r < rows; ++r)
+    labels[r] = r % 9 == 4 ? ignore : (r * 37) % c;
+  const double want =
+      ref::crossEntropyFwd(logits.data(), labels.data(), rows, c, ignore);
+  std::vector<double> dl(rows * c, 0.0);
+  ref::crossEntropyBwd(logits.data(), labels.data(), rows, c, ignore, 0.5,
+                       dl.data());
+  Tensor tl = up(logits), loss = zeros(1), dloss = up({0.5}),
+         tdl = zeros(rows * c);
+  auto *scratch = static_cast<float *>(alloc(rows * 4));
+  auto *err = static_cast<ErrorSlot *>(alloc(sizeof(ErrorSlot)));
+  cudaMemset(err, 0, sizeof(ErrorSlot));
+  const int64_t *dlab = upInts(labels);
+  crossEntropy(tl, dlab, rows, c, ignore, loss, scratch, err, 0, s);
+  crossEntropyGrad(tl, dlab, rows, c, ignore, dloss, tdl, scratch, s);
+  near(down(loss, 1), {want}, kF32, "loss");
+  near(down(tdl, rows * c), dl, kF32, "dlogits");
+  labels[3] = c; // outside the classes, not the ignore index
+  crossEntropy(tl, upInts(labels), rows, c, ignore, loss, scratch, err, 4, s);
+  cudaStreamSynchronize(s);
+  ErrorSlot slot;
+  cudaMemcpy(&slot, err, sizeof(slot), cudaMemcpyDeviceToHost);
+  EXPECT_EQ(slot.kind, kLabelOutOfRange);
+  EXPECT_EQ(slot.step, 4);
+  EXPECT_EQ(slot.value, c);
+}
+
+TEST_F(CudaKernels, GlobalNormClipAndSchedules) {
+  auto a = random(100000), b = random(77);
+  double sq = 0;
+  for (double x : a)
+    sq += static_cast<double>(static_cast<float>(x)) * static_cast<float>(x);
+  for (double x : b)
+    sq += static_cast<double>(static_cast<float>(x)) * static_cast<float>(x);
+  auto *partial = static_cast<double *>(alloc(2 * kNormPartials * 8));
+  int used = sumSquaresPartials(up(a), a.size(), partial, s);
+  used += sumSquaresPartials(up(b), b.size(), partial + used, s);
+  Tensor norm = zeros(1), clip = zeros(1);
+  finishNorm(partial, used, false, norm, s);
+  clipCoefficient(norm, 1.0, clip, s);
+  near(down(norm, 1), {std::sqrt(sq)}, 1e-7, "global norm");
+  near(down(clip, 1), {ref::clipCoefficient(std::sqrt(sq), 1.0)}, 1e-6,
+       "clip coefficient");
+
+  struct Case {
+    const char *name;
+    int kind;
+    const char *wsd;
+    int wsdKind;
+  };
+  for (Case c : {Case{"none", 0, "cosine", 0}, Case{"constant", 1, "cosine", 0},
+                 Case{"cosine", 2, "cosine", 0}, Case{"linear", 3, "cosine", 0},
+                 Case{"wsd", 4, "cosine", 0}, Case{"wsd", 4, "linear", 1},
+                 Case{"wsd", 4, "sqrt", 2}, Case{"rex", 5, "cosine", 0}})
+    for (int64_t step : {0, 3, 10, 25, 60, 99, 150}) {
+      ref::Schedule rs;
+      rs.name = c.name;
+      rs.warmup = 10;
+      rs.stable = 20;
+      rs.maxSteps = 100;
+      rs.minLrRatio = 0.1;
+      rs.wsdDecay = c.wsd;
+      rs.rexAlpha = 0.5;
+      Schedule sched{c.kind, c.wsdKind, 10, 0, 20, 100, 0.1, 0.5};
+      Tensor y = zeros(1);
+      lrFactor(sched, upInts(std::vector<int64_t>{step}), y, s);
+      SCOPED_TRACE(std::string(c.name) + "/" + c.wsd + " at step " +
+                   std::to_string(step));
+      near(down(y, 1), {ref::lrFactor(rs, step)}, 1e-7, "lr factor");
+    }
+}
+
+TEST_F(CudaKernels, OptimizerUpdates) {
+  const int64_t n = 5000;
+  auto p = random(n), g = random(n), m = random(n, 0.1), v = random(n, 0.01);
+  for (double &x : v)
+    x = std::fabs(x);
+  std::vector<float> P(p.begin(), p.end()), G(g.begin(), g.end()),
+      M(m.begin(), m.end()), V(v.begin(), v.end());
+  ref::adamwUpdate(P.data(), G.data(), M.data(), V.data(), n, 1e-3, 0.5, 4, 0.9,
+                   0.95, 1e-8, 0.1);
+  Tensor tp = up(p), tg = up(g), tm = up(m), tv = up(v), lr = up({1e-3}),
+         clip = up({0.5});
+  adamw(tp, tg, tm, tv, n, lr, clip, upInts(std::vector<int64_t>{4}), 0.9f,
+        0.95f, 1e-8f, 0.1f, tp, tm, tv, s);
+  near(down(tp, n), std::vector<double>(P.begin(), P.end()), 1e-6, "adamw p");
+  near(down(tm, n), std::vector<double>(M.begin(), M.end()), 1e-6, "adamw m");
+  near(down(tv, n), std::vector<double>(V.begin(), V.end()), 1e-6, "adamw v");
+
+  std::vector<float> LP(p.begin(), p.end()), LM(m.begin(), m.end());
+  ref::lionUpdate(LP.data(), G.data(), LM.data(), n, 1e-4, 0.5, 0.9, 0.99, 0.1);
+  Tensor lp = up(p), lm = up(m), llr = up({1e-4});
+  lion(lp, tg, lm, n, llr, clip, 0.9f, 0.99f, 0.1f, lp, lm, s);
+  near(down(lp, n), std::vector<double>(LP.begin(), LP.end()), 1e-6, "lion p");
+  near(down(lm, n), std::vector<double>(LM.begin(), LM.end()), 1e-6, "lion m");
+}
+
+TEST_F(CudaKernels, FiniteCheck) {
+  auto x = random(3000);
+  auto *flag = static_cast<int *>(alloc(4));
+  cudaMemset(flag, 0, 4);
+  checkFinite(up(x), x.size(), flag, s);
+  cudaStreamSynchronize(s);
+  int h = -1;
+  cudaMemcpy(&h, flag, 4, cudaMemcpyDeviceToHost);
+  EXPECT_EQ(h, 0);
+  x[1234] = NAN;
+  checkFinite(up(x, Dt::bf16), x.size(), flag, s);
+  cudaStreamSynchronize(s);
+  cudaMemcpy(&h, flag, 4, cudaMemcpyDeviceToHost);
+  EXPECT_EQ(h, 1);
+}
+
+} // namespace
+} // namespace forge::cuda
