@@ -43,6 +43,8 @@ if config.forge_have_cuda:
     seen = re.search(r"(\d+) device\(s\) visible", probe.stdout)
     if seen and int(seen.group(1)) > 0:
         config.available_features.add("cuda-gpu")
+    if seen and int(seen.group(1)) > 1:
+        config.available_features.add("cuda-gpus-2")
 
 # The test-only Python tools (TensorBoard, the independent reader of forge's
 # event files; jsonschema, the validator of the profiler's traces) live in the

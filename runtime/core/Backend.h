@@ -74,6 +74,10 @@ public:
   /// The communicators of this rank's mesh groups, for plans with
   /// collectives; set before prepare().
   virtual void setComms(comm::Comms *comms) = 0;
+  /// Device backends: the communicators over device memory (NCCL) that
+  /// run the plan's collectives; the host ones (setComms) stay for the
+  /// trainer's own coordination. Before prepare().
+  virtual void setDeviceComms(comm::Comms *comms) {}
   /// [profiling]: steps record their spans into `tracer`; before prepare().
   virtual void setTracer(Tracer *tracer) = 0;
 

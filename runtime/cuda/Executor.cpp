@@ -10,8 +10,11 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cuda/Executor.h"
+#include "runtime/comm/Communicator.h"
 #include "runtime/core/DType.h"
 #include "runtime/cpu/Executor.h"
+#include "runtime/cuda/Blas.h"
+#include "runtime/cuda/Composite.h"
 #include "runtime/cuda/Device.h"
 #include "runtime/cuda/Gemm.h"
 #include "runtime/cuda/Kernels.h"
@@ -55,6 +58,7 @@ public:
 
   const char *kind() const override { return "cuda"; }
   void setComms(comm::Comms *comms) override { host_.setComms(comms); }
+  void setDeviceComms(comm::Comms *comms) override { dcomms_ = comms; }
   void setTracer(runtime::Tracer *tracer) override { tracer_ = tracer; }
   std::string prepare(const plan::Plan *plan) override;
   void initialize(uint64_t seed) override { host_.initialize(seed); }
@@ -117,6 +121,14 @@ private:
 
   std::string bind(const std::string &op, Bind &b, Fn &fn);
   std::string bindLinear(const std::string &op, Bind &b, Fn &fn);
+  std::string bindCollective(const std::string &op, Bind &b, Fn &fn);
+  std::string bindMore(const std::string &op, Bind &b, Fn &fn);
+  /// An f32 view of buffer i: the buffer itself, or a scratch copy that
+  /// `widen` fills (f32 work on bf16/f16 storage).
+  Tensor f32Of(uint32_t i) {
+    Tensor x = t(i);
+    return x.dt == Dt::f32 ? x : Tensor{scratch(v(i).numel() * 4), Dt::f32};
+  }
   void copyState(bool toHost);
   void check(const std::string &what, cudaError_t e) const;
 
@@ -135,10 +147,12 @@ private:
   int device_;
   cpu::Executor host_;
   runtime::Tracer *tracer_ = nullptr;
+  comm::Comms *dcomms_ = nullptr;
   const plan::Plan *plan_ = nullptr;
   char *dArena_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
+  cublasHandle_t blas_ = nullptr; ///< run-time-shaped matmuls (Blas.h)
   void *workspace_ = nullptr;
   ErrorSlot *dError_ = nullptr;
   int *dFlag_ = nullptr;
@@ -157,6 +171,8 @@ Executor::~Executor() {
   gemms_.clear();
   if (lt_)
     cublasLtDestroy(lt_);
+  if (blas_)
+    cublasDestroy(blas_);
   if (stream_)
     cudaStreamDestroy(stream_);
 }
@@ -188,6 +204,11 @@ std::string Executor::open() {
     return "cudaStreamCreate: " + cudaWhy(e);
   if (cublasStatus_t st = cublasLtCreate(&lt_); st != CUBLAS_STATUS_SUCCESS)
     return std::string("cublasLtCreate: ") + statusName(st);
+  if (cublasStatus_t st = cublasCreate(&blas_); st != CUBLAS_STATUS_SUCCESS)
+    return std::string("cublasCreate: ") + statusName(st);
+  cublasSetStream(blas_, stream_);
+  // f32 means f32: no TF32 behind the caller's back.
+  cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH);
   try {
     workspace_ = scratch(kGemmWorkspace);
     dError_ = static_cast<ErrorSlot *>(scratch(sizeof(ErrorSlot)));
@@ -244,14 +265,10 @@ std::string Executor::prepare(const plan::Plan *plan) {
           b.ops.assign(st->operands()->begin(), st->operands()->end());
         if (st->results())
           b.res.assign(st->results()->begin(), st->results()->end());
-        if (op.rfind("dist.", 0) == 0)
-          return step.what +
-                 ": the CUDA backend runs one-rank plans only so far (its "
-                 "NCCL collectives are not wired into the executor yet); run "
-                 "this plan with --device cpu";
         std::string e;
         try {
-          e = bind(op, b, step.launch);
+          e = op.rfind("dist.", 0) == 0 ? bindCollective(op, b, step.launch)
+                                        : bind(op, b, step.launch);
         } catch (const std::exception &ex) {
           e = ex.what();
         }
@@ -327,6 +344,179 @@ std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
       convert(cc, tc, nc, s);
   };
   return "";
+}
+
+std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn) {
+  if (!dcomms_)
+    return "a collective in a plan run without communicators (a multi-rank "
+           "plan needs forge-run to join its ranks)";
+  const std::string group = b.s("group");
+  comm::Communicator *c = dcomms_->group(group);
+  if (!c)
+    return "no communicator for mesh dim '" + group + "'";
+  if (c->size() != b.i("group_size"))
+    return "group '" + group + "' has " + std::to_string(c->size()) +
+           " ranks, the plan expects " + std::to_string(b.i("group_size"));
+  cudaStream_t s = stream_;
+  const uint32_t x = b.ops.empty() ? 0 : b.ops[0], y = b.res[0];
+  if (op == "dist.copy") {
+    // Megatron's f forward: an identity (its VJP all-reduces).
+    void *dst = ptr<char>(y), *src = ptr<char>(x);
+    const size_t len = bytes(x);
+    fn = [=] {
+      if (dst != src)
+        cudaMemcpyAsync(dst, src, len, cudaMemcpyDeviceToDevice, s);
+    };
+    return "";
+  }
+  if (op == "dist.send" || op == "dist.recv" || op == "dist.expert_dispatch" ||
+      op == "dist.expert_combine" ||
+      (op == "dist.all_gather" && !b.s("fp8").empty()))
+    return "not on the CUDA backend yet (pipeline sends, expert all-to-alls "
+           "and fp8 gathers run on --device cpu)";
+  const std::string why = b.step->loc() ? b.step->loc()->str() : op;
+  const int worldRank = dcomms_->world().rank();
+  cudaStream_t compute = stream_;
+  // The collective runs on the communicator's stream once the compute
+  // stream has produced its input, and the compute stream goes on after it
+  // (no overlap yet: correctness first).
+  auto call = [worldRank, compute](const std::function<std::string()> &f) {
+    if (cudaError_t e = cudaStreamSynchronize(compute); e != cudaSuccess)
+      throw std::runtime_error(std::string("before a collective: ") +
+                               cudaGetErrorString(e));
+    if (std::string e = f(); !e.empty())
+      throw cpu::CollectiveError("rank " + std::to_string(worldRank) + ": " +
+                                 e);
+  };
+  const std::string reduce = b.s("reduce");
+  const comm::ReduceOp rop = reduce == "avg"   ? comm::ReduceOp::Avg
+                             : reduce == "max" ? comm::ReduceOp::Max
+                                               : comm::ReduceOp::Sum;
+  const int64_t n = c->size();
+  // Along dim d a block (`small`) is `outer` runs of `rows` rows of `row`
+  // elements; the whole tensor has `big` rows per run (an uneven split
+  // pads the last blocks with zeros), as the CPU backend.
+  struct Runs {
+    int64_t outer = 1, row = 1, rows = 0, big = 0;
+  };
+  auto runs = [](const View &small, const View &bigV, int64_t dim) {
+    Runs r;
+    for (int64_t d = 0; d < static_cast<int64_t>(small.shape.size()); ++d) {
+      if (d < dim)
+        r.outer *= small.shape[d];
+      else if (d > dim)
+        r.row *= small.shape[d];
+    }
+    r.rows = small.shape[dim];
+    r.big = bigV.shape[dim];
+    return r;
+  };
+  const int64_t dim = b.i("dim");
+  if (op == "dist.all_gather" || op == "dist.reduce_scatter" ||
+      op == "dist.slice") {
+    const View &small = op == "dist.all_gather" ? v(x) : v(y);
+    const View &whole = op == "dist.all_gather" ? v(y) : v(x);
+    if (dim < 0 || dim >= static_cast<int64_t>(small.shape.size()) ||
+        small.shape.size() != whole.shape.size())
+      return "block and tensor ranks disagree";
+  }
+  if (op == "dist.all_gather") {
+    const Runs g = runs(v(x), v(y), dim);
+    const size_t es = runtime::dtypeSize(v(x).dtype);
+    const size_t blockBytes = bytes(x);
+    const bool direct = g.outer == 1 && g.big == n * g.rows;
+    char *src = ptr<char>(x), *dst = ptr<char>(y);
+    char *staged =
+        direct ? nullptr : static_cast<char *>(scratch(blockBytes * n));
+    fn = [=] {
+      call([&] {
+        return c->allGather(src, direct ? dst : staged, blockBytes, why);
+      });
+      if (direct)
+        return;
+      // Rank r's rows go to rows [r * rows, ...) of every run.
+      const size_t row = static_cast<size_t>(g.row) * es;
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t valid = std::min(g.rows, g.big - r * g.rows);
+        if (valid <= 0)
+          continue;
+        cudaMemcpy2DAsync(dst + r * g.rows * row, g.big * row,
+                          staged + r * blockBytes, g.rows * row, valid * row,
+                          g.outer, cudaMemcpyDeviceToDevice, s);
+      }
+    };
+    return "";
+  }
+  if (op == "dist.slice") {
+    const Runs g = runs(v(y), v(x), dim);
+    const size_t es = runtime::dtypeSize(v(x).dtype);
+    const int64_t r = c->rank();
+    char *src = ptr<char>(x), *dst = ptr<char>(y);
+    const size_t len = bytes(y);
+    fn = [=] {
+      const size_t row = static_cast<size_t>(g.row) * es;
+      const int64_t valid =
+          std::max<int64_t>(0, std::min(g.rows, g.big - r * g.rows));
+      if (valid < g.rows)
+        cudaMemsetAsync(dst, 0, len, s);
+      if (valid > 0)
+        cudaMemcpy2DAsync(dst, g.rows * row, src + r * g.rows * row,
+                          g.big * row, valid * row, g.outer,
+                          cudaMemcpyDeviceToDevice, s);
+    };
+    return "";
+  }
+  if (op == "dist.reduce_scatter" || op == "dist.all_reduce") {
+    // Reductions in f32 (reference §3.6): other dtypes through f32 copies.
+    if (!isFloat(v(x).dtype) || !isFloat(v(y).dtype))
+      return "reductions need floating tensors";
+    const bool scatter = op == "dist.reduce_scatter";
+    const Runs g = scatter ? runs(v(y), v(x), dim) : Runs{};
+    const bool direct = !scatter || (g.outer == 1 && g.big == n * g.rows);
+    const int64_t nx = v(x).numel(), ny = v(y).numel();
+    Tensor tx = t(x), ty = t(y);
+    // The f32 input, laid out as the collective wants it (rank blocks
+    // contiguous), and the f32 result.
+    const bool stageIn = tx.dt != Dt::f32 || !direct;
+    const int64_t inCount = scatter ? ny * n : nx;
+    Tensor in = stageIn ? Tensor{scratch(inCount * 4), Dt::f32} : tx;
+    Tensor wide = stageIn && !direct ? Tensor{scratch(nx * 4), Dt::f32} : in;
+    Tensor out = ty.dt != Dt::f32 ? Tensor{scratch(ny * 4), Dt::f32} : ty;
+    fn = [=] {
+      if (stageIn) {
+        convert(tx, wide, nx, s);
+        if (!direct) {
+          // Rank r's rows of every run, zero-padded to `rows`, as block r.
+          cudaMemsetAsync(in.p, 0, inCount * 4, s);
+          const size_t row = static_cast<size_t>(g.row) * 4;
+          for (int64_t r = 0; r < n; ++r) {
+            const int64_t valid = std::min(g.rows, g.big - r * g.rows);
+            if (valid > 0)
+              cudaMemcpy2DAsync(
+                  static_cast<char *>(in.p) + r * ny * 4, g.rows * row,
+                  static_cast<char *>(wide.p) + r * g.rows * row, g.big * row,
+                  valid * row, g.outer, cudaMemcpyDeviceToDevice, s);
+          }
+        }
+      }
+      if (scatter) {
+        call([&] {
+          return c->reduceScatter(static_cast<const float *>(in.p),
+                                  static_cast<float *>(out.p), ny, rop, why);
+        });
+      } else {
+        if (out.p != in.p)
+          cudaMemcpyAsync(out.p, in.p, ny * 4, cudaMemcpyDeviceToDevice, s);
+        call([&] {
+          return c->allReduce(static_cast<float *>(out.p), ny, rop, why);
+        });
+      }
+      if (out.p != ty.p)
+        convert(out, ty, ny, s);
+    };
+    return "";
+  }
+  return "no CUDA implementation of collective " + op;
 }
 
 std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
@@ -659,6 +849,362 @@ std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
                 wd = static_cast<float>(b.f("weight_decay"));
     const int64_t len = n(b.ops[0]);
     fn = [=] { lion(p, g, m, len, lr, clip, b1, b2, wd, np, nm, s); };
+    return "";
+  }
+  return bindMore(op, b, fn);
+}
+
+/// Losses beyond cross-entropy, fp8, Muon, schedule-free AdamW and the
+/// mixture-of-experts ops.
+std::string Executor::bindMore(const std::string &op, Bind &b, Fn &fn) {
+  cudaStream_t s = stream_;
+  ErrorSlot *err = dError_;
+  const int index = b.index;
+  auto n = [&](uint32_t i) { return v(i).numel(); };
+  auto widen = [s](Tensor from, Tensor to, int64_t len) {
+    if (from.p != to.p)
+      convert(from, to, len, s);
+  };
+  if (op == "forge.z_loss" || op == "forge.z_loss_grad") {
+    const uint32_t l = b.ops[0];
+    if (v(l).shape.size() != 2)
+      return "logits must be [rows, classes]";
+    const int64_t rows = v(l).dim(0), c = v(l).dim(1);
+    Tensor tl = t(l);
+    float *lse = static_cast<float *>(scratch(rows * 4));
+    if (op == "forge.z_loss") {
+      Tensor y = t(b.res[0]);
+      fn = [=] {
+        rowLogSumExp(tl, rows, c, lse, s);
+        zLoss(lse, rows, y, s);
+      };
+    } else {
+      Tensor dl = t(b.ops[1]), dx = t(b.res[0]);
+      fn = [=] {
+        rowLogSumExp(tl, rows, c, lse, s);
+        zLossGrad(tl, lse, rows, c, dl, dx, s);
+      };
+    }
+    return "";
+  }
+  if (op == "forge.chunked_cross_entropy" ||
+      op == "forge.chunked_cross_entropy_grad") {
+    const uint32_t h = b.ops[0], w = b.ops[1], lab = b.ops[2];
+    if (v(lab).dtype != plan::DType::i64 || v(w).shape.size() != 2 ||
+        v(h).dim(-1) != v(w).dim(1) || n(lab) * v(w).dim(1) != n(h) ||
+        b.i("chunk") <= 0)
+      return "hidden, [vocab, dim] head and i64 labels disagree";
+    const int64_t d = v(h).dim(-1), rows = n(h) / d, vocab = v(w).dim(0);
+    const int64_t chunk = std::min(b.i("chunk"), std::max<int64_t>(rows, 1));
+    const int64_t ignore = b.i("ignore_index", -100);
+    const double zw = b.f("z_weight");
+    Tensor th = t(h), tw = t(w), hf = f32Of(h), wf = f32Of(w);
+    const int64_t nh = n(h), nw = n(w);
+    const int64_t *labels = ptr<int64_t>(lab);
+    ChunkedCeScratch sc{static_cast<float *>(scratch(chunk * vocab * 4)),
+                        static_cast<float *>(scratch(chunk * 4)),
+                        static_cast<float *>(scratch(rows * 4)),
+                        static_cast<float *>(scratch(rows * 4)),
+                        static_cast<float *>(scratch(4))};
+    cublasHandle_t blas = blas_;
+    const std::string what = op;
+    if (op == "forge.chunked_cross_entropy") {
+      Tensor y = t(b.res[0]);
+      fn = [=] {
+        widen(th, hf, nh);
+        widen(tw, wf, nw);
+        chunkedCrossEntropy(blas, static_cast<float *>(hf.p),
+                            static_cast<float *>(wf.p), labels, rows, d, vocab,
+                            chunk, ignore, zw, y, sc, err, index, s, what);
+      };
+    } else {
+      Tensor dl = t(b.ops[3]), dh = t(b.res[0]), dw = t(b.res[1]);
+      Tensor dhf = dh.dt == Dt::f32 ? dh : Tensor{scratch(nh * 4), Dt::f32};
+      Tensor dwf = dw.dt == Dt::f32 ? dw : Tensor{scratch(nw * 4), Dt::f32};
+      fn = [=] {
+        widen(th, hf, nh);
+        widen(tw, wf, nw);
+        chunkedCrossEntropyGrad(blas, static_cast<float *>(hf.p),
+                                static_cast<float *>(wf.p), labels, rows, d,
+                                vocab, chunk, ignore, zw, dl,
+                                static_cast<float *>(dhf.p),
+                                static_cast<float *>(dwf.p), sc, s, what);
+        widen(dhf, dh, nh);
+        widen(dwf, dw, nw);
+      };
+    }
+    return "";
+  }
+  if (op == "forge.fp8_cast") {
+    const uint32_t x = b.ops[0], y = b.res[0];
+    if (n(x) != n(y))
+      return "input and result sizes differ";
+    const bool e4m3 = b.s("format") == "e4m3";
+    if (!e4m3 && b.s("format") != "e5m2")
+      return "unknown fp8 format '" + b.s("format") + "'";
+    Tensor tx = t(x), ty = t(y);
+    const int64_t len = n(x);
+    auto *amax = static_cast<float *>(scratch(4));
+    fn = [=] { fp8Cast(tx, len, e4m3, ty, amax, s); };
+    return "";
+  }
+  auto isState = [&](uint32_t i) {
+    return v(i).dtype == plan::DType::f32 && n(i) == 4;
+  };
+  if (op == "forge.schedule_free_count") {
+    if (!isState(b.ops[0]) || !isState(b.res[0]))
+      return "the state must be f32 [4]";
+    const float *st = ptr<float>(b.ops[0]);
+    float *ns = ptr<float>(b.res[0]);
+    Tensor lr = t(b.ops[1]);
+    const double b1 = b.f("beta1");
+    const int64_t warmup = b.i("warmup");
+    fn = [=] { scheduleFreeCount(st, lr, b1, warmup, ns, s); };
+    return "";
+  }
+  if (op == "forge.schedule_free_adamw_update") {
+    for (size_t i = 1; i < 5; ++i)
+      if (n(b.ops[i]) != n(b.ops[0]))
+        return "parameter, gradient and state differ in size";
+    if (!isState(b.ops[7]))
+      return "the state must be f32 [4]";
+    Tensor p = t(b.ops[0]), g = t(b.ops[1]), z = t(b.ops[2]), vv = t(b.ops[3]),
+           x = t(b.ops[4]), lr = t(b.ops[5]), clip = t(b.ops[6]);
+    const float *st = ptr<float>(b.ops[7]);
+    Tensor np = t(b.res[0]), nz = t(b.res[1]), nv = t(b.res[2]),
+           nx = t(b.res[3]);
+    const double b1 = b.f("beta1"), b2 = b.f("beta2"), eps = b.f("eps"),
+                 wd = b.f("weight_decay");
+    const int64_t warmup = b.i("warmup"), len = n(b.ops[0]);
+    fn = [=] {
+      scheduleFreeUpdate(p, g, z, vv, x, len, lr, clip, st, b1, b2, eps, wd,
+                         warmup, np, nz, nv, nx, s);
+    };
+    return "";
+  }
+  if (op == "forge.schedule_free_interpolate") {
+    const uint32_t p = b.ops[0];
+    if (n(b.ops[1]) != n(p) || n(b.ops[2]) != n(p) || n(b.res[0]) != n(p) ||
+        !isState(b.ops[3]))
+      return "parameter, z and x differ in size, or the state is not f32 [4]";
+    Tensor tp = t(p), z = t(b.ops[1]), x = t(b.ops[2]), y = t(b.res[0]);
+    const float *st = ptr<float>(b.ops[3]);
+    const double w = b.f("weight");
+    const int64_t len = n(p);
+    fn = [=] { scheduleFreeInterpolate(tp, z, x, len, st, w, y, s); };
+    return "";
+  }
+  if (op == "forge.muon_update") {
+    const uint32_t p = b.ops[0];
+    if (v(p).shape.size() < 2 || v(p).dim(0) <= 0 || n(b.ops[1]) != n(p) ||
+        n(b.ops[2]) != n(p))
+      return "needs a parameter of rank >= 2 and a gradient and momentum "
+             "buffer of its size";
+    // Flattened to [dim 0, the rest], as KempnerForge's view(m, -1).
+    const int64_t m = v(p).dim(0), cols = n(p) / m, len = n(p);
+    const float mu = static_cast<float>(b.f("momentum"));
+    const double wd = b.f("weight_decay");
+    const int64_t steps = b.i("ns_steps");
+    Tensor tp = t(p), g = t(b.ops[1]), buf = t(b.ops[2]), lr = t(b.ops[3]),
+           clip = t(b.ops[4]), np = t(b.res[0]), nb = t(b.res[1]);
+    auto *x = static_cast<float *>(scratch(len * 4));
+    auto *next = static_cast<float *>(scratch(len * 4));
+    auto *aa = static_cast<float *>(scratch(m * m * 4));
+    auto *bb = static_cast<float *>(scratch(m * m * 4));
+    auto *partial = static_cast<double *>(scratch(kNormPartials * 8));
+    const float scale = static_cast<float>(std::sqrt(
+        std::max(1.0, static_cast<double>(m) / static_cast<double>(cols))));
+    cublasHandle_t blas = blas_;
+    const std::string what = op;
+    fn = [=] {
+      muonMomentum(buf, g, clip, len, mu, nb, s);
+      const int used = sumSquaresPartials(nb, len, partial, s);
+      muonNormalize(nb, len, partial, used, x, s);
+      newtonSchulz(blas, x, m, cols, steps, aa, bb, next, s, what);
+      muonApply(tp, x, len, lr, wd, scale, np, s);
+    };
+    return "";
+  }
+  if (op == "forge.softmax_topk" || op == "forge.sigmoid_topk") {
+    const uint32_t l = b.ops[0];
+    const int64_t k = b.i("k");
+    if (v(l).shape.size() != 2 || v(b.res[1]).dtype != plan::DType::i64 ||
+        k < 1 || k > v(l).dim(1) || n(b.res[0]) != v(l).dim(0) * k)
+      return "logits, k and results disagree";
+    const int64_t tk = v(l).dim(0), e = v(l).dim(1);
+    Tensor tl = t(l), w = t(b.res[0]), third = t(b.res[2]);
+    int64_t *idx = ptr<int64_t>(b.res[1]);
+    if (op == "forge.softmax_topk") {
+      fn = [=] { softmaxTopK(tl, tk, e, k, w, idx, third, s); };
+    } else {
+      Tensor bias = t(b.ops[1]);
+      fn = [=] { sigmoidTopK(tl, bias, tk, e, k, w, idx, third, s); };
+    }
+    return "";
+  }
+  if (op == "forge.softmax_topk_grad" || op == "forge.sigmoid_topk_grad") {
+    const uint32_t p = b.ops[0], idx = b.ops[1];
+    if (v(p).shape.size() != 2 || v(idx).dtype != plan::DType::i64 ||
+        v(idx).shape.size() != 2)
+      return "scores and i64 indices disagree";
+    const int64_t tk = v(p).dim(0), e = v(p).dim(1), k = v(idx).dim(1);
+    Tensor tp = t(p), dw = t(b.ops[2]), dsc = t(b.ops[3]), dl = t(b.res[0]);
+    const int64_t *ip = ptr<int64_t>(idx);
+    if (op == "forge.softmax_topk_grad") {
+      fn = [=] { softmaxTopKGrad(tp, ip, tk, e, k, dw, dsc, dl, s); };
+    } else {
+      Tensor db = t(b.res[1]);
+      auto *rowScratch = static_cast<float *>(scratch(tk * e * 4));
+      fn = [=] {
+        sigmoidTopKGrad(tp, ip, tk, e, k, dw, dsc, dl, db, rowScratch, s);
+      };
+    }
+    return "";
+  }
+  if (op == "forge.moe_capacity" || op == "forge.moe_capacity_grad") {
+    const uint32_t idx = b.ops[0];
+    if (v(idx).dtype != plan::DType::i64 || v(idx).shape.size() != 2 ||
+        n(b.ops[1]) != n(idx) || n(b.res[0]) != n(idx))
+      return "indices, weights and result disagree";
+    const int64_t tk = v(idx).dim(0), k = v(idx).dim(1), e = b.i("experts");
+    const double factor = b.f("factor");
+    const int64_t *ip = ptr<int64_t>(idx);
+    Tensor in = t(b.ops[1]), out = t(b.res[0]);
+    auto *used = static_cast<int64_t *>(scratch(k * e * 8));
+    const bool grad = op == "forge.moe_capacity_grad";
+    fn = [=] {
+      if (grad)
+        moeCapacityGrad(ip, tk, k, e, factor, in, out, used, s);
+      else
+        moeCapacity(ip, in, tk, k, e, factor, out, used, s);
+    };
+    return "";
+  }
+  if (op == "forge.moe_dispatch") {
+    const uint32_t x = b.ops[0], idx = b.ops[1];
+    const int64_t e = b.i("experts");
+    if (v(x).shape.size() != 2 || v(idx).dtype != plan::DType::i64 ||
+        v(idx).shape.size() != 2 || n(b.res[1]) != e || n(b.res[2]) != n(idx))
+      return "tokens, indices and expert count disagree";
+    if (e > kMaxExperts)
+      return std::to_string(e) + " experts: the CUDA dispatch kernel takes " +
+             std::to_string(kMaxExperts) + " at most";
+    const int64_t tk = v(x).dim(0), d = v(x).dim(1), k = v(idx).dim(1);
+    Tensor tx = t(x), rows = t(b.res[0]);
+    const int64_t *ip = ptr<int64_t>(idx);
+    int64_t *sizes = ptr<int64_t>(b.res[1]), *order = ptr<int64_t>(b.res[2]);
+    const size_t rowBytes = bytes(b.res[0]);
+    fn = [=] {
+      // Rows past the routed copies (padding) stay zero, as on the CPU.
+      cudaMemsetAsync(rows.p, 0, rowBytes, s);
+      moeDispatch(tx, ip, tk, d, k, e, rows, sizes, order, s);
+    };
+    return "";
+  }
+  if (op == "forge.moe_dispatch_grad") {
+    const uint32_t drows = b.ops[0], order = b.ops[1], dx = b.res[0];
+    if (v(dx).shape.size() != 2 || v(drows).shape.size() != 2 ||
+        v(dx).dim(0) == 0 || v(drows).dim(0) % v(dx).dim(0))
+      return "row gradients and token gradients disagree";
+    const int64_t tk = v(dx).dim(0), d = v(dx).dim(1), k = v(drows).dim(0) / tk;
+    Tensor tdr = t(drows), tdx = t(dx);
+    const int64_t *op_ = ptr<int64_t>(order);
+    auto *inverse = static_cast<int64_t *>(scratch(tk * k * 8));
+    fn = [=] { moeDispatchGrad(op_, tk, d, k, tdr, tdx, inverse, s); };
+    return "";
+  }
+  if (op == "forge.moe_combine" || op == "forge.moe_combine_grad") {
+    const uint32_t rows = b.ops[0], order = b.ops[1], w = b.ops[2],
+                   sizes = b.ops[3];
+    if (v(w).shape.size() != 2 || v(rows).shape.size() != 2)
+      return "rows and weights disagree";
+    const int64_t tk = v(w).dim(0), k = v(w).dim(1), e = n(sizes),
+                  d = v(rows).dim(1);
+    const bool gs = b.has("gradient_scale");
+    Tensor tr = t(rows), tw = t(w);
+    const int64_t *op_ = ptr<int64_t>(order), *sz = ptr<int64_t>(sizes);
+    if (op == "forge.moe_combine") {
+      Tensor y = t(b.res[0]);
+      auto *inverse = static_cast<int64_t *>(scratch(tk * k * 8));
+      fn = [=] { moeCombine(tr, op_, tw, sz, tk, d, k, e, gs, y, inverse, s); };
+    } else {
+      Tensor dy = t(b.ops[4]), drows = t(b.res[0]), dw = t(b.res[1]);
+      const size_t rowBytes = bytes(b.res[0]);
+      fn = [=] {
+        cudaMemsetAsync(drows.p, 0, rowBytes, s);
+        moeCombineGrad(tr, op_, tw, sz, tk, d, k, e, gs, dy, drows, dw, s);
+      };
+    }
+    return "";
+  }
+  if (op == "forge.moe_aux_loss" || op == "forge.moe_aux_loss_grad") {
+    const bool grad = op == "forge.moe_aux_loss_grad";
+    const uint32_t idx = grad ? b.ops[0] : b.ops[1];
+    const uint32_t probs = grad ? b.res[0] : b.ops[0];
+    if (v(idx).dtype != plan::DType::i64 || v(idx).shape.size() != 2 ||
+        v(probs).shape.size() != 2)
+      return "probabilities and i64 indices disagree";
+    const int64_t tk = v(probs).dim(0), e = v(probs).dim(1), k = v(idx).dim(1);
+    const int64_t *ip = ptr<int64_t>(idx);
+    auto *fraction = static_cast<float *>(scratch(e * 4));
+    Tensor tp = t(probs);
+    if (grad) {
+      Tensor dl = t(b.ops[1]);
+      fn = [=] { moeAuxLossGrad(ip, tk, e, k, dl, tp, fraction, s); };
+    } else {
+      Tensor y = t(b.res[0]);
+      fn = [=] { moeAuxLoss(tp, ip, tk, e, k, y, fraction, s); };
+    }
+    return "";
+  }
+  if (op == "forge.grouped_linear" || op == "forge.grouped_linear_grad_input" ||
+      op == "forge.grouped_linear_grad_weight") {
+    // Expert e's rows are the sizes[e] after the previous experts'; one
+    // matmul per expert once the sizes (device data) are read back.
+    const uint32_t a = b.ops[0], wOrX = b.ops[1], sizes = b.ops[2],
+                   out = b.res[0];
+    const bool outIn = b.s("layout") != "in_out";
+    const View &wv =
+        op == "forge.grouped_linear_grad_weight" ? v(out) : v(wOrX);
+    if (wv.shape.size() != 3 || v(sizes).dtype != plan::DType::i64 ||
+        n(sizes) != wv.dim(0))
+      return "expert weights [experts, ., .] and i64 sizes disagree";
+    const int64_t e = wv.dim(0);
+    // k: input features, nOut: output features.
+    int64_t k, nOut;
+    if (op == "forge.grouped_linear")
+      k = v(a).dim(1), nOut = v(out).dim(1);
+    else if (op == "forge.grouped_linear_grad_input")
+      k = v(out).dim(1), nOut = v(a).dim(1);
+    else
+      k = v(wOrX).dim(1), nOut = v(a).dim(1);
+    if (wv.dim(1) * wv.dim(2) != k * nOut)
+      return "expert weight blocks are not [out, in] or [in, out]";
+    Tensor ta = t(a), tb = t(wOrX), to = t(out);
+    Tensor af = f32Of(a), bf = f32Of(wOrX),
+           of = to.dt == Dt::f32 ? to : Tensor{scratch(n(out) * 4), Dt::f32};
+    const int64_t na = n(a), nb = n(wOrX), no = n(out);
+    const int64_t *sz = ptr<int64_t>(sizes);
+    auto keep = std::make_shared<std::vector<int64_t>>(e);
+    const GroupedKind kind = op == "forge.grouped_linear" ? GroupedKind::Forward
+                             : op == "forge.grouped_linear_grad_input"
+                                 ? GroupedKind::GradInput
+                                 : GroupedKind::GradWeight;
+    cublasHandle_t blas = blas_;
+    const std::string what = op;
+    fn = [=, this] {
+      widen(ta, af, na);
+      widen(tb, bf, nb);
+      check(
+          what + ": reading the expert sizes",
+          cudaMemcpyAsync(keep->data(), sz, e * 8, cudaMemcpyDeviceToHost, s));
+      check(what, cudaStreamSynchronize(s));
+      groupedLinear(blas, kind, outIn, *keep, k, nOut,
+                    static_cast<const float *>(af.p),
+                    static_cast<const float *>(bf.p),
+                    static_cast<float *>(of.p), no, s, what);
+      widen(of, to, no);
+    };
     return "";
   }
   return "no CUDA kernel for this op yet; run the plan with --device cpu";

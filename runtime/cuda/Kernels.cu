@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cuda/Kernels.h"
+#include "runtime/cuda/KernelsCommon.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -20,91 +21,6 @@
 
 namespace forge::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-__device__ __forceinline__ float ld(const void *p, Dt dt, int64_t i) {
-  switch (dt) {
-  case Dt::bf16:
-    return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
-  case Dt::f16:
-    return __half2float(static_cast<const __half *>(p)[i]);
-  default:
-    return static_cast<const float *>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void st(void *p, Dt dt, int64_t i, float v) {
-  switch (dt) {
-  case Dt::bf16:
-    static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
-    break;
-  case Dt::f16:
-    static_cast<__half *>(p)[i] = __float2half_rn(v);
-    break;
-  default:
-    static_cast<float *>(p)[i] = v;
-  }
-}
-
-int blocksFor(int64_t n) {
-  return static_cast<int>(
-      std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8));
-}
-
-/// Grid-stride loop over [0, n).
-#define FORGE_FOR_EACH(i, n)                                                   \
-  for (int64_t i =                                                             \
-           blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;        \
-       i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
-__device__ __forceinline__ float warpSum(float v) {
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1)
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-/// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
-/// thread gets the result. The order is fixed, so results repeat.
-__device__ float blockSum(float v) {
-  __shared__ float part[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warpSum(v);
-  __syncthreads();
-  if (lane == 0)
-    part[warp] = v;
-  __syncthreads();
-  const int warps = blockDim.x >> 5;
-  float t = lane < warps ? part[lane] : 0.0f;
-  return warpSum(t);
-}
-__device__ float blockMax(float v) {
-  __shared__ float part[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warpMax(v);
-  __syncthreads();
-  if (lane == 0)
-    part[warp] = v;
-  __syncthreads();
-  const int warps = blockDim.x >> 5;
-  float t = lane < warps ? part[lane] : -INFINITY;
-  return warpMax(t);
-}
-
-__device__ void recordError(ErrorSlot *err, long long kind, int step,
-                            long long value, long long bound) {
-  if (atomicCAS(reinterpret_cast<unsigned long long *>(&err->kind), 0ull,
-                static_cast<unsigned long long>(kind)) == 0ull) {
-    err->step = step;
-    err->value = value;
-    err->bound = bound;
-  }
-}
 
 //===----------------------------------------------------------------------===//
 // Element-wise
@@ -536,7 +452,7 @@ __global__ void attentionGradKVKernel(Tensor q, Tensor k, Tensor v,
 // Cross-entropy: one block per row
 //===----------------------------------------------------------------------===//
 
-__device__ float rowLogSumExp(const Tensor &l, int64_t base, int64_t c) {
+__device__ float blockLogSumExp(const Tensor &l, int64_t base, int64_t c) {
   float mx = -INFINITY;
   for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
     mx = fmaxf(mx, ld(l.p, l.dt, base + j));
@@ -563,7 +479,7 @@ __global__ void crossEntropyRowKernel(Tensor logits, const int64_t *labels,
     }
     return;
   }
-  const float l = rowLogSumExp(logits, r * c, c);
+  const float l = blockLogSumExp(logits, r * c, c);
   if (threadIdx.x == 0)
     rowLoss[r] = l - ld(logits.p, logits.dt, r * c + lab);
 }
@@ -601,7 +517,7 @@ __global__ void crossEntropyGradKernel(Tensor logits, const int64_t *labels,
       st(dlogits.p, dlogits.dt, r * c + j, 0.0f);
     return;
   }
-  const float l = rowLogSumExp(logits, r * c, c);
+  const float l = blockLogSumExp(logits, r * c, c);
   const float f = ld(dloss.p, dloss.dt, 0) / *valid;
   for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
     const float p = expf(ld(logits.p, logits.dt, r * c + j) - l);
@@ -735,18 +651,6 @@ __global__ void finiteKernel(Tensor x, int64_t n, int *flag) {
     if (!isfinite(ld(x.p, x.dt, i)))
       *flag = 1;
   }
-}
-
-int warpBlocks(int64_t rows) {
-  const int64_t perBlock = kThreads / 32;
-  return static_cast<int>((rows + perBlock - 1) / perBlock);
-}
-
-int rowThreads(int64_t d) {
-  int64_t t = 32;
-  while (t < d && t < 1024)
-    t *= 2;
-  return static_cast<int>(t);
 }
 
 } // namespace
@@ -907,6 +811,321 @@ void lion(Tensor p, Tensor g, Tensor m, int64_t n, Tensor lr, Tensor clip,
 void checkFinite(Tensor x, int64_t n, int *flag, cudaStream_t s) {
   if (n > 0)
     finiteKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, flag);
+}
+
+//===----------------------------------------------------------------------===//
+// z-loss, chunked cross-entropy, fp8, schedule-free AdamW, Muon
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+__global__ void rowLseKernel(Tensor logits, int64_t c, float *lse) {
+  const float l = blockLogSumExp(logits, blockIdx.x * c, c);
+  if (threadIdx.x == 0)
+    lse[blockIdx.x] = l;
+}
+
+__global__ void zLossKernel(const float *lse, int64_t rows, Tensor loss) {
+  double acc = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    acc += static_cast<double>(lse[r]) * lse[r];
+  st(loss.p, loss.dt, 0, static_cast<float>(acc / rows));
+}
+
+__global__ void zLossGradKernel(Tensor logits, const float *lse, int64_t rows,
+                                int64_t c, Tensor dloss, Tensor dlogits) {
+  const float f = ld(dloss.p, dloss.dt, 0) * 2.0f / static_cast<float>(rows);
+  FORGE_FOR_EACH(i, rows * c) {
+    const float l = lse[i / c];
+    st(dlogits.p, dlogits.dt, i, f * l * expf(ld(logits.p, logits.dt, i) - l));
+  }
+}
+
+__global__ void chunkRowTermsKernel(const float *logits, const float *lse,
+                                    const int64_t *labels, int64_t first,
+                                    int64_t n, int64_t v, int64_t ignore,
+                                    float *rowCe, float *rowZ, ErrorSlot *err,
+                                    int step) {
+  FORGE_FOR_EACH(r, n) {
+    const float l = lse[r];
+    const int64_t lab = labels[first + r];
+    rowZ[first + r] = l * l;
+    if (lab == ignore) {
+      rowCe[first + r] = 0;
+    } else if (lab < 0 || lab >= v) {
+      recordError(err, kLabelOutOfRange, step, lab, v);
+      rowCe[first + r] = 0;
+    } else {
+      rowCe[first + r] = l - logits[r * v + lab];
+    }
+  }
+}
+
+__global__ void chunkedLossKernel(const float *rowCe, const float *rowZ,
+                                  const int64_t *labels, int64_t rows,
+                                  int64_t ignore, double zWeight, Tensor loss) {
+  double ce = 0, z = 0;
+  int64_t valid = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    z += rowZ[r];
+    if (labels[r] != ignore) {
+      ce += rowCe[r];
+      ++valid;
+    }
+  }
+  const double l = (valid ? ce / valid : 0.0) + zWeight * z / rows;
+  st(loss.p, loss.dt, 0, static_cast<float>(l));
+}
+
+__global__ void chunkLogitsGradKernel(float *logits, const float *lse,
+                                      const int64_t *labels, int64_t first,
+                                      int64_t n, int64_t v, int64_t rows,
+                                      int64_t ignore, double zWeight,
+                                      Tensor dloss, const float *valid) {
+  const float dl = ld(dloss.p, dloss.dt, 0);
+  const float vcount = *valid;
+  FORGE_FOR_EACH(i, n * v) {
+    const int64_t r = i / v, j = i % v, lab = labels[first + r];
+    const float l = lse[r];
+    const float p = expf(logits[i] - l);
+    float g =
+        static_cast<float>(zWeight * 2.0) * l * p / static_cast<float>(rows);
+    if (vcount > 0 && lab != ignore)
+      g += (p - (j == lab ? 1.0f : 0.0f)) / vcount;
+    logits[i] = dl * g;
+  }
+}
+
+/// Round to nearest even on the fp8 grid (ref::roundFp8).
+__device__ float roundFp8(float v, bool e4m3) {
+  const int mant = e4m3 ? 3 : 2, emin = e4m3 ? -6 : -14;
+  const double fmax = e4m3 ? 448.0 : 57344.0;
+  const double a = fabs(static_cast<double>(v));
+  if (!(a > 0))
+    return v == v ? 0.0f * v : v;
+  if (a >= fmax)
+    return copysignf(static_cast<float>(fmax), v);
+  const int e = max(static_cast<int>(floor(log2(a))), emin);
+  const double quantum = ldexp(1.0, e - mant);
+  double r = rint(a / quantum) * quantum;
+  if (r > fmax)
+    r = fmax;
+  return static_cast<float>(copysign(r, static_cast<double>(v)));
+}
+
+__global__ void amaxKernel(Tensor x, int64_t n, float *amax) {
+  float m = 0;
+  FORGE_FOR_EACH(i, n) { m = fmaxf(m, fabsf(ld(x.p, x.dt, i))); }
+  m = blockMax(m);
+  // Non-negative floats order as their bit patterns: an integer max is
+  // exact and order-independent.
+  if (threadIdx.x == 0)
+    atomicMax(reinterpret_cast<int *>(amax), __float_as_int(m));
+}
+
+__global__ void fp8CastKernel(Tensor x, int64_t n, bool e4m3, Tensor y,
+                              const float *amaxPtr) {
+  const float amax = *amaxPtr;
+  const float fmax = e4m3 ? 448.0f : 57344.0f;
+  const float scale = amax > 0 ? fmax / amax : 1.0f;
+  FORGE_FOR_EACH(i, n) {
+    st(y.p, y.dt, i, roundFp8(ld(x.p, x.dt, i) * scale, e4m3) / scale);
+  }
+}
+
+struct SfScalars {
+  double k, weightSum;
+};
+__device__ SfScalars readSf(const float *st) {
+  return {static_cast<double>(st[0]) + st[1],
+          static_cast<double>(st[2]) + st[3]};
+}
+__device__ double sfWarm(double k, int64_t warmup) {
+  return warmup > 0 ? fmin(1.0, k / static_cast<double>(warmup)) : 1.0;
+}
+
+__global__ void sfCountKernel(const float *state, Tensor lr, double beta1,
+                              int64_t warmup, float *out) {
+  SfScalars s = readSf(state);
+  s.k += 1;
+  s.weightSum += ld(lr.p, lr.dt, 0) * sfWarm(s.k, warmup) * (1 - beta1);
+  out[0] = static_cast<float>(s.k);
+  out[1] = static_cast<float>(s.k - out[0]);
+  out[2] = static_cast<float>(s.weightSum);
+  out[3] = static_cast<float>(s.weightSum - out[2]);
+}
+
+__global__ void sfUpdateKernel(Tensor p, Tensor g, Tensor z, Tensor v, Tensor x,
+                               int64_t n, Tensor lrT, Tensor clipT,
+                               const float *state, double beta1, double beta2,
+                               double eps, double wd, int64_t warmup, Tensor np,
+                               Tensor nz, Tensor nv, Tensor nx) {
+  const SfScalars s = readSf(state);
+  const double lr = ld(lrT.p, lrT.dt, 0), clip = ld(clipT.p, clipT.dt, 0);
+  const double eta = lr * sfWarm(s.k, warmup);
+  const double bc2 = 1 - pow(beta2, s.k);
+  const double c = s.weightSum > 0 ? eta * (1 - beta1) / s.weightSum : 0.0;
+  const bool first = s.k <= 1;
+  FORGE_FOR_EACH(i, n) {
+    // The CPU backend computes on f32 copies of each operand.
+    const double gi =
+        static_cast<double>(ld(g.p, g.dt, i)) * static_cast<float>(clip);
+    const double vi = beta2 * ld(v.p, v.dt, i) + (1 - beta2) * gi * gi;
+    double zi = first ? ld(p.p, p.dt, i) : ld(z.p, z.dt, i);
+    zi -= eta * gi / (sqrt(vi / bc2) + eps);
+    zi *= 1 - eta * wd;
+    const double xi =
+        first ? zi : ld(x.p, x.dt, i) + c * (zi - ld(x.p, x.dt, i));
+    st(nv.p, nv.dt, i, static_cast<float>(vi));
+    st(nz.p, nz.dt, i, static_cast<float>(zi));
+    st(nx.p, nx.dt, i, static_cast<float>(xi));
+    st(np.p, np.dt, i, static_cast<float>((1 - beta1) * zi + beta1 * xi));
+  }
+}
+
+__global__ void sfInterpolateKernel(Tensor p, Tensor z, Tensor x, int64_t n,
+                                    const float *state, double weight,
+                                    Tensor y) {
+  const bool none = readSf(state).k == 0;
+  FORGE_FOR_EACH(i, n) {
+    const float r = none ? ld(p.p, p.dt, i)
+                         : static_cast<float>((1 - weight) * ld(z.p, z.dt, i) +
+                                              weight * ld(x.p, x.dt, i));
+    st(y.p, y.dt, i, r);
+  }
+}
+
+__global__ void muonMomentumKernel(Tensor buf, Tensor g, Tensor clipT,
+                                   int64_t n, float mu, Tensor nb) {
+  const float clip = ld(clipT.p, clipT.dt, 0);
+  FORGE_FOR_EACH(i, n) {
+    st(nb.p, nb.dt, i, mu * ld(buf.p, buf.dt, i) + ld(g.p, g.dt, i) * clip);
+  }
+}
+
+__global__ void muonNormalizeKernel(Tensor buf, int64_t n,
+                                    const double *partial, int64_t count,
+                                    float *x) {
+  double sq = 0;
+  for (int64_t i = 0; i < count; ++i)
+    sq += partial[i];
+  const float denom = static_cast<float>(sqrt(sq)) + 1e-7f;
+  FORGE_FOR_EACH(i, n) { x[i] = ld(buf.p, buf.dt, i) / denom; }
+}
+
+__global__ void muonApplyKernel(Tensor p, const float *u, int64_t n, Tensor lrT,
+                                double wd, float scale, Tensor np) {
+  const float rate = ld(lrT.p, lrT.dt, 0);
+  const float decay = static_cast<float>(1 - rate * wd);
+  FORGE_FOR_EACH(i, n) {
+    st(np.p, np.dt, i, ld(p.p, p.dt, i) * decay - rate * (u[i] * scale));
+  }
+}
+
+__global__ void scaleF32Kernel(const float *x, float a, float *y, int64_t n) {
+  FORGE_FOR_EACH(i, n) { y[i] = a * x[i]; }
+}
+
+__global__ void countValidF32Kernel(const int64_t *labels, int64_t rows,
+                                    int64_t ignore, float *valid) {
+  float n = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x)
+    n += labels[r] != ignore ? 1.0f : 0.0f;
+  n = blockSum(n);
+  if (threadIdx.x == 0)
+    *valid = n;
+}
+
+} // namespace
+
+void rowLogSumExp(Tensor logits, int64_t rows, int64_t c, float *lse,
+                  cudaStream_t s) {
+  if (rows > 0)
+    rowLseKernel<<<rows, rowThreads(c), 0, s>>>(logits, c, lse);
+}
+void zLoss(const float *lse, int64_t rows, Tensor loss, cudaStream_t s) {
+  zLossKernel<<<1, 1, 0, s>>>(lse, rows, loss);
+}
+void zLossGrad(Tensor logits, const float *lse, int64_t rows, int64_t c,
+               Tensor dloss, Tensor dlogits, cudaStream_t s) {
+  if (rows * c > 0)
+    zLossGradKernel<<<blocksFor(rows * c), kThreads, 0, s>>>(logits, lse, rows,
+                                                             c, dloss, dlogits);
+}
+void chunkRowTerms(const float *logits, const float *lse, const int64_t *labels,
+                   int64_t first, int64_t n, int64_t v, int64_t ignore,
+                   float *rowCe, float *rowZ, ErrorSlot *err, int step,
+                   cudaStream_t s) {
+  if (n > 0)
+    chunkRowTermsKernel<<<blocksFor(n), kThreads, 0, s>>>(
+        logits, lse, labels, first, n, v, ignore, rowCe, rowZ, err, step);
+}
+void chunkedLoss(const float *rowCe, const float *rowZ, const int64_t *labels,
+                 int64_t rows, int64_t ignore, double zWeight, Tensor loss,
+                 cudaStream_t s) {
+  chunkedLossKernel<<<1, 1, 0, s>>>(rowCe, rowZ, labels, rows, ignore, zWeight,
+                                    loss);
+}
+void chunkLogitsGrad(float *logits, const float *lse, const int64_t *labels,
+                     int64_t first, int64_t n, int64_t v, int64_t rows,
+                     int64_t ignore, double zWeight, Tensor dloss,
+                     float *validScratch, cudaStream_t s) {
+  countValidF32Kernel<<<1, 1024, 0, s>>>(labels, rows, ignore, validScratch);
+  if (n * v > 0)
+    chunkLogitsGradKernel<<<blocksFor(n * v), kThreads, 0, s>>>(
+        logits, lse, labels, first, n, v, rows, ignore, zWeight, dloss,
+        validScratch);
+}
+void fp8Cast(Tensor x, int64_t n, bool e4m3, Tensor y, float *amax,
+             cudaStream_t s) {
+  cudaMemsetAsync(amax, 0, sizeof(float), s);
+  if (n > 0) {
+    amaxKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, amax);
+    fp8CastKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, e4m3, y, amax);
+  }
+}
+void scheduleFreeCount(const float *state, Tensor lr, double beta1,
+                       int64_t warmup, float *newState, cudaStream_t s) {
+  sfCountKernel<<<1, 1, 0, s>>>(state, lr, beta1, warmup, newState);
+}
+void scheduleFreeUpdate(Tensor p, Tensor g, Tensor z, Tensor v, Tensor x,
+                        int64_t n, Tensor lr, Tensor clip, const float *state,
+                        double beta1, double beta2, double eps, double wd,
+                        int64_t warmup, Tensor np, Tensor nz, Tensor nv,
+                        Tensor nx, cudaStream_t s) {
+  if (n > 0)
+    sfUpdateKernel<<<blocksFor(n), kThreads, 0, s>>>(
+        p, g, z, v, x, n, lr, clip, state, beta1, beta2, eps, wd, warmup, np,
+        nz, nv, nx);
+}
+void scheduleFreeInterpolate(Tensor p, Tensor z, Tensor x, int64_t n,
+                             const float *state, double weight, Tensor y,
+                             cudaStream_t s) {
+  if (n > 0)
+    sfInterpolateKernel<<<blocksFor(n), kThreads, 0, s>>>(p, z, x, n, state,
+                                                          weight, y);
+}
+void muonMomentum(Tensor buf, Tensor g, Tensor clip, int64_t n, float mu,
+                  Tensor nb, cudaStream_t s) {
+  if (n > 0)
+    muonMomentumKernel<<<blocksFor(n), kThreads, 0, s>>>(buf, g, clip, n, mu,
+                                                         nb);
+}
+void muonNormalize(Tensor buf, int64_t n, const double *partial, int64_t count,
+                   float *x, cudaStream_t s) {
+  if (n > 0)
+    muonNormalizeKernel<<<blocksFor(n), kThreads, 0, s>>>(buf, n, partial,
+                                                          count, x);
+}
+void muonApply(Tensor p, const float *u, int64_t n, Tensor lr, double wd,
+               float scale, Tensor np, cudaStream_t s) {
+  if (n > 0)
+    muonApplyKernel<<<blocksFor(n), kThreads, 0, s>>>(p, u, n, lr, wd, scale,
+                                                      np);
+}
+void scaleF32(const float *x, float a, float *y, int64_t n, cudaStream_t s) {
+  if (n > 0)
+    scaleF32Kernel<<<blocksFor(n), kThreads, 0, s>>>(x, a, y, n);
 }
 
 } // namespace forge::cuda

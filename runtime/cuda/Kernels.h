@@ -136,6 +136,125 @@ void lion(Tensor p, Tensor g, Tensor m, int64_t n, Tensor lr, Tensor clip,
           float beta1, float beta2, float wd, Tensor np, Tensor nm,
           cudaStream_t s);
 
+//===----------------------------------------------------------------------===//
+// Losses beyond cross-entropy, fp8, optimizers beyond AdamW and Lion
+//===----------------------------------------------------------------------===//
+
+/// Row log-sum-exps of logits [rows, c] into `lse` (f32).
+void rowLogSumExp(Tensor logits, int64_t rows, int64_t c, float *lse,
+                  cudaStream_t s);
+/// z-loss: mean over rows of lse^2 (from rowLogSumExp), and its VJP
+/// dlogits = dloss * 2 lse / rows * softmax.
+void zLoss(const float *lse, int64_t rows, Tensor loss, cudaStream_t s);
+void zLossGrad(Tensor logits, const float *lse, int64_t rows, int64_t c,
+               Tensor dloss, Tensor dlogits, cudaStream_t s);
+
+/// One chunk of chunked cross-entropy: with the chunk's logits [n, v]
+/// (f32) and `lse`, adds the per-row terms into rowCe / rowZ (rows of the
+/// chunk starting at `first`).
+void chunkRowTerms(const float *logits, const float *lse, const int64_t *labels,
+                   int64_t first, int64_t n, int64_t v, int64_t ignore,
+                   float *rowCe, float *rowZ, ErrorSlot *err, int step,
+                   cudaStream_t s);
+/// loss = sum(rowCe) / valid + zWeight * sum(rowZ) / rows, in row order.
+void chunkedLoss(const float *rowCe, const float *rowZ, const int64_t *labels,
+                 int64_t rows, int64_t ignore, double zWeight, Tensor loss,
+                 cudaStream_t s);
+/// dlogits (f32, in place over the chunk's logits) of one chunk.
+/// `validScratch` is one float.
+void chunkLogitsGrad(float *logits, const float *lse, const int64_t *labels,
+                     int64_t first, int64_t n, int64_t v, int64_t rows,
+                     int64_t ignore, double zWeight, Tensor dloss,
+                     float *validScratch, cudaStream_t s);
+
+/// y = fp8 rounding of x * scale, over scale, scale = fmax / amax(x)
+/// (tensor-wise, as forge.fp8_cast). `amax` is one f32 of scratch.
+void fp8Cast(Tensor x, int64_t n, bool e4m3, Tensor y, float *amax,
+             cudaStream_t s);
+
+/// Schedule-free AdamW (reference §4.3): the step count and weight sum,
+/// the update of p, z, v, x (outputs may alias inputs), and the eval-time
+/// interpolation. `state` is the f32 [4] hi/lo pair encoding.
+void scheduleFreeCount(const float *state, Tensor lr, double beta1,
+                       int64_t warmup, float *newState, cudaStream_t s);
+void scheduleFreeUpdate(Tensor p, Tensor g, Tensor z, Tensor v, Tensor x,
+                        int64_t n, Tensor lr, Tensor clip, const float *state,
+                        double beta1, double beta2, double eps, double wd,
+                        int64_t warmup, Tensor np, Tensor nz, Tensor nv,
+                        Tensor nx, cudaStream_t s);
+void scheduleFreeInterpolate(Tensor p, Tensor z, Tensor x, int64_t n,
+                             const float *state, double weight, Tensor y,
+                             cudaStream_t s);
+
+/// Muon's element-wise parts: buf = mu * buf + g * clip; x = buf / (norm +
+/// 1e-7) with norm = sqrt(sum of partials); p = p * (1 - lr wd) - lr * scale
+/// * u; y = a * x (f32).
+void muonMomentum(Tensor buf, Tensor g, Tensor clip, int64_t n, float mu,
+                  Tensor nb, cudaStream_t s);
+void muonNormalize(Tensor buf, int64_t n, const double *partial, int64_t count,
+                   float *x, cudaStream_t s);
+void muonApply(Tensor p, const float *u, int64_t n, Tensor lr, double wd,
+               float scale, Tensor np, cudaStream_t s);
+void scaleF32(const float *x, float a, float *y, int64_t n, cudaStream_t s);
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts (runtime/cuda/MoeKernels.cu)
+//===----------------------------------------------------------------------===//
+
+/// Router: probs (softmax) or scores (sigmoid + bias), the top-k experts
+/// of each token (largest first, ties to the lower index) and their
+/// renormalized weights; and the VJPs.
+void softmaxTopK(Tensor logits, int64_t t, int64_t e, int64_t k, Tensor weights,
+                 int64_t *indices, Tensor probs, cudaStream_t s);
+void softmaxTopKGrad(Tensor probs, const int64_t *indices, int64_t t, int64_t e,
+                     int64_t k, Tensor dweights, Tensor dprobs, Tensor dlogits,
+                     cudaStream_t s);
+void sigmoidTopK(Tensor logits, Tensor bias, int64_t t, int64_t e, int64_t k,
+                 Tensor weights, int64_t *indices, Tensor scores,
+                 cudaStream_t s);
+/// `rowScratch` holds t * e floats (dlogits before the bias sum).
+void sigmoidTopKGrad(Tensor scores, const int64_t *indices, int64_t t,
+                     int64_t e, int64_t k, Tensor dweights, Tensor dscores,
+                     Tensor dlogits, Tensor dbias, float *rowScratch,
+                     cudaStream_t s);
+
+/// Capacity: weights of copies beyond their expert's capacity (per slot,
+/// first come in token order) are zeroed; `used` is k * e int64 scratch.
+void moeCapacity(const int64_t *indices, Tensor weights, int64_t t, int64_t k,
+                 int64_t e, double factor, Tensor out, int64_t *used,
+                 cudaStream_t s);
+void moeCapacityGrad(const int64_t *indices, int64_t t, int64_t k, int64_t e,
+                     double factor, Tensor dout, Tensor dweights, int64_t *used,
+                     cudaStream_t s);
+
+/// The most experts the dispatch kernel groups by.
+constexpr int64_t kMaxExperts = 1024;
+
+/// Dispatch: rows grouped by expert (stable in copy order), the sizes and
+/// the order (copy index of each row); the VJP sums each token's copies.
+/// `inverse` is t * k int64 scratch (row of each copy).
+void moeDispatch(Tensor x, const int64_t *indices, int64_t t, int64_t d,
+                 int64_t k, int64_t e, Tensor rows, int64_t *sizes,
+                 int64_t *order, cudaStream_t s);
+void moeDispatchGrad(const int64_t *order, int64_t t, int64_t d, int64_t k,
+                     Tensor drows, Tensor dx, int64_t *inverse, cudaStream_t s);
+/// Combine: y[token] = sum over its copies of weight * scale * row.
+void moeCombine(Tensor rows, const int64_t *order, Tensor weights,
+                const int64_t *sizes, int64_t t, int64_t d, int64_t k,
+                int64_t e, bool gradientScale, Tensor y, int64_t *inverse,
+                cudaStream_t s);
+void moeCombineGrad(Tensor rows, const int64_t *order, Tensor weights,
+                    const int64_t *sizes, int64_t t, int64_t d, int64_t k,
+                    int64_t e, bool gradientScale, Tensor dy, Tensor drows,
+                    Tensor dweights, cudaStream_t s);
+/// Switch-style auxiliary loss e * sum_j f_j * mean_t p_tj, and its VJP;
+/// `fraction` is e floats of scratch.
+void moeAuxLoss(Tensor probs, const int64_t *indices, int64_t t, int64_t e,
+                int64_t k, Tensor loss, float *fraction, cudaStream_t s);
+void moeAuxLossGrad(const int64_t *indices, int64_t t, int64_t e, int64_t k,
+                    Tensor dloss, Tensor dprobs, float *fraction,
+                    cudaStream_t s);
+
 /// Sets *flag to 1 when x holds an Inf or NaN (flag is not cleared here).
 void checkFinite(Tensor x, int64_t n, int *flag, cudaStream_t s);
 

@@ -10,6 +10,7 @@
 
 #include "runtime/core/DType.h"
 #include "runtime/cpu/RefKernels.h"
+#include "runtime/cuda/Composite.h"
 #include "runtime/cuda/Device.h"
 #include "runtime/cuda/Gemm.h"
 #include "runtime/cuda/Kernels.h"
@@ -423,6 +424,293 @@ TEST_F(CudaKernels, OptimizerUpdates) {
   lion(lp, tg, lm, n, llr, clip, 0.9f, 0.99f, 0.1f, lp, lm, s);
   near(down(lp, n), std::vector<double>(LP.begin(), LP.end()), 1e-6, "lion p");
   near(down(lm, n), std::vector<double>(LM.begin(), LM.end()), 1e-6, "lion m");
+}
+
+/// A cuBLAS handle on the fixture's stream, in pedantic (no TF32) mode as
+/// the executor's.
+struct Blas {
+  explicit Blas(cudaStream_t s) {
+    EXPECT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    cublasSetStream(h, s);
+    cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH);
+  }
+  ~Blas() { cublasDestroy(h); }
+  cublasHandle_t h = nullptr;
+};
+
+TEST_F(CudaKernels, ZLoss) {
+  const int64_t rows = 33, c = 517;
+  auto l = random(rows * c, 2.0);
+  const double want = ref::zLossFwd(l.data(), rows, c);
+  std::vector<double> dl(rows * c, 0.0);
+  ref::zLossBwd(l.data(), rows, c, 0.7, dl.data());
+  Tensor tl = up(l), loss = zeros(1), dx = zeros(rows * c);
+  auto *lse = static_cast<float *>(alloc(rows * 4));
+  rowLogSumExp(tl, rows, c, lse, s);
+  zLoss(lse, rows, loss, s);
+  zLossGrad(tl, lse, rows, c, up({0.7}), dx, s);
+  near(down(loss, 1), {want}, kF32, "z-loss");
+  near(down(dx, rows * c), dl, kF32, "z-loss gradient");
+}
+
+TEST_F(CudaKernels, ChunkedCrossEntropy) {
+  // 45 rows in chunks of 16 (the last one short), a z-loss term and
+  // ignored rows.
+  const int64_t rows = 45, d = 32, vocab = 300, chunk = 16, ignore = -100;
+  const double zw = 1e-3;
+  auto h = random(rows * d), w = random(vocab * d, 0.2);
+  std::vector<int64_t> labels(rows);
+  for (int64_t r = 0; r < rows; ++r)
+    labels[r] = r % 7 == 3 ? ignore : (r * 13) % vocab;
+  const double want = ref::chunkedCrossEntropyFwd(
+      h.data(), w.data(), labels.data(), rows, d, vocab, chunk, ignore, zw);
+  std::vector<double> dh(rows * d, 0.0), dw(vocab * d, 0.0);
+  ref::chunkedCrossEntropyBwd(h.data(), w.data(), labels.data(), rows, d, vocab,
+                              chunk, ignore, zw, 0.5, dh.data(), dw.data());
+  Blas blas(s);
+  ChunkedCeScratch sc{static_cast<float *>(alloc(chunk * vocab * 4)),
+                      static_cast<float *>(alloc(chunk * 4)),
+                      static_cast<float *>(alloc(rows * 4)),
+                      static_cast<float *>(alloc(rows * 4)),
+                      static_cast<float *>(alloc(4))};
+  auto *err = static_cast<ErrorSlot *>(alloc(sizeof(ErrorSlot)));
+  cudaMemset(err, 0, sizeof(ErrorSlot));
+  Tensor th = up(h), tw = up(w), loss = zeros(1), tdh = zeros(rows * d),
+         tdw = zeros(vocab * d);
+  const int64_t *dlab = upInts(labels);
+  chunkedCrossEntropy(blas.h, static_cast<float *>(th.p),
+                      static_cast<float *>(tw.p), dlab, rows, d, vocab, chunk,
+                      ignore, zw, loss, sc, err, 0, s, "test");
+  chunkedCrossEntropyGrad(
+      blas.h, static_cast<float *>(th.p), static_cast<float *>(tw.p), dlab,
+      rows, d, vocab, chunk, ignore, zw, up({0.5}), static_cast<float *>(tdh.p),
+      static_cast<float *>(tdw.p), sc, s, "test");
+  near(down(loss, 1), {want}, kF32, "loss");
+  near(down(tdh, rows * d), dh, kF32, "dh");
+  near(down(tdw, vocab * d), dw, kF32, "dw");
+}
+
+TEST_F(CudaKernels, Fp8CastIsTheReferenceBitForBit) {
+  const int64_t n = 6000;
+  auto x = random(n, 3.0);
+  std::vector<float> xf(x.begin(), x.end()), yf(n);
+  auto *amax = static_cast<float *>(alloc(4));
+  for (bool e4m3 : {true, false}) {
+    ref::fp8Cast(xf.data(), n, e4m3, yf.data());
+    Tensor y = zeros(n);
+    fp8Cast(up(x), n, e4m3, y, amax, s);
+    near(down(y, n), std::vector<double>(yf.begin(), yf.end()), 0,
+         e4m3 ? "e4m3" : "e5m2");
+  }
+}
+
+TEST_F(CudaKernels, ScheduleFreeAdamW) {
+  const int64_t n = 3001;
+  auto p = random(n), g = random(n), z = random(n), x = random(n),
+       v = random(n, 0.01);
+  for (double &e : v)
+    e = std::fabs(e);
+  // Two steps: the first (z and x start from p), then a later one.
+  std::vector<float> state = {0, 0, 0, 0};
+  std::vector<float> P(p.begin(), p.end()), G(g.begin(), g.end()),
+      Z(z.begin(), z.end()), V(v.begin(), v.end()), X(x.begin(), x.end());
+  Tensor tp = up(p), tg = up(g), tz = up(z), tv = up(v), tx = up(x),
+         lr = up({0.01}), clip = up({0.8});
+  auto *dstate = static_cast<float *>(alloc(16));
+  cudaMemset(dstate, 0, 16);
+  for (int step = 0; step < 2; ++step) {
+    ref::scheduleFreeCount(state.data(), 0.01, 0.9, 5, state.data());
+    ref::scheduleFreeAdamwUpdate(P.data(), G.data(), Z.data(), V.data(),
+                                 X.data(), n, 0.01, 0.8, state.data(), 0.9,
+                                 0.999, 1e-8, 0.1, 5);
+    scheduleFreeCount(dstate, lr, 0.9, 5, dstate, s);
+    scheduleFreeUpdate(tp, tg, tz, tv, tx, n, lr, clip, dstate, 0.9, 0.999,
+                       1e-8, 0.1, 5, tp, tz, tv, tx, s);
+  }
+  auto f64 = [](const std::vector<float> &f) {
+    return std::vector<double>(f.begin(), f.end());
+  };
+  near(down(tp, n), f64(P), 1e-6, "p");
+  near(down(tz, n), f64(Z), 1e-6, "z");
+  near(down(tv, n), f64(V), 1e-6, "v");
+  near(down(tx, n), f64(X), 1e-6, "x");
+  std::vector<float> out(n);
+  ref::scheduleFreeInterpolate(P.data(), Z.data(), X.data(), n, state.data(),
+                               0.9, out.data());
+  Tensor y = zeros(n);
+  scheduleFreeInterpolate(tp, tz, tx, n, dstate, 0.9, y, s);
+  near(down(y, n), f64(out), 1e-6, "interpolate");
+}
+
+TEST_F(CudaKernels, MuonUpdate) {
+  const int64_t m = 24, cols = 40, n = m * cols;
+  auto p = random(n), g = random(n), buf = random(n, 0.1);
+  std::vector<float> P(p.begin(), p.end()), G(g.begin(), g.end()),
+      B(buf.begin(), buf.end());
+  ref::muonUpdate(P.data(), G.data(), B.data(), m, cols, 0.02, 0.5, 0.95, 5,
+                  0.1);
+  // The executor's sequence (runtime/cuda/Executor.cpp, forge.muon_update).
+  Blas blas(s);
+  Tensor tp = up(p), tb = up(buf), lr = up({0.02});
+  auto *x = static_cast<float *>(alloc(n * 4));
+  auto *next = static_cast<float *>(alloc(n * 4));
+  auto *aa = static_cast<float *>(alloc(m * m * 4));
+  auto *bb = static_cast<float *>(alloc(m * m * 4));
+  auto *partial = static_cast<double *>(alloc(kNormPartials * 8));
+  muonMomentum(tb, up(g), up({0.5}), n, 0.95f, tb, s);
+  const int used = sumSquaresPartials(tb, n, partial, s);
+  muonNormalize(tb, n, partial, used, x, s);
+  newtonSchulz(blas.h, x, m, cols, 5, aa, bb, next, s, "test");
+  muonApply(tp, x, n, lr, 0.1, 1.0f, tp, s);
+  near(down(tb, n), std::vector<double>(B.begin(), B.end()), 1e-6, "buffer");
+  near(down(tp, n), std::vector<double>(P.begin(), P.end()), 1e-5, "param");
+}
+
+TEST_F(CudaKernels, Routers) {
+  const int64_t t = 50, e = 16, k = 3;
+  auto logits = random(t * e, 2.0), bias = random(e, 0.1), dw = random(t * k),
+       dp = random(t * e);
+  std::vector<double> w(t * k), probs(t * e), dl(t * e, 0.0), db(e, 0.0);
+  std::vector<int64_t> idx(t * k);
+  ref::softmaxTopKFwd(logits.data(), t, e, k, w.data(), idx.data(),
+                      probs.data());
+  ref::softmaxTopKBwd(probs.data(), idx.data(), t, e, k, dw.data(), dp.data(),
+                      dl.data());
+  Tensor tw = zeros(t * k), tp = zeros(t * e), tdl = zeros(t * e);
+  auto *didx = static_cast<int64_t *>(alloc(t * k * 8));
+  softmaxTopK(up(logits), t, e, k, tw, didx, tp, s);
+  softmaxTopKGrad(tp, didx, t, e, k, up(dw), up(dp), tdl, s);
+  std::vector<int64_t> gotIdx(t * k);
+  cudaStreamSynchronize(s);
+  cudaMemcpy(gotIdx.data(), didx, t * k * 8, cudaMemcpyDeviceToHost);
+  EXPECT_EQ(gotIdx, idx) << "softmax top-k indices";
+  near(down(tw, t * k), w, kF32, "softmax top-k weights");
+  near(down(tp, t * e), probs, kF32, "probabilities");
+  near(down(tdl, t * e), dl, kF32, "softmax router gradient");
+
+  std::fill(dl.begin(), dl.end(), 0.0);
+  std::vector<double> scores(t * e);
+  ref::sigmoidTopKFwd(logits.data(), bias.data(), t, e, k, w.data(), idx.data(),
+                      scores.data());
+  ref::sigmoidTopKBwd(scores.data(), idx.data(), t, e, k, dw.data(), dp.data(),
+                      dl.data(), db.data());
+  Tensor ts = zeros(t * e), tdb = zeros(e);
+  auto *rowScratch = static_cast<float *>(alloc(t * e * 4));
+  sigmoidTopK(up(logits), up(bias), t, e, k, tw, didx, ts, s);
+  sigmoidTopKGrad(ts, didx, t, e, k, up(dw), up(dp), tdl, tdb, rowScratch, s);
+  cudaStreamSynchronize(s);
+  cudaMemcpy(gotIdx.data(), didx, t * k * 8, cudaMemcpyDeviceToHost);
+  EXPECT_EQ(gotIdx, idx) << "sigmoid top-k indices";
+  near(down(tw, t * k), w, kF32, "sigmoid top-k weights");
+  near(down(ts, t * e), scores, kF32, "scores");
+  near(down(tdl, t * e), dl, kF32, "sigmoid router gradient");
+  near(down(tdb, e), db, kF32, "bias gradient");
+}
+
+TEST_F(CudaKernels, CapacityDispatchCombineAuxLoss) {
+  const int64_t t = 40, e = 6, k = 2, d = 20;
+  std::vector<int64_t> idx(t * k);
+  for (int64_t r = 0; r < t; ++r) {
+    idx[r * k] = (r * 5) % e;
+    idx[r * k + 1] = (r * 5 + 1 + r % 3) % e;
+  }
+  auto w = random(t * k), x = random(t * d), dy = random(t * d),
+       probs = random(t * e);
+  for (double &p : probs)
+    p = std::fabs(p);
+  // Capacity 0.8: some copies are dropped.
+  std::vector<double> capped(t * k), dcap(t * k, 0.0);
+  ref::moeCapacityFwd(idx.data(), w.data(), t, k, e, 0.8, capped.data());
+  ref::moeCapacityBwd(idx.data(), t, k, e, 0.8, dy.data(), dcap.data());
+  const int64_t *didx = upInts(idx);
+  auto *used = static_cast<int64_t *>(alloc(k * e * 8));
+  Tensor tc = zeros(t * k), tdc = zeros(t * k);
+  moeCapacity(didx, up(w), t, k, e, 0.8, tc, used, s);
+  moeCapacityGrad(didx, t, k, e, 0.8, up(dy), tdc, used, s);
+  near(down(tc, t * k), capped, 0, "capacity");
+  near(down(tdc, t * k), dcap, 0, "capacity gradient");
+
+  std::vector<double> rows(t * k * d), dx(t * d, 0.0);
+  std::vector<int64_t> sizes(e), order(t * k);
+  ref::moeDispatchFwd(x.data(), idx.data(), t, d, k, e, rows.data(),
+                      sizes.data(), order.data());
+  auto drows = random(t * k * d);
+  ref::moeDispatchBwd(order.data(), t, d, k, drows.data(), dx.data());
+  Tensor trows = zeros(t * k * d), tdx = zeros(t * d);
+  auto *dsizes = static_cast<int64_t *>(alloc(e * 8));
+  auto *dorder = static_cast<int64_t *>(alloc(t * k * 8));
+  auto *inverse = static_cast<int64_t *>(alloc(t * k * 8));
+  moeDispatch(up(x), didx, t, d, k, e, trows, dsizes, dorder, s);
+  moeDispatchGrad(dorder, t, d, k, up(drows), tdx, inverse, s);
+  cudaStreamSynchronize(s);
+  std::vector<int64_t> gotSizes(e), gotOrder(t * k);
+  cudaMemcpy(gotSizes.data(), dsizes, e * 8, cudaMemcpyDeviceToHost);
+  cudaMemcpy(gotOrder.data(), dorder, t * k * 8, cudaMemcpyDeviceToHost);
+  EXPECT_EQ(gotSizes, sizes);
+  EXPECT_EQ(gotOrder, order);
+  near(down(trows, t * k * d), rows, 0, "dispatched rows");
+  near(down(tdx, t * d), dx, kF32, "dispatch gradient");
+
+  // The expert of each copy, for the reference's combine scale.
+  std::vector<int64_t> ex(t * k);
+  for (int64_t r = 0, j = 0; j < e; ++j)
+    for (int64_t c = 0; c < sizes[j]; ++c, ++r)
+      ex[order[r]] = j;
+  for (bool scale : {false, true}) {
+    std::vector<double> y(t * d), dr(t * k * d, 0.0), dwt(t * k, 0.0);
+    ref::moeCombineFwd(rows.data(), order.data(), w.data(), sizes.data(), t, d,
+                       k, e, scale, ex.data(), y.data());
+    ref::moeCombineBwd(rows.data(), order.data(), w.data(), sizes.data(), t, d,
+                       k, e, scale, ex.data(), dy.data(), dr.data(),
+                       dwt.data());
+    Tensor ty = zeros(t * d), tdr = zeros(t * k * d), tdw = zeros(t * k);
+    moeCombine(trows, dorder, up(w), dsizes, t, d, k, e, scale, ty, inverse, s);
+    moeCombineGrad(trows, dorder, up(w), dsizes, t, d, k, e, scale, up(dy), tdr,
+                   tdw, s);
+    SCOPED_TRACE(scale ? "gradient scale" : "plain");
+    near(down(ty, t * d), y, kF32, "combine");
+    near(down(tdr, t * k * d), dr, kF32, "combine row gradient");
+    near(down(tdw, t * k), dwt, kF32, "combine weight gradient");
+  }
+
+  const double aux = ref::moeAuxLossFwd(probs.data(), idx.data(), t, e, k);
+  std::vector<double> dprobs(t * e, 0.0);
+  ref::moeAuxLossBwd(idx.data(), t, e, k, 0.3, dprobs.data());
+  auto *fraction = static_cast<float *>(alloc(e * 4));
+  Tensor loss = zeros(1), tdp = zeros(t * e);
+  moeAuxLoss(up(probs), didx, t, e, k, loss, fraction, s);
+  moeAuxLossGrad(didx, t, e, k, up({0.3}), tdp, fraction, s);
+  near(down(loss, 1), {aux}, kF32, "aux loss");
+  near(down(tdp, t * e), dprobs, kF32, "aux loss gradient");
+}
+
+TEST_F(CudaKernels, GroupedLinearBothLayouts) {
+  const int64_t e = 3, k = 24, n = 40;
+  const std::vector<int64_t> sizes = {7, 0, 12};
+  const int64_t rows = 19;
+  Blas blas(s);
+  for (bool outIn : {true, false}) {
+    auto x = random(rows * k), w = random(e * k * n, 0.2),
+         dy = random(rows * n);
+    std::vector<double> y(rows * n), dx(rows * k, 0.0), dw(e * k * n, 0.0);
+    ref::groupedLinearFwd(x.data(), w.data(), sizes.data(), e, k, n, outIn,
+                          y.data());
+    ref::groupedLinearBwd(x.data(), w.data(), sizes.data(), e, k, n, outIn,
+                          dy.data(), dx.data(), dw.data());
+    Tensor tx = up(x), tw = up(w), tdy = up(dy), ty = zeros(rows * n),
+           tdx = zeros(rows * k), tdw = zeros(e * k * n);
+    auto f = [](Tensor t) { return static_cast<float *>(t.p); };
+    groupedLinear(blas.h, GroupedKind::Forward, outIn, sizes, k, n, f(tx),
+                  f(tw), f(ty), rows * n, s, "test");
+    groupedLinear(blas.h, GroupedKind::GradInput, outIn, sizes, k, n, f(tdy),
+                  f(tw), f(tdx), rows * k, s, "test");
+    groupedLinear(blas.h, GroupedKind::GradWeight, outIn, sizes, k, n, f(tdy),
+                  f(tx), f(tdw), e * k * n, s, "test");
+    SCOPED_TRACE(outIn ? "out-in" : "in-out");
+    near(down(ty, rows * n), y, 1e-5, "grouped forward");
+    near(down(tdx, rows * k), dx, 1e-5, "grouped input gradient");
+    near(down(tdw, e * k * n), dw, 1e-5, "grouped weight gradient");
+  }
 }
 
 TEST_F(CudaKernels, FiniteCheck) {

@@ -5,6 +5,7 @@
 #include "runtime/comm/Launch.h"
 #include "runtime/cpu/Executor.h"
 #if FORGE_HAVE_CUDA
+#include "runtime/comm/Nccl.h"
 #include "runtime/cuda/Device.h"
 #include "runtime/cuda/Executor.h"
 #endif
@@ -83,6 +84,7 @@ struct Trainer::Impl {
   // among the data-parallel ranks (dp_replicate x dp_shard x ep), which read
   // different batches.
   std::unique_ptr<comm::Comms> comms;
+  std::unique_ptr<comm::Comms> deviceComms; ///< NCCL, with --device cuda
   int64_t worldSize = 1, dpRank = 0, dpSize = 1;
   /// Pipeline parallelism: this rank's stage (its own plan replaces the
   /// job's once the rank knows its pp coordinate), the pp group, and the
@@ -177,6 +179,17 @@ std::string Trainer::Impl::connect() {
   comms = comm::connectGloo(world, mesh, error);
   if (!comms)
     return error;
+#if FORGE_HAVE_CUDA
+  // On GPUs the plan's collectives go over NCCL on device memory; gloo
+  // stays for the trainer's own host-side agreement (health check,
+  // checkpoints, state gathers).
+  if (o.device == "cuda") {
+    deviceComms = comm::connectNccl(world, mesh, cudaDevice, error);
+    if (!deviceComms)
+      return error;
+    exec->setDeviceComms(deviceComms.get());
+  }
+#endif
   lead = world.rank == 0;
   if (const char *r = std::getenv("FORGE_FAULT_RANK"))
     faultRank = std::atoll(r);

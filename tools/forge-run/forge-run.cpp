@@ -284,20 +284,6 @@ int main(int argc, char **argv) {
     if (device == "auto")
       device = gpus > 0 ? "cuda" : "cpu";
   }
-  if (device == "cuda") {
-    int64_t ranks = 1;
-    if (p->mesh() && p->mesh()->sizes())
-      for (int64_t size : *p->mesh()->sizes())
-        ranks *= size;
-    if (ranks > 1) {
-      std::fprintf(stderr,
-                   "%s: error: %s: a %lld-rank plan: the CUDA backend runs "
-                   "one-rank plans only so far (its NCCL collectives are not "
-                   "wired into the executor yet); run it with --device cpu\n",
-                   kTool, plan.c_str(), static_cast<long long>(ranks));
-      return 1;
-    }
-  }
   if (*n != 1)
     return comm::launchLocal(static_cast<int>(*n), argc, argv);
   train::TrainerOptions options;
