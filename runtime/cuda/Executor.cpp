@@ -369,11 +369,10 @@ std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn) {
     };
     return "";
   }
-  if (op == "dist.send" || op == "dist.recv" || op == "dist.expert_dispatch" ||
-      op == "dist.expert_combine" ||
-      (op == "dist.all_gather" && !b.s("fp8").empty()))
-    return "not on the CUDA backend yet (pipeline sends, expert all-to-alls "
-           "and fp8 gathers run on --device cpu)";
+  if (op == "dist.send" || op == "dist.recv")
+    return "pipeline parallelism is not on the CUDA backend yet (NCCL's "
+           "blocking point-to-point needs the stages' send threads of the CPU "
+           "backend); run pipelined plans with --device cpu";
   const std::string why = b.step->loc() ? b.step->loc()->str() : op;
   const int worldRank = dcomms_->world().rank();
   cudaStream_t compute = stream_;
@@ -419,6 +418,136 @@ std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn) {
     if (dim < 0 || dim >= static_cast<int64_t>(small.shape.size()) ||
         small.shape.size() != whole.shape.size())
       return "block and tensor ranks disagree";
+  }
+  if (op == "dist.all_gather" && !b.s("fp8").empty()) {
+    // forge.fp8_cast of the gathered tensor moving one byte per element:
+    // the group's amax, each shard encoded, the bytes gathered, decoded
+    // into the layout (bit-identical to gathering, then casting).
+    const bool e4m3 = b.s("fp8") == "e4m3";
+    if (!isFloat(v(x).dtype) || !isFloat(v(y).dtype))
+      return "an fp8 all_gather needs floating tensors";
+    const Runs g = runs(v(x), v(y), dim);
+    const int64_t m = v(x).numel();
+    const size_t es = runtime::dtypeSize(v(y).dtype);
+    Tensor tx = t(x), ty = t(y);
+    auto *amax = static_cast<float *>(scratch(4));
+    auto *mine = static_cast<uint8_t *>(scratch(m));
+    auto *all = static_cast<uint8_t *>(scratch(m * n));
+    const bool direct = g.outer == 1 && g.big == n * g.rows;
+    Tensor decoded = direct ? ty : Tensor{scratch(m * n * es), ty.dt};
+    char *dst = ptr<char>(y);
+    fn = [=] {
+      fp8Amax(tx, m, amax, s);
+      call([&] {
+        return c->allReduce(amax, 1, comm::ReduceOp::Max,
+                            why + " (the fp8 scale's amax)");
+      });
+      fp8Encode(tx, m, e4m3, amax, mine, s);
+      call([&] { return c->allGather(mine, all, m, why); });
+      fp8Decode(all, m * n, e4m3, amax, decoded, s);
+      if (direct)
+        return;
+      const size_t row = static_cast<size_t>(g.row) * es;
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t valid = std::min(g.rows, g.big - r * g.rows);
+        if (valid > 0)
+          cudaMemcpy2DAsync(dst + r * g.rows * row, g.big * row,
+                            static_cast<char *>(decoded.p) + r * m * es,
+                            g.rows * row, valid * row, g.outer,
+                            cudaMemcpyDeviceToDevice, s);
+      }
+    };
+    return "";
+  }
+  if (op == "dist.expert_dispatch" || op == "dist.expert_combine") {
+    // Rows of any dtype move as bytes. Rank r of the group holds experts
+    // [r * El, (r+1) * El); a rank's rows are grouped by global expert, so
+    // each destination's rows are one contiguous block. The counts (device
+    // data) come to the host to size the all-to-all.
+    const bool dispatch = op == "dist.expert_dispatch";
+    const uint32_t sent = dispatch ? b.ops[0] : b.res[0];
+    const uint32_t sizes = b.ops[dispatch ? 1 : 2];
+    const uint32_t counts = dispatch ? b.res[2] : b.ops[1];
+    const bool knownCounts = dispatch && b.ops.size() > 2;
+    const uint32_t given = knownCounts ? b.ops[2] : 0;
+    const int64_t E = v(sizes).numel(), El = E / n;
+    if (E % n || v(counts).numel() != n * El)
+      return "expert counts and group size disagree";
+    const size_t row =
+        static_cast<size_t>(v(sent).dim(1)) * runtime::dtypeSize(v(sent).dtype);
+    const uint32_t groupedIdx = dispatch ? b.res[0] : b.ops[0];
+    char *grouped = ptr<char>(groupedIdx);
+    const size_t groupedBytes = bytes(groupedIdx);
+    char *sentPtr = ptr<char>(sent);
+    auto *staged = static_cast<char *>(scratch(n * v(sent).dim(0) * row));
+    int64_t *dSizes = ptr<int64_t>(sizes), *dCounts = ptr<int64_t>(counts);
+    int64_t *dGiven = knownCounts ? ptr<int64_t>(given) : nullptr;
+    int64_t *dLocal = dispatch ? ptr<int64_t>(b.res[1]) : nullptr;
+    auto host = std::make_shared<std::vector<int64_t>>(E + n * El + El);
+    const int64_t nn = n;
+    fn = [=, this] {
+      int64_t *sz = host->data(), *cnt = sz + E, *local = cnt + nn * El;
+      if (dispatch) {
+        // counts[s][j]: rows rank s sends to local expert j.
+        if (knownCounts)
+          cudaMemcpyAsync(dCounts, dGiven, nn * El * 8,
+                          cudaMemcpyDeviceToDevice, s);
+        else
+          call([&] { return c->allToAll(dSizes, dCounts, El * 8, why); });
+      }
+      check(why, cudaMemcpyAsync(sz, dSizes, E * 8, cudaMemcpyDeviceToHost, s));
+      check(why, cudaMemcpyAsync(cnt, dCounts, nn * El * 8,
+                                 cudaMemcpyDeviceToHost, s));
+      check(why, cudaStreamSynchronize(s));
+      std::vector<size_t> toRank(nn, 0), fromRank(nn, 0), at(nn, 0);
+      for (int64_t r = 0; r < nn; ++r)
+        for (int64_t j = 0; j < El; ++j)
+          toRank[r] += static_cast<size_t>(sz[r * El + j]) * row;
+      size_t off = 0;
+      for (int64_t src = 0; src < nn; ++src) {
+        for (int64_t j = 0; j < El; ++j)
+          fromRank[src] += static_cast<size_t>(cnt[src * El + j]) * row;
+        at[src] = off;
+        off += fromRank[src];
+      }
+      // The staged side in source order (source s, then local expert j);
+      // the grouped side by local expert, then source.
+      auto move = [&](bool toGrouped) {
+        size_t g = 0;
+        for (int64_t j = 0; j < El; ++j)
+          for (int64_t src = 0; src < nn; ++src) {
+            const size_t len = static_cast<size_t>(cnt[src * El + j]) * row;
+            if (len)
+              cudaMemcpyAsync(toGrouped ? grouped + g : staged + at[src],
+                              toGrouped ? staged + at[src] : grouped + g, len,
+                              cudaMemcpyDeviceToDevice, s);
+            at[src] += len;
+            g += len;
+          }
+        return g;
+      };
+      if (dispatch) {
+        for (int64_t j = 0; j < El; ++j) {
+          local[j] = 0;
+          for (int64_t src = 0; src < nn; ++src)
+            local[j] += cnt[src * El + j];
+        }
+        cudaMemcpyAsync(dLocal, local, El * 8, cudaMemcpyHostToDevice, s);
+        call([&] {
+          return c->allToAllV(sentPtr, toRank, staged, fromRank, why);
+        });
+        const size_t used = move(/*toGrouped=*/true);
+        cudaMemsetAsync(grouped + used, 0, groupedBytes - used, s);
+      } else {
+        move(/*toGrouped=*/false);
+        call([&] {
+          return c->allToAllV(staged, fromRank, sentPtr, toRank, why);
+        });
+      }
+      // The host arrays are reused by the next call: finish with them.
+      check(why, cudaStreamSynchronize(s));
+    };
+    return "";
   }
   if (op == "dist.all_gather") {
     const Runs g = runs(v(x), v(y), dim);

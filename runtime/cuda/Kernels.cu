@@ -933,6 +933,51 @@ __global__ void fp8CastKernel(Tensor x, int64_t n, bool e4m3, Tensor y,
   }
 }
 
+__device__ uint8_t fp8Bits(float v, bool e4m3) {
+  const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
+  const uint8_t sign = signbit(v) ? 0x80 : 0;
+  const double a = fabs(static_cast<double>(v));
+  if (a == 0)
+    return sign;
+  const int e = static_cast<int>(floor(log2(a)));
+  if (e < 1 - bias) // subnormal: exponent field 0
+    return sign | static_cast<uint8_t>(llround(ldexp(a, bias - 1 + mant)));
+  const int m = static_cast<int>(llround((ldexp(a, -e) - 1.0) * (1 << mant)));
+  return sign | static_cast<uint8_t>((e + bias) << mant) |
+         static_cast<uint8_t>(m);
+}
+
+__device__ float fp8FromBits(uint8_t bits, bool e4m3) {
+  const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
+  const int field = (bits & 0x7f) >> mant, m = bits & ((1 << mant) - 1);
+  const double a =
+      field == 0
+          ? ldexp(static_cast<double>(m), 1 - bias - mant)
+          : ldexp(1.0 + static_cast<double>(m) / (1 << mant), field - bias);
+  return static_cast<float>((bits & 0x80) ? -a : a);
+}
+
+__device__ float fp8Scale(float amax, bool e4m3) {
+  const float fmax = e4m3 ? 448.0f : 57344.0f;
+  return amax > 0 ? fmax / amax : 1.0f;
+}
+
+__global__ void fp8EncodeKernel(Tensor x, int64_t n, bool e4m3,
+                                const float *amax, uint8_t *bytes) {
+  const float scale = fp8Scale(*amax, e4m3);
+  FORGE_FOR_EACH(i, n) {
+    bytes[i] = fp8Bits(roundFp8(ld(x.p, x.dt, i) * scale, e4m3), e4m3);
+  }
+}
+
+__global__ void fp8DecodeKernel(const uint8_t *bytes, int64_t n, bool e4m3,
+                                const float *amax, Tensor y) {
+  const float scale = fp8Scale(*amax, e4m3);
+  FORGE_FOR_EACH(i, n) {
+    st(y.p, y.dt, i, fp8FromBits(bytes[i], e4m3) / scale);
+  }
+}
+
 struct SfScalars {
   double k, weightSum;
 };
@@ -1083,6 +1128,21 @@ void fp8Cast(Tensor x, int64_t n, bool e4m3, Tensor y, float *amax,
     amaxKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, amax);
     fp8CastKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, e4m3, y, amax);
   }
+}
+void fp8Amax(Tensor x, int64_t n, float *amax, cudaStream_t s) {
+  cudaMemsetAsync(amax, 0, sizeof(float), s);
+  if (n > 0)
+    amaxKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, amax);
+}
+void fp8Encode(Tensor x, int64_t n, bool e4m3, const float *amax,
+               uint8_t *bytes, cudaStream_t s) {
+  if (n > 0)
+    fp8EncodeKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, e4m3, amax, bytes);
+}
+void fp8Decode(const uint8_t *bytes, int64_t n, bool e4m3, const float *amax,
+               Tensor y, cudaStream_t s) {
+  if (n > 0)
+    fp8DecodeKernel<<<blocksFor(n), kThreads, 0, s>>>(bytes, n, e4m3, amax, y);
 }
 void scheduleFreeCount(const float *state, Tensor lr, double beta1,
                        int64_t warmup, float *newState, cudaStream_t s) {

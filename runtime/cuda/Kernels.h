@@ -172,6 +172,16 @@ void chunkLogitsGrad(float *logits, const float *lse, const int64_t *labels,
 void fp8Cast(Tensor x, int64_t n, bool e4m3, Tensor y, float *amax,
              cudaStream_t s);
 
+/// The fp8 FSDP gather's halves (as the CPU backend's dist.all_gather
+/// {fp8}): `amax` is the group's (already all-reduced) f32 amax; encode
+/// writes one byte per element of roundFp8(x * scale), decode writes each
+/// byte's value over the scale into y.
+void fp8Amax(Tensor x, int64_t n, float *amax, cudaStream_t s);
+void fp8Encode(Tensor x, int64_t n, bool e4m3, const float *amax,
+               uint8_t *bytes, cudaStream_t s);
+void fp8Decode(const uint8_t *bytes, int64_t n, bool e4m3, const float *amax,
+               Tensor y, cudaStream_t s);
+
 /// Schedule-free AdamW (reference §4.3): the step count and weight sum,
 /// the update of p, z, v, x (outputs may alias inputs), and the eval-time
 /// interpolation. `state` is the f32 [4] hi/lo pair encoding.

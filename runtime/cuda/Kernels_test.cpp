@@ -504,6 +504,36 @@ TEST_F(CudaKernels, Fp8CastIsTheReferenceBitForBit) {
   }
 }
 
+TEST_F(CudaKernels, Fp8GatherBytesRoundTrip) {
+  // The fp8 FSDP gather's encoding: the reference's bytes, and decoding
+  // them gives forge.fp8_cast's values.
+  const int64_t n = 5000;
+  auto x = random(n, 2.0);
+  std::vector<float> xf(x.begin(), x.end()), cast(n);
+  auto *amax = static_cast<float *>(alloc(4));
+  auto *bytes = static_cast<uint8_t *>(alloc(n));
+  for (bool e4m3 : {true, false}) {
+    ref::fp8Cast(xf.data(), n, e4m3, cast.data());
+    float mx = 0;
+    for (float v : xf)
+      mx = std::max(mx, std::fabs(v));
+    const float scale = (e4m3 ? 448.0f : 57344.0f) / mx;
+    Tensor tx = up(x), y = zeros(n);
+    fp8Amax(tx, n, amax, s);
+    fp8Encode(tx, n, e4m3, amax, bytes, s);
+    fp8Decode(bytes, n, e4m3, amax, y, s);
+    cudaStreamSynchronize(s);
+    std::vector<uint8_t> got(n);
+    cudaMemcpy(got.data(), bytes, n, cudaMemcpyDeviceToHost);
+    int wrong = 0;
+    for (int64_t i = 0; i < n; ++i)
+      wrong += got[i] != ref::fp8Bits(ref::roundFp8(xf[i] * scale, e4m3), e4m3);
+    EXPECT_EQ(wrong, 0) << (e4m3 ? "e4m3" : "e5m2") << " bytes";
+    near(down(y, n), std::vector<double>(cast.begin(), cast.end()), 0,
+         "decoded");
+  }
+}
+
 TEST_F(CudaKernels, ScheduleFreeAdamW) {
   const int64_t n = 3001;
   auto p = random(n), g = random(n), z = random(n), x = random(n),

@@ -308,7 +308,15 @@ int main(int argc, char **argv) {
   // The live progress bar only on a terminal; pipes and CI get log lines.
   options.progress = progress == "on" || (progress == "auto" && isatty(1));
   train::Trainer trainer(p);
-  if (std::string e = trainer.setup(options); !e.empty()) {
+  // Setup runs programs too (optimizer_init) and moves the state to the
+  // device: a backend failure there is reported like one in training.
+  std::string e;
+  try {
+    e = trainer.setup(options);
+  } catch (const std::exception &ex) {
+    e = ex.what();
+  }
+  if (!e.empty()) {
     std::fprintf(stderr, "%s: error: %s\n", kTool, e.c_str());
     return 1;
   }
