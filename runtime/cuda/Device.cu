@@ -42,6 +42,13 @@ std::string deviceDescription(int index) {
   return buf;
 }
 
+double deviceMemoryBytes(int index) {
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess)
+    return 0;
+  return static_cast<double>(prop.totalGlobalMem);
+}
+
 double peakFlops(int index, bool lowPrecision) {
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, index) != cudaSuccess)

@@ -15,6 +15,9 @@ int deviceCount(std::string *why = nullptr);
 /// "name (sm_XY, N GiB)" of device `index`, or empty on error.
 std::string deviceDescription(int index);
 
+/// Total memory of device `index` in bytes (0 on error).
+double deviceMemoryBytes(int index);
+
 /// Dense peak FLOP/s of device `index` for MFU: bf16 tensor cores when
 /// `lowPrecision`, else fp32 (no TF32, as forge's fp32 matmuls). From the
 /// architecture's SXM data-sheet figure (sm_80 A100, sm_90 H100, sm_100

@@ -818,8 +818,14 @@ int Trainer::runSteps() {
   const double tokensPerStep = static_cast<double>(t->batch_size()) *
                                static_cast<double>(t->seq_len()) *
                                static_cast<double>(t->grad_accum_steps());
-  const double machineGB = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
-                           static_cast<double>(sysconf(_SC_PAGE_SIZE)) / 1e9;
+  // mem= is the arena against the memory it lives in: the machine's, or
+  // the GPU's with --device cuda.
+  double machineGB = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
+                     static_cast<double>(sysconf(_SC_PAGE_SIZE)) / 1e9;
+#if FORGE_HAVE_CUDA
+  if (m.o.device == "cuda")
+    machineGB = cuda::deviceMemoryBytes(m.cudaDevice) / 1e9;
+#endif
   auto fail = [&](const std::string &why) {
     m.clearProgress();
     std::fprintf(stderr, "forge-run: error: %s\n", why.c_str());
