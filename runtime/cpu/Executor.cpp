@@ -1619,7 +1619,7 @@ std::string Executor::prepare(const plan::Plan *plan) {
         prog.async.push_back(async);
       }
     }
-    planWaits(plan, prog);
+    prog.waitFor = planCommWaits(plan, p, prog.async);
   }
   return "";
 }
@@ -1762,11 +1762,10 @@ void Executor::run(const std::string &name) {
   }
 }
 
-void Executor::planWaits(const plan::Plan *plan, Program &prog) {
-  // Which collectives a step must wait for, decided once by replaying the
-  // program: an in-flight collective conflicts with a step that writes
-  // bytes it reads or writes, or reads bytes it writes; the window bounds
-  // how many are in flight (runtime::kCommWindow).
+std::vector<uint64_t> planCommWaits(const plan::Plan *plan,
+                                    const plan::Program *p,
+                                    const std::vector<bool> &async) {
+  // Decided once by replaying the program, so run() only compares tickets.
   struct Range {
     uint64_t begin, end;
   };
@@ -1792,17 +1791,13 @@ void Executor::planWaits(const plan::Plan *plan, Program &prog) {
   };
   std::deque<Pending> pending;
   uint64_t issued = 0;
-  prog.waitFor.assign(prog.steps.size(), 0);
-  const plan::Program *p = nullptr;
-  for (const plan::Program *q : *plan->programs())
-    if (q->name() && q->name()->str() == prog.name)
-      p = q;
-  for (size_t s = 0; s < prog.steps.size(); ++s) {
+  std::vector<uint64_t> waitFor(async.size(), 0);
+  for (size_t s = 0; s < async.size(); ++s) {
     const plan::Step *st = p->steps()->Get(s);
     std::vector<Range> reads = ranges(st->operands()),
                        writes = ranges(st->results());
     uint64_t need = 0;
-    if (prog.async[s]) {
+    if (async[s]) {
       if (pending.size() >= runtime::kCommWindow)
         need = pending[pending.size() - runtime::kCommWindow].ticket;
     } else {
@@ -1811,12 +1806,13 @@ void Executor::planWaits(const plan::Plan *plan, Program &prog) {
             overlaps(reads, c.writes))
           need = std::max(need, c.ticket);
     }
-    prog.waitFor[s] = need;
+    waitFor[s] = need;
     while (!pending.empty() && pending.front().ticket <= need)
       pending.pop_front();
-    if (prog.async[s])
+    if (async[s])
       pending.push_back({++issued, std::move(reads), std::move(writes)});
   }
+  return waitFor;
 }
 
 CommQueue::~CommQueue() {

@@ -71,6 +71,17 @@ private:
   bool stop_ = false;
 };
 
+/// Which collective each step of `program` must wait for, from the plan's
+/// buffer ranges: result[s] is the ticket (1-based, counted from the
+/// program's start) of the last in-flight collective that step s conflicts
+/// with, 0 for none. async[s] marks the steps that go to a CommQueue. An
+/// in-flight collective conflicts with a step that writes bytes it reads or
+/// writes, or reads bytes it writes; at most runtime::kCommWindow are in
+/// flight. Shared by the CPU and CUDA backends.
+std::vector<uint64_t> planCommWaits(const plan::Plan *plan,
+                                    const plan::Program *program,
+                                    const std::vector<bool> &async);
+
 class Executor : public runtime::Backend {
 public:
   const char *kind() const override { return "cpu"; }
@@ -136,9 +147,6 @@ private:
     std::vector<bool> async;
     std::vector<uint64_t> waitFor;
   };
-
-  /// Fills prog.waitFor from the plan's buffer ranges (see run()).
-  void planWaits(const plan::Plan *plan, Program &prog);
 
   const plan::Plan *plan_ = nullptr;
   comm::Comms *comms_ = nullptr;

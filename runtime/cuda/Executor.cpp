@@ -21,6 +21,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -86,11 +87,17 @@ private:
   struct Step {
     std::string what; ///< "program P step S (op)" for messages
     Fn launch;
+    /// A communicating collective: `launch` runs on the communication
+    /// thread once the compute stream has reached `ready`.
+    bool async = false;
+    cudaEvent_t ready = nullptr;
   };
   struct Program {
     std::string name;
     std::vector<uint32_t> uploads, downloads; ///< buffer indices
     std::vector<Step> steps;
+    /// planCommWaits: the collective ticket each step waits for (0: none).
+    std::vector<uint64_t> waitFor;
   };
   /// One step being bound.
   struct Bind {
@@ -121,7 +128,10 @@ private:
 
   std::string bind(const std::string &op, Bind &b, Fn &fn);
   std::string bindLinear(const std::string &op, Bind &b, Fn &fn);
-  std::string bindCollective(const std::string &op, Bind &b, Fn &fn);
+  /// `async`: the collective runs on the communication thread and stream
+  /// (its staging kernels included); otherwise on the compute stream.
+  std::string bindCollective(const std::string &op, Bind &b, Fn &fn,
+                             bool async);
   std::string bindMore(const std::string &op, Bind &b, Fn &fn);
   /// An f32 view of buffer i: the buffer itself, or a scratch copy that
   /// `widen` fills (f32 work on bf16/f16 storage).
@@ -151,6 +161,10 @@ private:
   const plan::Plan *plan_ = nullptr;
   char *dArena_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  /// The communication stream: the staging kernels and copies of the
+  /// collectives that overlap compute (NCCL runs on its communicator's own
+  /// stream after them).
+  cudaStream_t commStream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr; ///< run-time-shaped matmuls (Blas.h)
   void *workspace_ = nullptr;
@@ -159,11 +173,26 @@ private:
   std::vector<void *> scratch_;
   std::vector<std::unique_ptr<Gemm>> gemms_;
   std::vector<Program> programs_;
+  /// The communication thread (the CPU backend's CommQueue): issues the
+  /// collectives in plan order, the same on every rank, as NCCL requires.
+  /// Last, so that it is destroyed (joined) first.
+  cpu::CommQueue comm_;
 };
 
 Executor::~Executor() {
+  try {
+    comm_.drain();
+  } catch (...) {
+    // A failed collective was reported where it was waited for.
+  }
   if (stream_)
     cudaStreamSynchronize(stream_);
+  if (commStream_)
+    cudaStreamSynchronize(commStream_);
+  for (Program &p : programs_)
+    for (Step &s : p.steps)
+      if (s.ready)
+        cudaEventDestroy(s.ready);
   for (void *p : scratch_)
     cudaFree(p);
   if (dArena_)
@@ -202,6 +231,10 @@ std::string Executor::open() {
           cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
       e != cudaSuccess)
     return "cudaStreamCreate: " + cudaWhy(e);
+  if (cudaError_t e =
+          cudaStreamCreateWithFlags(&commStream_, cudaStreamNonBlocking);
+      e != cudaSuccess)
+    return "cudaStreamCreate: " + cudaWhy(e);
   if (cublasStatus_t st = cublasLtCreate(&lt_); st != CUBLAS_STATUS_SUCCESS)
     return std::string("cublasLtCreate: ") + statusName(st);
   if (cublasStatus_t st = cublasCreate(&blas_); st != CUBLAS_STATUS_SUCCESS)
@@ -232,6 +265,10 @@ void Executor::check(const std::string &what, cudaError_t e) const {
 
 std::string Executor::prepare(const plan::Plan *plan) {
   plan_ = plan;
+  // FORGE_COMM_OVERLAP=0 keeps every collective on the compute stream, as
+  // on the CPU backend.
+  const char *ov = std::getenv("FORGE_COMM_OVERLAP");
+  const bool overlap = !ov || std::string(ov) != "0";
   if (std::string e = host_.prepareLayout(plan); !e.empty())
     return e;
   if (cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&dArena_),
@@ -265,17 +302,49 @@ std::string Executor::prepare(const plan::Plan *plan) {
           b.ops.assign(st->operands()->begin(), st->operands()->end());
         if (st->results())
           b.res.assign(st->results()->begin(), st->results()->end());
+        const bool collective = op.rfind("dist.", 0) == 0;
+        // Collectives that communicate overlap compute; the local ones
+        // (copy, slice) are compute-stream copies.
+        step.async =
+            overlap && collective && op != "dist.copy" && op != "dist.slice";
         std::string e;
         try {
-          e = op.rfind("dist.", 0) == 0 ? bindCollective(op, b, step.launch)
-                                        : bind(op, b, step.launch);
+          e = collective ? bindCollective(op, b, step.launch, step.async)
+                         : bind(op, b, step.launch);
         } catch (const std::exception &ex) {
           e = ex.what();
         }
         if (!e.empty())
           return step.what + ": " + e;
+        if (step.async) {
+          if (cudaError_t ce =
+                  cudaEventCreateWithFlags(&step.ready, cudaEventDisableTiming);
+              ce != cudaSuccess)
+            return step.what + ": cudaEventCreate: " + cudaWhy(ce);
+          // On the communication thread: the current device is per
+          // thread; the stream waits for the compute stream's point of
+          // issue, and the ticket is done only when the stream is.
+          step.launch = [dev = device_, cs = commStream_, ready = step.ready,
+                         what = step.what, inner = std::move(step.launch)] {
+            auto ok = [&](const char *doing, cudaError_t ce) {
+              if (ce != cudaSuccess)
+                throw std::runtime_error(what + ": " + doing + ": " +
+                                         cudaWhy(ce));
+            };
+            ok("cudaSetDevice", cudaSetDevice(dev));
+            ok("waiting for the compute stream",
+               cudaStreamWaitEvent(cs, ready));
+            inner();
+            ok("launching", cudaGetLastError());
+            ok("finishing the collective", cudaStreamSynchronize(cs));
+          };
+        }
         prog.steps.push_back(std::move(step));
       }
+    std::vector<bool> async;
+    for (const Step &s : prog.steps)
+      async.push_back(s.async);
+    prog.waitFor = cpu::planCommWaits(plan, p, async);
     programs_.push_back(std::move(prog));
   }
   return "";
@@ -346,7 +415,8 @@ std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
   return "";
 }
 
-std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn) {
+std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn,
+                                     bool async) {
   if (!dcomms_)
     return "a collective in a plan run without communicators (a multi-rank "
            "plan needs forge-run to join its ranks)";
@@ -357,7 +427,7 @@ std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn) {
   if (c->size() != b.i("group_size"))
     return "group '" + group + "' has " + std::to_string(c->size()) +
            " ranks, the plan expects " + std::to_string(b.i("group_size"));
-  cudaStream_t s = stream_;
+  cudaStream_t s = async ? commStream_ : stream_;
   const uint32_t x = b.ops.empty() ? 0 : b.ops[0], y = b.res[0];
   if (op == "dist.copy") {
     // Megatron's f forward: an identity (its VJP all-reduces).
@@ -375,12 +445,12 @@ std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn) {
            "backend); run pipelined plans with --device cpu";
   const std::string why = b.step->loc() ? b.step->loc()->str() : op;
   const int worldRank = dcomms_->world().rank();
-  cudaStream_t compute = stream_;
-  // The collective runs on the communicator's stream once the compute
-  // stream has produced its input, and the compute stream goes on after it
-  // (no overlap yet: correctness first).
-  auto call = [worldRank, compute](const std::function<std::string()> &f) {
-    if (cudaError_t e = cudaStreamSynchronize(compute); e != cudaSuccess)
+  // NCCL runs on the communicator's stream once `s` (the stream of the
+  // staging work; for an overlapped collective it has waited for the
+  // compute stream) has produced its input; the communicator returns when
+  // the collective is done.
+  auto call = [worldRank, s](const std::function<std::string()> &f) {
+    if (cudaError_t e = cudaStreamSynchronize(s); e != cudaSuccess)
       throw std::runtime_error(std::string("before a collective: ") +
                                cudaGetErrorString(e));
     if (std::string e = f(); !e.empty())
@@ -1347,11 +1417,26 @@ void Executor::run(const std::string &name) {
       check("uploading the inputs of " + name,
             cudaMemcpyAsync(ptr<char>(i), v(i).data, bytes(i),
                             cudaMemcpyHostToDevice, stream_));
-    for (const Step &st : p.steps) {
+    // Collectives go to the communication thread in plan order; a step
+    // that touches the bytes of one in flight waits for it first
+    // (planCommWaits), so the compute stream only runs ahead of the
+    // collectives it does not depend on.
+    const uint64_t base = comm_.issued();
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      const Step &st = p.steps[i];
+      if (p.waitFor[i])
+        comm_.waitFor(base + p.waitFor[i]);
+      if (st.async) {
+        check(st.what, cudaEventRecord(st.ready, stream_));
+        comm_.push(st.launch);
+        continue;
+      }
       st.launch();
       // Launch errors (a bad configuration) surface here, with the step.
       check(st.what, cudaGetLastError());
     }
+    // Nothing is in flight between programs.
+    comm_.waitFor(comm_.issued());
     for (uint32_t i : p.downloads)
       check("downloading the outputs of " + name,
             cudaMemcpyAsync(v(i).data, ptr<char>(i), bytes(i),
