@@ -5,9 +5,8 @@
 #include "runtime/comm/Launch.h"
 #include "runtime/cpu/Executor.h"
 #if FORGE_HAVE_CUDA
-#include "runtime/comm/Nccl.h"
 #include "runtime/cuda/Device.h"
-#include "runtime/cuda/Executor.h"
+#include "runtime/cuda/Plugin.h"
 #endif
 #include "runtime/data/Dataset.h"
 #include "runtime/train/Checkpoint.h"
@@ -78,6 +77,10 @@ struct Trainer::Impl {
   /// The backend that runs the plan (CPU, or CUDA with --device).
   std::unique_ptr<runtime::Backend> exec;
   int cudaDevice = 0; ///< --device cuda: this process's GPU
+#if FORGE_HAVE_CUDA
+  /// --device cuda: libforge-cuda.so, loaded by the first CUDA run.
+  const cuda::Plugin *cudaPlugin = nullptr;
+#endif
   int64_t steps = 0;
 
   // Ranks (a plan with a mesh): this process's communicators, and its place
@@ -184,7 +187,7 @@ std::string Trainer::Impl::connect() {
   // stays for the trainer's own host-side agreement (health check,
   // checkpoints, state gathers).
   if (o.device == "cuda") {
-    deviceComms = comm::connectNccl(world, mesh, cudaDevice, error);
+    deviceComms = cudaPlugin->connectNccl(world, mesh, cudaDevice, error);
     if (!deviceComms)
       return error;
     exec->setDeviceComms(deviceComms.get());
@@ -545,7 +548,10 @@ std::string Trainer::setup(const TrainerOptions &options) {
     if (std::string set = comm::setNcclEnvironment(); !set.empty())
       std::printf("forge-run: NCCL environment: %s\n", set.c_str());
     std::string why;
-    m.exec = cuda::makeExecutor(m.cudaDevice, why);
+    m.cudaPlugin = cuda::loadPlugin(why);
+    if (!m.cudaPlugin)
+      return "--device cuda: " + why;
+    m.exec = m.cudaPlugin->makeExecutor(m.cudaDevice, why);
     if (!m.exec)
       return "--device cuda: " + why;
 #else

@@ -11,7 +11,7 @@
 #include "runtime/core/Plan.h"
 #include "runtime/cpu/Executor.h"
 #if FORGE_HAVE_CUDA
-#include "runtime/comm/Nccl.h"
+#include "runtime/cuda/Plugin.h"
 #endif
 #include "runtime/train/Trainer.h"
 #include "tools/common/ToolArgs.h"
@@ -126,6 +126,8 @@ static void printHelp() {
       "                            peak, or the GPU's data-sheet peak)\n"
       "  FORGE_GLOO_HOST=ADDR      address for gloo's connections (when no\n"
       "                            interface is named)\n"
+      "  FORGE_CUDA_PLUGIN=FILE    the CUDA backend library (default:\n"
+      "                            lib/libforge-cuda.so beside bin/forge-run)\n"
       "\n"
       "Exit codes: 0 success, 1 the plan could not be run, 2 misuse.\n");
 }
@@ -168,8 +170,14 @@ int main(int argc, char **argv) {
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
 #if FORGE_HAVE_CUDA
-      std::printf("collectives: gloo (cpu), nccl %s (cuda; linked)\n",
-                  comm::ncclVersionString().c_str());
+      // NCCL is in libforge-cuda.so: its version says the library loads.
+      std::string why;
+      if (const cuda::Plugin *plugin = cuda::loadPlugin(why))
+        std::printf("collectives: gloo (cpu), nccl %s (cuda; %s)\n",
+                    plugin->ncclVersion().c_str(), cuda::kPluginFile);
+      else
+        std::printf("collectives: gloo (cpu); nccl unavailable: %s\n",
+                    why.c_str());
 #else
       std::printf("collectives: gloo (cpu)\n");
 #endif
