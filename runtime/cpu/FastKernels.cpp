@@ -132,7 +132,7 @@ void parallelFor(int64_t n, const std::function<void(int64_t)> &fn) {
 
 namespace {
 
-constexpr int64_t kBlock = 64;
+constexpr int64_t kBlock = 128;
 
 /// Copies head `h` of a [B, S, heads, hd] tensor at batch b into [S, hd].
 void gather(const float *x, int64_t b, int64_t s, int64_t heads, int64_t h,
@@ -225,11 +225,11 @@ FORGE_SIMD_CLONES double rowSumExp(const float *l, int64_t c, float mx) {
   return sum;
 }
 
-/// d[j] += scale * e^(l[j] - mx): a row of softmax's gradient.
-FORGE_SIMD_CLONES void rowAddScaledExp(const float *l, int64_t c, float mx,
-                                       float scale, float *d) {
+/// d[j] = scale * e^(l[j] - mx): a row of softmax's gradient.
+FORGE_SIMD_CLONES void rowScaledExp(const float *l, int64_t c, float mx,
+                                    float scale, float *d) {
   for (int64_t j = 0; j < c; ++j)
-    d[j] += scale * expApprox(l[j] - mx);
+    d[j] = scale * expApprox(l[j] - mx);
 }
 
 FORGE_SIMD_CLONES double sumSquaresRange(const float *x, int64_t n) {
@@ -244,6 +244,54 @@ FORGE_SIMD_CLONES double sumSquaresRange(const float *x, int64_t n) {
   for (; i < n; ++i)
     sum += static_cast<double>(x[i]) * x[i];
   return sum;
+}
+
+/// sum_j x[j]^2 and sum_j dy[j] w[j] x[j] of one row, in double lanes.
+FORGE_SIMD_CLONES void rmsRowSums(const float *x, const float *w,
+                                  const float *dy, int64_t d, double &ms,
+                                  double &dot) {
+  double a[8] = {}, b[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8)
+    for (int64_t k = 0; k < 8; ++k) {
+      a[k] += static_cast<double>(x[j + k]) * x[j + k];
+      b[k] += static_cast<double>(dy[j + k] * w[j + k]) * x[j + k];
+    }
+  ms = dot = 0;
+  for (int64_t k = 0; k < 8; ++k) {
+    ms += a[k];
+    dot += b[k];
+  }
+  for (; j < d; ++j) {
+    ms += static_cast<double>(x[j]) * x[j];
+    dot += static_cast<double>(dy[j] * w[j]) * x[j];
+  }
+}
+
+// The rows below scale in double, as the reference does: rounding once per
+// element keeps their results the reference's, and data-parallel runs,
+// whose Adam steps magnify tiny gradient differences, equal to one rank's.
+
+/// y = x * inv * w over one row.
+FORGE_SIMD_CLONES void rmsScaleRow(const float *x, const float *w, int64_t d,
+                                   double inv, float *y) {
+  for (int64_t j = 0; j < d; ++j)
+    y[j] = static_cast<float>(x[j] * inv * w[j]);
+}
+
+/// One row of rmsnorm's VJP: dx += inv dy w - x c, dwPart += dy x inv.
+FORGE_SIMD_CLONES void rmsGradRow(const float *x, const float *w,
+                                  const float *dy, int64_t d, double inv,
+                                  double c, float *dx, float *dwPart) {
+  for (int64_t j = 0; j < d; ++j) {
+    dx[j] += static_cast<float>(inv * dy[j] * w[j] - x[j] * c);
+    dwPart[j] += static_cast<float>(dy[j] * x[j] * inv);
+  }
+}
+
+FORGE_SIMD_CLONES void addRow(const float *x, int64_t d, float *y) {
+  for (int64_t j = 0; j < d; ++j)
+    y[j] += x[j];
 }
 
 FORGE_SIMD_CLONES void siluRange(const float *x, int64_t n, float *y) {
@@ -405,6 +453,34 @@ void attentionBwd(const float *q, const float *k, const float *v,
   });
 }
 
+namespace {
+
+/// AdamW on elements [0, n): the operation order of torch.optim.AdamW
+/// (single-tensor path), so f32 rounding matches: lerp for the first moment,
+/// addcmul for the second, addcdiv for the update. The file is built with
+/// -fno-math-errno so that sqrt, like the rest, vectorizes (it is the IEEE
+/// instruction at any width); the loop was memory-bound only once it did.
+FORGE_SIMD_CLONES void
+adamwRange(const float *param, const float *grad, const float *expAvg,
+           const float *expAvgSq, int64_t n, float clip, float beta1,
+           float beta2, float eps, float decay, float stepSize, float bc2Sqrt,
+           float *newParam, float *newExpAvg, float *newExpAvgSq) {
+  // Each output is its input (in place) or overlaps nothing: element i
+  // depends on element i alone, so no alias checks are needed.
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = grad[i] * clip;
+    const float m = expAvg[i] + (1 - beta1) * (g - expAvg[i]);
+    const float v = expAvgSq[i] * beta2 + (1 - beta2) * (g * g);
+    const float denom = std::sqrt(v) / bc2Sqrt + eps;
+    newParam[i] = param[i] * decay + (-stepSize) * (m / denom);
+    newExpAvg[i] = m;
+    newExpAvgSq[i] = v;
+  }
+}
+
+} // namespace
+
 void adamwUpdate(const float *param, const float *grad, const float *expAvg,
                  const float *expAvgSq, int64_t n, float lr, float clip,
                  int64_t step, float beta1, float beta2, float eps,
@@ -416,20 +492,47 @@ void adamwUpdate(const float *param, const float *grad, const float *expAvg,
   const float decay = 1 - lr * weightDecay, stepSize = lr / bc1;
   const int64_t chunk = 1 << 16;
   parallelFor((n + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t end = std::min(n, (c + 1) * chunk);
-    // The operation order of torch.optim.AdamW (single-tensor path), so f32
-    // rounding matches: lerp for the first moment, addcmul for the second,
-    // addcdiv for the update.
-    for (int64_t i = c * chunk; i < end; ++i) {
-      float g = grad[i] * clip;
-      float m = expAvg[i] + (1 - beta1) * (g - expAvg[i]);
-      float v = expAvgSq[i] * beta2 + (1 - beta2) * (g * g);
-      float denom = std::sqrt(v) / bc2Sqrt + eps;
-      newParam[i] = param[i] * decay + (-stepSize) * (m / denom);
-      newExpAvg[i] = m;
-      newExpAvgSq[i] = v;
+    const int64_t begin = c * chunk, len = std::min(n - begin, chunk);
+    adamwRange(param + begin, grad + begin, expAvg + begin, expAvgSq + begin,
+               len, clip, beta1, beta2, eps, decay, stepSize, bc2Sqrt,
+               newParam + begin, newExpAvg + begin, newExpAvgSq + begin);
+  });
+}
+
+void rmsnormFwd(const float *x, const float *w, int64_t rows, int64_t d,
+                double eps, float *y) {
+  constexpr int64_t kRows = 16;
+  parallelFor((rows + kRows - 1) / kRows, [&](int64_t blk) {
+    const int64_t end = std::min(rows, (blk + 1) * kRows);
+    for (int64_t r = blk * kRows; r < end; ++r) {
+      const double ms = sumSquaresRange(x + r * d, d);
+      rmsScaleRow(x + r * d, w, d, 1.0 / std::sqrt(ms / d + eps), y + r * d);
     }
   });
+}
+
+void rmsnormBwd(const float *x, const float *w, const float *dy, int64_t rows,
+                int64_t d, double eps, float *dx, float *dw) {
+  // A fixed number of row blocks (not one per thread), each with its own
+  // partial dw: enough blocks to balance two or more cores, few enough that
+  // adding the partials stays small next to the rows.
+  const int64_t blocks = std::min<int64_t>(rows, 32);
+  if (blocks == 0)
+    return;
+  const int64_t per = (rows + blocks - 1) / blocks;
+  std::vector<float> part(blocks * d, 0.0f);
+  parallelFor(blocks, [&](int64_t blk) {
+    const int64_t end = std::min(rows, (blk + 1) * per);
+    for (int64_t r = blk * per; r < end; ++r) {
+      double ms, dot;
+      rmsRowSums(x + r * d, w, dy + r * d, d, ms, dot);
+      const double inv = 1.0 / std::sqrt(ms / d + eps);
+      rmsGradRow(x + r * d, w, dy + r * d, d, inv, inv * inv * inv * dot / d,
+                 dx + r * d, part.data() + blk * d);
+    }
+  });
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    addRow(part.data() + blk * d, d, dw);
 }
 
 void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
@@ -584,17 +687,17 @@ void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
   int64_t valid = 0;
   for (int64_t r = 0; r < rows; ++r)
     valid += labels[r] != ignoreIndex;
-  if (!valid)
-    return;
-  const float f = dloss / static_cast<float>(valid);
+  const float f = valid ? dloss / static_cast<float>(valid) : 0.0f;
   parallelFor(rows, [&](int64_t r) {
-    if (labels[r] == ignoreIndex)
-      return;
-    const float *l = logits + r * c;
     float *d = dlogits + r * c;
+    if (labels[r] == ignoreIndex) {
+      std::fill(d, d + c, 0.0f);
+      return;
+    }
+    const float *l = logits + r * c;
     const float mx = rowMax(l, c);
     const float inv = static_cast<float>(1.0 / rowSumExp(l, c, mx));
-    rowAddScaledExp(l, c, mx, f * inv, d);
+    rowScaledExp(l, c, mx, f * inv, d);
     d[labels[r]] -= f;
   });
 }

@@ -38,15 +38,30 @@ double sumSquares(const float *x, int64_t n);
 /// polynomial, not libm; exposed for its accuracy test.
 float approxExp(float x);
 
-/// Same contracts as the reference cross-entropy kernels; rows in parallel.
+/// Same contract as ref::crossEntropyFwd; rows in parallel.
 float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
                       int64_t c, int64_t ignoreIndex);
+/// ref::crossEntropyBwd's gradient, rows in parallel, but written to
+/// dlogits rather than added (an ignored row becomes 0): the executor's
+/// result is fresh, and not zeroing and re-reading [rows, c] first saves
+/// two passes over the largest tensor of the step.
 void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
                      int64_t c, int64_t ignoreIndex, float dloss,
                      float *dlogits);
 
+/// ref::rmsnormFwd, rows in parallel (sums and scaling in double, as
+/// there).
+void rmsnormFwd(const float *x, const float *w, int64_t rows, int64_t d,
+                double eps, float *y);
+/// ref::rmsnormBwd, rows in parallel: adds into dx and dw like the
+/// reference. dw is summed per fixed block of rows and the blocks added in
+/// order, so the result does not depend on the number of threads.
+void rmsnormBwd(const float *x, const float *w, const float *dy, int64_t rows,
+                int64_t d, double eps, float *dx, float *dw);
+
 /// One torch.optim.AdamW step, f32, threaded; reads param/grad/moments and
-/// writes the new values to the out arrays (which may alias the inputs).
+/// writes the new values to the out arrays: each is its own input (in
+/// place) or overlaps no argument.
 void adamwUpdate(const float *param, const float *grad, const float *expAvg,
                  const float *expAvgSq, int64_t n, float lr, float clip,
                  int64_t step, float beta1, float beta2, float eps,

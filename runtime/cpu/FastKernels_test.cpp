@@ -95,11 +95,36 @@ TEST(FastKernels, CrossEntropy) {
   EXPECT_NEAR(fast::crossEntropyFwd(l.data(), labels.data(), rows, c, -100),
               ref::crossEntropyFwd(l.data(), labels.data(), rows, c, -100),
               1e-5);
-  std::vector<float> d1(rows * c, 0), d2(rows * c, 0);
+  // The fast kernel overwrites: whatever d2 held must not show.
+  std::vector<float> d1(rows * c, 0), d2(rows * c, 7.0f);
   ref::crossEntropyBwd(l.data(), labels.data(), rows, c, -100, 0.5f, d1.data());
   fast::crossEntropyBwd(l.data(), labels.data(), rows, c, -100, 0.5f,
                         d2.data());
   expectClose(d2, d1, "dlogits");
+  // Every label ignored: a zero gradient, not the old contents.
+  std::vector<int64_t> none(rows, -100);
+  fast::crossEntropyBwd(l.data(), none.data(), rows, c, -100, 0.5f, d2.data());
+  for (float v : d2)
+    ASSERT_EQ(v, 0.0f);
+}
+
+TEST(FastKernels, RmsNorm) {
+  // 77 rows: more than one row block, and rows that do not split evenly
+  // over the blocks; d = 45 leaves a vector tail.
+  const int64_t rows = 77, d = 45;
+  auto x = randn(rows * d, 14), w = randn(d, 15), dy = randn(rows * d, 16);
+  std::vector<float> y1(rows * d), y2(rows * d);
+  ref::rmsnormFwd(x.data(), w.data(), rows, d, 1e-5, y1.data());
+  fast::rmsnormFwd(x.data(), w.data(), rows, d, 1e-5, y2.data());
+  expectClose(y2, y1, "y");
+  // Both add into their outputs.
+  std::vector<float> dx1(rows * d, 0.5f), dx2 = dx1, dw1(d, -1.0f), dw2 = dw1;
+  ref::rmsnormBwd(x.data(), w.data(), dy.data(), rows, d, 1e-5, dx1.data(),
+                  dw1.data());
+  fast::rmsnormBwd(x.data(), w.data(), dy.data(), rows, d, 1e-5, dx2.data(),
+                   dw2.data());
+  expectClose(dx2, dx1, "dx");
+  expectClose(dw2, dw1, "dw");
 }
 
 } // namespace
@@ -117,6 +142,25 @@ TEST(FastKernels, Rope) {
   ref::ropeBwd(x.data(), B, S, H, HD, 500000.0, d1.data());
   fast::rope(x.data(), B, S, H, HD, 500000.0, true, d2.data());
   expectClose(d2, d1, "rope_grad");
+}
+
+TEST(FastKernels, AdamW) {
+  const int64_t n = 70003; // more than one chunk, and a vector tail
+  auto p = randn(n, 10), g = randn(n, 11), m = randn(n, 12), v = randn(n, 13);
+  for (float &x : v)
+    x = x * x;
+  std::vector<float> p1 = p, m1 = m, v1 = v, p2(n), m2(n), v2(n);
+  ref::adamwUpdate(p1.data(), g.data(), m1.data(), v1.data(), n, 3e-3, 0.5, 4,
+                   0.9, 0.95, 1e-8, 0.1);
+  fast::adamwUpdate(p.data(), g.data(), m.data(), v.data(), n, 3e-3f, 0.5f, 4,
+                    0.9f, 0.95f, 1e-8f, 0.1f, p2.data(), m2.data(), v2.data());
+  expectClose(p2, p1, "param");
+  expectClose(m2, m1, "exp_avg");
+  expectClose(v2, v1, "exp_avg_sq");
+  // In place, as the executor runs it.
+  fast::adamwUpdate(p.data(), g.data(), m.data(), v.data(), n, 3e-3f, 0.5f, 4,
+                    0.9f, 0.95f, 1e-8f, 0.1f, p.data(), m.data(), v.data());
+  expectClose(p, p1, "param in place");
 }
 
 TEST(FastKernels, ElementWise) {
