@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Times one training step of forge-run against plain PyTorch eager.
 
-Same model, shapes and optimizer on this CPU: fp32, 2 threads, AdamW, random
-tokens; the median step time after warm-up. Prints ms/step, tokens/s,
+Same model, shapes and optimizer on this CPU: fp32 (or, with --dtype bf16,
+bf16 parameters, activations and optimizer state on both sides, as forge's
+train.mixed_precision = "bf16"), 2 threads, AdamW, random tokens; the median
+step time after warm-up. Prints ms/step, tokens/s,
 achieved GFLOP/s (6 * N_matmul + 12 * L * D * S per token, N_matmul = the
 parameters that take part in matmuls, head included, input embedding not)
 and each side's peak RSS. Needs PyTorch (pip install torch) and a forge
 build (bash scripts/setup.sh):
 
-    python3 bench/train_step.py [--steps 6] [--forge-build build]
+    python3 bench/train_step.py [--steps 6] [--forge-build build] [--dtype fp32|bf16]
 """
 import argparse
 import os
@@ -28,18 +30,21 @@ import math, statistics, sys, time, resource
 import torch, torch.nn.functional as F
 torch.set_num_threads(2)
 d, L, H, KV, V, S, B, steps = map(int, sys.argv[1:9])
+dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[sys.argv[9]]
 hd, f = d // H, 256 * ((int(4 * d * 2 / 3) + 255) // 256)
 g = torch.Generator().manual_seed(0)
 def P(*shape, std=0.02):
-    return torch.nn.Parameter(torch.randn(*shape, generator=g) * std)
-p = {"emb": P(V, d), "out": P(V, d), "norm": torch.nn.Parameter(torch.ones(d))}
+    return torch.nn.Parameter((torch.randn(*shape, generator=g) * std).to(dt))
+def ones(n):
+    return torch.nn.Parameter(torch.ones(n, dtype=dt))
+p = {"emb": P(V, d), "out": P(V, d), "norm": ones(d)}
 for i in range(L):
-    p.update({f"{i}.an": torch.nn.Parameter(torch.ones(d)), f"{i}.mn": torch.nn.Parameter(torch.ones(d)),
+    p.update({f"{i}.an": ones(d), f"{i}.mn": ones(d),
               f"{i}.q": P(H * hd, d), f"{i}.k": P(KV * hd, d), f"{i}.v": P(KV * hd, d),
               f"{i}.o": P(d, H * hd), f"{i}.g": P(f, d), f"{i}.u": P(f, d), f"{i}.dn": P(d, f)})
 inv = 10000.0 ** (-(torch.arange(0, hd, 2).float() / hd))
 ang = torch.arange(S).float()[:, None] * inv[None]
-cos, sin = ang.cos()[None, :, None], ang.sin()[None, :, None]
+cos, sin = ang.cos()[None, :, None].to(dt), ang.sin()[None, :, None].to(dt)
 def rope(x):
     a, b = x[..., :hd // 2], x[..., hd // 2:]
     return torch.cat([a * cos - b * sin, b * cos + a * sin], -1)
@@ -78,14 +83,14 @@ def flops_per_token(c):
     return 6 * n + 12 * L * d * S
 
 
-def run_forge(c, build, steps):
+def run_forge(c, build, steps, dtype):
     with tempfile.TemporaryDirectory() as tmp:
         plan = os.path.join(tmp, "bench.plan")
         args = [f"--model.dim={c['dim']}", f"--model.n_layers={c['layers']}",
                 f"--model.n_heads={c['heads']}", f"--model.n_kv_heads={c['kv']}",
                 f"--model.vocab_size={c['vocab']}", f"--model.max_seq_len={c['seq']}",
                 f"--train.seq_len={c['seq']}", f"--train.batch_size={c['batch']}",
-                "--train.mixed_precision=fp32", "--scheduler.warmup_steps=0"]
+                f"--train.mixed_precision={dtype}", "--scheduler.warmup_steps=0"]
         subprocess.run([f"{build}/bin/forgec", "configs/train/debug.toml", *args,
                         "-o", plan], check=True, capture_output=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -98,10 +103,10 @@ def run_forge(c, build, steps):
     return statistics.median(times[2:]), max(rss, before)
 
 
-def run_torch(c, steps):
+def run_torch(c, steps, dtype):
     out = subprocess.run([sys.executable, "-c", TORCH_CHILD] +
                          [str(c[k]) for k in ("dim", "layers", "heads", "kv", "vocab",
-                                              "seq", "batch")] + [str(steps)],
+                                              "seq", "batch")] + [str(steps), dtype],
                          check=True, capture_output=True, text=True).stdout.split()
     return float(out[0]), int(out[1])
 
@@ -110,12 +115,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--forge-build", default="build")
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     a = ap.parse_args()
+    print(f"dtype {a.dtype}")
     print(f"{'shape':6} {'impl':8} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>8} {'peak RSS MiB':>13}")
     for name, c in SHAPES.items():
         tokens = c["batch"] * c["seq"]
-        for impl, (sec, rss) in (("forge", run_forge(c, a.forge_build, a.steps)),
-                                 ("pytorch", run_torch(c, a.steps))):
+        for impl, (sec, rss) in (("forge", run_forge(c, a.forge_build, a.steps, a.dtype)),
+                                 ("pytorch", run_torch(c, a.steps, a.dtype))):
             print(f"{name:6} {impl:8} {sec * 1e3:9.1f} {tokens / sec:10.0f} "
                   f"{flops_per_token(c) * tokens / sec / 1e9:8.2f} {rss / 1024:13.1f}")
 

@@ -10,18 +10,21 @@
 #include "runtime/cpu/Executor.h"
 #include "runtime/comm/Communicator.h"
 #include "runtime/core/DType.h"
+#include "runtime/cpu/Bf16Gemm.h"
 #include "runtime/cpu/FastKernels.h"
 #include "runtime/cpu/RefKernels.h"
 
 #include <cblas-openblas.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 
 namespace forge::cpu {
@@ -29,17 +32,85 @@ namespace {
 
 using Fn = std::function<void()>;
 
-using runtime::bf16ToF32;
-using runtime::f32ToBf16;
-
 bool isFloat(plan::DType t) {
   return t == plan::DType::f32 || t == plan::DType::bf16 ||
          t == plan::DType::f16;
 }
 
+/// f32 scratch for the f32 copies of bf16/f16 operands and results. A bf16
+/// step converts on every run, and a fresh buffer of tens of MB is mapped
+/// and page-faulted (zeroed by the kernel) on every call, which costs as
+/// much as the conversion; so freed buffers are kept for the next taker.
+/// The kept set settles at what one step holds at once, memory the step
+/// touched anyway: peak RSS does not grow.
+class ScratchPool {
+public:
+  static ScratchPool &get() {
+    static ScratchPool *pool = new ScratchPool; // used until exit
+    return *pool;
+  }
+  /// A buffer of at least n floats, not zeroed.
+  std::unique_ptr<float[]> take(int64_t n, int64_t *capacity) {
+    if (n >= kKeepFrom) {
+      std::lock_guard<std::mutex> lock(mu_);
+      // The smallest kept buffer that fits without wasting half of it.
+      size_t best = free_.size();
+      for (size_t i = 0; i < free_.size(); ++i)
+        if (free_[i].cap >= n && free_[i].cap <= 2 * n &&
+            (best == free_.size() || free_[i].cap < free_[best].cap))
+          best = i;
+      if (best != free_.size()) {
+        *capacity = free_[best].cap;
+        auto buf = std::move(free_[best].buf);
+        free_.erase(free_.begin() + static_cast<ptrdiff_t>(best));
+        return buf;
+      }
+    }
+    *capacity = n;
+    return std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]);
+  }
+  void give(std::unique_ptr<float[]> buf, int64_t capacity) {
+    if (capacity < kKeepFrom)
+      return;
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back({capacity, std::move(buf)});
+    if (free_.size() > kMaxKept) // the oldest goes first
+      free_.erase(free_.begin());
+  }
+
+private:
+  /// Below this (256 KiB) malloc reuses its own memory and nothing faults.
+  static constexpr int64_t kKeepFrom = 1 << 16;
+  static constexpr size_t kMaxKept = 64;
+  struct Kept {
+    int64_t cap;
+    std::unique_ptr<float[]> buf;
+  };
+  std::mutex mu_;
+  std::vector<Kept> free_;
+};
+
+/// A scratch buffer of ScratchPool, returned to it when destroyed.
+class Scratch {
+public:
+  Scratch() = default;
+  explicit Scratch(int64_t n) { buf_ = ScratchPool::get().take(n, &cap_); }
+  Scratch(Scratch &&) = default;
+  Scratch &operator=(Scratch &&) = default;
+  ~Scratch() {
+    if (buf_)
+      ScratchPool::get().give(std::move(buf_), cap_);
+  }
+  float *data() const { return buf_.get(); }
+
+private:
+  std::unique_ptr<float[]> buf_;
+  int64_t cap_ = 0;
+};
+
 /// f32 copy of a floating buffer (or its own storage when it is f32).
 struct In {
-  std::vector<float> tmp;
+  Scratch tmp;
   const float *p;
 };
 /// A step that copies `x` into `y` unchanged (same dtype and size).
@@ -58,50 +129,97 @@ In read(const View &v) {
     return r;
   }
   int64_t n = v.numel();
-  r.tmp.resize(n);
+  r.tmp = Scratch(n);
   if (v.dtype == plan::DType::bf16) {
-    auto *s = static_cast<const uint16_t *>(v.data);
-    for (int64_t i = 0; i < n; ++i)
-      r.tmp[i] = bf16ToF32(s[i]);
+    fast::bf16ToF32(static_cast<const uint16_t *>(v.data), n, r.tmp.data());
   } else {
     auto *s = static_cast<const _Float16 *>(v.data);
+    float *d = r.tmp.data();
     for (int64_t i = 0; i < n; ++i)
-      r.tmp[i] = static_cast<float>(s[i]);
+      d[i] = static_cast<float>(s[i]);
   }
   r.p = r.tmp.data();
   return r;
 }
 
-/// A zeroed f32 destination for a floating buffer; commit() stores it.
+/// An f32 destination for a floating buffer; commit() stores it.
 struct Out {
   View v;
-  std::vector<float> tmp;
+  Scratch tmp;
   float *p;
   /// `zero`: kernels that accumulate need a zeroed destination; kernels
   /// that overwrite every element pass false and skip the fill.
   explicit Out(const View &view, bool zero = true) : v(view) {
     if (v.dtype == plan::DType::f32) {
       p = static_cast<float *>(v.data);
-      if (zero)
-        std::fill(p, p + v.numel(), 0.0f);
     } else {
-      tmp.assign(v.numel(), 0.0f);
+      tmp = Scratch(v.numel());
       p = tmp.data();
     }
+    if (zero)
+      std::fill(p, p + v.numel(), 0.0f);
   }
   void commit() {
     int64_t n = v.numel();
     if (v.dtype == plan::DType::bf16) {
-      auto *d = static_cast<uint16_t *>(v.data);
-      for (int64_t i = 0; i < n; ++i)
-        d[i] = f32ToBf16(tmp[i]);
+      fast::f32ToBf16(p, n, static_cast<uint16_t *>(v.data));
     } else if (v.dtype == plan::DType::f16) {
       auto *d = static_cast<_Float16 *>(v.data);
       for (int64_t i = 0; i < n; ++i)
-        d[i] = static_cast<_Float16>(tmp[i]);
+        d[i] = static_cast<_Float16>(p[i]);
     }
   }
 };
+
+/// Runs an element-wise kernel over all n elements of `out` block by block,
+/// on all cores. bf16/f16 operands are converted a block at a time into
+/// per-thread f32 buffers that stay in cache, rather than whole-tensor
+/// copies that go through memory twice; f32 operands are used in place.
+/// `kernel(in, count, out)` sees f32 pointers to one block; with `zero`
+/// its out block is zeroed first (for kernels that accumulate). An output
+/// may be one of the inputs (in place): a block is read before it is
+/// written.
+template <size_t N, typename K>
+void elementwise(const std::array<View, N> &ins, const View &out, bool zero,
+                 K kernel) {
+  constexpr int64_t kBlockElems = 8192; // 32 KiB of f32 per operand
+  const int64_t n = out.numel();
+  auto load = [](const View &v, int64_t begin, int64_t count, float *buf) {
+    if (v.dtype == plan::DType::f32)
+      return static_cast<const float *>(v.data) + begin;
+    if (v.dtype == plan::DType::bf16) {
+      fast::bf16ToF32(static_cast<const uint16_t *>(v.data) + begin, count,
+                      buf);
+    } else {
+      auto *s = static_cast<const _Float16 *>(v.data) + begin;
+      for (int64_t i = 0; i < count; ++i)
+        buf[i] = static_cast<float>(s[i]);
+    }
+    return static_cast<const float *>(buf);
+  };
+  fast::parallelFor((n + kBlockElems - 1) / kBlockElems, [&](int64_t blk) {
+    thread_local std::vector<float> bufs;
+    bufs.resize((N + 1) * kBlockElems);
+    const int64_t begin = blk * kBlockElems,
+                  count = std::min(kBlockElems, n - begin);
+    std::array<const float *, N> in;
+    for (size_t i = 0; i < N; ++i)
+      in[i] = load(ins[i], begin, count, bufs.data() + i * kBlockElems);
+    float *o = out.dtype == plan::DType::f32
+                   ? static_cast<float *>(out.data) + begin
+                   : bufs.data() + N * kBlockElems;
+    if (zero)
+      std::fill(o, o + count, 0.0f);
+    kernel(in, count, o);
+    if (out.dtype == plan::DType::bf16) {
+      fast::f32ToBf16(o, count, static_cast<uint16_t *>(out.data) + begin);
+    } else if (out.dtype == plan::DType::f16) {
+      auto *d = static_cast<_Float16 *>(out.data) + begin;
+      for (int64_t i = 0; i < count; ++i)
+        d[i] = static_cast<_Float16>(o[i]);
+    }
+  });
+}
 
 const int64_t *ints(const View &v) {
   return static_cast<const int64_t *>(v.data);
@@ -134,6 +252,30 @@ struct Bind {
   }
   bool has(const char *name) const { return attr(name) != nullptr; }
 };
+
+/// The oneDNN GEMM for a matmul whose operands and result are all bf16
+/// (train.mixed_precision = "bf16"), in `out`; null there when any is
+/// another dtype or the CPU has no bf16 instructions (sgemm then). A
+/// non-empty return is a bind error (a bad FORGE_CPU_BF16_GEMM).
+std::string bf16Gemm(std::initializer_list<View> views, int64_t m, int64_t n,
+                     int64_t k, bool transA, bool transB,
+                     std::shared_ptr<Bf16Gemm> *out) {
+  out->reset();
+  for (const View &v : views)
+    if (v.dtype != plan::DType::bf16)
+      return std::string();
+  bool oneDnn = false;
+  std::string err;
+  if (!bf16GemmUseOneDnn(&oneDnn, &err))
+    return err;
+  if (oneDnn)
+    *out = Bf16Gemm::create(m, n, k, transA, transB, nullptr);
+  return std::string();
+}
+const uint16_t *bf16(const View &v) {
+  return static_cast<const uint16_t *>(v.data);
+}
+uint16_t *bf16Out(const View &v) { return static_cast<uint16_t *>(v.data); }
 
 /// y[M, N] = x[M, K] @ w[N, K]^T with sgemm.
 void gemmXWt(const float *x, const float *w, int64_t m, int64_t k, int64_t n,
@@ -201,10 +343,9 @@ std::map<std::string, Binder> &binders() {
       return [kind](Bind &b, Fn &fn) {
         View x = b.ops[0], y = b.res[0];
         fn = [=] {
-          In in = read(x);
-          Out out(y, false);
-          fast::unary(kind, in.p, x.numel(), out.p);
-          out.commit();
+          elementwise<1>({x}, y, false, [&](auto in, int64_t n, float *o) {
+            fast::unary(kind, in[0], n, o);
+          });
         };
         return std::string();
       };
@@ -213,10 +354,9 @@ std::map<std::string, Binder> &binders() {
       return [kind](Bind &b, Fn &fn) {
         View x = b.ops[0], dy = b.ops[1], dx = b.res[0];
         fn = [=] {
-          In xi = read(x), g = read(dy);
-          Out out(dx);
-          fast::unaryGrad(kind, xi.p, g.p, x.numel(), out.p);
-          out.commit();
+          elementwise<2>({x, dy}, dx, true, [&](auto in, int64_t n, float *o) {
+            fast::unaryGrad(kind, in[0], in[1], n, o);
+          });
         };
         return std::string();
       };
@@ -264,6 +404,14 @@ std::map<std::string, Binder> &binders() {
     m["forge.linear"] = [](Bind &b, Fn &fn) {
       View x = b.ops[0], w = b.ops[1], y = b.res[0];
       int64_t k = w.dim(1), n = w.dim(0), rows = x.numel() / k;
+      std::shared_ptr<Bf16Gemm> bf;
+      if (std::string err = bf16Gemm({x, w, y}, rows, n, k, false, true, &bf);
+          !err.empty())
+        return err;
+      if (bf) {
+        fn = [=] { bf->run(bf16(x), bf16(w), bf16Out(y)); };
+        return std::string();
+      }
       fn = [=] {
         In xi = read(x), wi = read(w);
         Out out(y, false);
@@ -275,6 +423,15 @@ std::map<std::string, Binder> &binders() {
     m["forge.linear_grad_input"] = [](Bind &b, Fn &fn) {
       View dy = b.ops[0], w = b.ops[1], dx = b.res[0];
       int64_t n = w.dim(0), k = w.dim(1), rows = dy.numel() / n;
+      std::shared_ptr<Bf16Gemm> bf;
+      if (std::string err =
+              bf16Gemm({dy, w, dx}, rows, k, n, false, false, &bf);
+          !err.empty())
+        return err;
+      if (bf) {
+        fn = [=] { bf->run(bf16(dy), bf16(w), bf16Out(dx)); };
+        return std::string();
+      }
       fn = [=] {
         In g = read(dy), wi = read(w);
         Out out(dx, false);
@@ -288,6 +445,14 @@ std::map<std::string, Binder> &binders() {
     m["forge.linear_grad_weight"] = [](Bind &b, Fn &fn) {
       View dy = b.ops[0], x = b.ops[1], dw = b.res[0];
       int64_t n = dw.dim(0), k = dw.dim(1), rows = dy.numel() / n;
+      std::shared_ptr<Bf16Gemm> bf;
+      if (std::string err = bf16Gemm({dy, x, dw}, n, k, rows, true, false, &bf);
+          !err.empty())
+        return err;
+      if (bf) {
+        fn = [=] { bf->run(bf16(dy), bf16(x), bf16Out(dw)); };
+        return std::string();
+      }
       fn = [=] {
         In g = read(dy), xi = read(x);
         Out out(dw, false);
@@ -496,10 +661,9 @@ std::map<std::string, Binder> &binders() {
       return [mul](Bind &b, Fn &fn) {
         View x = b.ops[0], y = b.ops[1], z = b.res[0];
         fn = [=] {
-          In a = read(x), c = read(y);
-          Out out(z, false);
-          fast::binary(mul, a.p, c.p, z.numel(), out.p);
-          out.commit();
+          elementwise<2>({x, y}, z, false, [&](auto in, int64_t n, float *o) {
+            fast::binary(mul, in[0], in[1], n, o);
+          });
         };
         return std::string();
       };
@@ -510,10 +674,9 @@ std::map<std::string, Binder> &binders() {
       View x = b.ops[0], y = b.res[0];
       float factor = static_cast<float>(b.f("factor"));
       fn = [=] {
-        In a = read(x);
-        Out out(y, false);
-        fast::scale(a.p, factor, y.numel(), out.p);
-        out.commit();
+        elementwise<1>({x}, y, false, [&](auto in, int64_t n, float *o) {
+          fast::scale(in[0], factor, n, o);
+        });
       };
       return std::string();
     };

@@ -134,6 +134,10 @@ namespace {
 
 constexpr int64_t kBlock = 128;
 
+/// Elements per task of a dtype conversion: small conversions (norm
+/// weights, biases) stay on the caller.
+constexpr int64_t kConvertChunk = 1 << 16;
+
 /// Copies head `h` of a [B, S, heads, hd] tensor at batch b into [S, hd].
 void gather(const float *x, int64_t b, int64_t s, int64_t heads, int64_t h,
             int64_t hd, float *out) {
@@ -292,6 +296,24 @@ FORGE_SIMD_CLONES void rmsGradRow(const float *x, const float *w,
 FORGE_SIMD_CLONES void addRow(const float *x, int64_t d, float *y) {
   for (int64_t j = 0; j < d; ++j)
     y[j] += x[j];
+}
+
+FORGE_SIMD_CLONES void bf16ToF32Range(const uint16_t *x, int64_t n, float *y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t u = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(&y[i], &u, sizeof(u));
+  }
+}
+
+FORGE_SIMD_CLONES void f32ToBf16Range(const float *x, int64_t n, uint16_t *y) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &x[i], sizeof(u));
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t quietNan = (u >> 16) | 0x40u;
+    y[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quietNan
+                                                                 : rounded);
+  }
 }
 
 FORGE_SIMD_CLONES void siluRange(const float *x, int64_t n, float *y) {
@@ -496,6 +518,20 @@ void adamwUpdate(const float *param, const float *grad, const float *expAvg,
     adamwRange(param + begin, grad + begin, expAvg + begin, expAvgSq + begin,
                len, clip, beta1, beta2, eps, decay, stepSize, bc2Sqrt,
                newParam + begin, newExpAvg + begin, newExpAvgSq + begin);
+  });
+}
+
+void bf16ToF32(const uint16_t *x, int64_t n, float *y) {
+  parallelFor((n + kConvertChunk - 1) / kConvertChunk, [&](int64_t c) {
+    const int64_t begin = c * kConvertChunk;
+    bf16ToF32Range(x + begin, std::min(n - begin, kConvertChunk), y + begin);
+  });
+}
+
+void f32ToBf16(const float *x, int64_t n, uint16_t *y) {
+  parallelFor((n + kConvertChunk - 1) / kConvertChunk, [&](int64_t c) {
+    const int64_t begin = c * kConvertChunk;
+    f32ToBf16Range(x + begin, std::min(n - begin, kConvertChunk), y + begin);
   });
 }
 

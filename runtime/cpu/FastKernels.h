@@ -49,6 +49,13 @@ void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
                      int64_t c, int64_t ignoreIndex, float dloss,
                      float *dlogits);
 
+/// bf16 <-> f32 conversions of n elements, vectorized and threaded: the
+/// CPU kernels compute in f32, so every bf16 operand and result of a
+/// bf16 run passes through these. toBf16 rounds to nearest even and keeps
+/// NaNs NaN, as runtime::f32ToBf16.
+void bf16ToF32(const uint16_t *x, int64_t n, float *y);
+void f32ToBf16(const float *x, int64_t n, uint16_t *y);
+
 /// ref::rmsnormFwd, rows in parallel (sums and scaling in double, as
 /// there).
 void rmsnormFwd(const float *x, const float *w, int64_t rows, int64_t d,

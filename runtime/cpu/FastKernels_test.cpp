@@ -2,9 +2,12 @@
 
 #include "runtime/cpu/FastKernels.h"
 
+#include "runtime/core/DType.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 using namespace forge::cpu;
@@ -161,6 +164,35 @@ TEST(FastKernels, AdamW) {
   fast::adamwUpdate(p.data(), g.data(), m.data(), v.data(), n, 3e-3f, 0.5f, 4,
                     0.9f, 0.95f, 1e-8f, 0.1f, p.data(), m.data(), v.data());
   expectClose(p, p1, "param in place");
+}
+
+TEST(FastKernels, Bf16Conversions) {
+  // Random values, and the cases rounding must get right: ties to even
+  // both ways, values that round up into the next binade and to infinity,
+  // infinities, NaNs (which must stay NaN), zeros and subnormals.
+  std::vector<uint32_t> bits = {
+      0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3fffffffu, 0x7f7fffffu,
+      0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffffffffu,
+      0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu};
+  auto r = randn(70001, 17);
+  for (float v : r) {
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof(u));
+    bits.push_back(u);
+  }
+  const int64_t n = static_cast<int64_t>(bits.size());
+  std::vector<float> x(n);
+  std::memcpy(x.data(), bits.data(), n * sizeof(float));
+  std::vector<uint16_t> h(n);
+  fast::f32ToBf16(x.data(), n, h.data());
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(h[i], forge::runtime::f32ToBf16(x[i])) << "element " << i;
+  std::vector<float> back(n);
+  fast::bf16ToF32(h.data(), n, back.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const float want = forge::runtime::bf16ToF32(h[i]);
+    ASSERT_EQ(std::memcmp(&back[i], &want, sizeof(float)), 0) << i;
+  }
 }
 
 TEST(FastKernels, ElementWise) {

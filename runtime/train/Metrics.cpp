@@ -181,6 +181,19 @@ int fp32FlopsPerCycle(std::string_view vendor, int family, int model,
   return set(0, "unknown vector unit");
 }
 
+int bf16FlopsPerCycle(std::string_view flags, int fp32, std::string *isa) {
+  auto set = [&](int flops, const char *what) {
+    if (isa)
+      *isa = what;
+    return flops;
+  };
+  if (hasFlag(flags, "amx_bf16"))
+    return set(1024, "AMX: 1024 bf16 FLOPs/cycle");
+  if (hasFlag(flags, "avx512_bf16"))
+    return set(2 * fp32, "AVX-512 BF16: two bf16 products per fp32 lane");
+  return set(fp32, "no bf16 instructions: the fp32 rate");
+}
+
 CpuInfo parseCpuInfo(std::string_view text, const std::vector<int> &allowedCpus,
                      double maxMhz) {
   CpuInfo info;
@@ -255,6 +268,8 @@ CpuInfo parseCpuInfo(std::string_view text, const std::vector<int> &allowedCpus,
   info.ghz = (maxMhz > 0 ? maxMhz : highestMhz) / 1000.0;
   info.flopsPerCycle =
       fp32FlopsPerCycle(info.vendor, info.family, info.model, flags, &info.isa);
+  info.bf16FlopsPerCycle =
+      bf16FlopsPerCycle(flags, info.flopsPerCycle, &info.bf16Isa);
   return info;
 }
 
@@ -289,7 +304,7 @@ CpuInfo probeCpu() {
   return info;
 }
 
-PeakFlops cpuPeak() {
+PeakFlops cpuPeak(bool bf16) {
   PeakFlops peak;
   if (const char *env = std::getenv("FORGE_PEAK_TFLOPS")) {
     char *end = nullptr;
@@ -306,18 +321,19 @@ PeakFlops cpuPeak() {
     return peak;
   }
   CpuInfo cpu = probeCpu();
-  peak.flops = cpu.cores * cpu.ghz * 1e9 * cpu.flopsPerCycle;
+  const int perCycle = bf16 ? cpu.bf16FlopsPerCycle : cpu.flopsPerCycle;
+  peak.flops = cpu.cores * cpu.ghz * 1e9 * perCycle;
   char buf[256];
   std::snprintf(buf, sizeof(buf),
-                "%d cores x %.2f GHz x %d fp32 FLOPs/cycle (%s) = %.3g TFLOPS",
-                cpu.cores, cpu.ghz, cpu.flopsPerCycle, cpu.isa.c_str(),
-                peak.flops / 1e12);
+                "%d cores x %.2f GHz x %d %s FLOPs/cycle (%s) = %.3g TFLOPS",
+                cpu.cores, cpu.ghz, perCycle, bf16 ? "bf16" : "fp32",
+                (bf16 ? cpu.bf16Isa : cpu.isa).c_str(), peak.flops / 1e12);
   peak.source =
       (cpu.modelName.empty() ? std::string("CPU") : cpu.modelName) + ": " + buf;
   return peak;
 }
 
-double cpuPeakFlops() { return cpuPeak().flops; }
+double cpuPeakFlops(bool bf16) { return cpuPeak(bf16).flops; }
 
 double computeMfu(double flopsPerToken, double tokensPerSec,
                   double peakFlopsPerRank, int64_t worldSize) {

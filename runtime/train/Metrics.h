@@ -51,6 +51,8 @@ struct CpuInfo {
   double ghz = 0;        ///< max clock (cpufreq max, else the highest cpu MHz)
   int flopsPerCycle = 0; ///< fp32 FLOPs per cycle per core
   std::string isa;       ///< the vector unit that sets flopsPerCycle
+  int bf16FlopsPerCycle = 0; ///< bf16 matmul FLOPs per cycle per core
+  std::string bf16Isa;       ///< the unit that sets bf16FlopsPerCycle
 };
 
 /// fp32 FLOPs per cycle per core from /proc/cpuinfo's vendor, family, model
@@ -66,6 +68,13 @@ struct CpuInfo {
 /// AMX (amx_tile/amx_bf16/amx_int8) is ignored: it has no fp32 path.
 int fp32FlopsPerCycle(std::string_view vendor, int family, int model,
                       std::string_view flags, std::string *isa = nullptr);
+
+/// bf16 matmul FLOPs per cycle per core, for runs whose GEMMs use the
+/// CPU's bf16 instructions (cpu/Bf16Gemm.h): AMX (amx_bf16) 1024; AVX-512
+/// BF16 (avx512_bf16), whose dot products take two bf16 pairs per fp32
+/// lane, twice `fp32`; otherwise `fp32` (no bf16 instructions). Sets `isa`.
+int bf16FlopsPerCycle(std::string_view flags, int fp32,
+                      std::string *isa = nullptr);
 
 /// Parses /proc/cpuinfo text: vendor, model name, family, model, flags, the
 /// highest "cpu MHz", and the physical cores among `allowedCpus` (logical
@@ -86,13 +95,15 @@ struct PeakFlops {
   std::string error;  ///< non-empty when FORGE_PEAK_TFLOPS is malformed
 };
 
-/// The CPU's fp32 peak, peak = cores x GHz x 1e9 x flopsPerCycle, or
-/// FORGE_PEAK_TFLOPS x 1e12 when that variable is set (a positive number).
-/// A malformed FORGE_PEAK_TFLOPS sets `error` and leaves flops at 0.
-PeakFlops cpuPeak();
+/// The CPU's fp32 peak, peak = cores x GHz x 1e9 x flopsPerCycle (with
+/// `bf16`, the bf16 matmul peak: bf16FlopsPerCycle), or FORGE_PEAK_TFLOPS x
+/// 1e12 when that variable is set (a positive number). A malformed
+/// FORGE_PEAK_TFLOPS sets `error` and leaves flops at 0.
+PeakFlops cpuPeak(bool bf16 = false);
 
-/// cpuPeak().flops: the value MFU divides by (0 when unknown or malformed).
-double cpuPeakFlops();
+/// cpuPeak(bf16).flops: the value MFU divides by (0 when unknown or
+/// malformed).
+double cpuPeakFlops(bool bf16 = false);
 
 /// MFU as a fraction (0.42 = 42%), reference §7.2:
 ///   MFU = flops_per_token * tokens_per_sec / (peak_flops * world_size)

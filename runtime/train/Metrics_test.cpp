@@ -449,6 +449,31 @@ TEST(Peak, ThisMachine) {
       << peak.source;
 }
 
+TEST(Peak, Bf16) {
+  std::string isa;
+  EXPECT_EQ(
+      bf16FlopsPerCycle("fpu avx512f avx512_bf16 amx_bf16 amx_tile", 64, &isa),
+      1024);
+  EXPECT_EQ(isa, "AMX: 1024 bf16 FLOPs/cycle");
+  EXPECT_EQ(bf16FlopsPerCycle("avx2 avx512f avx512_bf16 avx512_vnni", 32), 64);
+  EXPECT_EQ(bf16FlopsPerCycle("avx2 fma avx512f", 64, &isa), 64);
+  EXPECT_EQ(isa, "no bf16 instructions: the fp32 rate");
+  // A flag is matched whole: avx512_bf16x is not avx512_bf16.
+  EXPECT_EQ(bf16FlopsPerCycle("avx512_bf16x", 32), 32);
+
+  unsetenv("FORGE_PEAK_TFLOPS");
+  CpuInfo cpu = probeCpu();
+  PeakFlops peak = cpuPeak(true);
+  EXPECT_DOUBLE_EQ(peak.flops,
+                   cpu.cores * cpu.ghz * 1e9 * cpu.bf16FlopsPerCycle);
+  EXPECT_NE(peak.source.find("bf16 FLOPs/cycle"), std::string::npos)
+      << peak.source;
+  // FORGE_PEAK_TFLOPS is the peak whatever the precision.
+  setenv("FORGE_PEAK_TFLOPS", "2", 1);
+  EXPECT_DOUBLE_EQ(cpuPeakFlops(true), 2e12);
+  unsetenv("FORGE_PEAK_TFLOPS");
+}
+
 TEST(Peak, EnvOverride) {
   setenv("FORGE_PEAK_TFLOPS", "1.5", 1);
   PeakFlops peak = cpuPeak();

@@ -3,6 +3,7 @@
 #include "runtime/train/Trainer.h"
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/Launch.h"
+#include "runtime/cpu/Bf16Gemm.h"
 #include "runtime/cpu/Executor.h"
 #if FORGE_HAVE_CUDA
 #include "runtime/cuda/Device.h"
@@ -692,7 +693,14 @@ std::string Trainer::setup(const TrainerOptions &options) {
       if (std::string e = m.metrics->openTensorBoard(tb); !e.empty())
         return e;
   }
-  m.peakFlops = cpuPeakFlops();
+  {
+    // A bf16 plan whose GEMMs run on the CPU's bf16 instructions is
+    // measured against the bf16 peak, not fp32's.
+    bool bf16 = false;
+    for (const plan::Buffer *b : *m.p->buffers())
+      bf16 = bf16 || b->dtype() == plan::DType::bf16;
+    m.peakFlops = cpuPeakFlops(bf16 && cpu::bf16GemmActive());
+  }
 #if FORGE_HAVE_CUDA
   if (options.device == "cuda" && !std::getenv("FORGE_PEAK_TFLOPS")) {
     // bf16/fp8 plans run their matmuls on tensor cores.

@@ -9,6 +9,7 @@
 #include "runtime/comm/Launch.h"
 #include "runtime/core/BuildInfo.h"
 #include "runtime/core/Plan.h"
+#include "runtime/cpu/Bf16Gemm.h"
 #include "runtime/cpu/Executor.h"
 #if FORGE_HAVE_CUDA
 #include "runtime/cuda/Plugin.h"
@@ -122,8 +123,13 @@ static void printHelp() {
       "both\n"
       "                            default to the first UP ib* interface;\n"
       "                            NCCL_IB_DISABLE=0, NCCL_NET_GDR_LEVEL=2)\n"
+      "  FORGE_CPU_BF16_GEMM=P     bf16 matmuls on the CPU: onednn (default;\n"
+      "                            bf16 instructions where the CPU has them)\n"
+      "                            or sgemm (f32 copies)\n"
       "  FORGE_PEAK_TFLOPS=T       the peak for MFU (default: this CPU's fp32\n"
-      "                            peak, or the GPU's data-sheet peak)\n"
+      "                            peak, its bf16 peak for bf16 runs on bf16\n"
+      "                            instructions, or the GPU's data-sheet "
+      "peak)\n"
       "  FORGE_GLOO_HOST=ADDR      address for gloo's connections (when no\n"
       "                            interface is named)\n"
       "  FORGE_CUDA_PLUGIN=FILE    the CUDA backend library (default:\n"
@@ -169,6 +175,7 @@ int main(int argc, char **argv) {
       continue;
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
+      std::printf("cpu bf16 GEMMs: %s\n", cpu::bf16GemmStatus().c_str());
 #if FORGE_HAVE_CUDA
       // NCCL is in libforge-cuda.so: its version says the library loads.
       std::string why;
