@@ -171,19 +171,19 @@ struct Out {
   }
 };
 
-/// Runs an element-wise kernel over all n elements of `out` block by block,
-/// on all cores. bf16/f16 operands are converted a block at a time into
-/// per-thread f32 buffers that stay in cache, rather than whole-tensor
+/// Runs an element-wise kernel over all n elements of the outputs block by
+/// block, on all cores. bf16/f16 operands are converted a block at a time
+/// into per-thread f32 buffers that stay in cache, rather than whole-tensor
 /// copies that go through memory twice; f32 operands are used in place.
-/// `kernel(in, count, out)` sees f32 pointers to one block; with `zero`
-/// its out block is zeroed first (for kernels that accumulate). An output
-/// may be one of the inputs (in place): a block is read before it is
-/// written.
-template <size_t N, typename K>
-void elementwise(const std::array<View, N> &ins, const View &out, bool zero,
-                 K kernel) {
+/// `kernel(in, count, out)` sees arrays of f32 pointers to one block; with
+/// `zero` its out blocks are zeroed first (for kernels that accumulate). An
+/// output may be one of the inputs (in place): a block is read before it is
+/// written. Every operand has the outputs' element count.
+template <size_t N, size_t M, typename K>
+void elementwiseN(const std::array<View, N> &ins,
+                  const std::array<View, M> &outs, bool zero, K kernel) {
   constexpr int64_t kBlockElems = 8192; // 32 KiB of f32 per operand
-  const int64_t n = out.numel();
+  const int64_t n = outs[0].numel();
   auto load = [](const View &v, int64_t begin, int64_t count, float *buf) {
     if (v.dtype == plan::DType::f32)
       return static_cast<const float *>(v.data) + begin;
@@ -199,26 +199,42 @@ void elementwise(const std::array<View, N> &ins, const View &out, bool zero,
   };
   fast::parallelFor((n + kBlockElems - 1) / kBlockElems, [&](int64_t blk) {
     thread_local std::vector<float> bufs;
-    bufs.resize((N + 1) * kBlockElems);
+    bufs.resize((N + M) * kBlockElems);
     const int64_t begin = blk * kBlockElems,
                   count = std::min(kBlockElems, n - begin);
     std::array<const float *, N> in;
     for (size_t i = 0; i < N; ++i)
       in[i] = load(ins[i], begin, count, bufs.data() + i * kBlockElems);
-    float *o = out.dtype == plan::DType::f32
-                   ? static_cast<float *>(out.data) + begin
-                   : bufs.data() + N * kBlockElems;
-    if (zero)
-      std::fill(o, o + count, 0.0f);
+    std::array<float *, M> o;
+    for (size_t j = 0; j < M; ++j) {
+      o[j] = outs[j].dtype == plan::DType::f32
+                 ? static_cast<float *>(outs[j].data) + begin
+                 : bufs.data() + (N + j) * kBlockElems;
+      if (zero)
+        std::fill(o[j], o[j] + count, 0.0f);
+    }
     kernel(in, count, o);
-    if (out.dtype == plan::DType::bf16) {
-      fast::f32ToBf16(o, count, static_cast<uint16_t *>(out.data) + begin);
-    } else if (out.dtype == plan::DType::f16) {
-      auto *d = static_cast<_Float16 *>(out.data) + begin;
-      for (int64_t i = 0; i < count; ++i)
-        d[i] = static_cast<_Float16>(o[i]);
+    for (size_t j = 0; j < M; ++j) {
+      if (outs[j].dtype == plan::DType::bf16) {
+        fast::f32ToBf16(o[j], count,
+                        static_cast<uint16_t *>(outs[j].data) + begin);
+      } else if (outs[j].dtype == plan::DType::f16) {
+        auto *d = static_cast<_Float16 *>(outs[j].data) + begin;
+        for (int64_t i = 0; i < count; ++i)
+          d[i] = static_cast<_Float16>(o[j][i]);
+      }
     }
   });
+}
+
+/// elementwiseN with one output; `kernel(in, count, out)` gets its pointer.
+template <size_t N, typename K>
+void elementwise(const std::array<View, N> &ins, const View &out, bool zero,
+                 K kernel) {
+  elementwiseN<N, 1>(
+      ins, {out}, zero,
+      [&](const std::array<const float *, N> &in, int64_t n,
+          const std::array<float *, 1> &o) { kernel(in, n, o[0]); });
 }
 
 const int64_t *ints(const View &v) {
@@ -909,11 +925,16 @@ std::map<std::string, Binder> &binders() {
       int64_t ignore = b.i("ignore_index", -100);
       fn = [=] {
         checkLabels(ints(lab), lab.numel(), l.dim(-1), ignore);
-        In li = read(l);
         Out out(y);
         int64_t c = l.dim(-1);
-        out.p[0] =
-            fast::crossEntropyFwd(li.p, ints(lab), l.numel() / c, c, ignore);
+        if (l.dtype == plan::DType::bf16) { // converted row by row
+          out.p[0] = fast::crossEntropyFwd(bf16(l), ints(lab), l.numel() / c, c,
+                                           ignore);
+        } else {
+          In li = read(l);
+          out.p[0] =
+              fast::crossEntropyFwd(li.p, ints(lab), l.numel() / c, c, ignore);
+        }
         out.commit();
       };
       return std::string();
@@ -922,9 +943,16 @@ std::map<std::string, Binder> &binders() {
       View l = b.ops[0], lab = b.ops[1], dl = b.ops[2], dx = b.res[0];
       int64_t ignore = b.i("ignore_index", -100);
       fn = [=] {
-        In li = read(l), g = read(dl);
-        Out out(dx, false); // the kernel writes every element
+        In g = read(dl);
         int64_t c = l.dim(-1);
+        if (l.dtype == plan::DType::bf16 && dx.dtype == plan::DType::bf16) {
+          // Converted row by row: no f32 copy of [rows, vocab] either way.
+          fast::crossEntropyBwd(bf16(l), ints(lab), l.numel() / c, c, ignore,
+                                g.p[0], bf16Out(dx));
+          return;
+        }
+        In li = read(l);
+        Out out(dx, false); // the kernel writes every element
         fast::crossEntropyBwd(li.p, ints(lab), l.numel() / c, c, ignore, g.p[0],
                               out.p);
         out.commit();
@@ -1046,16 +1074,18 @@ std::map<std::string, Binder> &binders() {
       double b1 = b.f("beta1"), b2 = b.f("beta2"), eps = b.f("eps"),
              wd = b.f("weight_decay");
       fn = [=] {
-        In pi = read(p), gi = read(g), mi = read(mv), vi = read(vv),
-           li = read(lr), ci = read(clip);
-        Out op(np, false), om(nm, false), ov(nv, false);
-        fast::adamwUpdate(pi.p, gi.p, mi.p, vi.p, p.numel(), li.p[0], ci.p[0],
-                          ints(step)[0], static_cast<float>(b1),
-                          static_cast<float>(b2), static_cast<float>(eps),
-                          static_cast<float>(wd), op.p, om.p, ov.p);
-        op.commit();
-        om.commit();
-        ov.commit();
+        In li = read(lr), ci = read(clip);
+        const float lrv = li.p[0], clipv = ci.p[0];
+        const int64_t t = ints(step)[0];
+        elementwiseN<4, 3>({p, g, mv, vv}, {np, nm, nv}, false,
+                           [&](const std::array<const float *, 4> &in,
+                               int64_t n, const std::array<float *, 3> &o) {
+                             fast::adamwUpdate(
+                                 in[0], in[1], in[2], in[3], n, lrv, clipv, t,
+                                 static_cast<float>(b1), static_cast<float>(b2),
+                                 static_cast<float>(eps),
+                                 static_cast<float>(wd), o[0], o[1], o[2]);
+                           });
       };
       return std::string();
     };

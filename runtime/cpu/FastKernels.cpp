@@ -12,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 #include <vector>
 
@@ -697,14 +698,31 @@ double sumSquares(const float *x, int64_t n) {
   return total;
 }
 
-float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
-                      int64_t c, int64_t ignoreIndex) {
+namespace {
+
+/// Row r of [rows, c] logits as f32: the row itself, or a bf16 row
+/// converted into `buf` (a row stays in cache; the whole tensor would not).
+const float *logitRow(const float *l, int64_t r, int64_t c,
+                      std::vector<float> &) {
+  return l + r * c;
+}
+const float *logitRow(const uint16_t *l, int64_t r, int64_t c,
+                      std::vector<float> &buf) {
+  buf.resize(c);
+  bf16ToF32Range(l + r * c, c, buf.data());
+  return buf.data();
+}
+
+template <typename T>
+float crossEntropyFwdT(const T *logits, const int64_t *labels, int64_t rows,
+                       int64_t c, int64_t ignoreIndex) {
   std::vector<double> part(rows, 0.0);
   std::atomic<int64_t> valid{0};
   parallelFor(rows, [&](int64_t r) {
     if (labels[r] == ignoreIndex)
       return;
-    const float *l = logits + r * c;
+    thread_local std::vector<float> buf;
+    const float *l = logitRow(logits, r, c, buf);
     const float mx = rowMax(l, c);
     part[r] = mx + std::log(rowSumExp(l, c, mx)) - l[labels[r]];
     ++valid;
@@ -717,25 +735,57 @@ float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
   return static_cast<float>(acc / valid);
 }
 
-void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
-                     int64_t c, int64_t ignoreIndex, float dloss,
-                     float *dlogits) {
+template <typename T>
+void crossEntropyBwdT(const T *logits, const int64_t *labels, int64_t rows,
+                      int64_t c, int64_t ignoreIndex, float dloss, T *dlogits) {
   int64_t valid = 0;
   for (int64_t r = 0; r < rows; ++r)
     valid += labels[r] != ignoreIndex;
   const float f = valid ? dloss / static_cast<float>(valid) : 0.0f;
   parallelFor(rows, [&](int64_t r) {
-    float *d = dlogits + r * c;
+    T *out = dlogits + r * c;
     if (labels[r] == ignoreIndex) {
-      std::fill(d, d + c, 0.0f);
+      std::fill(out, out + c, T(0)); // +0.0 in f32 and in bf16
       return;
     }
-    const float *l = logits + r * c;
+    thread_local std::vector<float> in, grad;
+    const float *l = logitRow(logits, r, c, in);
+    float *d;
+    if constexpr (std::is_same_v<T, float>) {
+      d = out;
+    } else {
+      grad.resize(c);
+      d = grad.data();
+    }
     const float mx = rowMax(l, c);
     const float inv = static_cast<float>(1.0 / rowSumExp(l, c, mx));
     rowScaledExp(l, c, mx, f * inv, d);
     d[labels[r]] -= f;
+    if constexpr (!std::is_same_v<T, float>)
+      f32ToBf16Range(d, c, out);
   });
+}
+
+} // namespace
+
+float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
+                      int64_t c, int64_t ignoreIndex) {
+  return crossEntropyFwdT(logits, labels, rows, c, ignoreIndex);
+}
+float crossEntropyFwd(const uint16_t *logits, const int64_t *labels,
+                      int64_t rows, int64_t c, int64_t ignoreIndex) {
+  return crossEntropyFwdT(logits, labels, rows, c, ignoreIndex);
+}
+
+void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
+                     int64_t c, int64_t ignoreIndex, float dloss,
+                     float *dlogits) {
+  crossEntropyBwdT(logits, labels, rows, c, ignoreIndex, dloss, dlogits);
+}
+void crossEntropyBwd(const uint16_t *logits, const int64_t *labels,
+                     int64_t rows, int64_t c, int64_t ignoreIndex, float dloss,
+                     uint16_t *dlogits) {
+  crossEntropyBwdT(logits, labels, rows, c, ignoreIndex, dloss, dlogits);
 }
 
 } // namespace forge::cpu::fast

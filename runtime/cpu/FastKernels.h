@@ -48,6 +48,13 @@ float crossEntropyFwd(const float *logits, const int64_t *labels, int64_t rows,
 void crossEntropyBwd(const float *logits, const int64_t *labels, int64_t rows,
                      int64_t c, int64_t ignoreIndex, float dloss,
                      float *dlogits);
+/// The same on bf16 logits and gradient, converted a row at a time (f32
+/// math, one rounding of each gradient element).
+float crossEntropyFwd(const uint16_t *logits, const int64_t *labels,
+                      int64_t rows, int64_t c, int64_t ignoreIndex);
+void crossEntropyBwd(const uint16_t *logits, const int64_t *labels,
+                     int64_t rows, int64_t c, int64_t ignoreIndex, float dloss,
+                     uint16_t *dlogits);
 
 /// bf16 <-> f32 conversions of n elements, vectorized and threaded: the
 /// CPU kernels compute in f32, so every bf16 operand and result of a

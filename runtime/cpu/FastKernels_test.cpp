@@ -104,6 +104,21 @@ TEST(FastKernels, CrossEntropy) {
   fast::crossEntropyBwd(l.data(), labels.data(), rows, c, -100, 0.5f,
                         d2.data());
   expectClose(d2, d1, "dlogits");
+  // bf16 logits and gradient: the f32 kernel's result on the same values,
+  // rounded once.
+  std::vector<uint16_t> lb(rows * c), db(rows * c, 0x4000);
+  fast::f32ToBf16(l.data(), rows * c, lb.data());
+  std::vector<float> lr(rows * c), d3(rows * c);
+  fast::bf16ToF32(lb.data(), rows * c, lr.data());
+  EXPECT_FLOAT_EQ(
+      fast::crossEntropyFwd(lb.data(), labels.data(), rows, c, -100),
+      fast::crossEntropyFwd(lr.data(), labels.data(), rows, c, -100));
+  fast::crossEntropyBwd(lb.data(), labels.data(), rows, c, -100, 0.5f,
+                        db.data());
+  fast::crossEntropyBwd(lr.data(), labels.data(), rows, c, -100, 0.5f,
+                        d3.data());
+  for (int64_t i = 0; i < rows * c; ++i)
+    ASSERT_EQ(db[i], forge::runtime::f32ToBf16(d3[i])) << "element " << i;
   // Every label ignored: a zero gradient, not the old contents.
   std::vector<int64_t> none(rows, -100);
   fast::crossEntropyBwd(l.data(), none.data(), rows, c, -100, 0.5f, d2.data());

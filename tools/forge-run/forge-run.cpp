@@ -18,6 +18,7 @@
 #include "tools/common/ToolArgs.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <unistd.h>
 
@@ -126,6 +127,9 @@ static void printHelp() {
       "  FORGE_CPU_BF16_GEMM=P     bf16 matmuls on the CPU: onednn (default;\n"
       "                            bf16 instructions where the CPU has them)\n"
       "                            or sgemm (f32 copies)\n"
+      "  OMP_WAIT_POLICY=P         oneDNN's OpenMP threads; forge-run sets\n"
+      "                            passive when unset (no spinning on the\n"
+      "                            cores its own kernels use next)\n"
       "  FORGE_PEAK_TFLOPS=T       the peak for MFU (default: this CPU's fp32\n"
       "                            peak, its bf16 peak for bf16 runs on bf16\n"
       "                            instructions, or the GPU's data-sheet "
@@ -138,7 +142,22 @@ static void printHelp() {
       "Exit codes: 0 success, 1 the plan could not be run, 2 misuse.\n");
 }
 
+/// oneDNN (bf16 GEMMs, cpu/Bf16Gemm.h) runs on libgomp, whose threads by
+/// default spin for a while after every parallel region, on the very cores
+/// the next kernel's threads need: a bf16 step measured 25% slower for it.
+/// libgomp reads OMP_WAIT_POLICY once, when it is loaded (before main), so
+/// when the user has not set it forge-run sets it to passive and executes
+/// itself again: same process id, arguments and environment otherwise.
+static void setOpenMpWaitPolicy(char **argv) {
+  if (std::getenv("OMP_WAIT_POLICY"))
+    return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);
+  // No /proc (or exec refused): run on with libgomp's default.
+}
+
 int main(int argc, char **argv) {
+  setOpenMpWaitPolicy(argv);
   std::string plan, device = "auto", nproc = "1";
   bool checkOnly = false, repeatBatch = false, noCheckpoint = false;
   std::string stepsText, initFrom, batchFrom, dumpDir, exportHf, dumpLogits,
@@ -175,7 +194,9 @@ int main(int argc, char **argv) {
       continue;
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
-      std::printf("cpu bf16 GEMMs: %s\n", cpu::bf16GemmStatus().c_str());
+      const char *wait = std::getenv("OMP_WAIT_POLICY");
+      std::printf("cpu bf16 GEMMs: %s; OMP_WAIT_POLICY=%s\n",
+                  cpu::bf16GemmStatus().c_str(), wait ? wait : "(unset)");
 #if FORGE_HAVE_CUDA
       // NCCL is in libforge-cuda.so: its version says the library loads.
       std::string why;
