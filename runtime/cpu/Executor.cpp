@@ -637,14 +637,20 @@ std::map<std::string, Binder> &binders() {
       if (docs && d.dtype != plan::DType::i32)
         return need(false, b, "doc_ids must be i32");
       ref::AttentionShape sh = shapeOf(b, q, k);
+      const bool allBf16 = q.dtype == plan::DType::bf16 && k.dtype == q.dtype &&
+                           v.dtype == q.dtype && o.dtype == q.dtype;
       fn = [=] {
-        In qi = read(q), ki = read(k), vi = read(v);
-        Out out(o);
+        const int32_t *doc =
+            docs ? static_cast<const int32_t *>(d.data) : nullptr;
         std::vector<float> lse(sh.b * sh.h * sh.s);
-        fast::attentionFwd(qi.p, ki.p, vi.p,
-                           docs ? static_cast<const int32_t *>(d.data)
-                                : nullptr,
-                           sh, out.p, lse.data());
+        if (allBf16) { // converted head by head inside the kernel
+          fast::attentionFwd(bf16(q), bf16(k), bf16(v), doc, sh, bf16Out(o),
+                             lse.data());
+          return;
+        }
+        In qi = read(q), ki = read(k), vi = read(v);
+        Out out(o, false); // every element written
+        fast::attentionFwd(qi.p, ki.p, vi.p, doc, sh, out.p, lse.data());
         out.commit();
       };
       return std::string();
@@ -659,12 +665,21 @@ std::map<std::string, Binder> &binders() {
       View d = docs ? b.ops[5] : View();
       View dq = b.res[0], dk = b.res[1], dv = b.res[2];
       ref::AttentionShape sh = shapeOf(b, q, k);
+      bool allBf16 = true;
+      for (const View &t : {q, k, v, out, dout, dq, dk, dv})
+        allBf16 = allBf16 && t.dtype == plan::DType::bf16;
       fn = [=] {
-        In qi = read(q), ki = read(k), vi = read(v), g = read(dout);
         const int32_t *doc =
             docs ? static_cast<const int32_t *>(d.data) : nullptr;
+        if (allBf16) { // converted head by head inside the kernel
+          fast::attentionBwd(bf16(q), bf16(k), bf16(v), doc, sh, bf16(out),
+                             bf16(dout), bf16Out(dq), bf16Out(dk), bf16Out(dv));
+          return;
+        }
+        In qi = read(q), ki = read(k), vi = read(v), g = read(dout);
         In oi = read(out);
-        Out oq(dq), ok(dk), ov(dv);
+        // The kernel stores every element once.
+        Out oq(dq, false), ok(dk, false), ov(dv, false);
         fast::attentionBwd(qi.p, ki.p, vi.p, doc, sh, oi.p, nullptr, g.p, oq.p,
                            ok.p, ov.p);
         oq.commit();

@@ -139,22 +139,6 @@ constexpr int64_t kBlock = 128;
 /// weights, biases) stay on the caller.
 constexpr int64_t kConvertChunk = 1 << 16;
 
-/// Copies head `h` of a [B, S, heads, hd] tensor at batch b into [S, hd].
-void gather(const float *x, int64_t b, int64_t s, int64_t heads, int64_t h,
-            int64_t hd, float *out) {
-  for (int64_t i = 0; i < s; ++i)
-    std::copy_n(x + ((b * s + i) * heads + h) * hd, hd, out + i * hd);
-}
-
-void scatterAdd(const float *in, int64_t b, int64_t s, int64_t heads, int64_t h,
-                int64_t hd, float *x) {
-  for (int64_t i = 0; i < s; ++i) {
-    float *dst = x + ((b * s + i) * heads + h) * hd;
-    for (int64_t c = 0; c < hd; ++c)
-      dst[c] += in[i * hd + c];
-  }
-}
-
 // The build targets baseline x86-64 (SSE2) so one binary runs anywhere;
 // the hot element-wise loops are compiled again for AVX2 and AVX-512 and
 // the loader picks the widest the CPU has (GCC function multiversioning).
@@ -330,6 +314,33 @@ FORGE_SIMD_CLONES void siluGradRange(const float *x, const float *dy, int64_t n,
   }
 }
 
+/// Copies head `h` of a [B, S, heads, hd] tensor at batch b into [S, hd]
+/// f32 (converting bf16 on the way: no f32 copy of the whole tensor).
+template <typename T>
+void gather(const T *x, int64_t b, int64_t s, int64_t heads, int64_t h,
+            int64_t hd, float *out) {
+  for (int64_t i = 0; i < s; ++i) {
+    const T *src = x + ((b * s + i) * heads + h) * hd;
+    if constexpr (std::is_same_v<T, float>)
+      std::copy_n(src, hd, out + i * hd);
+    else
+      bf16ToF32Range(src, hd, out + i * hd);
+  }
+}
+
+/// Writes [S, hd] f32 back as head `h` of a [B, S, heads, hd] tensor.
+template <typename T>
+void store(const float *in, int64_t b, int64_t s, int64_t heads, int64_t h,
+           int64_t hd, T *x) {
+  for (int64_t i = 0; i < s; ++i) {
+    T *dst = x + ((b * s + i) * heads + h) * hd;
+    if constexpr (std::is_same_v<T, float>)
+      std::copy_n(in + i * hd, hd, dst);
+    else
+      f32ToBf16Range(in + i * hd, hd, dst);
+  }
+}
+
 bool masked(const ref::AttentionShape &sh, const int32_t *doc, int64_t b,
             int64_t i, int64_t j) {
   return (sh.causal && j > i) ||
@@ -384,11 +395,9 @@ FORGE_SIMD_CLONES float softmaxRow(float *row, int64_t n) {
   return mx + static_cast<float>(std::log(sum));
 }
 
-} // namespace
-
-void attentionFwd(const float *q, const float *k, const float *v,
-                  const int32_t *docIds, const ref::AttentionShape &sh,
-                  float *o, float *lse) {
+template <typename T>
+void attentionFwdT(const T *q, const T *k, const T *v, const int32_t *docIds,
+                   const ref::AttentionShape &sh, T *o, float *lse) {
   const int64_t rep = sh.h / sh.kv;
   parallelFor(sh.b * sh.kv, [&](int64_t task) {
     const int64_t b = task / sh.kv, g = task % sh.kv;
@@ -410,17 +419,15 @@ void attentionFwd(const float *q, const float *k, const float *v,
                     1.0f, sc.data(), kEnd, vg.data(), sh.hd, 0.0f,
                     oh.data() + i0 * sh.hd, sh.hd);
       }
-      for (int64_t i = 0; i < sh.s; ++i)
-        std::copy_n(oh.data() + i * sh.hd, sh.hd,
-                    o + ((b * sh.s + i) * sh.h + h) * sh.hd);
+      store(oh.data(), b, sh.s, sh.h, h, sh.hd, o);
     }
   });
 }
 
-void attentionBwd(const float *q, const float *k, const float *v,
-                  const int32_t *docIds, const ref::AttentionShape &sh,
-                  const float *o, const float *lse, const float *dout,
-                  float *dq, float *dk, float *dv) {
+template <typename T>
+void attentionBwdT(const T *q, const T *k, const T *v, const int32_t *docIds,
+                   const ref::AttentionShape &sh, const T *o, const T *dout,
+                   T *dq, T *dk, T *dv) {
   const int64_t rep = sh.h / sh.kv;
   const float scale = static_cast<float>(sh.scale);
   parallelFor(sh.b * sh.kv, [&](int64_t task) {
@@ -469,11 +476,38 @@ void attentionBwd(const float *q, const float *k, const float *v,
                     1.0f, p.data(), kEnd, doh.data() + i0 * sh.hd, sh.hd, 1.0f,
                     dvg.data(), sh.hd);
       }
-      scatterAdd(dqh.data(), b, sh.s, sh.h, h, sh.hd, dq);
+      store(dqh.data(), b, sh.s, sh.h, h, sh.hd, dq);
     }
-    scatterAdd(dkg.data(), b, sh.s, sh.kv, g, sh.hd, dk);
-    scatterAdd(dvg.data(), b, sh.s, sh.kv, g, sh.hd, dv);
+    store(dkg.data(), b, sh.s, sh.kv, g, sh.hd, dk);
+    store(dvg.data(), b, sh.s, sh.kv, g, sh.hd, dv);
   });
+}
+
+} // namespace
+
+void attentionFwd(const float *q, const float *k, const float *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  float *o, float *lse) {
+  attentionFwdT(q, k, v, docIds, sh, o, lse);
+}
+void attentionFwd(const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  uint16_t *o, float *lse) {
+  attentionFwdT(q, k, v, docIds, sh, o, lse);
+}
+
+void attentionBwd(const float *q, const float *k, const float *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  const float *o, const float *lse, const float *dout,
+                  float *dq, float *dk, float *dv) {
+  (void)lse; // each block row holds whole softmax rows: P is recomputed
+  attentionBwdT(q, k, v, docIds, sh, o, dout, dq, dk, dv);
+}
+void attentionBwd(const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  const uint16_t *o, const uint16_t *dout, uint16_t *dq,
+                  uint16_t *dk, uint16_t *dv) {
+  attentionBwdT(q, k, v, docIds, sh, o, dout, dq, dk, dv);
 }
 
 namespace {

@@ -21,13 +21,24 @@ namespace forge::cpu::fast {
 void attentionFwd(const float *q, const float *k, const float *v,
                   const int32_t *docIds, const ref::AttentionShape &sh,
                   float *o, float *lse);
+/// The same on bf16 q, k, v and o: each head is converted as it is
+/// gathered (f32 math throughout) and o rounded once when stored.
+void attentionFwd(const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  uint16_t *o, float *lse);
 
-/// Same contract as ref::attentionBwd (dq, dk, dv accumulated); `lse` may
-/// be null (the probabilities are recomputed per block row).
+/// ref::attentionBwd's gradients, but written to dq, dk and dv rather than
+/// added (every element is stored once, so no zero fill is needed first);
+/// `lse` may be null (the probabilities are recomputed per block row).
 void attentionBwd(const float *q, const float *k, const float *v,
                   const int32_t *docIds, const ref::AttentionShape &sh,
                   const float *o, const float *lse, const float *dout,
                   float *dq, float *dk, float *dv);
+/// The same on bf16 tensors (f32 math, each gradient rounded once).
+void attentionBwd(const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                  const int32_t *docIds, const ref::AttentionShape &sh,
+                  const uint16_t *o, const uint16_t *dout, uint16_t *dq,
+                  uint16_t *dk, uint16_t *dv);
 
 /// sum x[i]^2 in double: fixed chunks (in parallel), each summed in 8
 /// lanes, the chunks' sums added in order, so the result depends on n only,

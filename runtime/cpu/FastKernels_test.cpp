@@ -44,8 +44,10 @@ void compareAttention(ref::AttentionShape sh, bool docs) {
   fast::attentionFwd(q.data(), k.data(), v.data(), d, sh, o2.data(), l2.data());
   expectClose(o2, o1, "o");
   expectClose(l2, l1, "lse");
-  std::vector<float> dq1(qn, 0), dk1(kn, 0), dv1(kn, 0), dq2(qn, 0), dk2(kn, 0),
-      dv2(kn, 0);
+  // The fast kernel stores its gradients: what the arrays held must not
+  // show.
+  std::vector<float> dq1(qn, 0), dk1(kn, 0), dv1(kn, 0), dq2(qn, 5), dk2(kn, 5),
+      dv2(kn, 5);
   ref::attentionBwd(q.data(), k.data(), v.data(), d, sh, o1.data(), l1.data(),
                     g.data(), dq1.data(), dk1.data(), dv1.data());
   fast::attentionBwd(q.data(), k.data(), v.data(), d, sh, o1.data(), l1.data(),
@@ -53,6 +55,40 @@ void compareAttention(ref::AttentionShape sh, bool docs) {
   expectClose(dq2, dq1, "dq");
   expectClose(dk2, dk1, "dk");
   expectClose(dv2, dv1, "dv");
+
+  // bf16 storage: the f32 kernel on the same (rounded) values, each result
+  // rounded once.
+  auto toBf16 = [](const std::vector<float> &x) {
+    std::vector<uint16_t> y(x.size());
+    fast::f32ToBf16(x.data(), static_cast<int64_t>(x.size()), y.data());
+    return y;
+  };
+  auto toF32 = [](const std::vector<uint16_t> &x) {
+    std::vector<float> y(x.size());
+    fast::bf16ToF32(x.data(), static_cast<int64_t>(x.size()), y.data());
+    return y;
+  };
+  auto qb = toBf16(q), kb = toBf16(k), vb = toBf16(v), gb = toBf16(g);
+  auto qr = toF32(qb), kr = toF32(kb), vr = toF32(vb), gr = toF32(gb);
+  std::vector<float> o3(qn), l3(l1.size()), l4(l1.size());
+  std::vector<uint16_t> o4(qn);
+  fast::attentionFwd(qr.data(), kr.data(), vr.data(), d, sh, o3.data(),
+                     l3.data());
+  fast::attentionFwd(qb.data(), kb.data(), vb.data(), d, sh, o4.data(),
+                     l4.data());
+  EXPECT_EQ(o4, toBf16(o3));
+  EXPECT_EQ(l4, l3);
+  auto o3b = toBf16(o3);
+  auto o3r = toF32(o3b);
+  std::vector<float> dq3(qn), dk3(kn), dv3(kn);
+  std::vector<uint16_t> dq4(qn), dk4(kn), dv4(kn);
+  fast::attentionBwd(qr.data(), kr.data(), vr.data(), d, sh, o3r.data(),
+                     nullptr, gr.data(), dq3.data(), dk3.data(), dv3.data());
+  fast::attentionBwd(qb.data(), kb.data(), vb.data(), d, sh, o3b.data(),
+                     gb.data(), dq4.data(), dk4.data(), dv4.data());
+  EXPECT_EQ(dq4, toBf16(dq3));
+  EXPECT_EQ(dk4, toBf16(dk3));
+  EXPECT_EQ(dv4, toBf16(dv3));
 }
 
 TEST(FastKernels, AttentionCausalGQA) {
