@@ -269,29 +269,36 @@ struct Bind {
   bool has(const char *name) const { return attr(name) != nullptr; }
 };
 
-/// The oneDNN GEMM for a matmul whose operands and result are all bf16
-/// (train.mixed_precision = "bf16"), in `out`; null there when any is
-/// another dtype or the CPU has no bf16 instructions (sgemm then). A
-/// non-empty return is a bind error (a bad FORGE_CPU_BF16_GEMM).
-std::string bf16Gemm(std::initializer_list<View> views, int64_t m, int64_t n,
-                     int64_t k, bool transA, bool transB,
-                     std::shared_ptr<Bf16Gemm> *out) {
-  out->reset();
-  for (const View &v : views)
+const uint16_t *bf16(const View &v) {
+  return static_cast<const uint16_t *>(v.data);
+}
+uint16_t *bf16Out(const View &v) { return static_cast<uint16_t *>(v.data); }
+
+/// Binds `fn` to oneDNN's GEMM c = op(a) @ op(b) (Bf16Gemm) when a, b and c
+/// are all bf16 (train.mixed_precision = "bf16") and the CPU has bf16
+/// instructions; `*bound` says whether it did (sgemm on f32 copies
+/// otherwise). A non-empty return is a bind error (a bad
+/// FORGE_CPU_BF16_GEMM).
+std::string bindBf16Gemm(View a, View b, View c, int64_t m, int64_t n,
+                         int64_t k, bool transA, bool transB, Fn &fn,
+                         bool *bound) {
+  *bound = false;
+  for (const View &v : {a, b, c})
     if (v.dtype != plan::DType::bf16)
       return std::string();
   bool oneDnn = false;
   std::string err;
   if (!bf16GemmUseOneDnn(&oneDnn, &err))
     return err;
+  std::shared_ptr<Bf16Gemm> gemm;
   if (oneDnn)
-    *out = Bf16Gemm::create(m, n, k, transA, transB, nullptr);
+    gemm = Bf16Gemm::create(m, n, k, transA, transB, nullptr);
+  if (gemm) {
+    fn = [=] { gemm->run(bf16(a), bf16(b), bf16Out(c)); };
+    *bound = true;
+  }
   return std::string();
 }
-const uint16_t *bf16(const View &v) {
-  return static_cast<const uint16_t *>(v.data);
-}
-uint16_t *bf16Out(const View &v) { return static_cast<uint16_t *>(v.data); }
 
 /// y[M, N] = x[M, K] @ w[N, K]^T with sgemm.
 void gemmXWt(const float *x, const float *w, int64_t m, int64_t k, int64_t n,
@@ -420,14 +427,11 @@ std::map<std::string, Binder> &binders() {
     m["forge.linear"] = [](Bind &b, Fn &fn) {
       View x = b.ops[0], w = b.ops[1], y = b.res[0];
       int64_t k = w.dim(1), n = w.dim(0), rows = x.numel() / k;
-      std::shared_ptr<Bf16Gemm> bf;
-      if (std::string err = bf16Gemm({x, w, y}, rows, n, k, false, true, &bf);
-          !err.empty())
+      bool bound = false;
+      if (std::string err =
+              bindBf16Gemm(x, w, y, rows, n, k, false, true, fn, &bound);
+          !err.empty() || bound)
         return err;
-      if (bf) {
-        fn = [=] { bf->run(bf16(x), bf16(w), bf16Out(y)); };
-        return std::string();
-      }
       fn = [=] {
         In xi = read(x), wi = read(w);
         Out out(y, false);
@@ -439,15 +443,11 @@ std::map<std::string, Binder> &binders() {
     m["forge.linear_grad_input"] = [](Bind &b, Fn &fn) {
       View dy = b.ops[0], w = b.ops[1], dx = b.res[0];
       int64_t n = w.dim(0), k = w.dim(1), rows = dy.numel() / n;
-      std::shared_ptr<Bf16Gemm> bf;
+      bool bound = false;
       if (std::string err =
-              bf16Gemm({dy, w, dx}, rows, k, n, false, false, &bf);
-          !err.empty())
+              bindBf16Gemm(dy, w, dx, rows, k, n, false, false, fn, &bound);
+          !err.empty() || bound)
         return err;
-      if (bf) {
-        fn = [=] { bf->run(bf16(dy), bf16(w), bf16Out(dx)); };
-        return std::string();
-      }
       fn = [=] {
         In g = read(dy), wi = read(w);
         Out out(dx, false);
@@ -461,14 +461,11 @@ std::map<std::string, Binder> &binders() {
     m["forge.linear_grad_weight"] = [](Bind &b, Fn &fn) {
       View dy = b.ops[0], x = b.ops[1], dw = b.res[0];
       int64_t n = dw.dim(0), k = dw.dim(1), rows = dy.numel() / n;
-      std::shared_ptr<Bf16Gemm> bf;
-      if (std::string err = bf16Gemm({dy, x, dw}, n, k, rows, true, false, &bf);
-          !err.empty())
+      bool bound = false;
+      if (std::string err =
+              bindBf16Gemm(dy, x, dw, n, k, rows, true, false, fn, &bound);
+          !err.empty() || bound)
         return err;
-      if (bf) {
-        fn = [=] { bf->run(bf16(dy), bf16(x), bf16Out(dw)); };
-        return std::string();
-      }
       fn = [=] {
         In g = read(dy), xi = read(x);
         Out out(dw, false);
