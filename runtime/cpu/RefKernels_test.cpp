@@ -723,8 +723,9 @@ TEST(RefKernels, Fp8Bytes) {
         continue;
       const float v = fp8FromBits(static_cast<uint8_t>(byte), e4m3);
       EXPECT_EQ(roundFp8(v, e4m3), v) << byte;
-      if (v != 0.0f || !(byte & 0x80)) // -0 encodes as 0x80 too
+      if (v != 0.0f || !(byte & 0x80)) { // -0 encodes as 0x80 too
         EXPECT_EQ(fp8Bits(v, e4m3), byte) << byte;
+      }
     }
   std::mt19937 gen(5);
   std::normal_distribution<float> dist(0.0f, 50.0f);
