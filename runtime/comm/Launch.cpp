@@ -243,11 +243,14 @@ int launchLocal(int nproc, int argc, char **argv) {
     if (rc != 0 && failedRank < 0 && !stopping) {
       // The peers of a dead rank usually fail their next collective at
       // once and say where; give them a moment to report, then stop them.
+      // 5 s, not less: on a loaded machine (CI runs two multi-rank tests
+      // on two cores) a peer took over 2 s to reach its next collective,
+      // and its report was lost.
       failedRank = rank;
       code = rc;
       failedSignal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       stopping = true;
-      termAt = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      termAt = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     }
   }
   std::error_code ec;
