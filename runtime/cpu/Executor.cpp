@@ -41,8 +41,10 @@ bool isFloat(plan::DType t) {
 /// step converts on every run, and a fresh buffer of tens of MB is mapped
 /// and page-faulted (zeroed by the kernel) on every call, which costs as
 /// much as the conversion; so freed buffers are kept for the next taker.
-/// The kept set settles at what one step holds at once, memory the step
-/// touched anyway: peak RSS does not grow.
+/// The kept set settles at the buffers one step uses, at most kMaxKept of
+/// them and kMaxKeptBytes in all (the oldest go first): larger conversions
+/// (a 7B model's [vocab, dim] embedding gradient is 0.5 GB in f32) are
+/// mapped afresh rather than held for the whole run.
 class ScratchPool {
 public:
   static ScratchPool &get() {
@@ -61,6 +63,7 @@ public:
           best = i;
       if (best != free_.size()) {
         *capacity = free_[best].cap;
+        keptBytes_ -= free_[best].cap * 4;
         auto buf = std::move(free_[best].buf);
         free_.erase(free_.begin() + static_cast<ptrdiff_t>(best));
         return buf;
@@ -74,20 +77,25 @@ public:
       return;
     std::lock_guard<std::mutex> lock(mu_);
     free_.push_back({capacity, std::move(buf)});
-    if (free_.size() > kMaxKept) // the oldest goes first
+    keptBytes_ += capacity * 4;
+    while (free_.size() > kMaxKept || keptBytes_ > kMaxKeptBytes) {
+      keptBytes_ -= free_.front().cap * 4;
       free_.erase(free_.begin());
+    }
   }
 
 private:
   /// Below this (256 KiB) malloc reuses its own memory and nothing faults.
   static constexpr int64_t kKeepFrom = 1 << 16;
   static constexpr size_t kMaxKept = 64;
+  static constexpr int64_t kMaxKeptBytes = int64_t(512) << 20;
   struct Kept {
     int64_t cap;
     std::unique_ptr<float[]> buf;
   };
   std::mutex mu_;
   std::vector<Kept> free_;
+  int64_t keptBytes_ = 0;
 };
 
 /// A scratch buffer of ScratchPool, returned to it when destroyed.
@@ -546,7 +554,14 @@ std::map<std::string, Binder> &binders() {
     m["forge.rmsnorm"] = [](Bind &b, Fn &fn) {
       View x = b.ops[0], w = b.ops[1], y = b.res[0];
       double eps = b.f("eps");
+      const bool allBf16 = x.dtype == plan::DType::bf16 && w.dtype == x.dtype &&
+                           y.dtype == x.dtype;
       fn = [=] {
+        if (allBf16) { // converted row by row
+          fast::rmsnormFwd(bf16(x), bf16(w), x.numel() / x.dim(-1), x.dim(-1),
+                           eps, bf16Out(y));
+          return;
+        }
         In xi = read(x), wi = read(w);
         Out out(y, false); // every element written
         fast::rmsnormFwd(xi.p, wi.p, x.numel() / x.dim(-1), x.dim(-1), eps,
@@ -559,7 +574,15 @@ std::map<std::string, Binder> &binders() {
       View x = b.ops[0], w = b.ops[1], dy = b.ops[2], dx = b.res[0],
            dw = b.res[1];
       double eps = b.f("eps");
+      bool allBf16 = true;
+      for (const View &t : {x, w, dy, dx, dw})
+        allBf16 = allBf16 && t.dtype == plan::DType::bf16;
       fn = [=] {
+        if (allBf16) { // converted row by row; dx and dw written
+          fast::rmsnormBwd(bf16(x), bf16(w), bf16(dy), x.numel() / x.dim(-1),
+                           x.dim(-1), eps, bf16Out(dx), bf16Out(dw));
+          return;
+        }
         In xi = read(x), wi = read(w), g = read(dy);
         Out ox(dx), ow(dw);
         fast::rmsnormBwd(xi.p, wi.p, g.p, x.numel() / x.dim(-1), x.dim(-1), eps,

@@ -570,40 +570,108 @@ void f32ToBf16(const float *x, int64_t n, uint16_t *y) {
   });
 }
 
-void rmsnormFwd(const float *x, const float *w, int64_t rows, int64_t d,
-                double eps, float *y) {
+namespace {
+
+/// Row r of a [rows, d] tensor as f32: the row itself, or a bf16 row
+/// converted into `buf`.
+const float *f32Row(const float *x, int64_t r, int64_t d,
+                    std::vector<float> &) {
+  return x + r * d;
+}
+const float *f32Row(const uint16_t *x, int64_t r, int64_t d,
+                    std::vector<float> &buf) {
+  buf.resize(d);
+  bf16ToF32Range(x + r * d, d, buf.data());
+  return buf.data();
+}
+
+template <typename T>
+void rmsnormFwdT(const T *x, const T *w, int64_t rows, int64_t d, double eps,
+                 T *y) {
+  std::vector<float> wBuf;
+  const float *wf = f32Row(w, 0, d, wBuf);
   constexpr int64_t kRows = 16;
   parallelFor((rows + kRows - 1) / kRows, [&](int64_t blk) {
+    thread_local std::vector<float> xBuf, yBuf;
     const int64_t end = std::min(rows, (blk + 1) * kRows);
     for (int64_t r = blk * kRows; r < end; ++r) {
-      const double ms = sumSquaresRange(x + r * d, d);
-      rmsScaleRow(x + r * d, w, d, 1.0 / std::sqrt(ms / d + eps), y + r * d);
+      const float *xr = f32Row(x, r, d, xBuf);
+      const double ms = sumSquaresRange(xr, d);
+      if constexpr (std::is_same_v<T, float>) {
+        rmsScaleRow(xr, wf, d, 1.0 / std::sqrt(ms / d + eps), y + r * d);
+      } else {
+        yBuf.resize(d);
+        rmsScaleRow(xr, wf, d, 1.0 / std::sqrt(ms / d + eps), yBuf.data());
+        f32ToBf16Range(yBuf.data(), d, y + r * d);
+      }
     }
   });
 }
 
-void rmsnormBwd(const float *x, const float *w, const float *dy, int64_t rows,
-                int64_t d, double eps, float *dx, float *dw) {
+/// f32 adds into dx and dw; bf16 writes them (the f32 result rounded once).
+template <typename T>
+void rmsnormBwdT(const T *x, const T *w, const T *dy, int64_t rows, int64_t d,
+                 double eps, T *dx, T *dw) {
   // A fixed number of row blocks (not one per thread), each with its own
   // partial dw: enough blocks to balance two or more cores, few enough that
   // adding the partials stays small next to the rows.
   const int64_t blocks = std::min<int64_t>(rows, 32);
   if (blocks == 0)
     return;
+  std::vector<float> wBuf;
+  const float *wf = f32Row(w, 0, d, wBuf);
   const int64_t per = (rows + blocks - 1) / blocks;
   std::vector<float> part(blocks * d, 0.0f);
   parallelFor(blocks, [&](int64_t blk) {
+    thread_local std::vector<float> xBuf, gBuf, dxBuf;
     const int64_t end = std::min(rows, (blk + 1) * per);
     for (int64_t r = blk * per; r < end; ++r) {
+      const float *xr = f32Row(x, r, d, xBuf), *gr = f32Row(dy, r, d, gBuf);
       double ms, dot;
-      rmsRowSums(x + r * d, w, dy + r * d, d, ms, dot);
+      rmsRowSums(xr, wf, gr, d, ms, dot);
       const double inv = 1.0 / std::sqrt(ms / d + eps);
-      rmsGradRow(x + r * d, w, dy + r * d, d, inv, inv * inv * inv * dot / d,
-                 dx + r * d, part.data() + blk * d);
+      float *dxr;
+      if constexpr (std::is_same_v<T, float>) {
+        dxr = dx + r * d;
+      } else {
+        dxBuf.assign(d, 0.0f);
+        dxr = dxBuf.data();
+      }
+      rmsGradRow(xr, wf, gr, d, inv, inv * inv * inv * dot / d, dxr,
+                 part.data() + blk * d);
+      if constexpr (!std::is_same_v<T, float>)
+        f32ToBf16Range(dxr, d, dx + r * d);
     }
   });
-  for (int64_t blk = 0; blk < blocks; ++blk)
-    addRow(part.data() + blk * d, d, dw);
+  if constexpr (std::is_same_v<T, float>) {
+    for (int64_t blk = 0; blk < blocks; ++blk)
+      addRow(part.data() + blk * d, d, dw);
+  } else {
+    std::vector<float> sum(d, 0.0f);
+    for (int64_t blk = 0; blk < blocks; ++blk)
+      addRow(part.data() + blk * d, d, sum.data());
+    f32ToBf16Range(sum.data(), d, dw);
+  }
+}
+
+} // namespace
+
+void rmsnormFwd(const float *x, const float *w, int64_t rows, int64_t d,
+                double eps, float *y) {
+  rmsnormFwdT(x, w, rows, d, eps, y);
+}
+void rmsnormFwd(const uint16_t *x, const uint16_t *w, int64_t rows, int64_t d,
+                double eps, uint16_t *y) {
+  rmsnormFwdT(x, w, rows, d, eps, y);
+}
+void rmsnormBwd(const float *x, const float *w, const float *dy, int64_t rows,
+                int64_t d, double eps, float *dx, float *dw) {
+  rmsnormBwdT(x, w, dy, rows, d, eps, dx, dw);
+}
+void rmsnormBwd(const uint16_t *x, const uint16_t *w, const uint16_t *dy,
+                int64_t rows, int64_t d, double eps, uint16_t *dx,
+                uint16_t *dw) {
+  rmsnormBwdT(x, w, dy, rows, d, eps, dx, dw);
 }
 
 void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,

@@ -83,6 +83,13 @@ void rmsnormFwd(const float *x, const float *w, int64_t rows, int64_t d,
 /// order, so the result does not depend on the number of threads.
 void rmsnormBwd(const float *x, const float *w, const float *dy, int64_t rows,
                 int64_t d, double eps, float *dx, float *dw);
+/// The same on bf16 tensors, converted a row at a time (f32 math, each
+/// result rounded once); these write y, dx and dw rather than add.
+void rmsnormFwd(const uint16_t *x, const uint16_t *w, int64_t rows, int64_t d,
+                double eps, uint16_t *y);
+void rmsnormBwd(const uint16_t *x, const uint16_t *w, const uint16_t *dy,
+                int64_t rows, int64_t d, double eps, uint16_t *dx,
+                uint16_t *dw);
 
 /// One torch.optim.AdamW step, f32, threaded; reads param/grad/moments and
 /// writes the new values to the out arrays: each is its own input (in

@@ -179,6 +179,31 @@ TEST(FastKernels, RmsNorm) {
                    dw2.data());
   expectClose(dx2, dx1, "dx");
   expectClose(dw2, dw1, "dw");
+
+  // bf16: the f32 kernel on the same values (from zero), rounded once.
+  auto toBf16 = [](const std::vector<float> &v) {
+    std::vector<uint16_t> out(v.size());
+    fast::f32ToBf16(v.data(), static_cast<int64_t>(v.size()), out.data());
+    return out;
+  };
+  auto toF32 = [](const std::vector<uint16_t> &v) {
+    std::vector<float> out(v.size());
+    fast::bf16ToF32(v.data(), static_cast<int64_t>(v.size()), out.data());
+    return out;
+  };
+  auto xb = toBf16(x), wb = toBf16(w), gb = toBf16(dy);
+  auto xr = toF32(xb), wr = toF32(wb), gr = toF32(gb);
+  std::vector<float> y3(rows * d), dx3(rows * d, 0.0f), dw3(d, 0.0f);
+  std::vector<uint16_t> y4(rows * d), dx4(rows * d, 0x4000), dw4(d, 0x4000);
+  fast::rmsnormFwd(xr.data(), wr.data(), rows, d, 1e-5, y3.data());
+  fast::rmsnormFwd(xb.data(), wb.data(), rows, d, 1e-5, y4.data());
+  EXPECT_EQ(y4, toBf16(y3));
+  fast::rmsnormBwd(xr.data(), wr.data(), gr.data(), rows, d, 1e-5, dx3.data(),
+                   dw3.data());
+  fast::rmsnormBwd(xb.data(), wb.data(), gb.data(), rows, d, 1e-5, dx4.data(),
+                   dw4.data());
+  EXPECT_EQ(dx4, toBf16(dx3));
+  EXPECT_EQ(dw4, toBf16(dw3));
 }
 
 } // namespace
