@@ -622,7 +622,14 @@ std::map<std::string, Binder> &binders() {
     m["forge.rope"] = [](Bind &b, Fn &fn) {
       View x = b.ops[0], y = b.res[0];
       double theta = b.f("theta");
+      const bool allBf16 =
+          x.dtype == plan::DType::bf16 && y.dtype == plan::DType::bf16;
       fn = [=] {
+        if (allBf16) {
+          fast::rope(bf16(x), x.dim(0), x.dim(1), x.dim(2), x.dim(3), theta,
+                     false, bf16Out(y));
+          return;
+        }
         In xi = read(x);
         Out out(y, false);
         fast::rope(xi.p, x.dim(0), x.dim(1), x.dim(2), x.dim(3), theta, false,
@@ -634,7 +641,14 @@ std::map<std::string, Binder> &binders() {
     m["forge.rope_grad"] = [](Bind &b, Fn &fn) {
       View dy = b.ops[0], dx = b.res[0];
       double theta = b.f("theta");
+      const bool allBf16 =
+          dy.dtype == plan::DType::bf16 && dx.dtype == plan::DType::bf16;
       fn = [=] {
+        if (allBf16) { // dx written, not accumulated
+          fast::rope(bf16(dy), dy.dim(0), dy.dim(1), dy.dim(2), dy.dim(3),
+                     theta, true, bf16Out(dx));
+          return;
+        }
         In g = read(dy);
         Out out(dx);
         fast::rope(g.p, dy.dim(0), dy.dim(1), dy.dim(2), dy.dim(3), theta, true,

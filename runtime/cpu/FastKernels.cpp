@@ -674,8 +674,14 @@ void rmsnormBwd(const uint16_t *x, const uint16_t *w, const uint16_t *dy,
   rmsnormBwdT(x, w, dy, rows, d, eps, dx, dw);
 }
 
-void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
-          double theta, bool backward, float *y) {
+namespace {
+
+/// f32 y: written (forward) or added to (backward); bf16 y: written, the
+/// f32 result rounded once, with each position's row of x converted as it
+/// is read.
+template <typename T>
+void ropeT(const T *x, int64_t b, int64_t s, int64_t h, int64_t hd,
+           double theta, bool backward, T *y) {
   const int64_t half = hd / 2;
   // The same angles as the reference: inv_freq in f32, angle = pos * inv_freq.
   std::vector<float> cosT(s * half), sinT(s * half);
@@ -689,16 +695,26 @@ void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
     }
   }
   const float sign = backward ? -1.0f : 1.0f;
+  constexpr bool kF32 = std::is_same_v<T, float>;
   parallelFor(b * s, [&](int64_t bp) {
-    const int64_t p = bp % s;
+    thread_local std::vector<float> xBuf, yBuf;
+    const int64_t p = bp % s, row = h * hd;
     const float *c = cosT.data() + p * half, *sn = sinT.data() + p * half;
+    const float *xr = f32Row(x, bp, row, xBuf);
+    float *yr;
+    if constexpr (kF32) {
+      yr = y + bp * row;
+    } else {
+      yBuf.resize(row);
+      yr = yBuf.data();
+    }
     for (int64_t hi = 0; hi < h; ++hi) {
-      const float *xv = x + (bp * h + hi) * hd;
-      float *yv = y + (bp * h + hi) * hd;
+      const float *xv = xr + hi * hd;
+      float *yv = yr + hi * hd;
       for (int64_t i = 0; i < half; ++i) {
         float x1 = xv[i], x2 = xv[i + half], si = sign * sn[i];
         float r1 = x1 * c[i] - x2 * si, r2 = x2 * c[i] + x1 * si;
-        if (backward) {
+        if (kF32 && backward) {
           yv[i] += r1;
           yv[i + half] += r2;
         } else {
@@ -707,7 +723,20 @@ void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
         }
       }
     }
+    if constexpr (!kF32)
+      f32ToBf16Range(yr, row, y + bp * row);
   });
+}
+
+} // namespace
+
+void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
+          double theta, bool backward, float *y) {
+  ropeT(x, b, s, h, hd, theta, backward, y);
+}
+void rope(const uint16_t *x, int64_t b, int64_t s, int64_t h, int64_t hd,
+          double theta, bool backward, uint16_t *y) {
+  ropeT(x, b, s, h, hd, theta, backward, y);
 }
 
 namespace {

@@ -104,6 +104,10 @@ void adamwUpdate(const float *param, const float *grad, const float *expAvg,
 /// `backward` rotates by the opposite angle (accumulating into y).
 void rope(const float *x, int64_t b, int64_t s, int64_t h, int64_t hd,
           double theta, bool backward, float *y);
+/// The same on bf16 x and y (rows converted as they are read); y is
+/// written in both directions (the f32 result rounded once).
+void rope(const uint16_t *x, int64_t b, int64_t s, int64_t h, int64_t hd,
+          double theta, bool backward, uint16_t *y);
 
 /// Element-wise kernels, threaded. unary: y = f(x); unaryGrad: dx += f'(x)
 /// dy; binary: z = x + y or x * y; scale: y = x * factor.

@@ -221,6 +221,25 @@ TEST(FastKernels, Rope) {
   ref::ropeBwd(x.data(), B, S, H, HD, 500000.0, d1.data());
   fast::rope(x.data(), B, S, H, HD, 500000.0, true, d2.data());
   expectClose(d2, d1, "rope_grad");
+
+  // bf16: the f32 kernel on the same values (the gradient from zero),
+  // rounded once.
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint16_t> xb(n), y4(n), d4(n, 0x4000);
+  fast::f32ToBf16(x.data(), n, xb.data());
+  std::vector<float> xr(n), y3(n), d3(n, 0.0f);
+  fast::bf16ToF32(xb.data(), n, xr.data());
+  for (bool backward : {false, true}) {
+    fast::rope(xr.data(), B, S, H, HD, 500000.0, backward,
+               backward ? d3.data() : y3.data());
+    fast::rope(xb.data(), B, S, H, HD, 500000.0, backward,
+               backward ? d4.data() : y4.data());
+    const std::vector<float> &want = backward ? d3 : y3;
+    const std::vector<uint16_t> &got = backward ? d4 : y4;
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(got[i], forge::runtime::f32ToBf16(want[i]))
+          << (backward ? "rope_grad " : "rope ") << i;
+  }
 }
 
 TEST(FastKernels, AdamW) {
