@@ -573,7 +573,8 @@ void f32ToBf16(const float *x, int64_t n, uint16_t *y) {
 namespace {
 
 /// Row r of a [rows, d] tensor as f32: the row itself, or a bf16 row
-/// converted into `buf`.
+/// converted into `buf` (a row stays in cache; an f32 copy of the whole
+/// tensor would go through memory).
 const float *f32Row(const float *x, int64_t r, int64_t d,
                     std::vector<float> &) {
   return x + r * d;
@@ -831,19 +832,6 @@ double sumSquares(const float *x, int64_t n) {
 
 namespace {
 
-/// Row r of [rows, c] logits as f32: the row itself, or a bf16 row
-/// converted into `buf` (a row stays in cache; the whole tensor would not).
-const float *logitRow(const float *l, int64_t r, int64_t c,
-                      std::vector<float> &) {
-  return l + r * c;
-}
-const float *logitRow(const uint16_t *l, int64_t r, int64_t c,
-                      std::vector<float> &buf) {
-  buf.resize(c);
-  bf16ToF32Range(l + r * c, c, buf.data());
-  return buf.data();
-}
-
 template <typename T>
 float crossEntropyFwdT(const T *logits, const int64_t *labels, int64_t rows,
                        int64_t c, int64_t ignoreIndex) {
@@ -853,7 +841,7 @@ float crossEntropyFwdT(const T *logits, const int64_t *labels, int64_t rows,
     if (labels[r] == ignoreIndex)
       return;
     thread_local std::vector<float> buf;
-    const float *l = logitRow(logits, r, c, buf);
+    const float *l = f32Row(logits, r, c, buf);
     const float mx = rowMax(l, c);
     part[r] = mx + std::log(rowSumExp(l, c, mx)) - l[labels[r]];
     ++valid;
@@ -880,7 +868,7 @@ void crossEntropyBwdT(const T *logits, const int64_t *labels, int64_t rows,
       return;
     }
     thread_local std::vector<float> in, grad;
-    const float *l = logitRow(logits, r, c, in);
+    const float *l = f32Row(logits, r, c, in);
     float *d;
     if constexpr (std::is_same_v<T, float>) {
       d = out;

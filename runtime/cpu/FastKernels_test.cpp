@@ -23,6 +23,18 @@ std::vector<float> randn(size_t n, uint32_t seed) {
   return v;
 }
 
+std::vector<uint16_t> toBf16(const std::vector<float> &x) {
+  std::vector<uint16_t> y(x.size());
+  fast::f32ToBf16(x.data(), static_cast<int64_t>(x.size()), y.data());
+  return y;
+}
+
+std::vector<float> toF32(const std::vector<uint16_t> &x) {
+  std::vector<float> y(x.size());
+  fast::bf16ToF32(x.data(), static_cast<int64_t>(x.size()), y.data());
+  return y;
+}
+
 void expectClose(const std::vector<float> &a, const std::vector<float> &b,
                  const char *what) {
   ASSERT_EQ(a.size(), b.size());
@@ -58,16 +70,6 @@ void compareAttention(ref::AttentionShape sh, bool docs) {
 
   // bf16 storage: the f32 kernel on the same (rounded) values, each result
   // rounded once.
-  auto toBf16 = [](const std::vector<float> &x) {
-    std::vector<uint16_t> y(x.size());
-    fast::f32ToBf16(x.data(), static_cast<int64_t>(x.size()), y.data());
-    return y;
-  };
-  auto toF32 = [](const std::vector<uint16_t> &x) {
-    std::vector<float> y(x.size());
-    fast::bf16ToF32(x.data(), static_cast<int64_t>(x.size()), y.data());
-    return y;
-  };
   auto qb = toBf16(q), kb = toBf16(k), vb = toBf16(v), gb = toBf16(g);
   auto qr = toF32(qb), kr = toF32(kb), vr = toF32(vb), gr = toF32(gb);
   std::vector<float> o3(qn), l3(l1.size()), l4(l1.size());
@@ -181,16 +183,6 @@ TEST(FastKernels, RmsNorm) {
   expectClose(dw2, dw1, "dw");
 
   // bf16: the f32 kernel on the same values (from zero), rounded once.
-  auto toBf16 = [](const std::vector<float> &v) {
-    std::vector<uint16_t> out(v.size());
-    fast::f32ToBf16(v.data(), static_cast<int64_t>(v.size()), out.data());
-    return out;
-  };
-  auto toF32 = [](const std::vector<uint16_t> &v) {
-    std::vector<float> out(v.size());
-    fast::bf16ToF32(v.data(), static_cast<int64_t>(v.size()), out.data());
-    return out;
-  };
   auto xb = toBf16(x), wb = toBf16(w), gb = toBf16(dy);
   auto xr = toF32(xb), wr = toF32(wb), gr = toF32(gb);
   std::vector<float> y3(rows * d), dx3(rows * d, 0.0f), dw3(d, 0.0f);
