@@ -7,18 +7,23 @@ train.mixed_precision = "bf16"), 2 threads, AdamW, random tokens; the median
 step time after warm-up. Prints ms/step, tokens/s,
 achieved GFLOP/s (6 * N_matmul + 12 * L * D * S per token, N_matmul = the
 parameters that take part in matmuls, head included, input embedding not)
-and each side's peak RSS. Needs PyTorch (pip install torch) and a forge
+and each side's peak RSS. Then, per shape, the floor that forge's
+fp32 matmuls set: the step's linear-layer GEMMs (forward, input gradient,
+weight gradient), each timed alone with the OpenBLAS that forge-run links,
+against the step time that 1.5x PyTorch's tokens/s would take. Needs PyTorch (pip install torch) and a forge
 build (bash scripts/setup.sh):
 
     python3 bench/train_step.py [--steps 6] [--forge-build build] [--dtype fp32|bf16]
 """
 import argparse
+import ctypes
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 SHAPES = {
     "a": dict(dim=256, layers=4, heads=4, kv=4, vocab=8192, seq=256, batch=8),
@@ -83,6 +88,52 @@ def flops_per_token(c):
     return 6 * n + 12 * L * d * S
 
 
+def gemm_floor(c, threads=2, passes=3, tries=3):
+    """Seconds per step of forge's fp32 linear-layer GEMMs, each timed alone.
+
+    Every linear layer runs three sgemms a step, in the layouts forge-run's
+    CPU kernels use: y = x W^T, dx = dy W and dW = dy^T x. Each distinct shape
+    is timed on its own (its best try, warm caches, OpenBLAS threads
+    awake): the sum is what the matmul part of a step costs at OpenBLAS's
+    best rate on this machine. Attention's GEMMs and every other kernel come
+    on top.
+    """
+    blas = ctypes.CDLL("libopenblas.so.0")
+    blas.openblas_set_num_threads(threads)
+    f32p = ctypes.POINTER(ctypes.c_float)
+    i, f = ctypes.c_int, ctypes.c_float
+    blas.cblas_sgemm.argtypes = [i, i, i, i, i, i, f, f32p, i, f32p, i, f, f32p, i]
+    row, no, tr = 101, 111, 112  # CblasRowMajor, CblasNoTrans, CblasTrans
+    d, L, H, KV, V = c["dim"], c["layers"], c["heads"], c["kv"], c["vocab"]
+    hd, ffn, rows = d // H, 256 * ((int(4 * d * 2 / 3) + 255) // 256), c["batch"] * c["seq"]
+    count = {}
+    for shape in [(H * hd, d), (KV * hd, d), (KV * hd, d), (d, H * hd),
+                  (ffn, d), (ffn, d), (d, ffn)] * L + [(V, d)]:
+        count[shape] = count.get(shape, 0) + 1
+    largest = rows * max(max(n, k) for n, k in count) + V * d
+    bufs = [(ctypes.c_float * largest)() for _ in range(3)]
+    for x in bufs:  # real pages (not the shared zero page) of ordinary floats
+        ctypes.memset(x, 0x3C, ctypes.sizeof(x))  # 0x3c3c3c3c = 0.0115
+    a, b, out = (ctypes.cast(x, f32p) for x in bufs)
+    gemms = [(times, ta, tb, m, nn, kk, lda, ldb)
+             for (n, k), times in count.items()
+             for ta, tb, m, nn, kk, lda, ldb in ((no, tr, rows, n, k, k, k),   # y = x W^T
+                                                 (no, no, rows, k, n, n, k),   # dx = dy W
+                                                 (tr, no, n, k, rows, n, k))]  # dW = dy^T x
+    # Each shape runs `tries` times back to back (its operands warm in the
+    # caches), in `passes` passes over all shapes: a slow spell of this
+    # shared machine spoils one pass, not every try of one shape.
+    best = [float("inf")] * len(gemms)
+    for _ in range(passes):
+        for g, (_, ta, tb, m, nn, kk, lda, ldb) in enumerate(gemms):
+            for _ in range(tries):
+                t0 = time.perf_counter()
+                blas.cblas_sgemm(row, ta, tb, m, nn, kk, 1.0, a, lda, b, ldb, 0.0, out, nn)
+                best[g] = min(best[g], time.perf_counter() - t0)
+    total = sum(g[0] * t for g, t in zip(gemms, best))
+    return total
+
+
 def run_forge(c, build, steps, dtype):
     with tempfile.TemporaryDirectory() as tmp:
         plan = os.path.join(tmp, "bench.plan")
@@ -119,12 +170,20 @@ def main():
     a = ap.parse_args()
     print(f"dtype {a.dtype}")
     print(f"{'shape':6} {'impl':8} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>8} {'peak RSS MiB':>13}")
+    torch_sec = {}
     for name, c in SHAPES.items():
         tokens = c["batch"] * c["seq"]
         for impl, (sec, rss) in (("forge", run_forge(c, a.forge_build, a.steps, a.dtype)),
                                  ("pytorch", run_torch(c, a.steps, a.dtype))):
             print(f"{name:6} {impl:8} {sec * 1e3:9.1f} {tokens / sec:10.0f} "
                   f"{flops_per_token(c) * tokens / sec / 1e9:8.2f} {rss / 1024:13.1f}")
+            if impl == "pytorch":
+                torch_sec[name] = sec
+    if a.dtype == "fp32":
+        for name, c in SHAPES.items():
+            print(f"{name}: forge's linear GEMMs alone (OpenBLAS, 2 threads, each at its best): "
+                  f"{gemm_floor(c) * 1e3:.1f} ms/step; 1.5x PyTorch's tokens/s: "
+                  f"{torch_sec[name] / 1.5 * 1e3:.1f} ms/step")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <string>
 #include <unistd.h>
+#include <utility>
 
 using namespace forge;
 
@@ -130,6 +131,9 @@ static void printHelp() {
       "  OMP_WAIT_POLICY=P         oneDNN's OpenMP threads; forge-run sets\n"
       "                            passive when unset (no spinning on the\n"
       "                            cores its own kernels use next)\n"
+      "  OPENBLAS_THREAD_TIMEOUT=N OpenBLAS's threads spin 2^N cycles after\n"
+      "                            a GEMM; forge-run sets 4 (sleep at once)\n"
+      "                            when unset, for the same reason\n"
       "  FORGE_PEAK_TFLOPS=T       the peak for MFU (default: this CPU's fp32\n"
       "                            peak, its bf16 peak for bf16 runs on bf16\n"
       "                            instructions, or the GPU's data-sheet "
@@ -142,22 +146,31 @@ static void printHelp() {
       "Exit codes: 0 success, 1 the plan could not be run, 2 misuse.\n");
 }
 
-/// oneDNN (bf16 GEMMs, cpu/Bf16Gemm.h) runs on libgomp, whose threads by
-/// default spin for a while after every parallel region, on the very cores
-/// the next kernel's threads need: a bf16 step measured 25% slower for it.
-/// libgomp reads OMP_WAIT_POLICY once, when it is loaded (before main), so
-/// when the user has not set it forge-run sets it to passive and executes
-/// itself again: same process id, arguments and environment otherwise.
-static void setOpenMpWaitPolicy(char **argv) {
-  if (std::getenv("OMP_WAIT_POLICY"))
-    return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  execv("/proc/self/exe", argv);
-  // No /proc (or exec refused): run on with libgomp's default.
+/// Two thread pools besides our own share the cores: OpenBLAS's (sgemm) and
+/// libgomp's (oneDNN's bf16 GEMMs, cpu/Bf16Gemm.h). By default both spin
+/// after each call (OpenBLAS for 2^28 cycles, about 0.1 s) on the very cores
+/// the next kernel's threads need: an fp32 step of bench/train_step.py's
+/// shape (a) measured 520-640 ms against 480-510 ms with OpenBLAS's workers
+/// sleeping at once, and a bf16 step 25% slower for libgomp's spinning. Both
+/// libraries read their setting once, when they are loaded (before main), so
+/// forge-run sets whichever of the two variables the user has not set and
+/// executes itself again: same process id, arguments and environment
+/// otherwise.
+static void setThreadWaitPolicies(char **argv) {
+  bool changed = false;
+  for (auto [name, value] : {std::pair{"OMP_WAIT_POLICY", "passive"},
+                             std::pair{"OPENBLAS_THREAD_TIMEOUT", "4"}})
+    if (!std::getenv(name)) {
+      setenv(name, value, 1);
+      changed = true;
+    }
+  if (changed)
+    execv("/proc/self/exe", argv);
+  // No /proc (or exec refused): run on with the libraries' defaults.
 }
 
 int main(int argc, char **argv) {
-  setOpenMpWaitPolicy(argv);
+  setThreadWaitPolicies(argv);
   std::string plan, device = "auto", nproc = "1";
   bool checkOnly = false, repeatBatch = false, noCheckpoint = false;
   std::string stepsText, initFrom, batchFrom, dumpDir, exportHf, dumpLogits,
@@ -194,9 +207,14 @@ int main(int argc, char **argv) {
       continue;
     if (arg == "--backends") {
       std::printf("%s\n", runtime::describeBackends().c_str());
-      const char *wait = std::getenv("OMP_WAIT_POLICY");
-      std::printf("cpu bf16 GEMMs: %s; OMP_WAIT_POLICY=%s\n",
-                  cpu::bf16GemmStatus().c_str(), wait ? wait : "(unset)");
+      auto env = [](const char *name) {
+        const char *v = std::getenv(name);
+        return v ? v : "(unset)";
+      };
+      std::printf("cpu bf16 GEMMs: %s; OMP_WAIT_POLICY=%s; "
+                  "OPENBLAS_THREAD_TIMEOUT=%s\n",
+                  cpu::bf16GemmStatus().c_str(), env("OMP_WAIT_POLICY"),
+                  env("OPENBLAS_THREAD_TIMEOUT"));
 #if FORGE_HAVE_CUDA
       // NCCL is in libforge-cuda.so: its version says the library loads.
       std::string why;
