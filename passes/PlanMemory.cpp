@@ -189,7 +189,11 @@ void PlanMemoryPass::runOnOperation() {
       // old ones are, and a gradient accumulation (add) its sum into the
       // gradient, when nothing reads the old values after it: these
       // kernels go element by element, so the set_param that stores the
-      // result then copies nothing (no temporary, no copy).
+      // result then copies nothing (no temporary, no copy). A fill (the
+      // optimizer step zeroing a gradient) reads nothing and goes straight
+      // into its parameter on the same condition: one pass over the
+      // gradient instead of a fill and a copy.
+      constexpr unsigned kNoOperand = ~0u;
       llvm::SmallDenseMap<unsigned, unsigned> inPlace;  // result -> storage
       SmallVector<std::pair<unsigned, unsigned>> pairs; // (result, operand)
       if (isa<AdamWUpdateOp>(op))
@@ -198,23 +202,29 @@ void PlanMemoryPass::runOnOperation() {
         pairs = {{0, 0}, {1, 2}};
       else if (isa<AddOp>(op))
         pairs = {{0, op.getOperand(0).getDefiningOp<GetParamOp>() ? 0u : 1u}};
+      else if (isa<FillOp>(op))
+        pairs = {{0, kNoOperand}};
       for (auto [ri, oi] : pairs) {
         Value r = op.getResult(ri);
-        auto get = op.getOperand(oi).getDefiningOp<GetParamOp>();
         auto set = r.hasOneUse() ? dyn_cast<SetParamOp>(*r.getUsers().begin())
                                  : SetParamOp();
-        if (!get || !set || get.getName() != set.getName())
+        if (!set)
           continue;
+        if (oi != kNoOperand) {
+          auto get = op.getOperand(oi).getDefiningOp<GetParamOp>();
+          if (!get || get.getName() != set.getName())
+            continue;
+        }
         bool readLater = false;
         fn.walk([&](GetParamOp other) {
-          if (other.getName() != get.getName())
+          if (other.getName() != set.getName())
             return;
           for (Operation *user : other.getResult().getUsers())
             if (user != set.getOperation() && op.isBeforeInBlock(user))
               readLater = true;
         });
         if (!readLater)
-          inPlace[ri] = paramStorage.at(get.getNameAttr().getAttr());
+          inPlace[ri] = paramStorage.at(set.getNameAttr().getAttr());
       }
       for (auto [ri, r] : llvm::enumerate(op.getResults())) {
         if (auto it = inPlace.find(ri); it != inPlace.end()) {

@@ -4,7 +4,8 @@
 // @grad.w at 64, %x at 128, %s at 192; the activation region starts at 256.
 // %a (step 0) and %b (step 1) overlap in time; %a dies at step 1, so %c
 // (step 2) reuses its slot; the reshape is a view of %c; the loss takes %b's
-// freed slot. @optimizer_step starts from an empty region again.
+// freed slot. @optimizer_step starts from an empty region again; its
+// zeroing of @grad.w is written in place (64), so its other fill gets 256.
 // CHECK-LABEL: module attributes {exec.memory = {activations_peak = 128 : i64, gradients = 64 : i64, inputs = 72 : i64, optimizer_state = 0 : i64, other_state = 0 : i64, parameters = 64 : i64, total = 384 : i64}}
 // CHECK: forge.param @w {{.*}} {exec.offset = 0 : i64}
 // CHECK: forge.param @grad.w {{.*}} {exec.offset = 64 : i64}
@@ -29,7 +30,7 @@ func.func @train_step(%x: tensor<4x4xf32>) -> tensor<f32> {
 
 // CHECK: func.func @optimizer_step(%{{.*}}: tensor<i64> {exec.offset = 192 : i64})
 func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
-  // CHECK: forge.fill {{.*}} {exec.offsets = array<i64: 256>}
+  // CHECK: forge.fill {{.*}} {exec.offsets = array<i64: 64>}
   %z = forge.fill 0.0 : tensor<4x4xf32>
   forge.set_param @grad.w, %z : tensor<4x4xf32>
   // CHECK: forge.fill {{.*}} {exec.offsets = array<i64: 256>}
@@ -144,4 +145,39 @@ func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
   forge.set_param @um, %um1 : tensor<4x4xf32>
   forge.set_param @uv, %uv1 : tensor<4x4xf32>
   return %after, %lr : tensor<f32>, tensor<f32>
+}
+
+// -----
+
+// The optimizer step's zeroing of a gradient (a fill that set_param stores)
+// is written straight into the gradient (@grad.w, 64) when nothing reads the
+// old gradient after it. @grad.u is read after its fill (by %after), so that
+// fill gets an activation slot of its own and set_param copies it.
+// Persistent: @w 0, @grad.w 64, @grad.u 128, %x 192, %s 256; activations
+// from 320.
+// CHECK: forge.param @grad.w {{.*}} {exec.offset = 64 : i64}
+// CHECK: forge.param @grad.u {{.*}} {exec.offset = 128 : i64}
+forge.param @w : tensor<4x4xf32> init(normal, std = 2.000000e-02)
+forge.param @grad.w : tensor<4x4xf32> init(zeros) buffer
+forge.param @grad.u : tensor<4x4xf32> init(zeros) buffer
+
+func.func @train_step(%x: tensor<4x4xf32>) -> tensor<f32> {
+  %l = forge.z_loss %x : tensor<4x4xf32> -> tensor<f32>
+  return %l : tensor<f32>
+}
+
+// CHECK: func.func @optimizer_step
+func.func @optimizer_step(%s: tensor<i64>) -> (tensor<f32>, tensor<f32>) {
+  %g = forge.get_param @grad.w : tensor<4x4xf32>
+  // CHECK: forge.z_loss {{.*}} {exec.offsets = array<i64: 320>}
+  %n = forge.z_loss %g : tensor<4x4xf32> -> tensor<f32>
+  // CHECK: forge.fill {{.*}} {exec.offsets = array<i64: 64>}
+  %z = forge.fill 0.000000e+00 : tensor<4x4xf32>
+  forge.set_param @grad.w, %z : tensor<4x4xf32>
+  %u = forge.get_param @grad.u : tensor<4x4xf32>
+  // CHECK: forge.fill {{.*}} {exec.offsets = array<i64: 384>}
+  %zu = forge.fill 0.000000e+00 : tensor<4x4xf32>
+  %after = forge.z_loss %u : tensor<4x4xf32> -> tensor<f32>
+  forge.set_param @grad.u, %zu : tensor<4x4xf32>
+  return %n, %after : tensor<f32>, tensor<f32>
 }
