@@ -335,8 +335,11 @@ def PlanMemoryPass : Pass<"forge-plan-memory", "::mlir::ModuleOp"> {
     `forge.lion_update` result, or a `forge.add` (gradient accumulation),
     whose only use is the `forge.set_param` of the very parameter its
     operand read, gets that parameter's storage when nothing reads the old
-    value after it (these kernels go element by element). The set_param
-    then copies nothing, and no temporary is allocated.
+    value after it (these kernels go element by element). A `forge.fill`
+    whose only use is a `forge.set_param` (the optimizer step zeroing a
+    gradient accumulator) is written straight into that parameter on the same
+    condition. The set_param then copies nothing, and no temporary is
+    allocated.
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::forge::dist::DistDialect",
                            "::mlir::func::FuncDialect"];
