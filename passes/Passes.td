@@ -137,7 +137,9 @@ def ConvertFp8Pass : Pass<"forge-convert-fp8", "::mlir::ModuleOp"> {
     through `forge.fp8_grad_cast`'s VJP, the output gradient through e5m2
     for both backward matmuls. Grouped expert GEMMs, routers and the
     embedding stay in bf16; so does the head inside chunked cross-entropy
-    (fused, not a linear). The CPU backend emulates the casts exactly.
+    (fused, not a linear). The CPU backend emulates the casts exactly;
+    the CUDA backend runs a linear whose operands are both fp8 casts on
+    fp8 tensor cores from sm_89 (docs/cuda.md).
   }];
   let dependentDialects = ["::forge::ForgeDialect", "::mlir::func::FuncDialect"];
 }

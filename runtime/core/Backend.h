@@ -115,6 +115,10 @@ public:
   /// Seconds per op when FORGE_PROFILE is set.
   virtual std::string profileReport() const = 0;
   virtual bool profiling() const = 0;
+  /// What the user should know about how this backend runs the plan that
+  /// the plan itself does not say (which matmuls use fp8 tensor cores):
+  /// lines forge-run prints under its header; empty when there is none.
+  virtual std::string notes() const { return ""; }
 };
 
 } // namespace forge::runtime

@@ -21,11 +21,14 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace forge::cuda {
 namespace {
@@ -81,6 +84,7 @@ public:
   void pushState() override { copyState(false); }
   uint64_t arenaBytes() const override { return plan_->arena_bytes(); }
   std::string profileReport() const override { return ""; }
+  std::string notes() const override;
   bool profiling() const override { return false; }
 
 private:
@@ -128,6 +132,13 @@ private:
 
   std::string bind(const std::string &op, Bind &b, Fn &fn);
   std::string bindLinear(const std::string &op, Bind &b, Fn &fn);
+  /// The linear's matmul on fp8 tensor cores when both operands are fp8
+  /// values (fp8Sources_) and the device and shape allow it: true with `fn`
+  /// set; false, with fp8Emulated_ counting it and fp8Why_ saying why, when
+  /// the operands are fp8 values but the matmul cannot use fp8 kernels.
+  bool bindFp8Linear(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+                     uint32_t a, uint32_t bb, uint32_t c,
+                     const std::string &what, Fn &fn);
   /// `async`: the collective runs on the communication thread and stream
   /// (its staging kernels included); otherwise on the compute stream.
   std::string bindCollective(const std::string &op, Bind &b, Fn &fn,
@@ -173,6 +184,25 @@ private:
   std::vector<void *> scratch_;
   std::vector<std::unique_ptr<Gemm>> gemms_;
   std::vector<Program> programs_;
+  /// Compute capability (major * 10 + minor): fp8 tensor cores from 89.
+  int sm_ = 0;
+  /// fp8 matmuls (mixed_precision = "fp8"). Within the program being
+  /// bound, the buffers that hold fp8 values: forge.fp8_cast's results and
+  /// fp8 all_gathers', with the amax their scale came from. A linear whose
+  /// two operands are both runs on fp8 tensor cores, from the codes
+  /// re-encoded with that scale (exact: see fp8EncodeMatrix).
+  struct Fp8Source {
+    const float *amax;
+    bool e4m3;
+  };
+  std::unordered_map<uint32_t, Fp8Source> fp8Sources_;
+  /// The two operands' codes, shared by every fp8 matmul (they run in
+  /// order on the compute stream); allocated after binding, at the largest
+  /// size a matmul needs, so the steps read the pointers when they run.
+  uint8_t *fp8Operands_[2] = {nullptr, nullptr};
+  size_t fp8OperandBytes_[2] = {0, 0};
+  int fp8TensorCore_ = 0, fp8Emulated_ = 0;
+  std::string fp8Why_;
   /// The communication thread (the CPU backend's CommQueue): issues the
   /// collectives in plan order, the same on every rank, as NCCL requires.
   /// Last, so that it is destroyed (joined) first.
@@ -227,6 +257,10 @@ std::string Executor::open() {
            " visible (one process per GPU)";
   if (cudaError_t e = cudaSetDevice(device_); e != cudaSuccess)
     return "cudaSetDevice(" + std::to_string(device_) + "): " + cudaWhy(e);
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_);
+  sm_ = major * 10 + minor;
   if (cudaError_t e =
           cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
       e != cudaSuccess)
@@ -284,6 +318,7 @@ std::string Executor::prepare(const plan::Plan *plan) {
   for (const plan::Program *p : *plan->programs()) {
     Program prog;
     prog.name = p->name() ? p->name()->str() : "";
+    fp8Sources_.clear();
     if (p->inputs())
       for (uint32_t i : *p->inputs())
         if (plan->buffers()->Get(i)->role() == plan::Role::input)
@@ -302,6 +337,10 @@ std::string Executor::prepare(const plan::Plan *plan) {
           b.ops.assign(st->operands()->begin(), st->operands()->end());
         if (st->results())
           b.res.assign(st->results()->begin(), st->results()->end());
+        // A step that writes a buffer ends its being an fp8 cast's value
+        // (the cast and the fp8 gather register theirs as they bind).
+        for (uint32_t r : b.res)
+          fp8Sources_.erase(r);
         const bool collective = op.rfind("dist.", 0) == 0;
         // Collectives that communicate overlap compute; the local ones
         // (copy, slice) are compute-stream copies.
@@ -347,7 +386,31 @@ std::string Executor::prepare(const plan::Plan *plan) {
     prog.waitFor = cpu::planCommWaits(plan, p, async);
     programs_.push_back(std::move(prog));
   }
+  try {
+    for (int i = 0; i < 2; ++i)
+      if (fp8OperandBytes_[i])
+        fp8Operands_[i] = static_cast<uint8_t *>(scratch(fp8OperandBytes_[i]));
+  } catch (const std::exception &e) {
+    return std::string("fp8 matmul operands: ") + e.what();
+  }
   return "";
+}
+
+std::string Executor::notes() const {
+  if (fp8TensorCore_ + fp8Emulated_ == 0)
+    return "";
+  char mib[64];
+  std::snprintf(mib, sizeof(mib), "%.1f MiB",
+                static_cast<double>(fp8OperandBytes_[0] + fp8OperandBytes_[1]) /
+                    (1 << 20));
+  std::string out = "fp8 matmuls: " + std::to_string(fp8TensorCore_) + " of " +
+                    std::to_string(fp8TensorCore_ + fp8Emulated_) +
+                    " on fp8 tensor cores (cuBLASLt, " + mib +
+                    " of operand codes beside the arena)";
+  if (fp8Emulated_)
+    out += "; " + std::to_string(fp8Emulated_) +
+           " multiply the fp8 values in bf16/f32 instead (" + fp8Why_ + ")";
+  return out;
 }
 
 std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
@@ -374,6 +437,8 @@ std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
       return "dy, input and [out, in] result disagree";
     m = outF, n = inF, k = rows, transA = true;
   }
+  if (bindFp8Linear(transA, transB, m, n, k, a, bb, c, op, fn))
+    return "";
   Dt da = t(a).dt, db = t(bb).dt, dc = t(c).dt;
   // cuBLASLt multiplies equal operand types into that type or f32; any
   // other mix computes in f32 from converted copies.
@@ -413,6 +478,62 @@ std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
       convert(cc, tc, nc, s);
   };
   return "";
+}
+
+bool Executor::bindFp8Linear(bool transA, bool transB, int64_t m, int64_t n,
+                             int64_t k, uint32_t a, uint32_t bb, uint32_t c,
+                             const std::string &what, Fn &fn) {
+  const auto ia = fp8Sources_.find(a), ib = fp8Sources_.find(bb);
+  if (ia == fp8Sources_.end() || ib == fp8Sources_.end())
+    return false; // not an fp8 matmul
+  auto emulated = [&](const std::string &why) {
+    ++fp8Emulated_;
+    if (fp8Why_.empty())
+      fp8Why_ = why;
+    return false;
+  };
+  const char *env = std::getenv("FORGE_FP8_MATMULS");
+  if (env && std::string(env) == "0")
+    return emulated("FORGE_FP8_MATMULS=0");
+  if (sm_ < 89)
+    return emulated("sm_" + std::to_string(sm_) +
+                    " has no fp8 tensor cores; they start at sm_89");
+  // Re-encoding is exact from bf16 or f32 storage (fp8EncodeMatrix); f16's
+  // narrower range could have flushed small values of code / scale.
+  if (t(a).dt == Dt::f16 || t(bb).dt == Dt::f16)
+    return emulated("the fp8 values are stored in f16");
+  const Fp8Source sa = ia->second, sb = ib->second;
+  // Gemm::initFp8 takes A[m, k] and B[n, k]; the plan's A is [k, m] when
+  // transA, its B [k, n] unless transB: those are encoded transposed.
+  const int64_t rowsA = transA ? k : m, colsA = transA ? m : k;
+  const int64_t rowsB = transB ? n : k, colsB = transB ? k : n;
+  auto *dequant = static_cast<float *>(scratch(2 * sizeof(float)));
+  auto gemm = std::make_unique<Gemm>();
+  if (std::string e = gemm->initFp8(lt_, m, n, k, sa.e4m3, sb.e4m3, t(c).dt,
+                                    dequant, dequant + 1, kGemmWorkspace);
+      !e.empty())
+    return emulated(e);
+  const Gemm *g = gemm.get();
+  gemms_.push_back(std::move(gemm));
+  fp8OperandBytes_[0] = std::max<size_t>(fp8OperandBytes_[0], m * k);
+  fp8OperandBytes_[1] = std::max<size_t>(fp8OperandBytes_[1], n * k);
+  ++fp8TensorCore_;
+  Tensor ta = t(a), tb = t(bb), tc = t(c);
+  uint8_t *const *codes = fp8Operands_; // allocated when binding ends
+  void *ws = workspace_;
+  cudaStream_t s = stream_;
+  fn = [=] {
+    fp8EncodeMatrix(ta, rowsA, colsA, transA, sa.e4m3, sa.amax, codes[0],
+                    dequant, s);
+    fp8EncodeMatrix(tb, rowsB, colsB, !transB, sb.e4m3, sb.amax, codes[1],
+                    dequant + 1, s);
+    if (cublasStatus_t st =
+            g->run(codes[0], codes[1], tc.p, ws, kGemmWorkspace, s);
+        st != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error(
+          what + " (fp8): cublasLtMatmul failed: " + statusName(st));
+  };
+  return true;
 }
 
 std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn,
@@ -506,6 +627,7 @@ std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn,
     const bool direct = g.outer == 1 && g.big == n * g.rows;
     Tensor decoded = direct ? ty : Tensor{scratch(m * n * es), ty.dt};
     char *dst = ptr<char>(y);
+    fp8Sources_[y] = {amax, e4m3};
     fn = [=] {
       fp8Amax(tx, m, amax, s);
       call([&] {
@@ -1145,6 +1267,7 @@ std::string Executor::bindMore(const std::string &op, Bind &b, Fn &fn) {
     const int64_t len = n(x);
     auto *amax = static_cast<float *>(scratch(4));
     fn = [=] { fp8Cast(tx, len, e4m3, ty, amax, s); };
+    fp8Sources_[y] = {amax, e4m3};
     return "";
   }
   auto isState = [&](uint32_t i) {

@@ -82,6 +82,65 @@ std::string Gemm::init(cublasLtHandle_t handle, bool transA, bool transB,
       (st = cublasLtMatrixLayoutCreate(&c_, cudaType(c), n, m, n)) !=
           CUBLAS_STATUS_SUCCESS)
     return fail("cublasLtMatrixLayoutCreate");
+  return chooseAlgorithm(workspaceBytes);
+}
+
+std::string Gemm::initFp8(cublasLtHandle_t handle, int64_t m, int64_t n,
+                          int64_t k, bool aE4m3, bool bE4m3, Dt c,
+                          const float *aDequant, const float *bDequant,
+                          size_t workspaceBytes) {
+  if (!aE4m3 && !bE4m3)
+    return "cuBLASLt has no e5m2 x e5m2 matmul";
+  if (m % 16 || n % 16 || k % 16)
+    return "fp8 matmuls need m, n and k divisible by 16 (here " +
+           std::to_string(m) + ", " + std::to_string(n) + ", " +
+           std::to_string(k) + ")";
+  handle_ = handle;
+  // Column-major view as in init: C^T[n, m] = B[n, k] A[m, k]^T. Our
+  // row-major B[n, k] is a column-major [k, n] matrix, cuBLAS's A taken
+  // transposed; our A[m, k] is a column-major [k, m] one, cuBLAS's B as it
+  // is: the "TN" layout fp8 kernels require.
+  const cublasOperation_t opA = CUBLAS_OP_T, opB = CUBLAS_OP_N;
+  cublasStatus_t st;
+  auto fail = [&](const char *what) {
+    return std::string(what) + " failed: " + statusName(st);
+  };
+  if ((st = cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F)) !=
+      CUBLAS_STATUS_SUCCESS)
+    return fail("cublasLtMatmulDescCreate");
+  // cuBLAS's A is our B: its scale is our B's.
+  const void *scaleA = bDequant, *scaleB = aDequant;
+  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &opA,
+                                 sizeof(opA));
+  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &opB,
+                                 sizeof(opB));
+  if ((st = cublasLtMatmulDescSetAttribute(
+           op_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scaleA,
+           sizeof(scaleA))) != CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatmulDescSetAttribute(
+           op_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scaleB,
+           sizeof(scaleB))) != CUBLAS_STATUS_SUCCESS)
+    return fail("setting the fp8 scales");
+  // Fast accumulation (no periodic promotion of the partial sums) stays
+  // off: torchao turns it on for the forward matmul only, and forge's
+  // matmuls follow the CPU reference's f32 accumulation.
+  const cudaDataType_t fa = aE4m3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
+  const cudaDataType_t fb = bE4m3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
+  if ((st = cublasLtMatrixLayoutCreate(&a_, fb, k, n, k)) !=
+          CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatrixLayoutCreate(&b_, fa, k, m, k)) !=
+          CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatrixLayoutCreate(&c_, cudaType(c), n, m, n)) !=
+          CUBLAS_STATUS_SUCCESS)
+    return fail("cublasLtMatrixLayoutCreate");
+  return chooseAlgorithm(workspaceBytes);
+}
+
+std::string Gemm::chooseAlgorithm(size_t workspaceBytes) {
+  cublasStatus_t st;
+  auto fail = [&](const char *what) {
+    return std::string(what) + " failed: " + statusName(st);
+  };
   cublasLtMatmulPreference_t pref = nullptr;
   if ((st = cublasLtMatmulPreferenceCreate(&pref)) != CUBLAS_STATUS_SUCCESS)
     return fail("cublasLtMatmulPreferenceCreate");
@@ -90,7 +149,7 @@ std::string Gemm::init(cublasLtHandle_t handle, bool transA, bool transB,
                                        &workspaceBytes, sizeof(workspaceBytes));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  st = cublasLtMatmulAlgoGetHeuristic(handle, op_, a_, b_, c_, c_, pref, 1,
+  st = cublasLtMatmulAlgoGetHeuristic(handle_, op_, a_, b_, c_, c_, pref, 1,
                                       &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS)

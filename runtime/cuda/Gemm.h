@@ -35,6 +35,16 @@ public:
   /// dtype; C is that dtype or f32. Returns why not, or "".
   std::string init(cublasLtHandle_t handle, bool transA, bool transB, int64_t m,
                    int64_t n, int64_t k, Dt ab, Dt c, size_t workspaceBytes);
+  /// An fp8 matmul on fp8 tensor cores (sm_89 and later): C[m, n] =
+  /// (aDequant * A[m, k]) @ (bDequant * B[n, k])^T, A and B one byte per
+  /// element (e4m3, or e5m2 when `aE4m3` / `bE4m3` is false; not both
+  /// e5m2), both stored row-major with k contiguous: cuBLASLt's fp8
+  /// kernels take only that ("TN") layout. The dequantization factors are
+  /// device f32 scalars read when the matmul runs; C is bf16, f16 or f32.
+  /// m, n and k must be multiples of 16. Returns why not, or "".
+  std::string initFp8(cublasLtHandle_t handle, int64_t m, int64_t n, int64_t k,
+                      bool aE4m3, bool bE4m3, Dt c, const float *aDequant,
+                      const float *bDequant, size_t workspaceBytes);
   cublasStatus_t run(const void *a, const void *b, void *c, void *workspace,
                      size_t workspaceBytes, cudaStream_t stream) const;
 
@@ -42,6 +52,9 @@ public:
   static bool supported(Dt ab, Dt c) { return c == ab || c == Dt::f32; }
 
 private:
+  /// The heuristic's best algorithm for the layouts and descriptor set.
+  std::string chooseAlgorithm(size_t workspaceBytes);
+
   cublasLtHandle_t handle_ = nullptr;
   cublasLtMatmulDesc_t op_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;

@@ -970,6 +970,49 @@ __global__ void fp8EncodeKernel(Tensor x, int64_t n, bool e4m3,
   }
 }
 
+/// fp8 codes of a [rows, cols] tensor for cuBLASLt's fp8 matmuls, which
+/// need both operands contiguous along the contraction: 32 x 32 tiles go
+/// through shared memory so that reads and (transposed) writes are both
+/// coalesced. Block (0, 0) also stores the dequantization factor 1 / scale
+/// that the matmul multiplies the codes by.
+__global__ void fp8EncodeMatrixKernel(Tensor x, int64_t rows, int64_t cols,
+                                      bool transpose, bool e4m3,
+                                      const float *amax, uint8_t *bytes,
+                                      float *dequant) {
+  __shared__ uint8_t tile[32][33];
+  const float scale = fp8Scale(*amax, e4m3);
+  if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 &&
+      threadIdx.y == 0)
+    *dequant = 1.0f / scale;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32;
+  // gridDim.y is capped at 65535: blocks stride over the row tiles.
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * 32; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.y) * 32) {
+    for (int dy = threadIdx.y; dy < 32; dy += blockDim.y) {
+      const int64_t r = r0 + dy, c = c0 + threadIdx.x;
+      if (r < rows && c < cols) {
+        const uint8_t code =
+            fp8Bits(roundFp8(ld(x.p, x.dt, r * cols + c) * scale, e4m3), e4m3);
+        if (transpose)
+          tile[dy][threadIdx.x] = code;
+        else
+          bytes[r * cols + c] = code;
+      }
+    }
+    if (!transpose)
+      continue;
+    __syncthreads();
+    // Thread x now walks the tile's rows: consecutive threads write
+    // consecutive bytes of the transposed [cols, rows] result.
+    for (int dx = threadIdx.y; dx < 32; dx += blockDim.y) {
+      const int64_t c = c0 + dx, r = r0 + threadIdx.x;
+      if (r < rows && c < cols)
+        bytes[c * rows + r] = tile[threadIdx.x][dx];
+    }
+    __syncthreads(); // the tile is rewritten by the next row tile
+  }
+}
+
 __global__ void fp8DecodeKernel(const uint8_t *bytes, int64_t n, bool e4m3,
                                 const float *amax, Tensor y) {
   const float scale = fp8Scale(*amax, e4m3);
@@ -1138,6 +1181,17 @@ void fp8Encode(Tensor x, int64_t n, bool e4m3, const float *amax,
                uint8_t *bytes, cudaStream_t s) {
   if (n > 0)
     fp8EncodeKernel<<<blocksFor(n), kThreads, 0, s>>>(x, n, e4m3, amax, bytes);
+}
+void fp8EncodeMatrix(Tensor x, int64_t rows, int64_t cols, bool transpose,
+                     bool e4m3, const float *amax, uint8_t *bytes,
+                     float *dequant, cudaStream_t s) {
+  if (rows <= 0 || cols <= 0)
+    return;
+  const dim3 grid(
+      static_cast<unsigned>((cols + 31) / 32),
+      static_cast<unsigned>(std::min<int64_t>((rows + 31) / 32, 65535)));
+  fp8EncodeMatrixKernel<<<grid, dim3(32, 8), 0, s>>>(
+      x, rows, cols, transpose, e4m3, amax, bytes, dequant);
 }
 void fp8Decode(const uint8_t *bytes, int64_t n, bool e4m3, const float *amax,
                Tensor y, cudaStream_t s) {

@@ -181,6 +181,15 @@ void fp8Encode(Tensor x, int64_t n, bool e4m3, const float *amax,
                uint8_t *bytes, cudaStream_t s);
 void fp8Decode(const uint8_t *bytes, int64_t n, bool e4m3, const float *amax,
                Tensor y, cudaStream_t s);
+/// The operands of an fp8 matmul (Gemm::initFp8): the codes of x[rows, cols]
+/// scaled by `amax`'s scale (as fp8Encode), written [rows, cols], or
+/// [cols, rows] when `transpose`; `dequant` (one f32) receives 1 / scale.
+/// Applied to forge.fp8_cast's result with the cast's own amax it gives the
+/// codes the cast rounded to: its bf16 values are within 2^-8 of code /
+/// scale, far inside half an fp8 step.
+void fp8EncodeMatrix(Tensor x, int64_t rows, int64_t cols, bool transpose,
+                     bool e4m3, const float *amax, uint8_t *bytes,
+                     float *dequant, cudaStream_t s);
 
 /// Schedule-free AdamW (reference §4.3): the step count and weight sum,
 /// the update of p, z, v, x (outputs may alias inputs), and the eval-time

@@ -234,6 +234,124 @@ TEST_F(CudaKernels, LinearMatmuls) {
   cublasLtDestroy(lt);
 }
 
+/// The three matmuls of an fp8 linear on fp8 tensor cores, as the
+/// executor binds them (bindFp8Linear): the operands go through
+/// forge.fp8_cast (bf16 storage), are re-encoded into codes with the cast's
+/// amax, transposed where the plan's layout is not cuBLASLt's "TN" one,
+/// and multiplied with their dequantization factors. The reference
+/// multiplies the reference cast's values (code / scale) in double.
+TEST_F(CudaKernels, Fp8LinearMatmuls) {
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  if (major * 10 + minor < 89)
+    GTEST_SKIP() << "sm_" << major << minor
+                 << " has no fp8 tensor cores: the fp8 matmuls did not run";
+  cublasLtHandle_t lt;
+  ASSERT_EQ(cublasLtCreate(&lt), CUBLAS_STATUS_SUCCESS);
+  const size_t wsb = 32 << 20;
+  void *ws = alloc(wsb);
+  const int64_t m = 64, k = 96, n = 80;
+  auto cast = [&](const std::vector<double> &v, bool e4m3, Tensor &dev,
+                  float *amax) {
+    std::vector<float> f(v.begin(), v.end()), y(v.size());
+    ref::fp8Cast(f.data(), static_cast<int64_t>(v.size()), e4m3, y.data());
+    dev = zeros(v.size(), Dt::bf16);
+    fp8Cast(up(v, Dt::bf16), static_cast<int64_t>(v.size()), e4m3, dev, amax,
+            s);
+    return std::vector<double>(y.begin(), y.end());
+  };
+  // bf16 inputs, so that the device cast sees the reference's values.
+  auto x = roundBf16(random(m * k)), w = roundBf16(random(n * k, 0.1)),
+       dy = roundBf16(random(m * n, 0.01));
+  auto *amax = static_cast<float *>(alloc(3 * sizeof(float)));
+  Tensor cx, cw, cdy;
+  auto rx = cast(x, true, cx, amax), rw = cast(w, true, cw, amax + 1),
+       rdy = cast(dy, false, cdy, amax + 2);
+  std::vector<double> y(m * n), dx(m * k, 0.0), dw(n * k, 0.0);
+  ref::linearFwd(rx.data(), rw.data(), m, k, n, y.data());
+  ref::linearBwd(rx.data(), rw.data(), rdy.data(), m, k, n, dx.data(),
+                 dw.data());
+  auto *codes = static_cast<uint8_t *>(alloc(2 * 96 * 96));
+  auto *dequant = static_cast<float *>(alloc(2 * sizeof(float)));
+  struct Case {
+    const char *what;
+    int64_t m, n, k;
+    Tensor a, b;
+    int64_t rowsA, colsA, rowsB, colsB;
+    bool transposeA, transposeB, e4m3A, e4m3B;
+    float *amaxA, *amaxB;
+    const std::vector<double> *want;
+  };
+  const Case cases[] = {
+      // y[m, n] = x[m, k] w[n, k]^T: both already k-contiguous.
+      {"linear", m, n, k, cx, cw, m, k, n, k, false, false, true, true, amax,
+       amax + 1, &y},
+      // dx[m, k] = dy[m, n] w[n, k]: w is encoded as w^T [k, n].
+      {"linear_grad_input", m, k, n, cdy, cw, m, n, n, k, false, true, false,
+       true, amax + 2, amax + 1, &dx},
+      // dw[n, k] = dy^T x: dy^T [n, m] and x^T [k, m], both transposed.
+      {"linear_grad_weight", n, k, m, cdy, cx, m, n, m, k, true, true, false,
+       true, amax + 2, amax, &dw},
+  };
+  for (const Case &c : cases)
+    for (Dt out : {Dt::bf16, Dt::f32}) {
+      Gemm g;
+      ASSERT_EQ(g.initFp8(lt, c.m, c.n, c.k, c.e4m3A, c.e4m3B, out, dequant,
+                          dequant + 1, wsb),
+                "")
+          << c.what;
+      fp8EncodeMatrix(c.a, c.rowsA, c.colsA, c.transposeA, c.e4m3A, c.amaxA,
+                      codes, dequant, s);
+      fp8EncodeMatrix(c.b, c.rowsB, c.colsB, c.transposeB, c.e4m3B, c.amaxB,
+                      codes + 96 * 96, dequant + 1, s);
+      Tensor got = zeros(c.m * c.n, out);
+      ASSERT_EQ(g.run(codes, codes + 96 * 96, got.p, ws, wsb, s),
+                CUBLAS_STATUS_SUCCESS)
+          << c.what;
+      // Products of fp8 codes are exact in f32 and accumulate in f32.
+      near(down(got, c.m * c.n), *c.want, out == Dt::f32 ? 1e-5 : kBf16,
+           c.what);
+    }
+  cublasLtDestroy(lt);
+}
+
+/// Re-encoding a cast's bf16 result with the cast's amax gives the
+/// reference's codes, bit for bit, in both layouts.
+TEST_F(CudaKernels, Fp8EncodeMatrixGivesTheCastsCodes) {
+  const int64_t rows = 45, cols = 70; // not multiples of the 32 x 32 tile
+  auto x = roundBf16(random(rows * cols, 4.0));
+  std::vector<float> xf(x.begin(), x.end());
+  float mx = 0;
+  for (float v : xf)
+    mx = std::max(mx, std::fabs(v));
+  auto *amax = static_cast<float *>(alloc(sizeof(float)));
+  auto *dequant = static_cast<float *>(alloc(sizeof(float)));
+  auto *bytes = static_cast<uint8_t *>(alloc(rows * cols));
+  for (bool e4m3 : {true, false})
+    for (bool transpose : {false, true}) {
+      const float scale = (e4m3 ? 448.0f : 57344.0f) / mx;
+      Tensor y = zeros(rows * cols, Dt::bf16);
+      fp8Cast(up(x, Dt::bf16), rows * cols, e4m3, y, amax, s);
+      fp8EncodeMatrix(y, rows, cols, transpose, e4m3, amax, bytes, dequant, s);
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      std::vector<uint8_t> got(rows * cols);
+      float dq = 0;
+      cudaMemcpy(got.data(), bytes, got.size(), cudaMemcpyDeviceToHost);
+      cudaMemcpy(&dq, dequant, sizeof(float), cudaMemcpyDeviceToHost);
+      int wrong = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const uint8_t want =
+              ref::fp8Bits(ref::roundFp8(xf[r * cols + c] * scale, e4m3), e4m3);
+          wrong += got[transpose ? c * rows + r : r * cols + c] != want;
+        }
+      EXPECT_EQ(wrong, 0) << (e4m3 ? "e4m3" : "e5m2")
+                          << (transpose ? " transposed" : "");
+      EXPECT_EQ(dq, 1.0f / scale);
+    }
+}
+
 TEST_F(CudaKernels, Norms) {
   const int64_t rows = 37, d = 300;
   auto x = random(rows * d, 3.0), w = random(d), b = random(d),

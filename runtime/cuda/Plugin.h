@@ -28,7 +28,7 @@ namespace forge::cuda {
 
 /// Changes whenever the table or a type it passes changes; the loader
 /// refuses a library built with another value.
-constexpr int kPluginAbi = 1;
+constexpr int kPluginAbi = 2;
 
 struct Plugin {
   int abi;

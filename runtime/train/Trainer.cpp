@@ -822,6 +822,11 @@ int Trainer::runSteps() {
       static_cast<long long>(t->seq_len()), datasetDesc.c_str(),
       m.o.repeatBatch && m.o.batchFrom.empty() ? ", one repeated batch" : "",
       t->pack_sequences() ? ", packed" : "");
+  {
+    std::istringstream notes(m.exec->notes());
+    for (std::string line; std::getline(notes, line);)
+      std::printf("forge-run: %s\n", line.c_str());
+  }
   std::fflush(stdout);
 
   const std::vector<runtime::View> &in = m.exec->inputs(m.microProgram);
