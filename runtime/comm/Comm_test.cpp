@@ -8,10 +8,12 @@
 
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/Launch.h"
+#include "runtime/comm/TcpStore.h"
 
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -163,6 +165,33 @@ TEST(Comm, DeadPeerIsReportedNotAwaited) {
       },
       /*timeoutSec=*/3);
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));
+}
+
+// Rank 0 opens the rendezvous twice with --device cuda (gloo, then NCCL):
+// the second store that serves the port joins this process's server, whose
+// keys both see, instead of failing to bind it.
+TEST(Comm, TcpStoreServedTwiceInOneProcess) {
+  int port = 0;
+  {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
+    getsockname(fd, reinterpret_cast<sockaddr *>(&sa), &len);
+    port = ntohs(sa.sin_port);
+    close(fd);
+  }
+  const std::chrono::milliseconds timeout(5000);
+  TcpStore first("127.0.0.1", port, true, timeout);
+  first.set("gloo/key", {'a'});
+  std::unique_ptr<TcpStore> second;
+  ASSERT_NO_THROW(
+      second = std::make_unique<TcpStore>("127.0.0.1", port, true, timeout));
+  second->set("nccl/key", {'b'});
+  EXPECT_EQ(second->get("gloo/key"), std::vector<char>{'a'});
+  EXPECT_EQ(first.get("nccl/key"), std::vector<char>{'b'});
 }
 
 TEST(Comm, TcpStoreRendezvous) {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace forge::comm {
@@ -112,6 +113,17 @@ struct MeshGroup {
 std::vector<MeshGroup> meshGroups(int rank, const MeshShape &mesh);
 
 /// The process's communicators: the world and one per mesh dim of size > 1.
+/// One direction of one pipeline edge: the messages of plan tag `tag` from
+/// group rank `src` to group rank `dst` of the group along `dim`.
+struct ChannelKey {
+  std::string dim;
+  int src = 0, dst = 0;
+  uint32_t tag = 0;
+  bool operator<(const ChannelKey &o) const {
+    return std::tie(dim, src, dst, tag) < std::tie(o.dim, o.src, o.dst, o.tag);
+  }
+};
+
 class Comms {
 public:
   virtual ~Comms() = default;
@@ -121,6 +133,21 @@ public:
   virtual Communicator *group(const std::string &dim) = 0;
   /// This rank's coordinate along `dim` (0 for a size-1 or unknown dim).
   virtual int coordinate(const std::string &dim) const = 0;
+  /// A two-rank communicator of its own (group rank 0 = `src`) for each
+  /// channel this rank is an end of, in `keys`' order: for transports whose
+  /// point-to-point calls block until the peer's matching call and match in
+  /// issue order (NCCL), so that each edge's messages go from one sender
+  /// thread to one receiving thread, in micro-batch order, independent of
+  /// the other edges. Every rank calls it once with the channels of its own
+  /// plan; they are opened in one global order. gloo matches messages by
+  /// tag on one communicator and has no need of it.
+  virtual std::string
+  openChannels(const std::vector<ChannelKey> &keys,
+               std::vector<std::unique_ptr<Communicator>> &out) {
+    (void)keys;
+    (void)out;
+    return "this transport has no dedicated point-to-point channels";
+  }
 };
 
 /// NCCL's network settings as KempnerForge sets them (reference §7.5), each

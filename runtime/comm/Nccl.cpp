@@ -16,6 +16,7 @@
 #include <gloo/rendezvous/prefix_store.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -250,9 +251,60 @@ public:
     return 0;
   }
 
+  std::string
+  openChannels(const std::vector<ChannelKey> &keys,
+               std::vector<std::unique_ptr<Communicator>> &out) override {
+    out.clear();
+    out.resize(keys.size());
+    // Each channel's init waits for its other end. Every rank opens its
+    // channels in the same global order, so the lowest channel not yet open
+    // always has both ends waiting on it: no cycle of waits.
+    std::vector<size_t> order(keys.size());
+    for (size_t i = 0; i < order.size(); ++i)
+      order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+    for (size_t i : order) {
+      const ChannelKey &k = keys[i];
+      const MeshGroup *g = nullptr;
+      for (const MeshGroup &m : meshGroups_)
+        if (m.dim == k.dim)
+          g = &m;
+      const int n = g ? static_cast<int>(g->members.size()) : 0;
+      if (!g || k.src < 0 || k.dst < 0 || k.src >= n || k.dst >= n ||
+          k.src == k.dst || (g->coordinate != k.src && g->coordinate != k.dst))
+        return "no channel from rank " + std::to_string(k.src) + " to " +
+               std::to_string(k.dst) + " of group '" + k.dim +
+               "' through this rank";
+      const std::string name = k.dim + " channel " + std::to_string(k.src) +
+                               "->" + std::to_string(k.dst) + " (tag " +
+                               std::to_string(k.tag) + ")";
+      try {
+        gloo::rendezvous::PrefixStore prefixed(
+            "nccl/" + g->prefix + "/p2p/" + std::to_string(k.src) + "-" +
+                std::to_string(k.dst) + "-" + std::to_string(k.tag),
+            *store_);
+        auto c = std::make_unique<NcclCommunicator>(
+            name, std::vector<int>{g->members[k.src], g->members[k.dst]},
+            g->coordinate == k.src ? 0 : 1, timeoutSec_);
+        c->init(prefixed);
+        out[i] = std::move(c);
+      } catch (const std::exception &e) {
+        out.clear();
+        return "opening the " + name + ": " + e.what();
+      }
+    }
+    return "";
+  }
+
   std::unique_ptr<NcclCommunicator> world_;
   std::vector<std::pair<std::string, std::unique_ptr<NcclCommunicator>>>
       groups_;
+  /// For channels opened after connecting: the rendezvous (kept open), the
+  /// mesh groups through this rank and the collectives' timeout.
+  std::unique_ptr<gloo::rendezvous::Store> store_;
+  std::vector<MeshGroup> meshGroups_;
+  double timeoutSec_ = 0;
 };
 
 } // namespace
@@ -304,7 +356,10 @@ std::unique_ptr<Comms> connectNccl(const WorldInfo &world,
           g.dim, g.members, g.coordinate, world.timeoutSec);
       c->init(prefixed);
       comms->groups_.push_back({g.dim, std::move(c)});
+      comms->meshGroups_.push_back(g);
     }
+    comms->store_ = std::move(storage);
+    comms->timeoutSec_ = world.timeoutSec;
   } catch (const std::exception &e) {
     error = "rank " + std::to_string(world.rank) + " of " +
             std::to_string(world.size) + ": connecting over NCCL through " +

@@ -129,4 +129,84 @@ TEST(Nccl, EveryCollectiveOnTheGpus) {
   std::printf("NCCL %s, %d rank(s)\n", ncclVersionString().c_str(), n);
 }
 
+/// Pipeline channels (Comms::openChannels): each direction of each edge is
+/// a communicator of its own, so one thread can block sending on one while
+/// another receives on another. Rank 0 sends three messages on tag 0 from a
+/// thread while its main thread receives three on tag 1; rank 1 does the
+/// mirror image, each in the order that would deadlock on one communicator.
+int channelBody(int rank, const std::string &store) {
+  if (cudaSetDevice(rank) != cudaSuccess)
+    return 100;
+  WorldInfo w;
+  w.rank = rank;
+  w.size = 2;
+  w.storePath = store;
+  w.timeoutSec = 60;
+  std::string error;
+  std::unique_ptr<Comms> comms =
+      connectNccl(w, MeshShape{{"pp"}, {2}}, rank, error);
+  if (!comms) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, error.c_str());
+    return 100;
+  }
+  // Listed in a different order on each rank: openChannels orders them.
+  std::vector<ChannelKey> keys(2);
+  keys[rank].dim = keys[1 - rank].dim = "pp";
+  keys[rank].src = 0, keys[rank].dst = 1, keys[rank].tag = 0;
+  keys[1 - rank].src = 1, keys[1 - rank].dst = 0, keys[1 - rank].tag = 1;
+  std::vector<std::unique_ptr<Communicator>> ch;
+  if (std::string e = comms->openChannels(keys, ch); !e.empty()) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, e.c_str());
+    return 100;
+  }
+  // keys[0] is this rank's outgoing channel on both ranks.
+  Communicator &out = *ch[0], &in = *ch[1];
+  const size_t k = 1 << 20; // large enough for NCCL's rendezvous protocol
+  float *send = nullptr, *recv = nullptr;
+  cudaMalloc(&send, 3 * k * sizeof(float));
+  cudaMalloc(&recv, k * sizeof(float));
+  std::vector<float> h(3 * k);
+  for (size_t i = 0; i < h.size(); ++i)
+    h[i] = static_cast<float>(rank * 1000 + i / k);
+  cudaMemcpy(send, h.data(), h.size() * 4, cudaMemcpyHostToDevice);
+  int bad = 0, sendBad = 0;
+  std::thread sender([&] {
+    cudaSetDevice(rank);
+    for (size_t m = 0; m < 3; ++m)
+      sendBad +=
+          !out.send(send + m * k, k * 4, 1 - out.rank(), 0, "test").empty();
+  });
+  std::vector<float> got(k);
+  for (size_t m = 0; m < 3; ++m) {
+    bad += !in.recv(recv, k * 4, 1 - in.rank(), 0, "test").empty();
+    cudaMemcpy(got.data(), recv, k * 4, cudaMemcpyDeviceToHost);
+    for (float v : got)
+      bad += v != static_cast<float>((1 - rank) * 1000 + m);
+  }
+  sender.join();
+  cudaFree(send);
+  cudaFree(recv);
+  return bad + sendBad;
+}
+
+TEST(Nccl, PipelineChannelsAreIndependent) {
+  std::string why;
+  const int gpus = forge::cuda::deviceCount(&why);
+  if (gpus < 2)
+    GTEST_SKIP() << gpus << " CUDA device(s) on this machine"
+                 << (why.empty() ? "" : " (" + why + ")")
+                 << ": the pipeline channel test needs 2 and did not run";
+  char tmpl[] = "/tmp/forge-nccl-test-XXXXXX";
+  std::string store = mkdtemp(tmpl);
+  std::vector<int> codes(2, -1);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.emplace_back([&, r] { codes[r] = channelBody(r, store); });
+  for (std::thread &t : ranks)
+    t.join();
+  std::filesystem::remove_all(store);
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(codes[r], 0) << "rank " << r;
+}
+
 } // namespace

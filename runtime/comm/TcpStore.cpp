@@ -100,10 +100,22 @@ struct TcpStore::Server {
   }
 };
 
+namespace {
+/// The stores this process serves, by port. A server outlives its TcpStore
+/// (below), and rank 0 opens the rendezvous more than once (gloo, then
+/// NCCL with --device cuda): a second TcpStore that serves a port this
+/// process already serves joins that server instead of failing to bind.
+std::mutex servedMu;
+std::map<int, std::weak_ptr<TcpStore::Server>> served;
+} // namespace
+
 TcpStore::TcpStore(const std::string &addr, int port, bool serve,
                    std::chrono::milliseconds timeout)
     : timeout_(timeout) {
-  if (serve) {
+  std::unique_lock<std::mutex> servedLock(servedMu);
+  if (serve)
+    server_ = served[port].lock();
+  if (serve && !server_) {
     server_ = std::make_shared<Server>();
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
@@ -117,6 +129,7 @@ TcpStore::TcpStore(const std::string &addr, int port, bool serve,
       fail("rank 0 cannot listen on port " + std::to_string(port) + ": " +
            std::strerror(errno));
     server_->listenFd = fd;
+    served[port] = server_;
     // The server lives as long as the process: ranks may still read keys
     // after rank 0 has finished its own rendezvous.
     std::thread([s = server_] {
@@ -128,6 +141,7 @@ TcpStore::TcpStore(const std::string &addr, int port, bool serve,
       }
     }).detach();
   }
+  servedLock.unlock();
   addrinfo hints{}, *res = nullptr;
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;

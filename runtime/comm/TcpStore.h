@@ -40,8 +40,9 @@ public:
   void wait(const std::vector<std::string> &keys,
             const std::chrono::milliseconds &timeout) override;
 
-private:
   struct Server;
+
+private:
   std::shared_ptr<Server> server_;
   int fd_ = -1;
   std::mutex mu_;

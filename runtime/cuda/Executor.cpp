@@ -27,7 +27,9 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_map>
 
 namespace forge::cuda {
@@ -67,8 +69,8 @@ public:
   std::string prepare(const plan::Plan *plan) override;
   void initialize(uint64_t seed) override { host_.initialize(seed); }
   void run(const std::string &name) override;
-  void setMicroBatch(int64_t) override {}
-  void finishSends() override {}
+  void setMicroBatch(int64_t micro) override { micro_ = micro; }
+  void finishSends() override;
   const std::vector<View> &inputs(const std::string &program) const override {
     return host_.inputs(program);
   }
@@ -152,6 +154,10 @@ private:
   }
   void copyState(bool toHost);
   void check(const std::string &what, cudaError_t e) const;
+  /// Pipeline parallelism: the channels of every dist.send / dist.recv of
+  /// the plan, opened on all ranks before binding.
+  std::string openChannels(const plan::Plan *plan);
+  std::string bindPointToPoint(const std::string &op, Bind &b, Fn &fn);
 
   Tensor t(uint32_t i) const {
     return {dArena_ + plan_->buffers()->Get(i)->offset(),
@@ -203,6 +209,41 @@ private:
   size_t fp8OperandBytes_[2] = {0, 0};
   int fp8TensorCore_ = 0, fp8Emulated_ = 0;
   std::string fp8Why_;
+  /// Pipeline parallelism. NCCL's send returns only once the peer has
+  /// received, and one communicator's point-to-point calls match in issue
+  /// order, from one thread. So, as the CPU backend's thread per peer,
+  /// every direction of every pipeline edge (a plan tag to or from a peer)
+  /// has a communicator of its own (Comms::openChannels): a send stages a
+  /// copy of its bytes and hands it to the channel's thread, and the stage
+  /// goes on; a receive waits on the compute thread. Each message starts
+  /// with a header (micro-batch, tag) that the receiver checks, so that a
+  /// schedule whose two ends disagree fails with a message, not wrong
+  /// numbers.
+  struct Channel {
+    std::unique_ptr<comm::Communicator> comm;
+    /// Sends: the thread that waits out each send, in plan order.
+    std::unique_ptr<cpu::CommQueue> queue;
+    /// Receives: the message lands here, then the compute stream copies
+    /// the payload into the plan's buffer; `copied` marks that copy, which
+    /// the next receive waits for before reusing the landing buffer.
+    void *landing = nullptr;
+    size_t bytes = 0; ///< the largest payload
+    cudaEvent_t copied = nullptr;
+  };
+  /// (mesh dim, peer, plan tag, sending) -> its channel.
+  std::map<std::tuple<std::string, int64_t, int64_t, bool>, Channel> channels_;
+  /// A send's staged copy (header and payload), reused once sent.
+  struct SendCopy {
+    char *p = nullptr;
+    size_t bytes = 0;
+    cudaEvent_t staged = nullptr;
+  };
+  SendCopy takeSendCopy(size_t bytes);
+  void giveSendCopy(const SendCopy &c);
+  std::mutex sendCopiesMu_;
+  std::vector<SendCopy> freeSendCopies_, allSendCopies_;
+  /// The micro-batch of the running program (setMicroBatch).
+  int64_t micro_ = 0;
   /// The communication thread (the CPU backend's CommQueue): issues the
   /// collectives in plan order, the same on every rank, as NCCL requires.
   /// Last, so that it is destroyed (joined) first.
@@ -214,6 +255,23 @@ Executor::~Executor() {
     comm_.drain();
   } catch (...) {
     // A failed collective was reported where it was waited for.
+  }
+  // The send threads end (each finishing or failing its sends) before the
+  // staged copies and the communicators go.
+  for (auto &[key, ch] : channels_)
+    ch.queue.reset();
+  if (stream_)
+    cudaStreamSynchronize(stream_);
+  for (auto &[key, ch] : channels_) {
+    if (ch.landing)
+      cudaFree(ch.landing);
+    if (ch.copied)
+      cudaEventDestroy(ch.copied);
+  }
+  channels_.clear();
+  for (SendCopy &c : allSendCopies_) {
+    cudaFree(c.p);
+    cudaEventDestroy(c.staged);
   }
   if (stream_)
     cudaStreamSynchronize(stream_);
@@ -315,6 +373,8 @@ std::string Executor::prepare(const plan::Plan *plan) {
   if (cudaError_t e = cudaMemsetAsync(dArena_, 0, plan->arena_bytes(), stream_);
       e != cudaSuccess)
     return "cudaMemsetAsync: " + cudaWhy(e);
+  if (std::string e = openChannels(plan); !e.empty())
+    return e;
   for (const plan::Program *p : *plan->programs()) {
     Program prog;
     prog.name = p->name() ? p->name()->str() : "";
@@ -344,12 +404,14 @@ std::string Executor::prepare(const plan::Plan *plan) {
         const bool collective = op.rfind("dist.", 0) == 0;
         // Collectives that communicate overlap compute; the local ones
         // (copy, slice) are compute-stream copies.
-        step.async =
-            overlap && collective && op != "dist.copy" && op != "dist.slice";
+        const bool p2p = op == "dist.send" || op == "dist.recv";
+        step.async = overlap && collective && !p2p && op != "dist.copy" &&
+                     op != "dist.slice";
         std::string e;
         try {
-          e = collective ? bindCollective(op, b, step.launch, step.async)
-                         : bind(op, b, step.launch);
+          e = p2p          ? bindPointToPoint(op, b, step.launch)
+              : collective ? bindCollective(op, b, step.launch, step.async)
+                           : bind(op, b, step.launch);
         } catch (const std::exception &ex) {
           e = ex.what();
         }
@@ -536,6 +598,190 @@ bool Executor::bindFp8Linear(bool transA, bool transB, int64_t m, int64_t n,
   return true;
 }
 
+/// A pipeline message's header: the micro-batch and the plan tag.
+constexpr size_t kMessageHeader = 16;
+
+std::string Executor::openChannels(const plan::Plan *plan) {
+  std::vector<comm::ChannelKey> keys;
+  std::vector<std::tuple<std::string, int64_t, int64_t, bool>> ids;
+  std::vector<size_t> sizes;
+  for (const plan::Program *p : *plan->programs()) {
+    if (!p->steps())
+      continue;
+    for (const plan::Step *st : *p->steps()) {
+      const std::string op = st->op()->str();
+      const bool sending = op == "dist.send";
+      if (!sending && op != "dist.recv")
+        continue;
+      Bind b{st, 0, {}, {}};
+      if (!dcomms_)
+        return "pipeline stages need forge-run to join their ranks";
+      const std::string dim = b.s("group");
+      comm::Communicator *c = dcomms_->group(dim);
+      if (!c)
+        return "no communicator for mesh dim '" + dim + "'";
+      const int64_t peer = b.i("peer"), tag = b.i("tag");
+      if (peer < 0 || peer >= c->size() || peer == c->rank() || tag < 0)
+        return op + " to or from group rank " + std::to_string(peer) +
+               " (tag " + std::to_string(tag) + ") in group '" + dim + "' of " +
+               std::to_string(c->size()) + " ranks";
+      const auto *list = sending ? st->operands() : st->results();
+      if (!list || list->size() == 0 || !st->results() ||
+          st->results()->size() == 0)
+        return op + " without its " + (sending ? "operand" : "result");
+      const uint32_t buf = list->Get(0);
+      const size_t len = plan->buffers()->Get(buf)->bytes();
+      auto id = std::make_tuple(dim, peer, tag, sending);
+      auto at = std::find(ids.begin(), ids.end(), id);
+      if (at != ids.end()) {
+        sizes[at - ids.begin()] = std::max(sizes[at - ids.begin()], len);
+        continue;
+      }
+      ids.push_back(id);
+      sizes.push_back(len);
+      comm::ChannelKey k;
+      k.dim = dim;
+      k.src = sending ? c->rank() : static_cast<int>(peer);
+      k.dst = sending ? static_cast<int>(peer) : c->rank();
+      k.tag = static_cast<uint32_t>(tag);
+      keys.push_back(k);
+    }
+  }
+  if (keys.empty())
+    return "";
+  std::vector<std::unique_ptr<comm::Communicator>> comms;
+  if (std::string e = dcomms_->openChannels(keys, comms); !e.empty())
+    return "rank " + std::to_string(dcomms_->world().rank()) +
+           ": the pipeline's NCCL channels: " + e;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Channel &ch = channels_[ids[i]];
+    ch.comm = std::move(comms[i]);
+    ch.bytes = sizes[i];
+    if (std::get<3>(ids[i])) {
+      ch.queue = std::make_unique<cpu::CommQueue>();
+      continue;
+    }
+    if (cudaError_t e = cudaMalloc(&ch.landing, ch.bytes + kMessageHeader);
+        e != cudaSuccess)
+      return "cannot allocate " + std::to_string(ch.bytes) +
+             " bytes for a pipeline receive (" + cudaWhy(e) + ")";
+    if (cudaError_t e =
+            cudaEventCreateWithFlags(&ch.copied, cudaEventDisableTiming);
+        e != cudaSuccess)
+      return "cudaEventCreate: " + cudaWhy(e);
+  }
+  return "";
+}
+
+Executor::SendCopy Executor::takeSendCopy(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(sendCopiesMu_);
+    for (size_t i = 0; i < freeSendCopies_.size(); ++i)
+      if (freeSendCopies_[i].bytes >= bytes) {
+        SendCopy c = freeSendCopies_[i];
+        freeSendCopies_.erase(freeSendCopies_.begin() + i);
+        return c;
+      }
+  }
+  // At most a schedule's in-flight sends exist at once (a stage's warm-up
+  // forwards), so the pool stays small; it grows only here.
+  SendCopy c;
+  c.bytes = bytes;
+  check("allocating a pipeline send's copy",
+        cudaMalloc(reinterpret_cast<void **>(&c.p), bytes));
+  check("cudaEventCreate",
+        cudaEventCreateWithFlags(&c.staged, cudaEventDisableTiming));
+  std::lock_guard<std::mutex> lock(sendCopiesMu_);
+  allSendCopies_.push_back(c);
+  return c;
+}
+
+void Executor::giveSendCopy(const SendCopy &c) {
+  std::lock_guard<std::mutex> lock(sendCopiesMu_);
+  freeSendCopies_.push_back(c);
+}
+
+std::string Executor::bindPointToPoint(const std::string &op, Bind &b, Fn &fn) {
+  const bool sending = op == "dist.send";
+  const int64_t peer = b.i("peer"), tag = b.i("tag");
+  auto it = channels_.find(std::make_tuple(b.s("group"), peer, tag, sending));
+  if (it == channels_.end())
+    return "no channel for this step (tag " + std::to_string(tag) + ")";
+  Channel *ch = &it->second;
+  const std::string why = b.step->loc() ? b.step->loc()->str() : op;
+  const std::string rank = "rank " + std::to_string(dcomms_->world().rank());
+  const int64_t *micro = &micro_;
+  cudaStream_t s = stream_;
+  const int dev = device_;
+  if (sending) {
+    const uint32_t x = b.ops[0], y = b.res[0];
+    const size_t len = bytes(x), tokenBytes = bytes(y);
+    const char *src = ptr<char>(x);
+    void *token = ptr<void>(y);
+    fn = [=] {
+      // The plan may overwrite the sent bytes right after this step: the
+      // message is a copy, staged on the compute stream.
+      const SendCopy c = takeSendCopy(len + kMessageHeader);
+      writeHeader(c.p, static_cast<uint64_t>(*micro),
+                  static_cast<uint64_t>(tag), s);
+      cudaMemcpyAsync(c.p + kMessageHeader, src, len, cudaMemcpyDeviceToDevice,
+                      s);
+      check("staging a pipeline send", cudaEventRecord(c.staged, s));
+      // The send's result is a token (as on the CPU backend).
+      cudaMemsetAsync(token, 0, tokenBytes, s);
+      ch->queue->push([=] {
+        cudaSetDevice(dev);
+        if (cudaError_t e = cudaEventSynchronize(c.staged); e != cudaSuccess)
+          throw cpu::CollectiveError(rank + ": send for " + why + ": " +
+                                     cudaWhy(e));
+        std::string e = ch->comm->send(c.p, len + kMessageHeader, 1,
+                                       static_cast<uint32_t>(tag), why);
+        giveSendCopy(c);
+        if (!e.empty())
+          throw cpu::CollectiveError(rank + ": " + e);
+      });
+    };
+    return "";
+  }
+  const uint32_t y = b.res[0];
+  const size_t len = bytes(y);
+  char *dst = ptr<char>(y);
+  fn = [=] {
+    // The landing buffer is free once the last message's copy is done.
+    if (cudaError_t e = cudaEventSynchronize(ch->copied); e != cudaSuccess)
+      throw cpu::CollectiveError(rank + ": recv for " + why + ": " +
+                                 cudaWhy(e));
+    if (std::string e = ch->comm->recv(ch->landing, len + kMessageHeader, 0,
+                                       static_cast<uint32_t>(tag), why);
+        !e.empty())
+      throw cpu::CollectiveError(rank + ": " + e);
+    uint64_t header[2] = {0, 0};
+    if (cudaError_t e = cudaMemcpy(header, ch->landing, sizeof(header),
+                                   cudaMemcpyDeviceToHost);
+        e != cudaSuccess)
+      throw cpu::CollectiveError(rank + ": recv for " + why + ": " +
+                                 cudaWhy(e));
+    if (header[0] != static_cast<uint64_t>(*micro) ||
+        header[1] != static_cast<uint64_t>(tag))
+      throw cpu::CollectiveError(
+          rank + ": recv for " + why + ": expected micro-batch " +
+          std::to_string(*micro) + " tag " + std::to_string(tag) +
+          " from group rank " + std::to_string(peer) + ", got micro-batch " +
+          std::to_string(header[0]) + " tag " + std::to_string(header[1]) +
+          " (the two stages' schedules disagree)");
+    cudaMemcpyAsync(dst, static_cast<char *>(ch->landing) + kMessageHeader, len,
+                    cudaMemcpyDeviceToDevice, s);
+    check("after a pipeline receive", cudaEventRecord(ch->copied, s));
+  };
+  return "";
+}
+
+void Executor::finishSends() {
+  for (auto &[key, ch] : channels_)
+    if (ch.queue)
+      ch.queue->drain();
+}
+
 std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn,
                                      bool async) {
   if (!dcomms_)
@@ -560,10 +806,6 @@ std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn,
     };
     return "";
   }
-  if (op == "dist.send" || op == "dist.recv")
-    return "pipeline parallelism is not on the CUDA backend yet (NCCL's "
-           "blocking point-to-point needs the stages' send threads of the CPU "
-           "backend); run pipelined plans with --device cpu";
   const std::string why = b.step->loc() ? b.step->loc()->str() : op;
   const int worldRank = dcomms_->world().rank();
   // NCCL runs on the communicator's stream once `s` (the stream of the

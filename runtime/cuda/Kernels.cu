@@ -672,6 +672,14 @@ void scale(Tensor x, float factor, Tensor y, int64_t n, cudaStream_t s) {
   if (n > 0)
     scaleKernel<<<blocksFor(n), kThreads, 0, s>>>(x, factor, y, n);
 }
+__global__ void writeHeaderKernel(uint64_t *p, uint64_t first,
+                                  uint64_t second) {
+  p[0] = first;
+  p[1] = second;
+}
+void writeHeader(void *p, uint64_t first, uint64_t second, cudaStream_t s) {
+  writeHeaderKernel<<<1, 1, 0, s>>>(static_cast<uint64_t *>(p), first, second);
+}
 void fill(Tensor y, float value, int64_t n, cudaStream_t s) {
   if (n > 0)
     fillKernel<<<blocksFor(n), kThreads, 0, s>>>(y, value, n);

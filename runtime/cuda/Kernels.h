@@ -50,6 +50,8 @@ void unaryGrad(Unary kind, Tensor x, Tensor dy, Tensor dx, int64_t n,
 void binary(bool mul, Tensor x, Tensor y, Tensor z, int64_t n, cudaStream_t s);
 void scale(Tensor x, float factor, Tensor y, int64_t n, cudaStream_t s);
 void fill(Tensor y, float value, int64_t n, cudaStream_t s);
+/// Two 64-bit words at `p` (a pipeline message's header), in stream order.
+void writeHeader(void *p, uint64_t first, uint64_t second, cudaStream_t s);
 /// y = x with y's dtype.
 void convert(Tensor x, Tensor y, int64_t n, cudaStream_t s);
 
