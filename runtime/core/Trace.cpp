@@ -37,6 +37,25 @@ TraceKind traceKindOfOp(const std::string &op) {
   return TraceKind::Compute;
 }
 
+std::string opSecondsTable(const std::map<std::string, double> &opSeconds,
+                           const std::string &title) {
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (auto &[op, sec] : opSeconds) {
+    rows.push_back({sec, op});
+    total += sec;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::string out = title + ":\n";
+  char buf[160];
+  for (auto &[sec, op] : rows) {
+    std::snprintf(buf, sizeof(buf), "  %-36s %9.3f s %5.1f%%\n", op.c_str(),
+                  sec, total > 0 ? 100 * sec / total : 0.0);
+    out += buf;
+  }
+  return out;
+}
+
 const char *traceKindName(TraceKind kind) {
   switch (kind) {
   case TraceKind::MatMul:

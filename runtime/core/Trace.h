@@ -112,6 +112,11 @@ private:
   std::vector<std::string> threads_;
 };
 
+/// FORGE_PROFILE's table: seconds per op name, longest first, with each
+/// op's share, under the heading `title`.
+std::string opSecondsTable(const std::map<std::string, double> &opSeconds,
+                           const std::string &title);
+
 /// The name of a category as the summary prints it.
 const char *traceKindName(TraceKind kind);
 

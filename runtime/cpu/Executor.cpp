@@ -1951,21 +1951,7 @@ void Executor::initialize(uint64_t seed) {
 }
 
 std::string Executor::profileReport() const {
-  std::vector<std::pair<double, std::string>> rows;
-  double total = 0;
-  for (auto &[op, sec] : opSeconds_) {
-    rows.push_back({sec, op});
-    total += sec;
-  }
-  std::sort(rows.rbegin(), rows.rend());
-  std::string out = "time by op (FORGE_PROFILE):\n";
-  char buf[160];
-  for (auto &[sec, op] : rows) {
-    std::snprintf(buf, sizeof(buf), "  %-36s %9.3f s %5.1f%%\n", op.c_str(),
-                  sec, total > 0 ? 100 * sec / total : 0.0);
-    out += buf;
-  }
-  return out;
+  return runtime::opSecondsTable(opSeconds_, "time by op (FORGE_PROFILE)");
 }
 
 void Executor::run(const std::string &name) {

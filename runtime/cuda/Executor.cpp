@@ -12,6 +12,7 @@
 #include "runtime/cuda/Executor.h"
 #include "runtime/comm/Communicator.h"
 #include "runtime/core/DType.h"
+#include "runtime/core/Trace.h"
 #include "runtime/cpu/Executor.h"
 #include "runtime/cuda/Blas.h"
 #include "runtime/cuda/Composite.h"
@@ -22,6 +23,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -85,9 +87,12 @@ public:
   void pullState() override { copyState(true); }
   void pushState() override { copyState(false); }
   uint64_t arenaBytes() const override { return plan_->arena_bytes(); }
-  std::string profileReport() const override { return ""; }
+  std::string profileReport() const override {
+    return runtime::opSecondsTable(
+        opSeconds_, "GPU time by op (FORGE_PROFILE, CUDA events)");
+  }
+  bool profiling() const override { return profile_; }
   std::string notes() const override;
-  bool profiling() const override { return false; }
 
 private:
   struct Step {
@@ -97,6 +102,12 @@ private:
     /// thread once the compute stream has reached `ready`.
     bool async = false;
     cudaEvent_t ready = nullptr;
+    /// [profiling] and FORGE_PROFILE: the plan op, its category, a dense
+    /// matmul's FLOPs and where it comes from.
+    std::string op;
+    runtime::TraceKind kind = runtime::TraceKind::Compute;
+    double flops = 0;
+    std::string detail;
   };
   struct Program {
     std::string name;
@@ -244,6 +255,21 @@ private:
   std::vector<SendCopy> freeSendCopies_, allSendCopies_;
   /// The micro-batch of the running program (setMicroBatch).
   int64_t micro_ = 0;
+  /// Timing: FORGE_PROFILE (seconds per op) and [profiling] (the tracer's
+  /// window). Compute-stream steps are timed by CUDA events around their
+  /// work, so a span is the GPU's time, not the host's enqueueing; the
+  /// collectives on the communication thread and the pipeline sends, which
+  /// the host waits out, by the host clock.
+  bool profile_ = false;
+  mutable std::mutex profileMu_; ///< opSeconds_: compute and comm threads
+  std::map<std::string, double> opSeconds_;
+  std::vector<cudaEvent_t> timing_; ///< reused by every timed run
+  size_t nextTiming_ = 0;
+  cudaEvent_t timingEvent();
+  void addOpSeconds(const std::string &op, double seconds) {
+    std::lock_guard<std::mutex> lock(profileMu_);
+    opSeconds_[op] += seconds;
+  }
   /// The communication thread (the CPU backend's CommQueue): issues the
   /// collectives in plan order, the same on every rank, as NCCL requires.
   /// Last, so that it is destroyed (joined) first.
@@ -273,6 +299,8 @@ Executor::~Executor() {
     cudaFree(c.p);
     cudaEventDestroy(c.staged);
   }
+  for (cudaEvent_t e : timing_)
+    cudaEventDestroy(e);
   if (stream_)
     cudaStreamSynchronize(stream_);
   if (commStream_)
@@ -361,6 +389,8 @@ std::string Executor::prepare(const plan::Plan *plan) {
   // on the CPU backend.
   const char *ov = std::getenv("FORGE_COMM_OVERLAP");
   const bool overlap = !ov || std::string(ov) != "0";
+  const char *prof = std::getenv("FORGE_PROFILE");
+  profile_ = prof && *prof && std::string(prof) != "0";
   if (std::string e = host_.prepareLayout(plan); !e.empty())
     return e;
   if (cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&dArena_),
@@ -397,6 +427,24 @@ std::string Executor::prepare(const plan::Plan *plan) {
           b.ops.assign(st->operands()->begin(), st->operands()->end());
         if (st->results())
           b.res.assign(st->results()->begin(), st->results()->end());
+        step.op = op;
+        step.kind = runtime::traceKindOfOp(op);
+        step.detail = prog.name + " step " + std::to_string(s) + ": " +
+                      (st->loc() ? st->loc()->str() : op);
+        if ((op == "forge.linear" || op == "forge.linear_grad_input" ||
+             op == "forge.linear_grad_weight") &&
+            b.ops.size() == 2 && b.res.size() == 1) {
+          // A dense linear's 2 m n k FLOPs, for the summary's matmul rate:
+          // x[rows, k] w[n, k]; the VJPs read dy[rows, n] with w or x.
+          const View &w =
+              op == "forge.linear_grad_weight" ? v(b.res[0]) : v(b.ops[1]);
+          if (w.shape.size() == 2 && w.dim(0) > 0 && w.dim(1) > 0) {
+            const double n = static_cast<double>(w.dim(0)),
+                         k = static_cast<double>(w.dim(1));
+            step.flops = 2.0 * static_cast<double>(v(b.ops[0]).numel()) /
+                         (op == "forge.linear" ? k : n) * n * k;
+          }
+        }
         // A step that writes a buffer ends its being an fp8 cast's value
         // (the cast and the fp8 gather register theirs as they bind).
         for (uint32_t r : b.res)
@@ -439,6 +487,26 @@ std::string Executor::prepare(const plan::Plan *plan) {
             ok("launching", cudaGetLastError());
             ok("finishing the collective", cudaStreamSynchronize(cs));
           };
+          if (tracer_ || profile_)
+            // The host waits out the collective on this thread: its span.
+            step.launch = [this, op = step.op, detail = step.detail,
+                           inner = std::move(step.launch)] {
+              const bool traced = tracer_ && tracer_->active();
+              if (!traced && !profile_) {
+                inner();
+                return;
+              }
+              const auto t0 = std::chrono::steady_clock::now();
+              const double u0 = traced ? tracer_->nowUs() : 0;
+              inner();
+              if (profile_)
+                addOpSeconds(op, std::chrono::duration<double>(
+                                     std::chrono::steady_clock::now() - t0)
+                                     .count());
+              if (traced)
+                tracer_->record(op, runtime::TraceKind::Communication,
+                                "collectives", u0, tracer_->nowUs(), detail);
+            };
         }
         prog.steps.push_back(std::move(step));
       }
@@ -734,8 +802,13 @@ std::string Executor::bindPointToPoint(const std::string &op, Bind &b, Fn &fn) {
         if (cudaError_t e = cudaEventSynchronize(c.staged); e != cudaSuccess)
           throw cpu::CollectiveError(rank + ": send for " + why + ": " +
                                      cudaWhy(e));
+        const bool traced = tracer_ && tracer_->active();
+        const double u0 = traced ? tracer_->nowUs() : 0;
         std::string e = ch->comm->send(c.p, len + kMessageHeader, 1,
                                        static_cast<uint32_t>(tag), why);
+        if (traced)
+          tracer_->record("dist.send", runtime::TraceKind::Communication,
+                          "pipeline sends", u0, tracer_->nowUs(), why);
         giveSendCopy(c);
         if (!e.empty())
           throw cpu::CollectiveError(rank + ": " + e);
@@ -777,9 +850,14 @@ std::string Executor::bindPointToPoint(const std::string &op, Bind &b, Fn &fn) {
 }
 
 void Executor::finishSends() {
+  const bool traced = tracer_ && tracer_->active();
+  const double u0 = traced ? tracer_->nowUs() : 0;
   for (auto &[key, ch] : channels_)
     if (ch.queue)
       ch.queue->drain();
+  if (traced && !channels_.empty())
+    tracer_->record("wait for the pipeline sends", runtime::TraceKind::Wait,
+                    "compute", u0, tracer_->nowUs());
 }
 
 std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn,
@@ -1774,10 +1852,52 @@ std::string Executor::bindMore(const std::string &op, Bind &b, Fn &fn) {
   return "no CUDA kernel for this op yet; run the plan with --device cpu";
 }
 
+cudaEvent_t Executor::timingEvent() {
+  if (nextTiming_ == timing_.size()) {
+    cudaEvent_t e = nullptr;
+    check("cudaEventCreate", cudaEventCreate(&e));
+    timing_.push_back(e);
+  }
+  return timing_[nextTiming_++];
+}
+
 void Executor::run(const std::string &name) {
   for (Program &p : programs_) {
     if (p.name != name)
       continue;
+    const bool traced = tracer_ && tracer_->active();
+    const bool timed = traced || profile_;
+    // A span of the compute stream, between two of its events.
+    struct Span {
+      const Step *step; ///< null: the host waiting for a collective
+      cudaEvent_t from, to;
+    };
+    std::vector<Span> spans;
+    cudaEvent_t anchor = nullptr;
+    double anchorUs = 0;
+    if (timed)
+      nextTiming_ = 0;
+    if (traced) {
+      // The tracer's clock is the host's: the stream drains to an event
+      // whose time is then "now", and every span is placed from it.
+      anchor = timingEvent();
+      check("timing " + name, cudaEventRecord(anchor, stream_));
+      check("timing " + name, cudaEventSynchronize(anchor));
+      anchorUs = tracer_->nowUs();
+    }
+    // While the compute thread waits for a collective the stream runs dry:
+    // the events around the wait time how long it stood idle because of it.
+    auto wait = [&](uint64_t ticket) {
+      if (!traced) {
+        comm_.waitFor(ticket);
+        return;
+      }
+      cudaEvent_t from = timingEvent(), to = timingEvent();
+      check("timing " + name, cudaEventRecord(from, stream_));
+      comm_.waitFor(ticket);
+      check("timing " + name, cudaEventRecord(to, stream_));
+      spans.push_back({nullptr, from, to});
+    };
     for (uint32_t i : p.uploads)
       check("uploading the inputs of " + name,
             cudaMemcpyAsync(ptr<char>(i), v(i).data, bytes(i),
@@ -1790,18 +1910,28 @@ void Executor::run(const std::string &name) {
     for (size_t i = 0; i < p.steps.size(); ++i) {
       const Step &st = p.steps[i];
       if (p.waitFor[i])
-        comm_.waitFor(base + p.waitFor[i]);
+        wait(base + p.waitFor[i]);
       if (st.async) {
         check(st.what, cudaEventRecord(st.ready, stream_));
         comm_.push(st.launch);
         continue;
       }
+      cudaEvent_t from = nullptr;
+      if (timed) {
+        from = timingEvent();
+        check(st.what, cudaEventRecord(from, stream_));
+      }
       st.launch();
       // Launch errors (a bad configuration) surface here, with the step.
       check(st.what, cudaGetLastError());
+      if (timed) {
+        cudaEvent_t to = timingEvent();
+        check(st.what, cudaEventRecord(to, stream_));
+        spans.push_back({&st, from, to});
+      }
     }
     // Nothing is in flight between programs.
-    comm_.waitFor(comm_.issued());
+    wait(comm_.issued());
     for (uint32_t i : p.downloads)
       check("downloading the outputs of " + name,
             cudaMemcpyAsync(v(i).data, ptr<char>(i), bytes(i),
@@ -1824,6 +1954,30 @@ void Executor::run(const std::string &name) {
           (slot.kind == kLabelOutOfRange ? " and is not the ignore index"
                                          : ""));
     }
+    double lastUs = anchorUs;
+    for (const Span &sp : spans) {
+      float ms = 0;
+      check("timing " + name, cudaEventElapsedTime(&ms, sp.from, sp.to));
+      if (profile_ && sp.step)
+        addOpSeconds(sp.step->op, ms * 1e-3);
+      if (!traced)
+        continue;
+      float fromMs = 0;
+      check("timing " + name, cudaEventElapsedTime(&fromMs, anchor, sp.from));
+      const double u0 = anchorUs + fromMs * 1e3, u1 = u0 + ms * 1e3;
+      lastUs = std::max(lastUs, u1);
+      if (sp.step)
+        tracer_->record(sp.step->op, sp.step->kind, "compute", u0, u1,
+                        sp.step->detail, sp.step->flops);
+      else if (ms > 1e-3) // a wait that did not hold the stream up
+        tracer_->record("wait for a collective", runtime::TraceKind::Wait,
+                        "compute", u0, u1);
+    }
+    // The anchor's host time is a little late (the wake-up after its
+    // sync), so the program's span covers its last op explicitly.
+    if (traced)
+      tracer_->record(p.name, runtime::TraceKind::Program, "compute", anchorUs,
+                      std::max(lastUs, tracer_->nowUs()));
   }
 }
 
