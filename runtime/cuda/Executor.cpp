@@ -1281,14 +1281,8 @@ std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
     Tensor g = t(dout), out = t(dt);
     const int64_t *id = ptr<int64_t>(ids);
     const int64_t count = n(ids), d = v(dt).dim(1), vocab = v(dt).dim(0);
-    float *acc = out.dt == Dt::f32 ? static_cast<float *>(out.p)
-                                   : static_cast<float *>(scratch(n(dt) * 4));
-    const int64_t total = n(dt);
-    fn = [=] {
-      embeddingGrad(g, id, count, d, vocab, acc, s);
-      if (acc != out.p)
-        convert({acc, Dt::f32}, out, total, s);
-    };
+    void *sorted = scratch(embeddingGradScratchBytes(count, vocab));
+    fn = [=] { embeddingGrad(g, id, count, d, vocab, out, sorted, s); };
     return "";
   }
   if (op == "forge.linear" || op == "forge.linear_grad_input" ||

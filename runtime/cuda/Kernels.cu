@@ -13,6 +13,8 @@
 #include "runtime/cuda/Kernels.h"
 #include "runtime/cuda/KernelsCommon.cuh"
 
+#include <cub/device/device_radix_sort.cuh>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -115,14 +117,68 @@ __global__ void embeddingKernel(Tensor table, const int64_t *ids, int64_t n,
   }
 }
 
-__global__ void embeddingGradKernel(Tensor dout, const int64_t *ids, int64_t n,
-                                    int64_t d, int64_t vocab, float *dtable) {
-  FORGE_FOR_EACH(i, n * d) {
-    const int64_t row = i / d, col = i % d, id = ids[row];
-    if (id >= 0 && id < vocab)
-      atomicAdd(dtable + id * d + col, ld(dout.p, dout.dt, i));
+/// The embedding gradient without atomics (whose order, and so whose
+/// rounding, changes from run to run): the ids become sort keys (an id
+/// outside the vocabulary becomes `vocab`, sorted last and skipped) with
+/// their token positions as values; a stable radix sort groups each id's
+/// tokens in token order; then one block per run of equal keys sums its
+/// rows in that order, in f32 from zero, as the CPU reference does.
+__global__ void embeddingGradKeysKernel(const int64_t *ids, int64_t n,
+                                        int64_t vocab, uint32_t *keys,
+                                        int32_t *positions) {
+  FORGE_FOR_EACH(i, n) {
+    const int64_t id = ids[i];
+    keys[i] = static_cast<uint32_t>(id >= 0 && id < vocab ? id : vocab);
+    positions[i] = static_cast<int32_t>(i);
   }
 }
+
+__global__ void embeddingGradRunsKernel(Tensor dout, const uint32_t *keys,
+                                        const int32_t *positions, int64_t n,
+                                        int64_t d, int64_t vocab,
+                                        Tensor dtable) {
+  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
+    const uint32_t key = keys[i];
+    if (key >= vocab || (i > 0 && keys[i - 1] == key))
+      continue; // not the first token of an id's run
+    int64_t end = i + 1;
+    while (end < n && keys[end] == key)
+      ++end;
+    for (int64_t col = threadIdx.x; col < d; col += blockDim.x) {
+      float acc = 0.0f;
+      for (int64_t j = i; j < end; ++j)
+        acc +=
+            ld(dout.p, dout.dt, static_cast<int64_t>(positions[j]) * d + col);
+      st(dtable.p, dtable.dt, static_cast<int64_t>(key) * d + col, acc);
+    }
+  }
+}
+
+/// The scratch layout of embeddingGrad: keys and positions, in and out of
+/// the sort, then CUB's own storage, each 256-byte aligned.
+struct EmbeddingGradLayout {
+  size_t keysIn = 0, keysOut, posIn, posOut, temp, tempBytes, total;
+  int bits;
+  EmbeddingGradLayout(int64_t n, int64_t vocab) {
+    auto align = [](size_t b) { return (b + 255) / 256 * 256; };
+    const size_t keys = align(static_cast<size_t>(n) * sizeof(uint32_t));
+    const size_t pos = align(static_cast<size_t>(n) * sizeof(int32_t));
+    keysOut = keys;
+    posIn = 2 * keys;
+    posOut = posIn + pos;
+    temp = posOut + pos;
+    // Keys are 0..vocab (the sentinel included): sort only those bits.
+    bits = 1;
+    while (bits < 32 && (uint64_t{1} << bits) <= static_cast<uint64_t>(vocab))
+      ++bits;
+    tempBytes = 0;
+    cub::DeviceRadixSort::SortPairs(
+        nullptr, tempBytes, static_cast<const uint32_t *>(nullptr),
+        static_cast<uint32_t *>(nullptr), static_cast<const int32_t *>(nullptr),
+        static_cast<int32_t *>(nullptr), static_cast<int>(n), 0, bits);
+    total = temp + align(tempBytes);
+  }
+};
 
 //===----------------------------------------------------------------------===//
 // Norms: one block per row
@@ -696,12 +752,33 @@ void embedding(Tensor table, const int64_t *ids, int64_t n, int64_t d,
     embeddingKernel<<<blocksFor(n * d), kThreads, 0, s>>>(table, ids, n, d,
                                                           vocab, y, err, step);
 }
+size_t embeddingGradScratchBytes(int64_t n, int64_t vocab) {
+  return EmbeddingGradLayout(n, vocab).total;
+}
 void embeddingGrad(Tensor dout, const int64_t *ids, int64_t n, int64_t d,
-                   int64_t vocab, float *dtable, cudaStream_t s) {
-  cudaMemsetAsync(dtable, 0, static_cast<size_t>(vocab * d) * sizeof(float), s);
-  if (n * d > 0)
-    embeddingGradKernel<<<blocksFor(n * d), kThreads, 0, s>>>(dout, ids, n, d,
-                                                              vocab, dtable);
+                   int64_t vocab, Tensor dtable, void *scratch,
+                   cudaStream_t s) {
+  cudaMemsetAsync(
+      dtable.p, 0,
+      static_cast<size_t>(vocab * d) * (dtable.dt == Dt::f32 ? 4 : 2), s);
+  if (n <= 0 || d <= 0)
+    return;
+  const EmbeddingGradLayout l(n, vocab);
+  char *base = static_cast<char *>(scratch);
+  auto *keysIn = reinterpret_cast<uint32_t *>(base + l.keysIn);
+  auto *keysOut = reinterpret_cast<uint32_t *>(base + l.keysOut);
+  auto *posIn = reinterpret_cast<int32_t *>(base + l.posIn);
+  auto *posOut = reinterpret_cast<int32_t *>(base + l.posOut);
+  embeddingGradKeysKernel<<<blocksFor(n), kThreads, 0, s>>>(ids, n, vocab,
+                                                            keysIn, posIn);
+  size_t tempBytes = l.tempBytes;
+  cub::DeviceRadixSort::SortPairs(base + l.temp, tempBytes, keysIn, keysOut,
+                                  posIn, posOut, static_cast<int>(n), 0, l.bits,
+                                  s);
+  embeddingGradRunsKernel<<<static_cast<unsigned>(
+                                std::min<int64_t>(n, 1 << 20)),
+                            rowThreads(d), 0, s>>>(dout, keysOut, posOut, n, d,
+                                                   vocab, dtable);
 }
 
 void rmsnorm(Tensor x, Tensor w, Tensor y, int64_t rows, int64_t d, float eps,

@@ -59,9 +59,15 @@ void convert(Tensor x, Tensor y, int64_t n, cudaStream_t s);
 void embedding(Tensor table, const int64_t *ids, int64_t n, int64_t d,
                int64_t vocab, Tensor y, ErrorSlot *err, int step,
                cudaStream_t s);
-/// dtable (f32, zeroed here) += dout rows scattered by ids.
+/// dtable[v, :] = the sum of the rows of dout whose id is v, zero for the
+/// ids that do not occur (any float dtype): each sum in f32, in token
+/// order, as the CPU reference, without atomics (a stable sort of the ids
+/// groups each id's tokens), so the result is the same on every run. Ids
+/// outside [0, vocab) are skipped. `scratch` holds
+/// embeddingGradScratchBytes(n, vocab) bytes.
+size_t embeddingGradScratchBytes(int64_t n, int64_t vocab);
 void embeddingGrad(Tensor dout, const int64_t *ids, int64_t n, int64_t d,
-                   int64_t vocab, float *dtable, cudaStream_t s);
+                   int64_t vocab, Tensor dtable, void *scratch, cudaStream_t s);
 
 /// Row norms over the last dimension d. `rowScratch` holds rows floats.
 void rmsnorm(Tensor x, Tensor w, Tensor y, int64_t rows, int64_t d, float eps,

@@ -182,10 +182,20 @@ TEST_F(CudaKernels, EmbeddingAndGradient) {
   Tensor ty = zeros(n * d), tg = up(dout);
   const int64_t *dids = upInts(ids);
   embedding(up(table), dids, n, d, vocab, ty, err, 7, s);
-  auto *acc = static_cast<float *>(alloc(vocab * d * 4));
-  embeddingGrad(tg, dids, n, d, vocab, acc, s);
+  void *sorted = alloc(embeddingGradScratchBytes(n, vocab));
+  Tensor acc = zeros(vocab * d);
+  embeddingGrad(tg, dids, n, d, vocab, acc, sorted, s);
   near(down(ty, n * d), y, 0, "embedding");
-  near(down({acc, Dt::f32}, vocab * d), dt, kF32, "embedding gradient");
+  near(down(acc, vocab * d), dt, kF32, "embedding gradient");
+  // Each row is summed in f32 in token order, as the CPU backend does:
+  // the same bits, run after run (no atomics), in f32 and in bf16.
+  std::vector<float> doutF(dout.begin(), dout.end()), dtF(vocab * d, 0.0f);
+  ref::embeddingBwd(ids.data(), n, d, doutF.data(), dtF.data());
+  const std::vector<double> cpu(dtF.begin(), dtF.end());
+  near(down(acc, vocab * d), cpu, 0, "embedding gradient, bit for bit");
+  Tensor again = zeros(vocab * d, Dt::bf16);
+  embeddingGrad(tg, dids, n, d, vocab, again, sorted, s);
+  near(down(again, vocab * d), roundBf16(cpu), 0, "bf16 embedding gradient");
   ErrorSlot slot;
   cudaMemcpy(&slot, err, sizeof(slot), cudaMemcpyDeviceToHost);
   EXPECT_EQ(slot.kind, 0);
