@@ -117,6 +117,31 @@ TEST(PipelineSchedule, DeadlockIsFound) {
                    "micro-batch 0: its receive has no matching send before it");
 }
 
+TEST(PipelineSchedule, EdgeOrderIsChecked) {
+  // No deadlock when sends do not wait, but stage 1 takes micro-batch 1's
+  // activation before micro-batch 0's, which stage 0 sends first: over a
+  // transport that delivers in order (NCCL) it would train on swapped
+  // activations.
+  std::vector<std::vector<Action>> a = {
+      {{false, 0, 0}, {false, 1, 1}, {true, 0, 0}, {true, 1, 1}},
+      {{false, 1, 1}, {false, 0, 0}, {true, 1, 1}, {true, 0, 0}}};
+  pipeline::Timeline t;
+  std::string error;
+  EXPECT_FALSE(pipeline::simulate(a, t, error));
+  EXPECT_EQ(error, "pipeline stage 0 sends activations to stage 1 (model "
+                   "chunk 0 to 1) for micro-batches 0 1, but the receiver "
+                   "takes them in the order 1 0: NCCL delivers one edge's "
+                   "messages in order");
+  // Every built-in schedule keeps each edge in order at both ends.
+  for (const char *kind : {"gpipe", "1f1b", "interleaved_1f1b"})
+    for (int64_t pp : {2, 3, 4, 8})
+      for (int64_t m : {pp, 2 * pp, 4 * pp}) {
+        ASSERT_TRUE(pipeline::schedule(kind, pp, m, a, error));
+        EXPECT_TRUE(pipeline::simulate(a, t, error))
+            << kind << " pp " << pp << " x " << m << ": " << error;
+      }
+}
+
 TEST(PipelineCheck, UnmatchedSendIsACompileError) {
   config::ConfigLoader loader;
   ASSERT_TRUE(loader.loadString(R"(

@@ -191,6 +191,39 @@ bool simulate(const std::vector<std::vector<Action>> &actions, Timeline &tl,
               ": its receive has no matching send before it";
       return false;
     }
+  // Each direction of each edge between model chunks must carry its
+  // micro-batches in the same order at both ends: NCCL matches
+  // point-to-point messages in issue order (the CUDA backend gives each
+  // direction of each edge a communicator of its own), where gloo matches
+  // them by tag. Every schedule above has the property; this keeps a new
+  // one from breaking it unnoticed.
+  std::map<std::pair<int64_t, bool>, std::vector<int64_t>> order;
+  for (int64_t s = 0; s < stages; ++s)
+    for (const Action &a : actions[s])
+      order[{a.chunk * stages + s, a.backward}].push_back(a.micro);
+  auto list = [](const std::vector<int64_t> &v) {
+    std::string out;
+    for (int64_t m : v)
+      out += (out.empty() ? "" : " ") + std::to_string(m);
+    return out;
+  };
+  for (int64_t c = 0; c + 1 < chunks; ++c)
+    for (bool backward : {false, true}) {
+      // Forward: chunk c sends, c + 1 receives; backward the other way.
+      const int64_t from = backward ? c + 1 : c, to = backward ? c : c + 1;
+      const std::vector<int64_t> &sent = order[{from, backward}],
+                                 &received = order[{to, backward}];
+      if (sent != received) {
+        error = "pipeline stage " + std::to_string(from % stages) + " sends " +
+                (backward ? "gradients" : "activations") + " to stage " +
+                std::to_string(to % stages) + " (model chunk " +
+                std::to_string(from) + " to " + std::to_string(to) +
+                ") for micro-batches " + list(sent) +
+                ", but the receiver takes them in the order " + list(received) +
+                ": NCCL delivers one edge's messages in order";
+        return false;
+      }
+    }
   tl.makespan = *std::max_element(free.begin(), free.end());
   tl.bubble = tl.makespan > 0
                   ? 1.0 - busy / (static_cast<double>(stages) * tl.makespan)
