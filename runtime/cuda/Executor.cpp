@@ -786,7 +786,7 @@ std::string Executor::bindPointToPoint(const std::string &op, Bind &b, Fn &fn) {
     const size_t len = bytes(x), tokenBytes = bytes(y);
     const char *src = ptr<char>(x);
     void *token = ptr<void>(y);
-    fn = [=] {
+    fn = [=, this] {
       // The plan may overwrite the sent bytes right after this step: the
       // message is a copy, staged on the compute stream.
       const SendCopy c = takeSendCopy(len + kMessageHeader);
@@ -797,7 +797,7 @@ std::string Executor::bindPointToPoint(const std::string &op, Bind &b, Fn &fn) {
       check("staging a pipeline send", cudaEventRecord(c.staged, s));
       // The send's result is a token (as on the CPU backend).
       cudaMemsetAsync(token, 0, tokenBytes, s);
-      ch->queue->push([=] {
+      ch->queue->push([=, this] {
         cudaSetDevice(dev);
         if (cudaError_t e = cudaEventSynchronize(c.staged); e != cudaSuccess)
           throw cpu::CollectiveError(rank + ": send for " + why + ": " +
@@ -819,7 +819,7 @@ std::string Executor::bindPointToPoint(const std::string &op, Bind &b, Fn &fn) {
   const uint32_t y = b.res[0];
   const size_t len = bytes(y);
   char *dst = ptr<char>(y);
-  fn = [=] {
+  fn = [=, this] {
     // The landing buffer is free once the last message's copy is done.
     if (cudaError_t e = cudaEventSynchronize(ch->copied); e != cudaSuccess)
       throw cpu::CollectiveError(rank + ": recv for " + why + ": " +

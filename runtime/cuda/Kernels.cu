@@ -821,7 +821,7 @@ void rope(Tensor x, Tensor y, int64_t b, int64_t sq, int64_t h, int64_t hd,
 void attention(Tensor q, Tensor k, Tensor v, const int32_t *doc,
                const AttentionShape &sh, Tensor o, float *lse, cudaStream_t s) {
   const int64_t rows = sh.b * sh.h * sh.s;
-  if (rows > 0)
+  if (rows > 0 && !attentionOnTensorCores(q, k, v, doc, sh, o, lse, s))
     attentionKernel<<<warpBlocks(rows), kThreads, 0, s>>>(q, k, v, doc, sh, o,
                                                           lse);
 }
@@ -830,7 +830,8 @@ void attentionGrad(Tensor q, Tensor k, Tensor v, const int32_t *doc,
                    Tensor dout, Tensor dq, Tensor dk, Tensor dv,
                    float *rowScratch, cudaStream_t s) {
   const int64_t rows = sh.b * sh.h * sh.s, kvRows = sh.b * sh.kv * sh.s;
-  if (rows == 0)
+  if (rows == 0 || attentionGradOnTensorCores(q, k, v, doc, sh, o, lse, dout,
+                                              dq, dk, dv, rowScratch, s))
     return;
   attentionGradQKernel<<<warpBlocks(rows), kThreads, 0, s>>>(
       q, k, v, doc, sh, o, lse, dout, dq, rowScratch);

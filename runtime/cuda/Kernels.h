@@ -102,6 +102,20 @@ void attentionGrad(Tensor q, Tensor k, Tensor v, const int32_t *doc,
                    const AttentionShape &sh, Tensor o, const float *lse,
                    Tensor dout, Tensor dq, Tensor dk, Tensor dv,
                    float *rowScratch, cudaStream_t s);
+/// The tensor-core kernels of AttentionTc.cu, which attention() and
+/// attentionGrad() use when they can: every tensor bf16, or every one f16,
+/// head dimension 64 or 128, and a device with the shared memory they take
+/// (up to 136 KiB a block). False, with nothing launched, otherwise; the
+/// row kernels then run (f32 plans always use them: tensor cores would
+/// multiply in TF32 or 16 bits).
+bool attentionOnTensorCores(Tensor q, Tensor k, Tensor v, const int32_t *doc,
+                            const AttentionShape &sh, Tensor o, float *lse,
+                            cudaStream_t s);
+bool attentionGradOnTensorCores(Tensor q, Tensor k, Tensor v,
+                                const int32_t *doc, const AttentionShape &sh,
+                                Tensor o, const float *lse, Tensor dout,
+                                Tensor dq, Tensor dk, Tensor dv, float *dRow,
+                                cudaStream_t s);
 
 /// Mean cross-entropy over the rows whose label is not `ignore`; `loss`
 /// is one element. `rowScratch` holds rows floats.

@@ -453,6 +453,64 @@ TEST_F(CudaKernels, AttentionCausalGqaWithDocuments) {
     }
 }
 
+/// The tensor-core kernels (AttentionTc.cu) that bf16 plans with head
+/// dimension 64 or 128 run: against the reference on the bf16 inputs, over
+/// three query and key tiles (the last one partial), causal or not, with
+/// and without documents, GQA. P and dS are rounded to bf16 before their
+/// products, hence bf16's tolerance.
+TEST_F(CudaKernels, AttentionOnTensorCoresBf16) {
+  for (int64_t hd : {64, 128})
+    for (bool causal : {true, false})
+      for (bool docs : {false, true}) {
+        const int64_t b = 2, sq = 150, h = 4, kv = 2;
+        const double sc = 1.0 / std::sqrt(static_cast<double>(hd));
+        auto q = roundBf16(random(b * sq * h * hd)),
+             k = roundBf16(random(b * sq * kv * hd)),
+             v = roundBf16(random(b * sq * kv * hd)),
+             dout = roundBf16(random(b * sq * h * hd));
+        std::vector<int32_t> doc(b * sq);
+        for (int64_t i = 0; i < b * sq; ++i)
+          doc[i] = static_cast<int32_t>((i % sq) / 70); // 70-row documents
+        const int32_t *hdoc = docs ? doc.data() : nullptr;
+        ref::AttentionShape rs{b, sq, h, kv, hd, causal, sc};
+        std::vector<double> o(q.size()), lse(b * h * sq), dq(q.size(), 0.0),
+            dk(k.size(), 0.0), dv(v.size(), 0.0);
+        ref::attentionFwd(q.data(), k.data(), v.data(), hdoc, rs, o.data(),
+                          lse.data());
+        // The backward from the output the kernel will have written (bf16).
+        const std::vector<double> ob = roundBf16(o);
+        ref::attentionBwd(q.data(), k.data(), v.data(), hdoc, rs, ob.data(),
+                          lse.data(), dout.data(), dq.data(), dk.data(),
+                          dv.data());
+        AttentionShape sh{b, sq, h, kv, hd, causal, static_cast<float>(sc)};
+        const Dt bf = Dt::bf16;
+        Tensor tq = up(q, bf), tk = up(k, bf), tv = up(v, bf),
+               to = zeros(q.size(), bf), tdo = up(dout, bf),
+               tdq = zeros(q.size(), bf), tdk = zeros(k.size(), bf),
+               tdv = zeros(v.size(), bf);
+        auto *dlse = static_cast<float *>(alloc(lse.size() * 4));
+        auto *rowScratch = static_cast<float *>(alloc(lse.size() * 4));
+        const int32_t *ddoc = docs ? upInts(doc) : nullptr;
+        SCOPED_TRACE("head dim " + std::to_string(hd) +
+                     (causal ? ", causal" : ", full") +
+                     (docs ? ", documents" : ""));
+        ASSERT_TRUE(attentionOnTensorCores(tq, tk, tv, ddoc, sh, to, dlse, s));
+        ASSERT_TRUE(attentionGradOnTensorCores(
+            tq, tk, tv, ddoc, sh, to, dlse, tdo, tdq, tdk, tdv, rowScratch, s));
+        ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+        near(down(to, q.size()), o, kBf16, "attention");
+        near(down({dlse, Dt::f32}, lse.size()), lse, 1e-4, "log-sum-exp");
+        near(down(tdq, q.size()), dq, kBf16, "dq");
+        near(down(tdk, k.size()), dk, kBf16, "dk");
+        near(down(tdv, v.size()), dv, kBf16, "dv");
+      }
+  // f32 tensors stay on the row kernels (no TF32).
+  Tensor x = zeros(64 * 64);
+  AttentionShape f32{1, 64, 1, 1, 64, true, 0.125f};
+  auto *l = static_cast<float *>(alloc(64 * 4));
+  EXPECT_FALSE(attentionOnTensorCores(x, x, x, nullptr, f32, x, l, s));
+}
+
 TEST_F(CudaKernels, CrossEntropyWithIgnoredRows) {
   const int64_t rows = 70, c = 1000, ignore = -100;
   auto logits = random(rows * c, 3.0);
