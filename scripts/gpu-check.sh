@@ -19,10 +19,11 @@
 #   - a timed bf16 and fp8 training run of a 0.9B model (head dim 128,
 #     sequence 2048): the log's tokens/s, MFU and memory.
 # FORGE_GPU_CHECK_DEVICE=cpu runs `run` on the CPU, which checks the bundle
-# itself on a machine without a GPU.
+# itself on a machine without a GPU (test/forge-run/gpu-check.test);
+# FORGE_GPU_CHECK_DIR replaces .gpu and FORGE_BUILD the build folder.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-gpu="$here/.gpu"
+gpu="${FORGE_GPU_CHECK_DIR:-$here/.gpu}"
 
 bundle() {
   local build="${FORGE_BUILD:-$here/build}" stage
