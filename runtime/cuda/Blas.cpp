@@ -19,6 +19,16 @@ cublasStatus_t gemmRowMajor(cublasHandle_t handle, bool transA, bool transB,
   // Column-major: C^T[n, m] = op(B)^T op(A)^T (see Gemm.h). cuBLAS's first
   // operand is our B: stored [k, n] (leading dimension n) or, transposed,
   // [n, k] (leading dimension k); its second is our A likewise.
+  // f32 means f32: pedantic mode, no TF32 (not even under
+  // NVIDIA_TF32_OVERRIDE). 16-bit operands run on tensor cores, which
+  // multiply them exactly and accumulate in f32, without reduced-precision
+  // reductions; pedantic mode could keep them off the tensor cores.
+  cublasSetMathMode(
+      handle, ab == Dt::f32
+                  ? CUBLAS_PEDANTIC_MATH
+                  : static_cast<cublasMath_t>(
+                        CUBLAS_DEFAULT_MATH |
+                        CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
   const cublasOperation_t opFirst = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opSecond = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int ldFirst = static_cast<int>(transB ? k : n);

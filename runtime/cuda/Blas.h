@@ -5,7 +5,8 @@
 // grouped linear) or that take alpha/beta (chunked cross-entropy's weight
 // gradient, Muon's Newton–Schulz iteration) go through cublasGemmEx, which
 // needs no per-shape descriptors. Row-major operands, f32 compute (no TF32),
-// as Gemm.
+// as Gemm: f32 operands in cuBLAS's pedantic mode, bf16/f16 ones on tensor
+// cores (each call sets the handle's math mode).
 //
 //===----------------------------------------------------------------------===//
 

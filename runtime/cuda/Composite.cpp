@@ -78,9 +78,23 @@ void newtonSchulz(cublasHandle_t blas, float *x, int64_t m, int64_t n,
 
 void groupedLinear(cublasHandle_t blas, GroupedKind kind, bool outIn,
                    const std::vector<int64_t> &sizes, int64_t k, int64_t n,
-                   const float *a, const float *b, float *out, int64_t outElems,
+                   Tensor a, Tensor b, Tensor out, int64_t outElems,
                    cudaStream_t s, const std::string &what) {
-  cudaMemsetAsync(out, 0, static_cast<size_t>(outElems) * 4, s);
+  if (a.dt != b.dt || (out.dt != a.dt && out.dt != Dt::f32))
+    throw std::runtime_error(what + ": grouped operands of mixed dtypes");
+  const size_t ea = a.dt == Dt::f32 ? 4 : 2, eo = out.dt == Dt::f32 ? 4 : 2;
+  auto at = [](Tensor t, size_t elem, int64_t i) {
+    return static_cast<char *>(t.p) + static_cast<size_t>(i) * elem;
+  };
+  auto mm = [&](bool transA, bool transB, int64_t m, int64_t nn, int64_t kk,
+                const void *x, const void *y, void *c) {
+    if (cublasStatus_t st = gemmRowMajor(blas, transA, transB, m, nn, kk, 1.0f,
+                                         x, y, a.dt, 0.0f, c, out.dt);
+        st != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error(what +
+                               ": cublasGemmEx failed: " + statusName(st));
+  };
+  cudaMemsetAsync(out.p, 0, static_cast<size_t>(outElems) * eo, s);
   int64_t row = 0;
   for (size_t ex = 0; ex < sizes.size(); ++ex) {
     const int64_t m = sizes[ex];
@@ -89,20 +103,20 @@ void groupedLinear(cublasHandle_t blas, GroupedKind kind, bool outIn,
     const int64_t wOff = static_cast<int64_t>(ex) * k * n;
     switch (kind) {
     case GroupedKind::Forward: // y = x W^T (out-in) or x W (in-out)
-      gemm(blas, false, outIn, m, n, k, 1.0f, a + row * k, b + wOff, 0.0f,
-           out + row * n, what);
+      mm(false, outIn, m, n, k, at(a, ea, row * k), at(b, ea, wOff),
+         at(out, eo, row * n));
       break;
     case GroupedKind::GradInput: // dx = dy W (out-in) or dy W^T (in-out)
-      gemm(blas, false, !outIn, m, k, n, 1.0f, a + row * n, b + wOff, 0.0f,
-           out + row * k, what);
+      mm(false, !outIn, m, k, n, at(a, ea, row * n), at(b, ea, wOff),
+         at(out, eo, row * k));
       break;
     case GroupedKind::GradWeight:
       if (outIn) // dW [out, in] = dy^T x
-        gemm(blas, true, false, n, k, m, 1.0f, a + row * n, b + row * k, 0.0f,
-             out + wOff, what);
+        mm(true, false, n, k, m, at(a, ea, row * n), at(b, ea, row * k),
+           at(out, eo, wOff));
       else // dW [in, out] = x^T dy
-        gemm(blas, true, false, k, n, m, 1.0f, b + row * k, a + row * n, 0.0f,
-             out + wOff, what);
+        mm(true, false, k, n, m, at(b, ea, row * k), at(a, ea, row * n),
+           at(out, eo, wOff));
       break;
     }
     row += m;

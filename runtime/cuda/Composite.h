@@ -58,11 +58,13 @@ void newtonSchulz(cublasHandle_t blas, float *x, int64_t m, int64_t n,
 /// kind 0: y = x W_e^T (out-in weights) or x W_e (in-out); kind 1: the
 /// input gradient; kind 2: the weight gradient. `a` is x or dy, `b` the
 /// weights or x; `out` is zeroed first, so rows and experts without rows
-/// stay zero.
+/// stay zero. `a` and `b` share a dtype and `out` is that dtype or f32:
+/// bf16 experts multiply on tensor cores with f32 accumulation, one
+/// cublasGemmEx per expert, without f32 copies.
 enum class GroupedKind { Forward, GradInput, GradWeight };
 void groupedLinear(cublasHandle_t blas, GroupedKind kind, bool outIn,
                    const std::vector<int64_t> &sizes, int64_t k, int64_t n,
-                   const float *a, const float *b, float *out, int64_t outElems,
+                   Tensor a, Tensor b, Tensor out, int64_t outElems,
                    cudaStream_t s, const std::string &what);
 
 } // namespace forge::cuda

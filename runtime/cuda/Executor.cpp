@@ -1817,8 +1817,13 @@ std::string Executor::bindMore(const std::string &op, Bind &b, Fn &fn) {
     if (wv.dim(1) * wv.dim(2) != k * nOut)
       return "expert weight blocks are not [out, in] or [in, out]";
     Tensor ta = t(a), tb = t(wOrX), to = t(out);
-    Tensor af = f32Of(a), bf = f32Of(wOrX),
-           of = to.dt == Dt::f32 ? to : Tensor{scratch(n(out) * 4), Dt::f32};
+    // Operands of one dtype multiply as they are (bf16 on tensor cores);
+    // a mix computes in f32 from converted copies.
+    const bool direct = ta.dt == tb.dt && (to.dt == ta.dt || to.dt == Dt::f32);
+    Tensor af = direct ? ta : f32Of(a), bf = direct ? tb : f32Of(wOrX),
+           of = direct || to.dt == Dt::f32
+                    ? to
+                    : Tensor{scratch(n(out) * 4), Dt::f32};
     const int64_t na = n(a), nb = n(wOrX), no = n(out);
     const int64_t *sz = ptr<int64_t>(sizes);
     auto keep = std::make_shared<std::vector<int64_t>>(e);
@@ -1835,10 +1840,7 @@ std::string Executor::bindMore(const std::string &op, Bind &b, Fn &fn) {
           what + ": reading the expert sizes",
           cudaMemcpyAsync(keep->data(), sz, e * 8, cudaMemcpyDeviceToHost, s));
       check(what, cudaStreamSynchronize(s));
-      groupedLinear(blas, kind, outIn, *keep, k, nOut,
-                    static_cast<const float *>(af.p),
-                    static_cast<const float *>(bf.p),
-                    static_cast<float *>(of.p), no, s, what);
+      groupedLinear(blas, kind, outIn, *keep, k, nOut, af, bf, of, no, s, what);
       widen(of, to, no);
     };
     return "";

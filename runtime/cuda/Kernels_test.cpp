@@ -905,28 +905,39 @@ TEST_F(CudaKernels, GroupedLinearBothLayouts) {
   const std::vector<int64_t> sizes = {7, 0, 12};
   const int64_t rows = 19;
   Blas blas(s);
-  for (bool outIn : {true, false}) {
-    auto x = random(rows * k), w = random(e * k * n, 0.2),
-         dy = random(rows * n);
-    std::vector<double> y(rows * n), dx(rows * k, 0.0), dw(e * k * n, 0.0);
-    ref::groupedLinearFwd(x.data(), w.data(), sizes.data(), e, k, n, outIn,
-                          y.data());
-    ref::groupedLinearBwd(x.data(), w.data(), sizes.data(), e, k, n, outIn,
-                          dy.data(), dx.data(), dw.data());
-    Tensor tx = up(x), tw = up(w), tdy = up(dy), ty = zeros(rows * n),
-           tdx = zeros(rows * k), tdw = zeros(e * k * n);
-    auto f = [](Tensor t) { return static_cast<float *>(t.p); };
-    groupedLinear(blas.h, GroupedKind::Forward, outIn, sizes, k, n, f(tx),
-                  f(tw), f(ty), rows * n, s, "test");
-    groupedLinear(blas.h, GroupedKind::GradInput, outIn, sizes, k, n, f(tdy),
-                  f(tw), f(tdx), rows * k, s, "test");
-    groupedLinear(blas.h, GroupedKind::GradWeight, outIn, sizes, k, n, f(tdy),
-                  f(tx), f(tdw), e * k * n, s, "test");
-    SCOPED_TRACE(outIn ? "out-in" : "in-out");
-    near(down(ty, rows * n), y, 1e-5, "grouped forward");
-    near(down(tdx, rows * k), dx, 1e-5, "grouped input gradient");
-    near(down(tdw, e * k * n), dw, 1e-5, "grouped weight gradient");
-  }
+  // f32, and bf16 operands (on tensor cores, f32 accumulation) into bf16
+  // or f32 results.
+  const std::pair<Dt, Dt> types[] = {
+      {Dt::f32, Dt::f32}, {Dt::bf16, Dt::bf16}, {Dt::bf16, Dt::f32}};
+  for (auto [ab, cd] : types)
+    for (bool outIn : {true, false}) {
+      auto x = random(rows * k), w = random(e * k * n, 0.2),
+           dy = random(rows * n);
+      if (ab == Dt::bf16)
+        x = roundBf16(x), w = roundBf16(w), dy = roundBf16(dy);
+      std::vector<double> y(rows * n), dx(rows * k, 0.0), dw(e * k * n, 0.0);
+      ref::groupedLinearFwd(x.data(), w.data(), sizes.data(), e, k, n, outIn,
+                            y.data());
+      ref::groupedLinearBwd(x.data(), w.data(), sizes.data(), e, k, n, outIn,
+                            dy.data(), dx.data(), dw.data());
+      Tensor tx = up(x, ab), tw = up(w, ab), tdy = up(dy, ab),
+             ty = zeros(rows * n, cd), tdx = zeros(rows * k, cd),
+             tdw = zeros(e * k * n, cd);
+      groupedLinear(blas.h, GroupedKind::Forward, outIn, sizes, k, n, tx, tw,
+                    ty, rows * n, s, "test");
+      groupedLinear(blas.h, GroupedKind::GradInput, outIn, sizes, k, n, tdy, tw,
+                    tdx, rows * k, s, "test");
+      groupedLinear(blas.h, GroupedKind::GradWeight, outIn, sizes, k, n, tdy,
+                    tx, tdw, e * k * n, s, "test");
+      SCOPED_TRACE(std::string(outIn ? "out-in" : "in-out") +
+                   (ab == Dt::bf16 ? ", bf16" : ", f32") +
+                   (cd == Dt::bf16 ? " into bf16" : " into f32"));
+      // bf16 operands are exact here; only a bf16 result rounds.
+      const double tol = cd == Dt::bf16 ? kBf16 : 1e-5;
+      near(down(ty, rows * n), y, tol, "grouped forward");
+      near(down(tdx, rows * k), dx, tol, "grouped input gradient");
+      near(down(tdw, e * k * n), dw, tol, "grouped weight gradient");
+    }
 }
 
 TEST_F(CudaKernels, FiniteCheck) {
