@@ -167,22 +167,28 @@ TEST(Comm, DeadPeerIsReportedNotAwaited) {
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));
 }
 
+/// A loopback port that was free a moment ago (0 if none could be bound).
+int freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  int port = 0;
+  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr *>(&sa), &len) == 0)
+    port = ntohs(sa.sin_port);
+  if (fd >= 0)
+    close(fd);
+  return port;
+}
+
 // Rank 0 opens the rendezvous twice with --device cuda (gloo, then NCCL):
 // the second store that serves the port joins this process's server, whose
 // keys both see, instead of failing to bind it.
 TEST(Comm, TcpStoreServedTwiceInOneProcess) {
-  int port = 0;
-  {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(sa);
-    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
-    getsockname(fd, reinterpret_cast<sockaddr *>(&sa), &len);
-    port = ntohs(sa.sin_port);
-    close(fd);
-  }
+  const int port = freePort();
+  ASSERT_GT(port, 0);
   const std::chrono::milliseconds timeout(5000);
   TcpStore first("127.0.0.1", port, true, timeout);
   first.set("gloo/key", {'a'});
@@ -196,19 +202,8 @@ TEST(Comm, TcpStoreServedTwiceInOneProcess) {
 
 TEST(Comm, TcpStoreRendezvous) {
   // No FORGE_STORE_PATH: rank 0 serves the store at MASTER_ADDR:MASTER_PORT.
-  // A port that was free a moment ago.
-  int port = 0;
-  {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(sa);
-    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
-    getsockname(fd, reinterpret_cast<sockaddr *>(&sa), &len);
-    port = ntohs(sa.sin_port);
-    close(fd);
-  }
+  const int port = freePort();
+  ASSERT_GT(port, 0);
   std::vector<pid_t> pids;
   for (int r = 0; r < 3; ++r) {
     pid_t pid = fork();

@@ -76,6 +76,55 @@ __device__ void loadRows(const T *x, int64_t bi, int64_t r0, int n,
   }
 }
 
+/// The block's tile: rows [r0, r0 + 64) of head `head` of sequence `bi`
+/// (blockIdx.x runs over the tiles first, then the heads, then the batch).
+struct Tile {
+  int64_t r0, head, bi;
+};
+__device__ Tile blockTile(const AttentionShape &sh, int64_t heads) {
+  const int64_t tiles = (sh.s + kRows - 1) / kRows;
+  return {(blockIdx.x % tiles) * kRows, (blockIdx.x / tiles) % heads,
+          blockIdx.x / (tiles * heads)};
+}
+
+/// A part of the dynamic shared memory, at a byte offset.
+template <typename U> __device__ U *part(unsigned char *smem, size_t offset) {
+  return reinterpret_cast<U *>(smem + offset);
+}
+
+__device__ void zero(float *x, int n) {
+  for (int idx = threadIdx.x; idx < n; idx += blockDim.x)
+    x[idx] = 0.0f;
+}
+
+/// The keys a query tile starting at q0 can see end here (causal: none
+/// past its last row).
+__device__ int64_t keyEnd(const AttentionShape &sh, int64_t q0) {
+  return sh.causal && q0 + kRows < sh.s ? q0 + kRows : sh.s;
+}
+
+/// The next K and V tiles into shared memory, once every warp is done with
+/// the last ones.
+template <typename T, int HD>
+__device__ void nextKeys(const T *k, const T *v, const AttentionShape &sh,
+                         int64_t bi, int64_t kh, int64_t k0, T *ks, T *vs) {
+  __syncthreads();
+  loadRows<T, HD>(k, bi, k0, kRows, sh.kv, kh, sh.s, ks);
+  loadRows<T, HD>(v, bi, k0, kRows, sh.kv, kh, sh.s, vs);
+  __syncthreads();
+}
+
+/// Row i of head `head` of a [b, s, heads, HD] tensor = scale * `row`
+/// (f32, HD values); one warp.
+template <typename T, int HD>
+__device__ void storeRow(T *x, int64_t bi, int64_t i, int64_t heads,
+                         int64_t head, int64_t s, const float *row,
+                         float scale) {
+  const int64_t base = ((bi * s + i) * heads + head) * HD;
+  for (int c = threadIdx.x % 32; c < HD; c += 32)
+    x[base + c] = fromF<T>(row[c] * scale);
+}
+
 /// out[16][N] (row-major, ldm N) = A[16][K] B, with A row-major (ldm lda)
 /// and B either row-major [K][N] (ldm ldb) or, with `bT`, the transpose of
 /// a row-major [N][K] (ldm ldb); `accumulate` adds to what out holds. One
@@ -120,20 +169,14 @@ __global__ void __launch_bounds__(kThreadsTc)
                       AttentionShape sh, T *o, float *lse) {
   extern __shared__ __align__(128) unsigned char smem[];
   using L = FwdSmem<T, HD>;
-  T *qs = reinterpret_cast<T *>(smem + L::q);
-  T *ks = reinterpret_cast<T *>(smem + L::k);
-  T *vs = reinterpret_cast<T *>(smem + L::v);
-  T *ps = reinterpret_cast<T *>(smem + L::p);
-  float *ss = reinterpret_cast<float *>(smem + L::s);
-  float *os = reinterpret_cast<float *>(smem + L::o);
+  T *qs = part<T>(smem, L::q), *ks = part<T>(smem, L::k),
+    *vs = part<T>(smem, L::v), *ps = part<T>(smem, L::p);
+  float *ss = part<float>(smem, L::s), *os = part<float>(smem, L::o);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t tiles = (sh.s + kRows - 1) / kRows;
-  const int64_t q0 = (blockIdx.x % tiles) * kRows,
-                hi = (blockIdx.x / tiles) % sh.h,
-                bi = blockIdx.x / (tiles * sh.h), kh = hi / (sh.h / sh.kv);
+  const Tile t = blockTile(sh, sh.h);
+  const int64_t q0 = t.r0, hi = t.head, bi = t.bi, kh = hi / (sh.h / sh.kv);
   loadRows<T, HD>(q, bi, q0, kRows, sh.h, hi, sh.s, qs);
-  for (int idx = threadIdx.x; idx < kRows * HD; idx += blockDim.x)
-    os[idx] = 0.0f;
+  zero(os, kRows * HD);
   // This warp's rows: running max and sum (the same in every lane).
   float mx[16], sum[16];
 #pragma unroll
@@ -142,13 +185,8 @@ __global__ void __launch_bounds__(kThreadsTc)
   const T *qw = qs + warp * 16 * HD;
   float *sw = ss + warp * 16 * kRows, *ow = os + warp * 16 * HD;
   T *pw = ps + warp * 16 * kRows;
-  // Causal: no key past the tile's last query row is seen.
-  const int64_t end = sh.causal && q0 + kRows < sh.s ? q0 + kRows : sh.s;
-  for (int64_t k0 = 0; k0 < end; k0 += kRows) {
-    __syncthreads(); // every warp is done with the last K/V tile
-    loadRows<T, HD>(k, bi, k0, kRows, sh.kv, kh, sh.s, ks);
-    loadRows<T, HD>(v, bi, k0, kRows, sh.kv, kh, sh.s, vs);
-    __syncthreads();
+  for (int64_t k0 = 0; k0 < keyEnd(sh, q0); k0 += kRows) {
+    nextKeys<T, HD>(k, v, sh, bi, kh, k0, ks, vs);
     warpMatmul<T, HD, kRows, true>(qw, HD, ks, HD, sw, kRows, false);
     __syncwarp();
 #pragma unroll
@@ -185,10 +223,7 @@ __global__ void __launch_bounds__(kThreadsTc)
     if (i >= sh.s)
       continue;
     // Every row sees at least itself: sum > 0.
-    const float inv = 1.0f / sum[r];
-    for (int c = lane; c < HD; c += 32)
-      o[((bi * sh.s + i) * sh.h + hi) * HD + c] =
-          fromF<T>(ow[r * HD + c] * inv);
+    storeRow<T, HD>(o, bi, i, sh.h, hi, sh.s, ow + r * HD, 1.0f / sum[r]);
     if (lane == 0)
       lse[(bi * sh.h + hi) * sh.s + i] = mx[r] + logf(sum[r]);
   }
@@ -214,23 +249,17 @@ __global__ void __launch_bounds__(kThreadsTc)
                            float *dRow) {
   extern __shared__ __align__(128) unsigned char smem[];
   using L = GradQSmem<T, HD>;
-  T *qs = reinterpret_cast<T *>(smem + L::q);
-  T *dos = reinterpret_cast<T *>(smem + L::dO);
-  T *ks = reinterpret_cast<T *>(smem + L::k);
-  T *vs = reinterpret_cast<T *>(smem + L::v);
-  T *dss = reinterpret_cast<T *>(smem + L::ds);
-  float *ss = reinterpret_cast<float *>(smem + L::s);
-  float *dps = reinterpret_cast<float *>(smem + L::dp);
-  float *dqs = reinterpret_cast<float *>(smem + L::dq);
+  T *qs = part<T>(smem, L::q), *dos = part<T>(smem, L::dO),
+    *ks = part<T>(smem, L::k), *vs = part<T>(smem, L::v),
+    *dss = part<T>(smem, L::ds);
+  float *ss = part<float>(smem, L::s), *dps = part<float>(smem, L::dp),
+        *dqs = part<float>(smem, L::dq);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t tiles = (sh.s + kRows - 1) / kRows;
-  const int64_t q0 = (blockIdx.x % tiles) * kRows,
-                hi = (blockIdx.x / tiles) % sh.h,
-                bi = blockIdx.x / (tiles * sh.h), kh = hi / (sh.h / sh.kv);
+  const Tile t = blockTile(sh, sh.h);
+  const int64_t q0 = t.r0, hi = t.head, bi = t.bi, kh = hi / (sh.h / sh.kv);
   loadRows<T, HD>(q, bi, q0, kRows, sh.h, hi, sh.s, qs);
   loadRows<T, HD>(dout, bi, q0, kRows, sh.h, hi, sh.s, dos);
-  for (int idx = threadIdx.x; idx < kRows * HD; idx += blockDim.x)
-    dqs[idx] = 0.0f;
+  zero(dqs, kRows * HD);
   // Per row of this warp: its log-sum-exp and D.
   float rowLse[16], rowD[16];
 #pragma unroll
@@ -253,12 +282,8 @@ __global__ void __launch_bounds__(kThreadsTc)
   float *sw = ss + warp * 16 * kRows, *dpw = dps + warp * 16 * kRows,
         *dqw = dqs + warp * 16 * HD;
   T *dsw = dss + warp * 16 * kRows;
-  const int64_t end = sh.causal && q0 + kRows < sh.s ? q0 + kRows : sh.s;
-  for (int64_t k0 = 0; k0 < end; k0 += kRows) {
-    __syncthreads();
-    loadRows<T, HD>(k, bi, k0, kRows, sh.kv, kh, sh.s, ks);
-    loadRows<T, HD>(v, bi, k0, kRows, sh.kv, kh, sh.s, vs);
-    __syncthreads();
+  for (int64_t k0 = 0; k0 < keyEnd(sh, q0); k0 += kRows) {
+    nextKeys<T, HD>(k, v, sh, bi, kh, k0, ks, vs);
     warpMatmul<T, HD, kRows, true>(qw, HD, ks, HD, sw, kRows, false);
     warpMatmul<T, HD, kRows, true>(dow, HD, vs, HD, dpw, kRows, false);
     __syncwarp();
@@ -281,10 +306,8 @@ __global__ void __launch_bounds__(kThreadsTc)
 #pragma unroll
   for (int r = 0; r < 16; ++r) {
     const int64_t i = q0 + warp * 16 + r;
-    if (i >= sh.s)
-      continue;
-    for (int c = lane; c < HD; c += 32)
-      dq[((bi * sh.s + i) * sh.h + hi) * HD + c] = fromF<T>(dqw[r * HD + c]);
+    if (i < sh.s)
+      storeRow<T, HD>(dq, bi, i, sh.h, hi, sh.s, dqw + r * HD, 1.0f);
   }
 }
 
@@ -315,27 +338,19 @@ __global__ void __launch_bounds__(kThreadsTc)
   extern __shared__ __align__(128) unsigned char smem[];
   using L = GradKVSmem<T, HD>;
   constexpr int Q = L::Q;
-  T *ks = reinterpret_cast<T *>(smem + L::k);
-  T *vs = reinterpret_cast<T *>(smem + L::v);
-  T *qs = reinterpret_cast<T *>(smem + L::q);
-  T *dos = reinterpret_cast<T *>(smem + L::dO);
-  T *pts = reinterpret_cast<T *>(smem + L::p);
-  T *dsts = reinterpret_cast<T *>(smem + L::ds);
-  float *sts = reinterpret_cast<float *>(smem + L::s);
-  float *dpts = reinterpret_cast<float *>(smem + L::dp);
-  float *dks = reinterpret_cast<float *>(smem + L::dk);
-  float *dvs = reinterpret_cast<float *>(smem + L::dv);
-  float *lses = reinterpret_cast<float *>(smem + L::lse);
-  float *ds_ = reinterpret_cast<float *>(smem + L::d);
+  T *ks = part<T>(smem, L::k), *vs = part<T>(smem, L::v),
+    *qs = part<T>(smem, L::q), *dos = part<T>(smem, L::dO),
+    *pts = part<T>(smem, L::p), *dsts = part<T>(smem, L::ds);
+  float *sts = part<float>(smem, L::s), *dpts = part<float>(smem, L::dp),
+        *dks = part<float>(smem, L::dk), *dvs = part<float>(smem, L::dv),
+        *lses = part<float>(smem, L::lse), *ds_ = part<float>(smem, L::d);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t tiles = (sh.s + kRows - 1) / kRows;
-  const int64_t k0 = (blockIdx.x % tiles) * kRows,
-                kh = (blockIdx.x / tiles) % sh.kv,
-                bi = blockIdx.x / (tiles * sh.kv), rep = sh.h / sh.kv;
+  const Tile t = blockTile(sh, sh.kv);
+  const int64_t k0 = t.r0, kh = t.head, bi = t.bi, rep = sh.h / sh.kv;
   loadRows<T, HD>(k, bi, k0, kRows, sh.kv, kh, sh.s, ks);
   loadRows<T, HD>(v, bi, k0, kRows, sh.kv, kh, sh.s, vs);
-  for (int idx = threadIdx.x; idx < kRows * HD; idx += blockDim.x)
-    dks[idx] = dvs[idx] = 0.0f;
+  zero(dks, kRows * HD);
+  zero(dvs, kRows * HD);
   const T *kw = ks + warp * 16 * HD, *vw = vs + warp * 16 * HD;
   float *stw = sts + warp * 16 * Q, *dptw = dpts + warp * 16 * Q,
         *dkw = dks + warp * 16 * HD, *dvw = dvs + warp * 16 * HD;
@@ -378,11 +393,8 @@ __global__ void __launch_bounds__(kThreadsTc)
     const int64_t j = k0 + warp * 16 + r;
     if (j >= sh.s)
       continue;
-    const int64_t base = ((bi * sh.s + j) * sh.kv + kh) * HD;
-    for (int c = lane; c < HD; c += 32) {
-      dk[base + c] = fromF<T>(dkw[r * HD + c]);
-      dv[base + c] = fromF<T>(dvw[r * HD + c]);
-    }
+    storeRow<T, HD>(dk, bi, j, sh.kv, kh, sh.s, dkw + r * HD, 1.0f);
+    storeRow<T, HD>(dv, bi, j, sh.kv, kh, sh.s, dvw + r * HD, 1.0f);
   }
 }
 

@@ -58,31 +58,48 @@ std::string Gemm::init(cublasLtHandle_t handle, bool transA, bool transB,
   // Column-major view: C^T[n, m] = op(B)^T[n, k] op(A)^T[k, m]. A row-major
   // [r, c] matrix is a column-major [c, r] one with leading dimension c, so
   // the column-major "A" is our B and "B" our A, with the same transposes.
-  cublasOperation_t opA = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasOperation_t opB = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasStatus_t st;
-  auto fail = [&](const char *what) {
-    return std::string(what) + " failed: " + statusName(st);
-  };
-  if ((st = cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F)) !=
-      CUBLAS_STATUS_SUCCESS)
-    return fail("cublasLtMatmulDescCreate");
-  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &opA,
-                                 sizeof(opA));
-  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &opB,
-                                 sizeof(opB));
+  if (std::string e = describe(transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+                               transA ? CUBLAS_OP_T : CUBLAS_OP_N);
+      !e.empty())
+    return e;
   // Stored column-major shapes (rows, cols, leading dimension).
   // Our B (row-major [k, n], or [n, k] when transposed) is cuBLAS's A.
   const uint64_t aRows = transB ? k : n, aCols = transB ? n : k;
   const uint64_t bRows = transA ? m : k, bCols = transA ? k : m;
-  if ((st = cublasLtMatrixLayoutCreate(&a_, cudaType(ab), aRows, aCols,
-                                       aRows)) != CUBLAS_STATUS_SUCCESS ||
-      (st = cublasLtMatrixLayoutCreate(&b_, cudaType(ab), bRows, bCols,
-                                       bRows)) != CUBLAS_STATUS_SUCCESS ||
-      (st = cublasLtMatrixLayoutCreate(&c_, cudaType(c), n, m, n)) !=
-          CUBLAS_STATUS_SUCCESS)
-    return fail("cublasLtMatrixLayoutCreate");
+  if (std::string e = layouts(cudaType(ab), aRows, aCols, cudaType(ab), bRows,
+                              bCols, cudaType(c), n, m);
+      !e.empty())
+    return e;
   return chooseAlgorithm(workspaceBytes);
+}
+
+std::string Gemm::describe(cublasOperation_t opA, cublasOperation_t opB) {
+  cublasStatus_t st =
+      cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &opA,
+                                        sizeof(opA));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &opB,
+                                        sizeof(opB));
+  return st == CUBLAS_STATUS_SUCCESS
+             ? ""
+             : std::string("the cuBLASLt matmul descriptor: ") + statusName(st);
+}
+
+std::string Gemm::layouts(cudaDataType_t ta, uint64_t aRows, uint64_t aCols,
+                          cudaDataType_t tb, uint64_t bRows, uint64_t bCols,
+                          cudaDataType_t tc, uint64_t cRows, uint64_t cCols) {
+  // Column-major and dense: each leading dimension is the row count.
+  cublasStatus_t st = cublasLtMatrixLayoutCreate(&a_, ta, aRows, aCols, aRows);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatrixLayoutCreate(&b_, tb, bRows, bCols, bRows);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatrixLayoutCreate(&c_, tc, cRows, cCols, cRows);
+  return st == CUBLAS_STATUS_SUCCESS
+             ? ""
+             : std::string("cublasLtMatrixLayoutCreate failed: ") +
+                   statusName(st);
 }
 
 std::string Gemm::initFp8(cublasLtHandle_t handle, int64_t m, int64_t n,
@@ -100,39 +117,26 @@ std::string Gemm::initFp8(cublasLtHandle_t handle, int64_t m, int64_t n,
   // row-major B[n, k] is a column-major [k, n] matrix, cuBLAS's A taken
   // transposed; our A[m, k] is a column-major [k, m] one, cuBLAS's B as it
   // is: the "TN" layout fp8 kernels require.
-  const cublasOperation_t opA = CUBLAS_OP_T, opB = CUBLAS_OP_N;
-  cublasStatus_t st;
-  auto fail = [&](const char *what) {
-    return std::string(what) + " failed: " + statusName(st);
-  };
-  if ((st = cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F)) !=
-      CUBLAS_STATUS_SUCCESS)
-    return fail("cublasLtMatmulDescCreate");
+  if (std::string e = describe(CUBLAS_OP_T, CUBLAS_OP_N); !e.empty())
+    return e;
   // cuBLAS's A is our B: its scale is our B's.
   const void *scaleA = bDequant, *scaleB = aDequant;
-  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &opA,
-                                 sizeof(opA));
-  cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &opB,
-                                 sizeof(opB));
+  cublasStatus_t st;
   if ((st = cublasLtMatmulDescSetAttribute(
            op_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scaleA,
            sizeof(scaleA))) != CUBLAS_STATUS_SUCCESS ||
       (st = cublasLtMatmulDescSetAttribute(
            op_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scaleB,
            sizeof(scaleB))) != CUBLAS_STATUS_SUCCESS)
-    return fail("setting the fp8 scales");
+    return std::string("setting the fp8 scales failed: ") + statusName(st);
   // Fast accumulation (no periodic promotion of the partial sums) stays
   // off: torchao turns it on for the forward matmul only, and forge's
   // matmuls follow the CPU reference's f32 accumulation.
   const cudaDataType_t fa = aE4m3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
   const cudaDataType_t fb = bE4m3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
-  if ((st = cublasLtMatrixLayoutCreate(&a_, fb, k, n, k)) !=
-          CUBLAS_STATUS_SUCCESS ||
-      (st = cublasLtMatrixLayoutCreate(&b_, fa, k, m, k)) !=
-          CUBLAS_STATUS_SUCCESS ||
-      (st = cublasLtMatrixLayoutCreate(&c_, cudaType(c), n, m, n)) !=
-          CUBLAS_STATUS_SUCCESS)
-    return fail("cublasLtMatrixLayoutCreate");
+  if (std::string e = layouts(fb, k, n, fa, k, m, cudaType(c), n, m);
+      !e.empty())
+    return e;
   return chooseAlgorithm(workspaceBytes);
 }
 

@@ -52,6 +52,12 @@ public:
   static bool supported(Dt ab, Dt c) { return c == ab || c == Dt::f32; }
 
 private:
+  /// The matmul descriptor (f32 compute and scale) with cuBLAS's
+  /// transposes, and the three column-major dense layouts.
+  std::string describe(cublasOperation_t opA, cublasOperation_t opB);
+  std::string layouts(cudaDataType_t ta, uint64_t aRows, uint64_t aCols,
+                      cudaDataType_t tb, uint64_t bRows, uint64_t bCols,
+                      cudaDataType_t tc, uint64_t cRows, uint64_t cCols);
   /// The heuristic's best algorithm for the layouts and descriptor set.
   std::string chooseAlgorithm(size_t workspaceBytes);
 

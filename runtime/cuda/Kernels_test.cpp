@@ -29,6 +29,8 @@ namespace {
 
 namespace ref = forge::cpu::ref;
 
+struct AttentionRun;
+
 class CudaKernels : public ::testing::Test {
 protected:
   void SetUp() override {
@@ -120,6 +122,12 @@ protected:
     EXPECT_LE(worst, tol * scale) << what << ": element " << at << " is "
                                   << got[at] << ", want " << want[at];
   }
+
+  /// Attention problems (AttentionRun, below).
+  AttentionRun attentionRun(int64_t b, int64_t sq, int64_t h, int64_t kv,
+                            int64_t hd, bool causal, bool docs, int64_t docLen,
+                            Dt dt);
+  void checkAttention(AttentionRun &r, double tol, double lseTol);
 
   cudaStream_t s = nullptr;
   std::vector<void *> owned;
@@ -414,42 +422,72 @@ TEST_F(CudaKernels, RotaryEmbedding) {
   near(down(tdx, n), dx, kF32, "rope gradient");
 }
 
+/// One attention problem: random inputs (bf16 values with `bf16`), the
+/// reference's outputs and gradients, and the device tensors of a run. The
+/// reference's backward starts from the output as the kernels store it.
+struct AttentionRun {
+  std::vector<double> q, k, v, dout, o, lse, dq, dk, dv;
+  Tensor tq, tk, tv, to, tdo, tdq, tdk, tdv;
+  float *lseDev, *rowScratch;
+  const int32_t *docDev;
+  AttentionShape sh;
+};
+
+AttentionRun CudaKernels::attentionRun(int64_t b, int64_t sq, int64_t h,
+                                       int64_t kv, int64_t hd, bool causal,
+                                       bool docs, int64_t docLen, Dt dt) {
+  AttentionRun r;
+  const double sc = 1.0 / std::sqrt(static_cast<double>(hd));
+  auto in = [&](int64_t n) {
+    auto x = random(n);
+    return dt == Dt::f32 ? x : roundBf16(x);
+  };
+  r.q = in(b * sq * h * hd), r.k = in(b * sq * kv * hd);
+  r.v = in(b * sq * kv * hd), r.dout = in(b * sq * h * hd);
+  std::vector<int32_t> doc(b * sq);
+  for (int64_t i = 0; i < b * sq; ++i)
+    doc[i] = static_cast<int32_t>((i % sq) / docLen);
+  const int32_t *hdoc = docs ? doc.data() : nullptr;
+  ref::AttentionShape rs{b, sq, h, kv, hd, causal, sc};
+  r.o.resize(r.q.size()), r.lse.resize(b * h * sq);
+  r.dq.assign(r.q.size(), 0.0), r.dk.assign(r.k.size(), 0.0);
+  r.dv.assign(r.v.size(), 0.0);
+  ref::attentionFwd(r.q.data(), r.k.data(), r.v.data(), hdoc, rs, r.o.data(),
+                    r.lse.data());
+  const std::vector<double> stored = dt == Dt::f32 ? r.o : roundBf16(r.o);
+  ref::attentionBwd(r.q.data(), r.k.data(), r.v.data(), hdoc, rs, stored.data(),
+                    r.lse.data(), r.dout.data(), r.dq.data(), r.dk.data(),
+                    r.dv.data());
+  r.sh = {b, sq, h, kv, hd, causal, static_cast<float>(sc)};
+  r.tq = up(r.q, dt), r.tk = up(r.k, dt), r.tv = up(r.v, dt);
+  r.to = zeros(r.q.size(), dt), r.tdo = up(r.dout, dt);
+  r.tdq = zeros(r.q.size(), dt), r.tdk = zeros(r.k.size(), dt);
+  r.tdv = zeros(r.v.size(), dt);
+  r.lseDev = static_cast<float *>(alloc(r.lse.size() * 4));
+  r.rowScratch = static_cast<float *>(alloc(r.lse.size() * 4));
+  r.docDev = docs ? upInts(doc) : nullptr;
+  return r;
+}
+
+void CudaKernels::checkAttention(AttentionRun &r, double tol, double lseTol) {
+  near(down(r.to, r.q.size()), r.o, tol, "attention");
+  near(down({r.lseDev, Dt::f32}, r.lse.size()), r.lse, lseTol, "log-sum-exp");
+  near(down(r.tdq, r.q.size()), r.dq, tol, "dq");
+  near(down(r.tdk, r.k.size()), r.dk, tol, "dk");
+  near(down(r.tdv, r.v.size()), r.dv, tol, "dv");
+}
+
 TEST_F(CudaKernels, AttentionCausalGqaWithDocuments) {
   for (bool causal : {true, false})
     for (bool docs : {false, true}) {
-      const int64_t b = 2, sq = 45, h = 4, kv = 2, hd = 40;
-      const double sc = 1.0 / std::sqrt(static_cast<double>(hd));
-      auto q = random(b * sq * h * hd), k = random(b * sq * kv * hd),
-           v = random(b * sq * kv * hd), dout = random(b * sq * h * hd);
-      std::vector<int32_t> doc(b * sq);
-      for (int64_t i = 0; i < b * sq; ++i)
-        doc[i] = static_cast<int32_t>((i % sq) / 17); // 3 documents a row
-      const int32_t *hdoc = docs ? doc.data() : nullptr;
-      ref::AttentionShape rs{b, sq, h, kv, hd, causal, sc};
-      std::vector<double> o(q.size()), lse(b * h * sq), dq(q.size(), 0.0),
-          dk(k.size(), 0.0), dv(v.size(), 0.0);
-      ref::attentionFwd(q.data(), k.data(), v.data(), hdoc, rs, o.data(),
-                        lse.data());
-      ref::attentionBwd(q.data(), k.data(), v.data(), hdoc, rs, o.data(),
-                        lse.data(), dout.data(), dq.data(), dk.data(),
-                        dv.data());
-      AttentionShape sh{b, sq, h, kv, hd, causal, static_cast<float>(sc)};
-      Tensor tq = up(q), tk = up(k), tv = up(v), to = zeros(q.size()),
-             tdo = up(dout), tdq = zeros(q.size()), tdk = zeros(k.size()),
-             tdv = zeros(v.size());
-      auto *dlse = static_cast<float *>(alloc(lse.size() * 4));
-      auto *rowScratch = static_cast<float *>(alloc(lse.size() * 4));
-      const int32_t *ddoc = docs ? upInts(doc) : nullptr;
-      attention(tq, tk, tv, ddoc, sh, to, dlse, s);
-      attentionGrad(tq, tk, tv, ddoc, sh, to, dlse, tdo, tdq, tdk, tdv,
-                    rowScratch, s);
+      // 3 documents a row; head dim 40: the row kernels.
+      AttentionRun r = attentionRun(2, 45, 4, 2, 40, causal, docs, 17, Dt::f32);
+      attention(r.tq, r.tk, r.tv, r.docDev, r.sh, r.to, r.lseDev, s);
+      attentionGrad(r.tq, r.tk, r.tv, r.docDev, r.sh, r.to, r.lseDev, r.tdo,
+                    r.tdq, r.tdk, r.tdv, r.rowScratch, s);
       SCOPED_TRACE(std::string(causal ? "causal" : "full") +
                    (docs ? ", documents" : ""));
-      near(down(to, q.size()), o, kF32, "attention");
-      near(down({dlse, Dt::f32}, lse.size()), lse, kF32, "log-sum-exp");
-      near(down(tdq, q.size()), dq, kF32, "dq");
-      near(down(tdk, k.size()), dk, kF32, "dk");
-      near(down(tdv, v.size()), dv, kF32, "dv");
+      checkAttention(r, kF32, kF32);
     }
 }
 
@@ -462,47 +500,18 @@ TEST_F(CudaKernels, AttentionOnTensorCoresBf16) {
   for (int64_t hd : {64, 128})
     for (bool causal : {true, false})
       for (bool docs : {false, true}) {
-        const int64_t b = 2, sq = 150, h = 4, kv = 2;
-        const double sc = 1.0 / std::sqrt(static_cast<double>(hd));
-        auto q = roundBf16(random(b * sq * h * hd)),
-             k = roundBf16(random(b * sq * kv * hd)),
-             v = roundBf16(random(b * sq * kv * hd)),
-             dout = roundBf16(random(b * sq * h * hd));
-        std::vector<int32_t> doc(b * sq);
-        for (int64_t i = 0; i < b * sq; ++i)
-          doc[i] = static_cast<int32_t>((i % sq) / 70); // 70-row documents
-        const int32_t *hdoc = docs ? doc.data() : nullptr;
-        ref::AttentionShape rs{b, sq, h, kv, hd, causal, sc};
-        std::vector<double> o(q.size()), lse(b * h * sq), dq(q.size(), 0.0),
-            dk(k.size(), 0.0), dv(v.size(), 0.0);
-        ref::attentionFwd(q.data(), k.data(), v.data(), hdoc, rs, o.data(),
-                          lse.data());
-        // The backward from the output the kernel will have written (bf16).
-        const std::vector<double> ob = roundBf16(o);
-        ref::attentionBwd(q.data(), k.data(), v.data(), hdoc, rs, ob.data(),
-                          lse.data(), dout.data(), dq.data(), dk.data(),
-                          dv.data());
-        AttentionShape sh{b, sq, h, kv, hd, causal, static_cast<float>(sc)};
-        const Dt bf = Dt::bf16;
-        Tensor tq = up(q, bf), tk = up(k, bf), tv = up(v, bf),
-               to = zeros(q.size(), bf), tdo = up(dout, bf),
-               tdq = zeros(q.size(), bf), tdk = zeros(k.size(), bf),
-               tdv = zeros(v.size(), bf);
-        auto *dlse = static_cast<float *>(alloc(lse.size() * 4));
-        auto *rowScratch = static_cast<float *>(alloc(lse.size() * 4));
-        const int32_t *ddoc = docs ? upInts(doc) : nullptr;
+        AttentionRun r =
+            attentionRun(2, 150, 4, 2, hd, causal, docs, 70, Dt::bf16);
         SCOPED_TRACE("head dim " + std::to_string(hd) +
                      (causal ? ", causal" : ", full") +
                      (docs ? ", documents" : ""));
-        ASSERT_TRUE(attentionOnTensorCores(tq, tk, tv, ddoc, sh, to, dlse, s));
-        ASSERT_TRUE(attentionGradOnTensorCores(
-            tq, tk, tv, ddoc, sh, to, dlse, tdo, tdq, tdk, tdv, rowScratch, s));
+        ASSERT_TRUE(attentionOnTensorCores(r.tq, r.tk, r.tv, r.docDev, r.sh,
+                                           r.to, r.lseDev, s));
+        ASSERT_TRUE(attentionGradOnTensorCores(r.tq, r.tk, r.tv, r.docDev, r.sh,
+                                               r.to, r.lseDev, r.tdo, r.tdq,
+                                               r.tdk, r.tdv, r.rowScratch, s));
         ASSERT_EQ(cudaGetLastError(), cudaSuccess);
-        near(down(to, q.size()), o, kBf16, "attention");
-        near(down({dlse, Dt::f32}, lse.size()), lse, 1e-4, "log-sum-exp");
-        near(down(tdq, q.size()), dq, kBf16, "dq");
-        near(down(tdk, k.size()), dk, kBf16, "dk");
-        near(down(tdv, v.size()), dv, kBf16, "dv");
+        checkAttention(r, kBf16, 1e-4);
       }
   // f32 tensors stay on the row kernels (no TF32).
   Tensor x = zeros(64 * 64);
