@@ -42,6 +42,8 @@ using Fn = std::function<void()>;
 
 /// Workspace of the cuBLASLt matmuls (shared: one stream runs them in order).
 constexpr size_t kGemmWorkspace = 32u << 20;
+/// A pipeline message's header: the micro-batch and the plan tag.
+constexpr size_t kMessageHeader = 16;
 
 std::string cudaWhy(cudaError_t e) {
   return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
@@ -199,6 +201,7 @@ private:
   ErrorSlot *dError_ = nullptr;
   int *dFlag_ = nullptr;
   std::vector<void *> scratch_;
+  size_t scratchBytes_ = 0; ///< all of scratch_, for notes()
   std::vector<std::unique_ptr<Gemm>> gemms_;
   std::vector<Program> programs_;
   /// Compute capability (major * 10 + minor): fp8 tensor cores from 89.
@@ -329,6 +332,7 @@ void *Executor::scratch(size_t n) {
     throw std::runtime_error("cannot allocate " + std::to_string(n) +
                              " bytes of device scratch (" + cudaWhy(e) + ")");
   scratch_.push_back(p);
+  scratchBytes_ += std::max<size_t>(n, 16);
   return p;
 }
 
@@ -527,16 +531,31 @@ std::string Executor::prepare(const plan::Plan *plan) {
 }
 
 std::string Executor::notes() const {
+  // The plan's arena is the device memory the plan accounts for; say what
+  // the backend holds beside it.
+  size_t landing = 0;
+  for (const auto &[key, ch] : channels_)
+    if (ch.landing)
+      landing += ch.bytes + kMessageHeader;
+  char line[256];
+  std::snprintf(
+      line, sizeof(line),
+      "cuda:%d: %.1f MiB of device memory beside the arena: cuBLASLt's "
+      "workspace, kernels' and collectives' scratch%s (pipeline sends add "
+      "a copy of each message in flight)",
+      device_, static_cast<double>(scratchBytes_ + landing) / (1 << 20),
+      landing ? ", pipeline receive buffers" : "");
+  std::string out = line;
   if (fp8TensorCore_ + fp8Emulated_ == 0)
-    return "";
+    return out;
   char mib[64];
   std::snprintf(mib, sizeof(mib), "%.1f MiB",
                 static_cast<double>(fp8OperandBytes_[0] + fp8OperandBytes_[1]) /
                     (1 << 20));
-  std::string out = "fp8 matmuls: " + std::to_string(fp8TensorCore_) + " of " +
-                    std::to_string(fp8TensorCore_ + fp8Emulated_) +
-                    " on fp8 tensor cores (cuBLASLt, " + mib +
-                    " of operand codes beside the arena)";
+  out += "\nfp8 matmuls: " + std::to_string(fp8TensorCore_) + " of " +
+         std::to_string(fp8TensorCore_ + fp8Emulated_) +
+         " on fp8 tensor cores (cuBLASLt, " + mib +
+         " of operand codes, in the figure above)";
   if (fp8Emulated_)
     out += "; " + std::to_string(fp8Emulated_) +
            " multiply the fp8 values in bf16/f32 instead (" + fp8Why_ + ")";
@@ -665,9 +684,6 @@ bool Executor::bindFp8Linear(bool transA, bool transB, int64_t m, int64_t n,
   };
   return true;
 }
-
-/// A pipeline message's header: the micro-batch and the plan tag.
-constexpr size_t kMessageHeader = 16;
 
 std::string Executor::openChannels(const plan::Plan *plan) {
   std::vector<comm::ChannelKey> keys;
