@@ -398,29 +398,32 @@ __global__ void __launch_bounds__(kThreadsTc)
   }
 }
 
-/// Launches `kernel` with `bytes` of dynamic shared memory, raising the
-/// kernel's limit the first time; false when the device has less.
-template <typename K>
-bool launchable(K kernel, size_t bytes, bool &configured) {
-  int device = 0, optin = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                             device) != cudaSuccess ||
-      static_cast<size_t>(optin) < bytes)
-    return false;
-  if (!configured)
-    configured = cudaFuncSetAttribute(
-                     kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                     static_cast<int>(bytes)) == cudaSuccess;
-  return configured;
+/// Whether `kernel` can take `bytes` of dynamic shared memory on this
+/// process's device, raising its limit: decided at the first launch and
+/// kept in `state` (0 undecided, 1 yes, -1 no), so later launches query
+/// nothing.
+template <typename K> bool launchable(K kernel, size_t bytes, int &state) {
+  if (state == 0) {
+    int device = 0, optin = 0;
+    const bool fits =
+        cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                               device) == cudaSuccess &&
+        static_cast<size_t>(optin) >= bytes &&
+        cudaFuncSetAttribute(kernel,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes)) == cudaSuccess;
+    state = fits ? 1 : -1;
+  }
+  return state > 0;
 }
 
 template <typename T, int HD>
 bool forward(Tensor q, Tensor k, Tensor v, const int32_t *doc,
              const AttentionShape &sh, Tensor o, float *lse, cudaStream_t s) {
-  static bool configured = false;
+  static int state = 0;
   constexpr size_t bytes = FwdSmem<T, HD>::bytes;
-  if (!launchable(attentionTcKernel<T, HD>, bytes, configured))
+  if (!launchable(attentionTcKernel<T, HD>, bytes, state))
     return false;
   const int64_t blocks = sh.b * sh.h * ((sh.s + kRows - 1) / kRows);
   attentionTcKernel<T, HD>
@@ -434,11 +437,11 @@ template <typename T, int HD>
 bool backward(Tensor q, Tensor k, Tensor v, const int32_t *doc,
               const AttentionShape &sh, Tensor o, const float *lse, Tensor dout,
               Tensor dq, Tensor dk, Tensor dv, float *dRow, cudaStream_t s) {
-  static bool configuredQ = false, configuredKV = false;
+  static int stateQ = 0, stateKV = 0;
   constexpr size_t bytesQ = GradQSmem<T, HD>::bytes,
                    bytesKV = GradKVSmem<T, HD>::bytes;
-  if (!launchable(attentionTcGradQKernel<T, HD>, bytesQ, configuredQ) ||
-      !launchable(attentionTcGradKVKernel<T, HD>, bytesKV, configuredKV))
+  if (!launchable(attentionTcGradQKernel<T, HD>, bytesQ, stateQ) ||
+      !launchable(attentionTcGradKVKernel<T, HD>, bytesKV, stateKV))
     return false;
   const int64_t tiles = (sh.s + kRows - 1) / kRows;
   const auto *tq = static_cast<const T *>(q.p);

@@ -1297,8 +1297,11 @@ std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
     Tensor g = t(dout), out = t(dt);
     const int64_t *id = ptr<int64_t>(ids);
     const int64_t count = n(ids), d = v(dt).dim(1), vocab = v(dt).dim(0);
-    void *sorted = scratch(embeddingGradScratchBytes(count, vocab));
-    fn = [=] { embeddingGrad(g, id, count, d, vocab, out, sorted, s); };
+    const size_t sortBytes = embeddingGradScratchBytes(count, vocab);
+    void *sorted = scratch(sortBytes);
+    fn = [=] {
+      embeddingGrad(g, id, count, d, vocab, out, sorted, sortBytes, s);
+    };
     return "";
   }
   if (op == "forge.linear" || op == "forge.linear_grad_input" ||

@@ -155,11 +155,13 @@ __global__ void embeddingGradRunsKernel(Tensor dout, const uint32_t *keys,
 }
 
 /// The scratch layout of embeddingGrad: keys and positions, in and out of
-/// the sort, then CUB's own storage, each 256-byte aligned.
+/// the sort, then CUB's own storage, each 256-byte aligned. CUB is asked
+/// for its storage size once, when the scratch is sized (`scratchBytes`
+/// 0); a run takes the rest of the scratch it was given.
 struct EmbeddingGradLayout {
   size_t keysIn = 0, keysOut, posIn, posOut, temp, tempBytes, total;
   int bits;
-  EmbeddingGradLayout(int64_t n, int64_t vocab) {
+  EmbeddingGradLayout(int64_t n, int64_t vocab, size_t scratchBytes) {
     auto align = [](size_t b) { return (b + 255) / 256 * 256; };
     const size_t keys = align(static_cast<size_t>(n) * sizeof(uint32_t));
     const size_t pos = align(static_cast<size_t>(n) * sizeof(int32_t));
@@ -171,11 +173,13 @@ struct EmbeddingGradLayout {
     bits = 1;
     while (bits < 32 && (uint64_t{1} << bits) <= static_cast<uint64_t>(vocab))
       ++bits;
-    tempBytes = 0;
-    cub::DeviceRadixSort::SortPairs(
-        nullptr, tempBytes, static_cast<const uint32_t *>(nullptr),
-        static_cast<uint32_t *>(nullptr), static_cast<const int32_t *>(nullptr),
-        static_cast<int32_t *>(nullptr), static_cast<int>(n), 0, bits);
+    tempBytes = scratchBytes > temp ? scratchBytes - temp : 0;
+    if (scratchBytes == 0)
+      cub::DeviceRadixSort::SortPairs(
+          nullptr, tempBytes, static_cast<const uint32_t *>(nullptr),
+          static_cast<uint32_t *>(nullptr),
+          static_cast<const int32_t *>(nullptr),
+          static_cast<int32_t *>(nullptr), static_cast<int>(n), 0, bits);
     total = temp + align(tempBytes);
   }
 };
@@ -753,17 +757,17 @@ void embedding(Tensor table, const int64_t *ids, int64_t n, int64_t d,
                                                           vocab, y, err, step);
 }
 size_t embeddingGradScratchBytes(int64_t n, int64_t vocab) {
-  return EmbeddingGradLayout(n, vocab).total;
+  return EmbeddingGradLayout(n, vocab, 0).total;
 }
 void embeddingGrad(Tensor dout, const int64_t *ids, int64_t n, int64_t d,
                    int64_t vocab, Tensor dtable, void *scratch,
-                   cudaStream_t s) {
+                   size_t scratchBytes, cudaStream_t s) {
   cudaMemsetAsync(
       dtable.p, 0,
       static_cast<size_t>(vocab * d) * (dtable.dt == Dt::f32 ? 4 : 2), s);
   if (n <= 0 || d <= 0)
     return;
-  const EmbeddingGradLayout l(n, vocab);
+  const EmbeddingGradLayout l(n, vocab, scratchBytes);
   char *base = static_cast<char *>(scratch);
   auto *keysIn = reinterpret_cast<uint32_t *>(base + l.keysIn);
   auto *keysOut = reinterpret_cast<uint32_t *>(base + l.keysOut);

@@ -63,11 +63,12 @@ void embedding(Tensor table, const int64_t *ids, int64_t n, int64_t d,
 /// ids that do not occur (any float dtype): each sum in f32, in token
 /// order, as the CPU reference, without atomics (a stable sort of the ids
 /// groups each id's tokens), so the result is the same on every run. Ids
-/// outside [0, vocab) are skipped. `scratch` holds
-/// embeddingGradScratchBytes(n, vocab) bytes.
+/// outside [0, vocab) are skipped. `scratch` holds `scratchBytes` =
+/// embeddingGradScratchBytes(n, vocab), computed once.
 size_t embeddingGradScratchBytes(int64_t n, int64_t vocab);
 void embeddingGrad(Tensor dout, const int64_t *ids, int64_t n, int64_t d,
-                   int64_t vocab, Tensor dtable, void *scratch, cudaStream_t s);
+                   int64_t vocab, Tensor dtable, void *scratch,
+                   size_t scratchBytes, cudaStream_t s);
 
 /// Row norms over the last dimension d. `rowScratch` holds rows floats.
 void rmsnorm(Tensor x, Tensor w, Tensor y, int64_t rows, int64_t d, float eps,

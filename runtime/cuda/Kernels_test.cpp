@@ -190,9 +190,10 @@ TEST_F(CudaKernels, EmbeddingAndGradient) {
   Tensor ty = zeros(n * d), tg = up(dout);
   const int64_t *dids = upInts(ids);
   embedding(up(table), dids, n, d, vocab, ty, err, 7, s);
-  void *sorted = alloc(embeddingGradScratchBytes(n, vocab));
+  const size_t sortBytes = embeddingGradScratchBytes(n, vocab);
+  void *sorted = alloc(sortBytes);
   Tensor acc = zeros(vocab * d);
-  embeddingGrad(tg, dids, n, d, vocab, acc, sorted, s);
+  embeddingGrad(tg, dids, n, d, vocab, acc, sorted, sortBytes, s);
   near(down(ty, n * d), y, 0, "embedding");
   near(down(acc, vocab * d), dt, kF32, "embedding gradient");
   // Each row is summed in f32 in token order, as the CPU backend does:
@@ -202,7 +203,7 @@ TEST_F(CudaKernels, EmbeddingAndGradient) {
   const std::vector<double> cpu(dtF.begin(), dtF.end());
   near(down(acc, vocab * d), cpu, 0, "embedding gradient, bit for bit");
   Tensor again = zeros(vocab * d, Dt::bf16);
-  embeddingGrad(tg, dids, n, d, vocab, again, sorted, s);
+  embeddingGrad(tg, dids, n, d, vocab, again, sorted, sortBytes, s);
   near(down(again, vocab * d), roundBf16(cpu), 0, "bf16 embedding gradient");
   ErrorSlot slot;
   cudaMemcpy(&slot, err, sizeof(slot), cudaMemcpyDeviceToHost);
