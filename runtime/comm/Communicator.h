@@ -152,11 +152,12 @@ public:
 
 /// NCCL's network settings as KempnerForge sets them (reference §7.5), each
 /// only when the user has not: NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME to
-/// the first UP InfiniBand (ib*) interface, NCCL_IB_DISABLE=0 and
+/// the first InfiniBand (ib*) interface that is up, running and has an IPv4
+/// address (KempnerForge asks only "up"), NCCL_IB_DISABLE=0 and
 /// NCCL_NET_GDR_LEVEL=2. Returns what it set, for the log.
 std::string setNcclEnvironment();
-/// The first interface named ib* that is up, from (name, up) pairs in the
-/// system's order; empty when none.
+/// The first interface named ib* that is usable, from (name, usable) pairs
+/// in the system's order; empty when none.
 std::string firstInfinibandInterface(
     const std::vector<std::pair<std::string, bool>> &interfaces);
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <sys/socket.h>
 
 namespace forge::comm {
 
@@ -43,10 +44,15 @@ std::string firstInfinibandInterface(
 
 std::string setNcclEnvironment() {
   std::vector<std::pair<std::string, bool>> interfaces;
+  // KempnerForge takes the first ib* interface that is up. An IPoIB port
+  // that is up without a link or without an IPv4 address makes NCCL's
+  // bootstrap and gloo fail (or hang until the timeout), so forge also
+  // wants the link running and an address: one entry per IPv4 address.
   if (ifaddrs *list = nullptr; getifaddrs(&list) == 0) {
     for (ifaddrs *i = list; i; i = i->ifa_next)
-      if (i->ifa_name)
-        interfaces.push_back({i->ifa_name, (i->ifa_flags & IFF_UP) != 0});
+      if (i->ifa_name && i->ifa_addr && i->ifa_addr->sa_family == AF_INET)
+        interfaces.push_back({i->ifa_name, (i->ifa_flags & IFF_UP) &&
+                                               (i->ifa_flags & IFF_RUNNING)});
     freeifaddrs(list);
   }
   std::string set;

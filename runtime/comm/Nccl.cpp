@@ -17,6 +17,7 @@
 #include <nccl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -29,13 +30,17 @@ using Clock = std::chrono::steady_clock;
 
 class NcclCommunicator : public Communicator {
 public:
+  /// `failed` is shared by every communicator of one connection (groups
+  /// and pipeline channels): after any of them fails, all are aborted at
+  /// teardown rather than destroyed, since ncclCommDestroy may wait for
+  /// peers that are stuck in another collective.
   NcclCommunicator(std::string name, std::vector<int> members, int rank,
-                   double timeoutSec)
+                   double timeoutSec, std::shared_ptr<std::atomic<bool>> failed)
       : name_(std::move(name)), members_(std::move(members)), rank_(rank),
-        timeoutSec_(timeoutSec) {}
+        timeoutSec_(timeoutSec), failed_(std::move(failed)) {}
   ~NcclCommunicator() override {
     if (comm_)
-      (broken_ ? ncclCommAbort : ncclCommDestroy)(comm_);
+      (broken_ || failed_->load() ? ncclCommAbort : ncclCommDestroy)(comm_);
     if (scratch_)
       cudaFree(scratch_);
     if (stream_)
@@ -53,6 +58,10 @@ public:
                 std::vector<char>(reinterpret_cast<char *>(&id),
                                   reinterpret_cast<char *>(&id) + sizeof(id)));
     } else {
+      // A file store's get waits only gloo's fixed 30 s: wait first, for
+      // the job's timeout (a TCP store's get honours it anyway).
+      store.wait({key}, std::chrono::milliseconds(
+                            static_cast<int64_t>(timeoutSec_ * 1000.0)));
       std::vector<char> bytes = store.get(key);
       if (bytes.size() != sizeof(id))
         throw std::runtime_error("the NCCL unique id in the store has " +
@@ -69,8 +78,11 @@ public:
     config.blocking = 0;
     ncclResult_t st =
         ncclCommInitRankConfig(&comm_, size(), id, rank_, &config);
-    if (st != ncclSuccess && st != ncclInProgress)
+    if (st != ncclSuccess && st != ncclInProgress) {
+      // Possibly half made: abort it at teardown, never destroy it.
+      markBroken();
       check(st, "ncclCommInitRankConfig");
+    }
     if (std::string e = settle("ncclCommInitRank"); !e.empty())
       throw std::runtime_error(e);
   }
@@ -112,6 +124,12 @@ public:
   std::string allToAllV(const void *in, const std::vector<size_t> &inBytes,
                         void *out, const std::vector<size_t> &outBytes,
                         const std::string &why) override {
+    if (inBytes.size() != static_cast<size_t>(size()) ||
+        outBytes.size() != static_cast<size_t>(size()))
+      return "all_to_all in group '" + name_ + "' for " + why + ": " +
+             std::to_string(inBytes.size()) + " send and " +
+             std::to_string(outBytes.size()) + " receive sizes for " +
+             std::to_string(size()) + " ranks";
     return run("all_to_all", why, [&] {
       ncclResult_t st = ncclGroupStart();
       size_t at = 0, from = 0;
@@ -159,6 +177,10 @@ private:
            : op == ReduceOp::Avg ? ncclAvg
                                  : ncclSum;
   }
+  void markBroken() {
+    broken_ = true;
+    failed_->store(true);
+  }
   static void check(ncclResult_t st, const char *what) {
     if (st != ncclSuccess)
       throw std::runtime_error(std::string(what) + ": " +
@@ -176,7 +198,7 @@ private:
       if (ncclCommGetAsyncError(comm_, &st) != ncclSuccess)
         st = ncclInternalError;
       if (st != ncclSuccess && st != ncclInProgress) {
-        broken_ = true;
+        markBroken();
         return std::string(what) + ": " + ncclGetErrorString(st);
       }
       if (st == ncclSuccess) {
@@ -186,12 +208,12 @@ private:
         if (q == cudaSuccess)
           return "";
         if (q != cudaErrorNotReady) {
-          broken_ = true;
+          markBroken();
           return std::string(what) + ": " + cudaGetErrorString(q);
         }
       }
       if (Clock::now() > deadline) {
-        broken_ = true;
+        markBroken();
         ncclCommAbort(comm_);
         comm_ = nullptr;
         return std::string(what) + ": timed out (aborted the communicator)";
@@ -208,7 +230,7 @@ private:
     } else {
       ncclResult_t st = enqueue();
       if (st != ncclSuccess && st != ncclInProgress) {
-        broken_ = true;
+        markBroken();
         e = ncclGetErrorString(st);
       } else {
         e = settle(what, true);
@@ -233,6 +255,7 @@ private:
   cudaStream_t stream_ = nullptr;
   float *scratch_ = nullptr;
   bool broken_ = false;
+  std::shared_ptr<std::atomic<bool>> failed_;
 };
 
 class NcclComms : public Comms {
@@ -286,7 +309,7 @@ public:
             *store_);
         auto c = std::make_unique<NcclCommunicator>(
             name, std::vector<int>{g->members[k.src], g->members[k.dst]},
-            g->coordinate == k.src ? 0 : 1, timeoutSec_);
+            g->coordinate == k.src ? 0 : 1, timeoutSec_, failed_);
         c->init(prefixed);
         out[i] = std::move(c);
       } catch (const std::exception &e) {
@@ -305,6 +328,8 @@ public:
   std::unique_ptr<gloo::rendezvous::Store> store_;
   std::vector<MeshGroup> meshGroups_;
   double timeoutSec_ = 0;
+  std::shared_ptr<std::atomic<bool>> failed_ =
+      std::make_shared<std::atomic<bool>>(false);
 };
 
 } // namespace
@@ -347,13 +372,13 @@ std::unique_ptr<Comms> connectNccl(const WorldInfo &world,
     {
       gloo::rendezvous::PrefixStore prefixed("nccl/world", *storage);
       comms->world_ = std::make_unique<NcclCommunicator>(
-          "world", all, world.rank, world.timeoutSec);
+          "world", all, world.rank, world.timeoutSec, comms->failed_);
       comms->world_->init(prefixed);
     }
     for (const MeshGroup &g : meshGroups(world.rank, mesh)) {
       gloo::rendezvous::PrefixStore prefixed("nccl/" + g.prefix, *storage);
       auto c = std::make_unique<NcclCommunicator>(
-          g.dim, g.members, g.coordinate, world.timeoutSec);
+          g.dim, g.members, g.coordinate, world.timeoutSec, comms->failed_);
       c->init(prefixed);
       comms->groups_.push_back({g.dim, std::move(c)});
       comms->meshGroups_.push_back(g);

@@ -398,15 +398,26 @@ __global__ void __launch_bounds__(kThreadsTc)
   }
 }
 
-/// Whether `kernel` can take `bytes` of dynamic shared memory on this
-/// process's device, raising its limit: decided at the first launch and
-/// kept in `state` (0 undecided, 1 yes, -1 no), so later launches query
-/// nothing.
-template <typename K> bool launchable(K kernel, size_t bytes, int &state) {
+/// The devices whose launch decisions are kept; beyond them every launch
+/// decides afresh (a query and an attribute call, nothing wrong).
+constexpr int kDecidedDevices = 64;
+using LaunchStates = int[kDecidedDevices];
+
+/// Whether `kernel` can take `bytes` of dynamic shared memory on the current
+/// device, raising its limit there: decided at the first launch on each
+/// device and kept in `states` (0 undecided, 1 yes, -1 no), so later
+/// launches query nothing. Per device because cudaFuncSetAttribute only
+/// raises the limit on the device current when it is called.
+template <typename K>
+bool launchable(K kernel, size_t bytes, LaunchStates &states) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess)
+    return false;
+  int scratch = 0;
+  int &state = device < kDecidedDevices ? states[device] : scratch;
   if (state == 0) {
-    int device = 0, optin = 0;
+    int optin = 0;
     const bool fits =
-        cudaGetDevice(&device) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                device) == cudaSuccess &&
         static_cast<size_t>(optin) >= bytes &&
@@ -421,7 +432,7 @@ template <typename K> bool launchable(K kernel, size_t bytes, int &state) {
 template <typename T, int HD>
 bool forward(Tensor q, Tensor k, Tensor v, const int32_t *doc,
              const AttentionShape &sh, Tensor o, float *lse, cudaStream_t s) {
-  static int state = 0;
+  static LaunchStates state = {};
   constexpr size_t bytes = FwdSmem<T, HD>::bytes;
   if (!launchable(attentionTcKernel<T, HD>, bytes, state))
     return false;
@@ -437,7 +448,7 @@ template <typename T, int HD>
 bool backward(Tensor q, Tensor k, Tensor v, const int32_t *doc,
               const AttentionShape &sh, Tensor o, const float *lse, Tensor dout,
               Tensor dq, Tensor dk, Tensor dv, float *dRow, cudaStream_t s) {
-  static int stateQ = 0, stateKV = 0;
+  static LaunchStates stateQ = {}, stateKV = {};
   constexpr size_t bytesQ = GradQSmem<T, HD>::bytes,
                    bytesKV = GradKVSmem<T, HD>::bytes;
   if (!launchable(attentionTcGradQKernel<T, HD>, bytesQ, stateQ) ||

@@ -251,8 +251,9 @@ private:
     char *p = nullptr;
     size_t bytes = 0;
     cudaEvent_t staged = nullptr;
+    bool streamOrdered = false; // from cudaMallocAsync (freed the same way)
   };
-  SendCopy takeSendCopy(size_t bytes);
+  SendCopy takeSendCopy(size_t bytes, cudaStream_t s);
   void giveSendCopy(const SendCopy &c);
   std::mutex sendCopiesMu_;
   std::vector<SendCopy> freeSendCopies_, allSendCopies_;
@@ -299,7 +300,10 @@ Executor::~Executor() {
   }
   channels_.clear();
   for (SendCopy &c : allSendCopies_) {
-    cudaFree(c.p);
+    if (c.streamOrdered)
+      cudaFreeAsync(c.p, stream_);
+    else
+      cudaFree(c.p);
     cudaEventDestroy(c.staged);
   }
   for (cudaEvent_t e : timing_)
@@ -757,7 +761,7 @@ std::string Executor::openChannels(const plan::Plan *plan) {
   return "";
 }
 
-Executor::SendCopy Executor::takeSendCopy(size_t bytes) {
+Executor::SendCopy Executor::takeSendCopy(size_t bytes, cudaStream_t s) {
   {
     std::lock_guard<std::mutex> lock(sendCopiesMu_);
     for (size_t i = 0; i < freeSendCopies_.size(); ++i)
@@ -769,10 +773,19 @@ Executor::SendCopy Executor::takeSendCopy(size_t bytes) {
   }
   // At most a schedule's in-flight sends exist at once (a stage's warm-up
   // forwards), so the pool stays small; it grows only here.
+  // Stream-ordered, because a plain cudaMalloc may wait for the device to
+  // go idle: for an NCCL send or receive that waits on a peer, which may in
+  // turn wait on this rank's compute thread, stuck here. cudaMalloc only
+  // where the device has no memory pools.
   SendCopy c;
   c.bytes = bytes;
-  check("allocating a pipeline send's copy",
-        cudaMalloc(reinterpret_cast<void **>(&c.p), bytes));
+  cudaError_t e = cudaMallocAsync(reinterpret_cast<void **>(&c.p), bytes, s);
+  c.streamOrdered = e == cudaSuccess;
+  if (e == cudaErrorNotSupported) {
+    cudaGetLastError();
+    e = cudaMalloc(reinterpret_cast<void **>(&c.p), bytes);
+  }
+  check("allocating a pipeline send's copy", e);
   check("cudaEventCreate",
         cudaEventCreateWithFlags(&c.staged, cudaEventDisableTiming));
   std::lock_guard<std::mutex> lock(sendCopiesMu_);
@@ -805,7 +818,7 @@ std::string Executor::bindPointToPoint(const std::string &op, Bind &b, Fn &fn) {
     fn = [=, this] {
       // The plan may overwrite the sent bytes right after this step: the
       // message is a copy, staged on the compute stream.
-      const SendCopy c = takeSendCopy(len + kMessageHeader);
+      const SendCopy c = takeSendCopy(len + kMessageHeader, s);
       writeHeader(c.p, static_cast<uint64_t>(*micro),
                   static_cast<uint64_t>(tag), s);
       cudaMemcpyAsync(c.p + kMessageHeader, src, len, cudaMemcpyDeviceToDevice,
@@ -1360,9 +1373,10 @@ std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
         q.dim(0) != k.dim(0) || q.dim(1) != k.dim(1) || q.dim(3) != k.dim(3) ||
         k.dim(2) <= 0 || q.dim(2) % k.dim(2))
       return "q, k, v (and doc_ids) shapes disagree";
-    if (q.dim(3) > 256)
+    if (q.dim(3) > kMaxAttentionHeadDim)
       return "head_dim " + std::to_string(q.dim(3)) +
-             " is above the CUDA attention kernel's 256";
+             " is above the CUDA attention kernel's " +
+             std::to_string(kMaxAttentionHeadDim);
     const int32_t *doc = nullptr;
     if (b.ops.size() == base + 1) {
       const uint32_t d = b.ops[base];

@@ -333,7 +333,7 @@ __global__ void ropeKernel(Tensor x, Tensor y, int64_t b, int64_t sq, int64_t h,
 // Attention: one warp per row, head_dim split over the lanes
 //===----------------------------------------------------------------------===//
 
-constexpr int kMaxHeadDimPerLane = 8; // head_dim <= 256
+constexpr int kMaxHeadDimPerLane = kMaxAttentionHeadDim / 32;
 
 __device__ __forceinline__ bool visible(const AttentionShape &sh,
                                         const int32_t *doc, int64_t bi,
@@ -796,8 +796,9 @@ void rmsnormGrad(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor dw,
   if (rows > 0)
     rmsnormGradRowKernel<<<rows, rowThreads(d), 0, s>>>(x, w, dy, dx, d, eps,
                                                         rowScratch);
-  rmsnormGradWeightKernel<<<blocksFor(d), kThreads, 0, s>>>(x, dy, dw, rows, d,
-                                                            rowScratch);
+  if (d > 0)
+    rmsnormGradWeightKernel<<<blocksFor(d), kThreads, 0, s>>>(x, dy, dw, rows,
+                                                              d, rowScratch);
 }
 void layernorm(Tensor x, Tensor w, Tensor b, Tensor y, int64_t rows, int64_t d,
                float eps, cudaStream_t s) {
@@ -810,8 +811,9 @@ void layernormGrad(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor dw,
   if (rows > 0)
     layernormGradRowKernel<<<rows, rowThreads(d), 0, s>>>(x, w, dy, dx, d, eps,
                                                           rowScratch);
-  layernormGradParamKernel<<<blocksFor(d), kThreads, 0, s>>>(
-      x, dy, dw, db, rows, d, rowScratch);
+  if (d > 0)
+    layernormGradParamKernel<<<blocksFor(d), kThreads, 0, s>>>(
+        x, dy, dw, db, rows, d, rowScratch);
 }
 
 void rope(Tensor x, Tensor y, int64_t b, int64_t sq, int64_t h, int64_t hd,

@@ -92,6 +92,10 @@ void rope(Tensor x, Tensor y, int64_t b, int64_t sq, int64_t h, int64_t hd,
 /// optional doc ids [b, s] (i32) and a causal mask. `lse` [b, h, s] gets
 /// each row's log-sum-exp; the backward recomputes P from it and needs
 /// `rowScratch` [b, h, s] floats for dO . O.
+/// The row kernels hold a row of q and of the output in registers, eight
+/// floats a lane: head_dim must not exceed kMaxAttentionHeadDim (the
+/// executor refuses such plans when it binds them).
+constexpr int64_t kMaxAttentionHeadDim = 256;
 struct AttentionShape {
   int64_t b, s, h, kv, hd;
   bool causal;

@@ -346,20 +346,23 @@ void sigmoidTopKGrad(Tensor scores, const int64_t *indices, int64_t t,
   if (t > 0)
     sigmoidTopKGradKernel<<<blocksFor(t), kThreads, 0, s>>>(
         scores, indices, t, e, k, dweights, dscores, dlogits, rowScratch);
-  columnSumKernel<<<blocksFor(e), kThreads, 0, s>>>(rowScratch, t, e, dbias);
+  if (e > 0)
+    columnSumKernel<<<blocksFor(e), kThreads, 0, s>>>(rowScratch, t, e, dbias);
 }
 void moeCapacity(const int64_t *indices, Tensor weights, int64_t t, int64_t k,
                  int64_t e, double factor, Tensor out, int64_t *used,
                  cudaStream_t s) {
-  capacityKernel<<<1, static_cast<int>(std::max<int64_t>(k, 1)), 0, s>>>(
-      indices, t, k, e, factor, weights, out, false, used);
+  if (k > 0)
+    capacityKernel<<<blocksFor(k), kThreads, 0, s>>>(indices, t, k, e, factor,
+                                                     weights, out, false, used);
 }
 void moeCapacityGrad(const int64_t *indices, int64_t t, int64_t k, int64_t e,
                      double factor, Tensor dout, Tensor dweights, int64_t *used,
                      cudaStream_t s) {
   // The VJP passes the kept copies' gradients: the same mask.
-  capacityKernel<<<1, static_cast<int>(std::max<int64_t>(k, 1)), 0, s>>>(
-      indices, t, k, e, factor, dout, dweights, true, used);
+  if (k > 0)
+    capacityKernel<<<blocksFor(k), kThreads, 0, s>>>(
+        indices, t, k, e, factor, dout, dweights, true, used);
 }
 void moeDispatch(Tensor x, const int64_t *indices, int64_t t, int64_t d,
                  int64_t k, int64_t e, Tensor rows, int64_t *sizes,
@@ -399,15 +402,17 @@ void moeCombineGrad(Tensor rows, const int64_t *order, Tensor weights,
 }
 void moeAuxLoss(Tensor probs, const int64_t *indices, int64_t t, int64_t e,
                 int64_t k, Tensor loss, float *fraction, cudaStream_t s) {
-  auxFractionKernel<<<blocksFor(e), kThreads, 0, s>>>(indices, t, e, k,
-                                                      fraction);
+  if (e > 0)
+    auxFractionKernel<<<blocksFor(e), kThreads, 0, s>>>(indices, t, e, k,
+                                                        fraction);
   auxLossKernel<<<1, 1, 0, s>>>(probs, fraction, t, e, loss);
 }
 void moeAuxLossGrad(const int64_t *indices, int64_t t, int64_t e, int64_t k,
                     Tensor dloss, Tensor dprobs, float *fraction,
                     cudaStream_t s) {
-  auxFractionKernel<<<blocksFor(e), kThreads, 0, s>>>(indices, t, e, k,
-                                                      fraction);
+  if (e > 0)
+    auxFractionKernel<<<blocksFor(e), kThreads, 0, s>>>(indices, t, e, k,
+                                                        fraction);
   if (t * e > 0)
     auxLossGradKernel<<<blocksFor(t * e), kThreads, 0, s>>>(fraction, t, e,
                                                             dloss, dprobs);
