@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -1065,6 +1066,14 @@ float roundFp8(float v, bool e4m3) {
 uint8_t fp8Bits(float v, bool e4m3) {
   const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
   const uint8_t sign = std::signbit(v) ? 0x80 : 0;
+  // A NaN must stay one through the bytes, or a diverging run trains on
+  // finite garbage: S.1111.111 is NaN in both formats. e4m3fn has no
+  // infinity (NaN instead); e5m2's is S.11111.00. (roundFp8 saturates, so
+  // only NaN reaches here from a cast.)
+  if (std::isnan(v))
+    return sign | 0x7f;
+  if (std::isinf(v))
+    return sign | (e4m3 ? 0x7f : 0x7c);
   const double a = std::fabs(static_cast<double>(v));
   if (a == 0)
     return sign;
@@ -1081,6 +1090,11 @@ uint8_t fp8Bits(float v, bool e4m3) {
 float fp8FromBits(uint8_t bits, bool e4m3) {
   const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
   const int field = (bits & 0x7f) >> mant, m = bits & ((1 << mant) - 1);
+  if (e4m3 ? (bits & 0x7f) == 0x7f : field == 31) {
+    const float special = e4m3 || m ? std::numeric_limits<float>::quiet_NaN()
+                                    : std::numeric_limits<float>::infinity();
+    return (bits & 0x80) ? -special : special;
+  }
   const double a = field == 0
                        ? std::ldexp(static_cast<double>(m), 1 - bias - mant)
                        : std::ldexp(1.0 + static_cast<double>(m) / (1 << mant),

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 
 using namespace forge::cpu::ref;
@@ -716,6 +717,23 @@ TEST(RefKernels, Fp8Bytes) {
   EXPECT_EQ(fp8Bits(57344.0f, false), 0x7B);               // 0 11110 11
   EXPECT_EQ(fp8Bits(-1.5f, false), 0xBE);                  // 1 01111 10
   EXPECT_EQ(fp8FromBits(0x01, false), 1.52587890625e-05f); // 2^-16
+  // NaN survives the bytes (a diverging run must not turn finite), and so
+  // does e5m2's infinity; e4m3fn has none, so its infinity becomes NaN.
+  const float nan = std::numeric_limits<float>::quiet_NaN(),
+              inf = std::numeric_limits<float>::infinity();
+  for (bool e4m3 : {true, false}) {
+    EXPECT_EQ(fp8Bits(nan, e4m3), 0x7F);
+    EXPECT_EQ(fp8Bits(-nan, e4m3), 0xFF);
+    EXPECT_TRUE(std::isnan(fp8FromBits(fp8Bits(nan, e4m3), e4m3)));
+    EXPECT_TRUE(
+        std::isnan(fp8FromBits(fp8Bits(roundFp8(nan, e4m3), e4m3), e4m3)));
+  }
+  EXPECT_EQ(fp8Bits(inf, false), 0x7C);
+  EXPECT_EQ(fp8Bits(-inf, false), 0xFC);
+  EXPECT_EQ(fp8FromBits(0x7C, false), inf);
+  EXPECT_EQ(fp8FromBits(0xFC, false), -inf);
+  EXPECT_TRUE(std::isnan(fp8FromBits(0x7D, false)));
+  EXPECT_TRUE(std::isnan(fp8FromBits(fp8Bits(inf, true), true)));
   for (int e4m3 = 0; e4m3 < 2; ++e4m3)
     for (int byte = 0; byte < 256; ++byte) {
       const int exponent = (byte & 0x7f) >> (e4m3 ? 3 : 2);

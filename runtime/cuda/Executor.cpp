@@ -325,6 +325,8 @@ Executor::~Executor() {
     cublasLtDestroy(lt_);
   if (blas_)
     cublasDestroy(blas_);
+  if (commStream_)
+    cudaStreamDestroy(commStream_);
   if (stream_)
     cudaStreamDestroy(stream_);
 }
@@ -491,7 +493,13 @@ std::string Executor::prepare(const plan::Plan *plan) {
             ok("cudaSetDevice", cudaSetDevice(dev));
             ok("waiting for the compute stream",
                cudaStreamWaitEvent(cs, ready));
-            inner();
+            try {
+              inner();
+            } catch (const cpu::CollectiveError &) {
+              throw; // names the rank, the collective and its reason
+            } catch (const std::exception &e) {
+              throw std::runtime_error(what + ": " + e.what());
+            }
             ok("launching", cudaGetLastError());
             ok("finishing the collective", cudaStreamSynchronize(cs));
           };
@@ -597,13 +605,6 @@ std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
   // other mix computes in f32 from converted copies.
   const bool direct = da == db && Gemm::supported(da, dc);
   const Dt ab = direct ? da : Dt::f32, cd = direct ? dc : Dt::f32;
-  auto gemm = std::make_unique<Gemm>();
-  if (std::string e =
-          gemm->init(lt_, transA, transB, m, n, k, ab, cd, kGemmWorkspace);
-      !e.empty())
-    return e;
-  const Gemm *g = gemm.get();
-  gemms_.push_back(std::move(gemm));
   const int64_t na = v(a).numel(), nb = v(bb).numel(), nc = v(c).numel();
   Tensor ta = t(a), tb = t(bb), tc = t(c);
   Tensor ca = ta, cb = tb, cc = tc;
@@ -615,6 +616,14 @@ std::string Executor::bindLinear(const std::string &op, Bind &b, Fn &fn) {
     if (dc != Dt::f32)
       cc = {scratch(nc * 4), Dt::f32};
   }
+  auto gemm = std::make_unique<Gemm>();
+  if (std::string e =
+          gemm->init(lt_, transA, transB, m, n, k, ab, cd, kGemmWorkspace,
+                     commonAlignment({ca.p, cb.p, cc.p}));
+      !e.empty())
+    return e;
+  const Gemm *g = gemm.get();
+  gemms_.push_back(std::move(gemm));
   void *ws = workspace_;
   cudaStream_t s = stream_;
   std::string what = op;
@@ -662,8 +671,11 @@ bool Executor::bindFp8Linear(bool transA, bool transB, int64_t m, int64_t n,
   const int64_t rowsB = transB ? n : k, colsB = transB ? k : n;
   auto *dequant = static_cast<float *>(scratch(2 * sizeof(float)));
   auto gemm = std::make_unique<Gemm>();
-  if (std::string e = gemm->initFp8(lt_, m, n, k, sa.e4m3, sb.e4m3, t(c).dt,
-                                    dequant, dequant + 1, kGemmWorkspace);
+  // The codes live in cudaMalloc'd buffers (256-byte aligned); the
+  // result in the arena.
+  if (std::string e =
+          gemm->initFp8(lt_, m, n, k, sa.e4m3, sb.e4m3, t(c).dt, dequant,
+                        dequant + 1, kGemmWorkspace, commonAlignment({t(c).p}));
       !e.empty())
     return emulated(e);
   const Gemm *g = gemm.get();
@@ -919,10 +931,11 @@ std::string Executor::bindCollective(const std::string &op, Bind &b, Fn &fn,
   // staging work; for an overlapped collective it has waited for the
   // compute stream) has produced its input; the communicator returns when
   // the collective is done.
-  auto call = [worldRank, s](const std::function<std::string()> &f) {
+  auto call = [worldRank, s, op, why](const std::function<std::string()> &f) {
     if (cudaError_t e = cudaStreamSynchronize(s); e != cudaSuccess)
-      throw std::runtime_error(std::string("before a collective: ") +
-                               cudaGetErrorString(e));
+      throw std::runtime_error(
+          "rank " + std::to_string(worldRank) + ": " + op + " for " + why +
+          ": the work before it failed: " + cudaGetErrorString(e));
     if (std::string e = f(); !e.empty())
       throw cpu::CollectiveError("rank " + std::to_string(worldRank) + ": " +
                                  e);
@@ -1399,10 +1412,12 @@ std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
       fn = [=] { attention(tq, tk, tv, doc, sh, o, lse, s); };
     } else {
       // The log-sum-exp is recomputed by a forward pass into a scratch
-      // output (the plan does not carry it between programs).
+      // output (the plan does not carry it between programs), in q's
+      // dtype: the same kernel as the forward's (tensor cores when it
+      // used them), so the same log-sum-exp.
       Tensor o = t(b.ops[3]), dout = t(b.ops[4]);
       Tensor dq = t(b.res[0]), dk = t(b.res[1]), dv = t(b.res[2]);
-      Tensor oScratch{scratch(q.numel() * 4), Dt::f32};
+      Tensor oScratch{scratch(bytes(b.ops[0])), tq.dt};
       float *rowScratch = static_cast<float *>(scratch(rows * 4));
       fn = [=] {
         attention(tq, tk, tv, doc, sh, oScratch, lse, s);
@@ -1950,7 +1965,14 @@ void Executor::run(const std::string &name) {
         from = timingEvent();
         check(st.what, cudaEventRecord(from, stream_));
       }
-      st.launch();
+      try {
+        st.launch();
+      } catch (const cpu::CollectiveError &) {
+        throw; // names the rank, the collective and its reason
+      } catch (const std::exception &e) {
+        // Kernels' and matmuls' own messages name the op, not which one.
+        throw std::runtime_error(st.what + ": " + e.what());
+      }
       // Launch errors (a bad configuration) surface here, with the step.
       check(st.what, cudaGetLastError());
       if (timed) {
@@ -1971,6 +1993,9 @@ void Executor::run(const std::string &name) {
                           stream_));
     check("running " + name, cudaStreamSynchronize(stream_));
     if (slot.kind != 0) {
+      // Cleared, so that a caller that goes on is not told again.
+      cudaMemsetAsync(dError_, 0, sizeof(ErrorSlot), stream_);
+      cudaStreamSynchronize(stream_);
       const std::string what =
           slot.step >= 0 && slot.step < static_cast<long long>(p.steps.size())
               ? p.steps[slot.step].what

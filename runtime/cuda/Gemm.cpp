@@ -51,7 +51,7 @@ Gemm::~Gemm() {
 
 std::string Gemm::init(cublasLtHandle_t handle, bool transA, bool transB,
                        int64_t m, int64_t n, int64_t k, Dt ab, Dt c,
-                       size_t workspaceBytes) {
+                       size_t workspaceBytes, uint32_t alignment) {
   if (!supported(ab, c))
     return "cuBLASLt cannot write these operands' product to this dtype";
   handle_ = handle;
@@ -70,7 +70,7 @@ std::string Gemm::init(cublasLtHandle_t handle, bool transA, bool transB,
                               bCols, cudaType(c), n, m);
       !e.empty())
     return e;
-  return chooseAlgorithm(workspaceBytes);
+  return chooseAlgorithm(workspaceBytes, alignment);
 }
 
 std::string Gemm::describe(cublasOperation_t opA, cublasOperation_t opB) {
@@ -105,7 +105,7 @@ std::string Gemm::layouts(cudaDataType_t ta, uint64_t aRows, uint64_t aCols,
 std::string Gemm::initFp8(cublasLtHandle_t handle, int64_t m, int64_t n,
                           int64_t k, bool aE4m3, bool bE4m3, Dt c,
                           const float *aDequant, const float *bDequant,
-                          size_t workspaceBytes) {
+                          size_t workspaceBytes, uint32_t alignment) {
   if (!aE4m3 && !bE4m3)
     return "cuBLASLt has no e5m2 x e5m2 matmul";
   if (m % 16 || n % 16 || k % 16)
@@ -137,10 +137,20 @@ std::string Gemm::initFp8(cublasLtHandle_t handle, int64_t m, int64_t n,
   if (std::string e = layouts(fb, k, n, fa, k, m, cudaType(c), n, m);
       !e.empty())
     return e;
-  return chooseAlgorithm(workspaceBytes);
+  return chooseAlgorithm(workspaceBytes, alignment);
 }
 
-std::string Gemm::chooseAlgorithm(size_t workspaceBytes) {
+uint32_t commonAlignment(std::initializer_list<const void *> ptrs) {
+  uint32_t a = 256;
+  for (const void *p : ptrs) {
+    const auto address = reinterpret_cast<uintptr_t>(p);
+    while (a > 1 && address % a)
+      a /= 2;
+  }
+  return a;
+}
+
+std::string Gemm::chooseAlgorithm(size_t workspaceBytes, uint32_t alignment) {
   cublasStatus_t st;
   auto fail = [&](const char *what) {
     return std::string(what) + " failed: " + statusName(st);
@@ -148,9 +158,25 @@ std::string Gemm::chooseAlgorithm(size_t workspaceBytes) {
   cublasLtMatmulPreference_t pref = nullptr;
   if ((st = cublasLtMatmulPreferenceCreate(&pref)) != CUBLAS_STATUS_SUCCESS)
     return fail("cublasLtMatmulPreferenceCreate");
-  cublasLtMatmulPreferenceSetAttribute(pref,
-                                       CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                       &workspaceBytes, sizeof(workspaceBytes));
+  // An algorithm chosen for the default 256-byte alignment could refuse
+  // operands that have less when it runs.
+  for (cublasLtMatmulPreferenceAttributes_t attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    if ((st = cublasLtMatmulPreferenceSetAttribute(pref, attr, &alignment,
+                                                   sizeof(alignment))) !=
+        CUBLAS_STATUS_SUCCESS) {
+      cublasLtMatmulPreferenceDestroy(pref);
+      return fail("setting the operands' alignment");
+    }
+  if ((st = cublasLtMatmulPreferenceSetAttribute(
+           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspaceBytes,
+           sizeof(workspaceBytes))) != CUBLAS_STATUS_SUCCESS) {
+    cublasLtMatmulPreferenceDestroy(pref);
+    return fail("setting the workspace size");
+  }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   st = cublasLtMatmulAlgoGetHeuristic(handle_, op_, a_, b_, c_, c_, pref, 1,

@@ -19,6 +19,7 @@
 #include <cublasLt.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 namespace forge::cuda {
@@ -32,19 +33,25 @@ public:
 
   /// C[m, n] = op(A)[m, k] @ op(B)[k, n], row-major; `transA` means A is
   /// stored [k, m], `transB` that B is stored [n, k]. A and B must share a
-  /// dtype; C is that dtype or f32. Returns why not, or "".
+  /// dtype; C is that dtype or f32. `alignment` (a power of two, at most
+  /// 256) is what every operand's address will be a multiple of: the
+  /// algorithm is chosen for it (cuBLASLt otherwise assumes 256, and the
+  /// plan's buffers are only 64-byte aligned). Returns why not, or "".
   std::string init(cublasLtHandle_t handle, bool transA, bool transB, int64_t m,
-                   int64_t n, int64_t k, Dt ab, Dt c, size_t workspaceBytes);
+                   int64_t n, int64_t k, Dt ab, Dt c, size_t workspaceBytes,
+                   uint32_t alignment);
   /// An fp8 matmul on fp8 tensor cores (sm_89 and later): C[m, n] =
   /// (aDequant * A[m, k]) @ (bDequant * B[n, k])^T, A and B one byte per
   /// element (e4m3, or e5m2 when `aE4m3` / `bE4m3` is false; not both
   /// e5m2), both stored row-major with k contiguous: cuBLASLt's fp8
   /// kernels take only that ("TN") layout. The dequantization factors are
   /// device f32 scalars read when the matmul runs; C is bf16, f16 or f32.
-  /// m, n and k must be multiples of 16. Returns why not, or "".
+  /// m, n and k must be multiples of 16; `alignment` as for init.
+  /// Returns why not, or "".
   std::string initFp8(cublasLtHandle_t handle, int64_t m, int64_t n, int64_t k,
                       bool aE4m3, bool bE4m3, Dt c, const float *aDequant,
-                      const float *bDequant, size_t workspaceBytes);
+                      const float *bDequant, size_t workspaceBytes,
+                      uint32_t alignment);
   cublasStatus_t run(const void *a, const void *b, void *c, void *workspace,
                      size_t workspaceBytes, cudaStream_t stream) const;
 
@@ -59,13 +66,17 @@ private:
                       cudaDataType_t tb, uint64_t bRows, uint64_t bCols,
                       cudaDataType_t tc, uint64_t cRows, uint64_t cCols);
   /// The heuristic's best algorithm for the layouts and descriptor set.
-  std::string chooseAlgorithm(size_t workspaceBytes);
+  std::string chooseAlgorithm(size_t workspaceBytes, uint32_t alignment);
 
   cublasLtHandle_t handle_ = nullptr;
   cublasLtMatmulDesc_t op_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
   cublasLtMatmulAlgo_t algo_{};
 };
+
+/// The largest power of two (at most 256) that divides every address in
+/// `ptrs`: the `alignment` for Gemm::init.
+uint32_t commonAlignment(std::initializer_list<const void *> ptrs);
 
 /// "CUBLAS_STATUS_..." for messages.
 const char *statusName(cublasStatus_t status);

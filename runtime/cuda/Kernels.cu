@@ -1028,6 +1028,11 @@ __global__ void fp8CastKernel(Tensor x, int64_t n, bool e4m3, Tensor y,
 __device__ uint8_t fp8Bits(float v, bool e4m3) {
   const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
   const uint8_t sign = signbit(v) ? 0x80 : 0;
+  // NaN stays NaN (S.1111.111 in both formats); as ref::fp8Bits.
+  if (isnan(v))
+    return sign | 0x7f;
+  if (isinf(v))
+    return sign | (e4m3 ? 0x7f : 0x7c);
   const double a = fabs(static_cast<double>(v));
   if (a == 0)
     return sign;
@@ -1042,6 +1047,11 @@ __device__ uint8_t fp8Bits(float v, bool e4m3) {
 __device__ float fp8FromBits(uint8_t bits, bool e4m3) {
   const int mant = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
   const int field = (bits & 0x7f) >> mant, m = bits & ((1 << mant) - 1);
+  if (e4m3 ? (bits & 0x7f) == 0x7f : field == 31) {
+    const float special = e4m3 || m ? __int_as_float(0x7fc00000)  // NaN
+                                    : __int_as_float(0x7f800000); // inf
+    return (bits & 0x80) ? -special : special;
+  }
   const double a =
       field == 0
           ? ldexp(static_cast<double>(m), 1 - bias - mant)
