@@ -10,9 +10,21 @@ build="${FORGE_BUILD_DIR:-build}"
 report="$build/test-results.xml"
 rm -f "$report"
 set +e
-/usr/lib/llvm-22/bin/lit -sv --xunit-xml-output "$report" "$build/test" "$build/test/Unit"
+/usr/lib/llvm-22/bin/lit -sv --show-skipped --show-unsupported --xunit-xml-output "$report" "$build/test" "$build/test/Unit"
 status=$?
 set -e
+# The visible notice of what a machine without a GPU could not run: lit's
+# --show-skipped/--show-unsupported lines above list the tests themselves.
+backends="$("$build/bin/forge-run" --backends 2>/dev/null | head -1 || true)"
+case "$backends" in
+*" 0 device(s) visible"*)
+  reason="${backends#*visible: }"
+  echo "test.sh: notice: no usable CUDA GPU here (${reason%)}): the CUDA conformance"
+  echo "  suite (ForgeCudaTests, ForgeNcclTests) and the GPU training tests (cuda-*.test)"
+  echo "  were skipped; on a GPU machine they run (docs/cuda.md)" ;;
+*"cuda (built"*) ;;
+*) echo "test.sh: notice: the CUDA backend was not built; its tests were skipped" ;;
+esac
 python3 - "$report" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
