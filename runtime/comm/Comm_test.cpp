@@ -200,6 +200,43 @@ TEST(Comm, TcpStoreServedTwiceInOneProcess) {
   EXPECT_EQ(first.get("nccl/key"), std::vector<char>{'b'});
 }
 
+// A read that times out leaves its request pending on the connection: the
+// client closes it, so a later call fails saying why instead of taking that
+// request's answer for its own; the server stops waiting for the closed
+// client; wait() honours its own timeout; other clients go on.
+TEST(Comm, TcpStoreReadTimeoutClosesTheConnection) {
+  const int port = freePort();
+  ASSERT_GT(port, 0);
+  TcpStore server("127.0.0.1", port, true, std::chrono::milliseconds(5000));
+  TcpStore client("127.0.0.1", port, false, std::chrono::milliseconds(300));
+  auto message = [](const std::function<void()> &f) {
+    try {
+      f();
+    } catch (const std::exception &e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message([&] { client.get("late"); }),
+            "TCP store: 'late' did not appear within 0.3 s (a rank did not "
+            "reach the rendezvous)");
+  server.set("late", {'x'});
+  EXPECT_EQ(message([&] { client.get("late"); }),
+            "TCP store: cannot read 'late': the connection to rank 0 was "
+            "closed when an earlier read timed out");
+  EXPECT_EQ(message([&] { client.set("k", {'y'}); }),
+            "TCP store: cannot set 'k': the connection to rank 0 was closed "
+            "when an earlier read timed out");
+  // The server's own store (default timeout 5 s) waits 0.2 s when told to.
+  EXPECT_EQ(message([&] {
+              server.wait({"late", "never"}, std::chrono::milliseconds(200));
+            }),
+            "TCP store: 'never' did not appear within 0.2 s (a rank did not "
+            "reach the rendezvous)");
+  TcpStore other("127.0.0.1", port, false, std::chrono::milliseconds(5000));
+  EXPECT_EQ(other.get("late"), std::vector<char>{'x'});
+}
+
 TEST(Comm, TcpStoreRendezvous) {
   // No FORGE_STORE_PATH: rank 0 serves the store at MASTER_ADDR:MASTER_PORT.
   const int port = freePort();

@@ -2,8 +2,11 @@
 
 #include "runtime/comm/TcpStore.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
+#include <climits>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <netdb.h>
@@ -47,6 +50,13 @@ bool writeAll(int fd, const void *p, size_t n) {
   return true;
 }
 
+/// Whether the other end of `fd` has closed it (a request is pending, so
+/// there is nothing else to read).
+bool hungUp(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 bool readString(int fd, std::string &s) {
   uint32_t n;
   if (!readAll(fd, &n, 4))
@@ -84,11 +94,20 @@ struct TcpStore::Server {
           break;
       } else if (op == 'G') {
         std::string value;
+        bool gone = false;
         {
+          // A client whose read timed out closes its connection: stop
+          // waiting for it then, instead of holding a thread forever.
           std::unique_lock<std::mutex> lock(mu);
-          changed.wait(lock, [&] { return data.count(key) > 0; });
-          value = data[key];
+          while (!changed.wait_for(lock, std::chrono::milliseconds(200),
+                                   [&] { return data.count(key) > 0; }))
+            if ((gone = hungUp(fd)))
+              break;
+          if (!gone)
+            value = data[key];
         }
+        if (gone)
+          break;
         uint32_t n = static_cast<uint32_t>(value.size());
         if (!writeAll(fd, &n, 4) || !writeAll(fd, value.data(), n))
           break;
@@ -174,8 +193,16 @@ TcpStore::~TcpStore() {
     ::close(fd_);
 }
 
+void TcpStore::checkOpen(const std::string &doing) const {
+  if (fd_ < 0)
+    fail("cannot " + doing +
+         ": the connection to rank 0 was closed when an "
+         "earlier read timed out");
+}
+
 void TcpStore::set(const std::string &key, const std::vector<char> &value) {
   std::lock_guard<std::mutex> lock(mu_);
+  checkOpen("set '" + key + "'");
   uint32_t k = static_cast<uint32_t>(key.size()),
            v = static_cast<uint32_t>(value.size());
   char ok = 0;
@@ -186,16 +213,31 @@ void TcpStore::set(const std::string &key, const std::vector<char> &value) {
 }
 
 std::vector<char> TcpStore::get(const std::string &key) {
+  return fetch(key, timeout_, timeout_);
+}
+
+std::vector<char> TcpStore::fetch(const std::string &key,
+                                  std::chrono::milliseconds left,
+                                  std::chrono::milliseconds timeout) {
   std::lock_guard<std::mutex> lock(mu_);
+  checkOpen("read '" + key + "'");
   uint32_t k = static_cast<uint32_t>(key.size());
   if (!writeAll(fd_, "G", 1) || !writeAll(fd_, &k, 4) ||
       !writeAll(fd_, key.data(), k))
     fail("lost the connection to rank 0 while reading '" + key + "'");
   pollfd p{fd_, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout_.count())) <= 0)
-    fail("'" + key + "' did not appear within " +
-         std::to_string(timeout_.count() / 1000) +
+  const auto ms = std::clamp<int64_t>(left.count(), 0, INT32_MAX);
+  if (::poll(&p, 1, static_cast<int>(ms)) <= 0) {
+    // The request is still pending: its answer must never be taken for a
+    // later request's.
+    ::close(fd_);
+    fd_ = -1;
+    char within[32];
+    std::snprintf(within, sizeof(within), "%g",
+                  static_cast<double>(timeout.count()) / 1000.0);
+    fail("'" + key + "' did not appear within " + within +
          " s (a rank did not reach the rendezvous)");
+  }
   uint32_t n;
   std::vector<char> out;
   if (!readAll(fd_, &n, 4))
@@ -211,9 +253,14 @@ void TcpStore::wait(const std::vector<std::string> &keys) {
 }
 
 void TcpStore::wait(const std::vector<std::string> &keys,
-                    const std::chrono::milliseconds &) {
+                    const std::chrono::milliseconds &timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (const std::string &k : keys)
-    get(k);
+    fetch(k,
+          std::max(std::chrono::milliseconds(0),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(
+                       deadline - std::chrono::steady_clock::now())),
+          timeout);
 }
 
 } // namespace forge::comm

@@ -8,7 +8,9 @@
 // Wire format, one request at a time per connection: a byte ('S' set, 'G'
 // get), a u32 key length and the key; 'S' then a u32 value length and the
 // value (answered by one byte), 'G' is answered by a u32 length and the
-// value once the key exists.
+// value once the key exists. A get that times out leaves its request
+// pending on the connection, so the store closes the connection then: a
+// later call fails saying so rather than reading that request's answer.
 //
 //===----------------------------------------------------------------------===//
 
@@ -43,6 +45,14 @@ public:
   struct Server;
 
 private:
+  /// `key`'s value, waiting at most `left` for it to exist (what is left
+  /// of the caller's `timeout`, which the error names).
+  std::vector<char> fetch(const std::string &key,
+                          std::chrono::milliseconds left,
+                          std::chrono::milliseconds timeout);
+  /// Throws, saying the connection is gone, when a timeout closed it.
+  void checkOpen(const std::string &doing) const;
+
   std::shared_ptr<Server> server_;
   int fd_ = -1;
   std::mutex mu_;
