@@ -8,8 +8,11 @@
 #   scripts/gpu-check.sh bundle   here, after a build: .gpu/bundle.tar.xz
 #   scripts/gpu-check.sh run      there (device run, carry [".gpu"])
 #
-# `run` unpacks the bundle and runs, logging each part under $OUT (or
-# .gpu/out) and a verdict per part into summary.txt:
+# `run` unpacks the bundle and runs each part under a time limit, writing
+# two files under $OUT (or .gpu/out): summary.txt (a verdict per part, the
+# bundle's commit) and logs.txt (every part's log); it exits 1 when a part
+# failed, timed out, was not run for lack of time or, on the GPU, skipped
+# tests:
 #   - the conformance suite (ForgeCudaTests) and the NCCL tests;
 #   - the golden fixtures on the GPU against PyTorch's values (dense, MoE,
 #     Lion, Muon, schedule-free; golden-cuda.test's tolerances) and the
@@ -67,6 +70,12 @@ bundle() {
     --train.mixed_precision=bf16 -o "$stage/plans/big-bf16.plan"
   "$c" "$here/configs/train/debug.toml" "${big[@]}" \
     --train.mixed_precision=fp8 -o "$stage/plans/big-fp8.plan"
+  # Which build this is, for the summary (a stale bundle is the easy
+  # mistake: bundle again after every build).
+  {
+    echo "commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)"       "($(git -C "$here" status --short 2>/dev/null | grep -c . || true) files changed)"
+    echo "forge-run sha1 $(sha1sum <"$stage/bin/forge-run" | cut -c1-12),"       "bundled $(date -u +%Y-%m-%dT%H:%MZ)"
+  } >"$stage/MANIFEST"
   mkdir -p "$gpu"
   tar -C "$stage" -cJf "$gpu/bundle.tar.xz" .
   rm -rf "$stage"
@@ -77,31 +86,81 @@ bundle() {
 
 run() {
   local out="${OUT:-$gpu/out}" dev="${FORGE_GPU_CHECK_DEVICE:-cuda}" b
-  b=$(mktemp -d)
-  tar -C "$b" -xJf "$gpu/bundle.tar.xz" || exit 1
   mkdir -p "$out"
+  # Two files come back (the device tool returns at most eight): the
+  # verdicts, and every part's log appended as it ends (a killed run keeps
+  # what it had).
+  local summary="$out/summary.txt" logs="$out/logs.txt" failed=0
+  : >"$summary"
+  : >"$logs"
+  say() { echo "$*" | tee -a "$summary"; }
+  b=$(mktemp -d)
+  if ! tar -C "$b" -xJf "$gpu/bundle.tar.xz" 2>>"$logs"; then
+    say "gpu-check: FAILED: cannot unpack $gpu/bundle.tar.xz (see logs.txt)"
+    exit 1
+  fi
+  [[ -f $b/MANIFEST ]] && sed 's/^/bundle: /' "$b/MANIFEST" | tee -a "$summary"
   # NCCL and cuBLAS from the machine (PyTorch's wheels, the toolkit).
   local extra="" d
-  for d in $(find / -xdev \( -name 'libnccl.so.2' -o -name 'libcublasLt.so.13' \) \
+  for d in $(timeout 60 find / \( -path /proc -o -path /sys -o -path /dev \) \
+    -prune -o \( -name 'libnccl.so.2' -o -name 'libcublasLt.so.13' \) \
     -printf '%h\n' 2>/dev/null | sort -u); do
     extra="$extra:$d"
   done
+  if [[ -n $extra ]]; then
+    say "CUDA libraries from the machine: ${extra#:}"
+  else
+    say "CUDA libraries from the machine: none found"
+  fi
   export LD_LIBRARY_PATH="$b/lib$extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export PATH="$b/bin:$PATH" FORGE_NO_CHECKPOINT=1
-  local g="$here/test/golden" p="$b/plans" summary="$out/summary.txt" w
+  local missing
+  missing=$(ldd "$b/lib/libforge-cuda.so" "$b/bin/forge-run" 2>&1 |
+    grep 'not found' | sort -u)
+  [[ -n $missing ]] && say "not found by ldd: $missing"
+  local g="$here/test/golden" p="$b/plans" w
   w=$(mktemp -d)
-  : >"$summary"
-  # One part: its name, then the command; the verdict and the last lines.
+  # The whole call may take 10 minutes: parts that would start after
+  # `budget` seconds are skipped (and reported), so the summary comes back.
+  local budget="${FORGE_GPU_CHECK_BUDGET:-500}" t0=$SECONDS
+  # One part: its name, a time limit in seconds, then the command; the
+  # verdict and the last lines. On the GPU a GoogleTest skip is a failure
+  # (the device was not usable).
   part() {
-    local name=$1
-    shift
-    echo "== $name" | tee -a "$summary"
-    if (cd "$w" && "$@") >"$out/$name.log" 2>&1; then
-      echo "   ok" | tee -a "$summary"
-    else
-      echo "   FAILED (exit $?); the end of $name.log:" | tee -a "$summary"
-      tail -n 8 "$out/$name.log" | sed 's/^/     /' | tee -a "$summary"
+    local name=$1 limit=$2 rc=0
+    shift 2
+    if ((SECONDS - t0 + limit > budget)); then
+      say "== $name"
+      say "   NOT RUN: it could take ${limit} s and $((budget - SECONDS + t0)) s are left"
+      failed=1
+      return
     fi
+    say "== $name"
+    local started=$SECONDS
+    (cd "$w" && timeout -k 10 "$limit" bash -c '"$@"' part "$@") \
+      >"$w/$name.log" 2>&1 || rc=$?
+    if ((rc == 0)) && [[ $dev == cuda ]] && grep -q '^\[  SKIPPED \]' "$w/$name.log"; then
+      rc=skipped
+    fi
+    {
+      echo "===== $name ($((SECONDS - started)) s, exit $rc)"
+      cat "$w/$name.log"
+    } >>"$logs"
+    if [[ $rc == 0 ]]; then
+      say "   ok ($((SECONDS - started)) s)"
+    else
+      failed=1
+      case "$rc" in
+      124 | 137) say "   FAILED: timed out after ${limit} s; the end of its log:" ;;
+      skipped) say "   FAILED: tests skipped on the GPU; the end of its log:" ;;
+      *) say "   FAILED (exit $rc); the end of its log:" ;;
+      esac
+      tail -n 8 "$w/$name.log" | sed 's/^/     /' | tee -a "$summary"
+    fi
+  }
+  backends() {
+    forge-run --backends &&
+      ! grep -q "unavailable\|cannot load" <(forge-run --backends 2>&1)
   }
   golden() { # fixture plan
     forge-run --device "$dev" "$p/$2.plan" --init-from "$g/$1/init.safetensors" \
@@ -128,26 +187,34 @@ run() {
   }
   timed() { forge-run --device "$dev" "$p/$1.plan" --steps 30; }
 
-  part backends forge-run --backends
-  [[ $dev == cuda ]] && part nvidia-smi nvidia-smi
-  part conformance ForgeCudaTests
-  part nccl ForgeNcclTests
-  for f in dense:dense moe:moe lion:lion muon:muon schedule_free:schedule_free; do
-    part "golden-${f%%:*}" golden "${f%%:*}" "${f#*:}"
+  # timeout runs programs, not this shell's functions: export them.
+  export -f backends golden versusCpu logits profile timed
+  export dev g p w
+  part backends 30 backends
+  [[ $dev == cuda ]] && part nvidia-smi 30 nvidia-smi
+  part conformance 180 ForgeCudaTests
+  # Its two-channel test needs two GPUs; the lent machine has one.
+  part nccl 90 ForgeNcclTests --gtest_filter=-*PipelineChannelsAreIndependent*
+  for f in dense moe lion muon schedule_free; do
+    part "golden-$f" 60 golden "$f" "$f"
   done
-  part logits logits
-  part fp32-vs-cpu versusCpu dense 1e-4 1e-3
-  part bf16-vs-cpu versusCpu bf16 3e-2 5e-2
-  part fp8-vs-cpu versusCpu fp8 0.25 0.25
-  part profile profile
+  part logits 30 logits
+  part fp32-vs-cpu 60 versusCpu dense 1e-4 1e-3
+  part bf16-vs-cpu 60 versusCpu bf16 3e-2 5e-2
+  part fp8-vs-cpu 60 versusCpu fp8 0.25 0.25
+  part profile 60 profile
   if [[ $dev == cuda ]]; then
-    part big-bf16 timed big-bf16
-    part big-fp8 timed big-fp8
-    grep -h "fp8 matmuls\|arena\|step 30\]" "$out/big-bf16.log" \
-      "$out/big-fp8.log" | tee -a "$summary"
+    part big-bf16 120 timed big-bf16
+    part big-fp8 120 timed big-fp8
+    grep -h "fp8 matmuls\|arena\|step 30\]" "$w/big-bf16.log" \
+      "$w/big-fp8.log" 2>/dev/null | tee -a "$summary"
   fi
   rm -rf "$b" "$w"
-  echo "gpu-check: logs and summary.txt in $out"
+  if ((failed)); then
+    say "gpu-check: some parts FAILED; summary.txt and logs.txt in $out"
+    exit 1
+  fi
+  say "gpu-check: every part passed; summary.txt and logs.txt in $out"
 }
 
 case "${1:-}" in

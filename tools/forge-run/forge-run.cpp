@@ -36,9 +36,9 @@ static void printHelp() {
       "OPTIONS:\n"
       "  --device <auto|cpu|cuda>  backend to run on (default: auto = cuda "
       "when\n"
-      "                            a GPU is visible, else cpu); cuda without "
-      "a\n"
-      "                            GPU is an error. One GPU per rank (its\n"
+      "                            a GPU is visible, else cpu); no GPU for\n"
+      "                            cuda, or a GPU whose CUDA libraries do not\n"
+      "                            load, is an error. One GPU per rank (its\n"
       "                            LOCAL_RANK); collectives and pipeline\n"
       "                            sends over NCCL (docs/cuda.md)\n"
       "  --nproc-per-node <N>      fork and supervise N local ranks (default "
@@ -343,6 +343,7 @@ int main(int argc, char **argv) {
   {
     std::string why;
     const int gpus = runtime::cudaDevices(&why);
+    [[maybe_unused]] const bool autoPicked = device == "auto";
     if (device == "cuda" && gpus == 0) {
       std::fprintf(stderr,
                    "%s: error: --device cuda: no usable CUDA device (%s); "
@@ -352,6 +353,18 @@ int main(int argc, char **argv) {
     }
     if (device == "auto")
       device = gpus > 0 ? "cuda" : "cpu";
+#if FORGE_HAVE_CUDA
+    // A visible GPU whose backend cannot load (no cuBLAS or NCCL on the
+    // machine, say) is an error, not a quiet CPU run; say why auto chose it.
+    if (device == "cuda" && gpus > 0 && !cuda::loadPlugin(why)) {
+      std::fprintf(stderr,
+                   "%s: error: --device %s: %d CUDA device(s) visible, but %s; "
+                   "use --device cpu to run on the CPU\n",
+                   kTool, autoPicked ? "auto picked cuda" : "cuda", gpus,
+                   why.c_str());
+      return 1;
+    }
+#endif
   }
   if (*n != 1)
     return comm::launchLocal(static_cast<int>(*n), argc, argv);
