@@ -238,13 +238,25 @@ private:
     }
     if (e.empty())
       return "";
-    std::string ranks;
-    for (size_t i = 0; i < members_.size(); ++i)
-      ranks += (i ? "," : "") + std::to_string(members_[i]);
-    return std::string(what) + " in group '" + name_ + "' (world ranks " +
-           ranks + ") for " + why + " failed: " + e +
-           " (a peer rank died, hung, or timed out after " +
-           std::to_string(static_cast<int64_t>(timeoutSec_)) + " s)";
+    // Appended piece by piece: GCC 12 warns (-Wrestrict, a known false
+    // positive) on the equivalent chain of operator+.
+    std::string message = what;
+    message += " in group '";
+    message += name_;
+    message += "' (world ranks ";
+    for (size_t i = 0; i < members_.size(); ++i) {
+      if (i)
+        message += ',';
+      message += std::to_string(members_[i]);
+    }
+    message += ") for ";
+    message += why;
+    message += " failed: ";
+    message += e;
+    message += " (a peer rank died, hung, or timed out after ";
+    message += std::to_string(static_cast<int64_t>(timeoutSec_));
+    message += " s)";
+    return message;
   }
 
   std::string name_;
