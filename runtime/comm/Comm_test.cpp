@@ -200,6 +200,57 @@ TEST(Comm, TcpStoreServedTwiceInOneProcess) {
   EXPECT_EQ(first.get("nccl/key"), std::vector<char>{'b'});
 }
 
+// libforge-cuda.so has its own copy of the store code, which cannot see the
+// executable's record of the port it serves: NCCL's rendezvous on rank 0
+// must be told (WorldInfo::storeServedHere) to join the server gloo's
+// started rather than bind the port again. Here the server is held by
+// another process, which no registry of this one can see either.
+TEST(Comm, RendezvousJoinsTheStoreServedHere) {
+  const int port = freePort();
+  ASSERT_GT(port, 0);
+  int ready[2], done[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    TcpStore server("127.0.0.1", port, true, std::chrono::milliseconds(5000));
+    server.set("gloo/key", {'g'});
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1)
+      _exit(1);
+    close(done[1]);
+    (void)!read(done[0], &c, 1); // until the test is done with the server
+    _exit(0);
+  }
+  close(done[0]);
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  WorldInfo w;
+  w.rank = 0;
+  w.size = 2;
+  w.masterAddr = "127.0.0.1";
+  w.masterPort = port;
+  std::string error = "no error";
+  try {
+    openRendezvous(w, std::chrono::milliseconds(2000));
+  } catch (const std::exception &e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("rank 0 cannot listen on port " + std::to_string(port) +
+                       ": Address already in use"),
+            std::string::npos)
+      << error;
+  w.storeServedHere = true;
+  auto store = openRendezvous(w, std::chrono::milliseconds(5000));
+  EXPECT_EQ(store->get("gloo/key"), std::vector<char>{'g'});
+  store->set("nccl/key", {'n'});
+  EXPECT_EQ(store->get("nccl/key"), std::vector<char>{'n'});
+  close(done[1]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 // A read that times out leaves its request pending on the connection: the
 // client closes it, so a later call fails saying why instead of taking that
 // request's answer for its own; the server stops waiting for the closed

@@ -87,6 +87,11 @@ struct WorldInfo {
   std::string masterAddr = "127.0.0.1";
   int masterPort = 29500;
   std::string storePath;
+  /// Rank 0 of this process already serves the TCP store (gloo's
+  /// connection did, and its server lives as long as the process): later
+  /// connections (NCCL's, from libforge-cuda.so, whose copy of the store
+  /// code cannot see the executable's) join it as clients.
+  bool storeServedHere = false;
   /// Every collective and the rendezvous give up after this long and report
   /// which rank is missing (distributed.nccl_timeout_sec).
   double timeoutSec = 1800;

@@ -21,7 +21,6 @@
 #include <gloo/broadcast.h>
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
-#include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
 
@@ -246,12 +245,8 @@ std::unique_ptr<Comms> connectGloo(const WorldInfo &world,
     auto device = gloo::transport::tcp::CreateDevice(attr);
     // The rendezvous: gloo's file store in a shared directory, or the TCP
     // store rank 0 serves at MASTER_ADDR:MASTER_PORT (torchrun's way).
-    std::unique_ptr<gloo::rendezvous::Store> storage;
-    if (!world.storePath.empty())
-      storage = std::make_unique<gloo::rendezvous::FileStore>(world.storePath);
-    else
-      storage = std::make_unique<TcpStore>(world.masterAddr, world.masterPort,
-                                           world.rank == 0, timeout);
+    std::unique_ptr<gloo::rendezvous::Store> storage =
+        openRendezvous(world, timeout);
     gloo::rendezvous::Store &store = *storage;
     auto connect = [&](const std::string &prefix, int rank, int size) {
       gloo::rendezvous::PrefixStore prefixed(prefix, store);

@@ -12,7 +12,6 @@
 #include "runtime/comm/TcpStore.h"
 
 #include <cuda_runtime.h>
-#include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <nccl.h>
 
@@ -372,12 +371,8 @@ std::unique_ptr<Comms> connectNccl(const WorldInfo &world,
       throw std::runtime_error("cannot use cuda:" + std::to_string(device));
     const auto timeout = std::chrono::milliseconds(
         static_cast<int64_t>(world.timeoutSec * 1000.0));
-    std::unique_ptr<gloo::rendezvous::Store> storage;
-    if (!world.storePath.empty())
-      storage = std::make_unique<gloo::rendezvous::FileStore>(world.storePath);
-    else
-      storage = std::make_unique<TcpStore>(world.masterAddr, world.masterPort,
-                                           world.rank == 0, timeout);
+    std::unique_ptr<gloo::rendezvous::Store> storage =
+        openRendezvous(world, timeout);
     std::vector<int> all(world.size);
     for (int r = 0; r < world.size; ++r)
       all[r] = r;

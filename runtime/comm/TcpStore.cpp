@@ -2,6 +2,8 @@
 
 #include "runtime/comm/TcpStore.h"
 
+#include <gloo/rendezvous/file_store.h>
+
 #include <algorithm>
 #include <arpa/inet.h>
 #include <climits>
@@ -261,6 +263,15 @@ void TcpStore::wait(const std::vector<std::string> &keys,
                    std::chrono::duration_cast<std::chrono::milliseconds>(
                        deadline - std::chrono::steady_clock::now())),
           timeout);
+}
+
+std::unique_ptr<gloo::rendezvous::Store>
+openRendezvous(const WorldInfo &world, std::chrono::milliseconds timeout) {
+  if (!world.storePath.empty())
+    return std::make_unique<gloo::rendezvous::FileStore>(world.storePath);
+  return std::make_unique<TcpStore>(world.masterAddr, world.masterPort,
+                                    world.rank == 0 && !world.storeServedHere,
+                                    timeout);
 }
 
 } // namespace forge::comm

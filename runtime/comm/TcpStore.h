@@ -17,6 +17,8 @@
 #ifndef FORGE_RUNTIME_COMM_TCPSTORE_H
 #define FORGE_RUNTIME_COMM_TCPSTORE_H
 
+#include "runtime/comm/Communicator.h"
+
 #include <gloo/rendezvous/store.h>
 
 #include <chrono>
@@ -58,6 +60,12 @@ private:
   std::mutex mu_;
   std::chrono::milliseconds timeout_;
 };
+
+/// The rendezvous of `world`: gloo's file store in world.storePath, or
+/// the TCP store at masterAddr:masterPort, served by rank 0 unless
+/// world.storeServedHere.
+std::unique_ptr<gloo::rendezvous::Store>
+openRendezvous(const WorldInfo &world, std::chrono::milliseconds timeout);
 
 } // namespace forge::comm
 

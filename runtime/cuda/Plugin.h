@@ -28,7 +28,7 @@ namespace forge::cuda {
 
 /// Changes whenever the table or a type it passes changes; the loader
 /// refuses a library built with another value.
-constexpr int kPluginAbi = 2;
+constexpr int kPluginAbi = 3;
 
 struct Plugin {
   int abi;

@@ -183,6 +183,8 @@ std::string Trainer::Impl::connect() {
   comms = comm::connectGloo(world, mesh, error);
   if (!comms)
     return error;
+  // Rank 0 now serves the TCP store for the rest of the process.
+  world.storeServedHere = true;
 #if FORGE_HAVE_CUDA
   // On GPUs the plan's collectives go over NCCL on device memory; gloo
   // stays for the trainer's own host-side agreement (health check,
