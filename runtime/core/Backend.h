@@ -112,6 +112,10 @@ public:
 
   /// The arena actually allocated (device memory on a device backend).
   virtual uint64_t arenaBytes() const = 0;
+  /// All the memory the backend holds for the plan, the log's mem=: the
+  /// arena and, on a device, what it allocated beside it (workspaces,
+  /// scratch, pipeline buffers and send copies).
+  virtual uint64_t heldBytes() const { return arenaBytes(); }
   /// Seconds per op when FORGE_PROFILE is set.
   virtual std::string profileReport() const = 0;
   virtual bool profiling() const = 0;

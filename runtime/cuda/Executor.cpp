@@ -89,6 +89,9 @@ public:
   void pullState() override { copyState(true); }
   void pushState() override { copyState(false); }
   uint64_t arenaBytes() const override { return plan_->arena_bytes(); }
+  uint64_t heldBytes() const override {
+    return arenaBytes() + besideArenaBytes(true);
+  }
   std::string profileReport() const override {
     return runtime::opSecondsTable(
         opSeconds_, "GPU time by op (FORGE_PROFILE, CUDA events)");
@@ -254,8 +257,11 @@ private:
     bool streamOrdered = false; // from cudaMallocAsync (freed the same way)
   };
   SendCopy takeSendCopy(size_t bytes, cudaStream_t s);
+  /// Device memory held beside the arena: scratch, workspaces, receive
+  /// buffers and (with `withSendCopies`) the pipeline's send copies.
+  size_t besideArenaBytes(bool withSendCopies) const;
   void giveSendCopy(const SendCopy &c);
-  std::mutex sendCopiesMu_;
+  mutable std::mutex sendCopiesMu_;
   std::vector<SendCopy> freeSendCopies_, allSendCopies_;
   /// The micro-batch of the running program (setMicroBatch).
   int64_t micro_ = 0;
@@ -540,6 +546,19 @@ std::string Executor::prepare(const plan::Plan *plan) {
     return std::string("fp8 matmul operands: ") + e.what();
   }
   return "";
+}
+
+size_t Executor::besideArenaBytes(bool withSendCopies) const {
+  size_t n = scratchBytes_;
+  for (const auto &[key, ch] : channels_)
+    if (ch.landing)
+      n += ch.bytes + kMessageHeader;
+  if (withSendCopies) {
+    std::lock_guard<std::mutex> lock(sendCopiesMu_);
+    for (const SendCopy &c : allSendCopies_)
+      n += c.bytes;
+  }
+  return n;
 }
 
 std::string Executor::notes() const {

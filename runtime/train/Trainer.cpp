@@ -3,6 +3,7 @@
 #include "runtime/train/Trainer.h"
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/Launch.h"
+#include "runtime/core/BuildInfo.h"
 #include "runtime/cpu/Bf16Gemm.h"
 #include "runtime/cpu/Executor.h"
 #if FORGE_HAVE_CUDA
@@ -72,6 +73,15 @@ constexpr double kHealthCheckTimeoutSec = 10.0;
 } // namespace
 
 struct Trainer::Impl {
+  /// The checkpointer and the backend go first: their threads (an async
+  /// save, the communication thread, pipeline sends) may still be using
+  /// the communicators and the tracer, declared after them, when a run
+  /// ends on an error.
+  ~Impl() {
+    ckpt.reset();
+    exec.reset();
+  }
+
   const plan::Plan *p;
   const plan::Training *t;
   TrainerOptions o;
@@ -547,6 +557,12 @@ std::string Trainer::setup(const TrainerOptions &options) {
         m.cudaDevice = std::atoi(v);
         break;
       }
+    // Bound per task (Slurm's --gpus-per-task, --gpu-bind): the process
+    // sees only its own GPU, as device 0, whatever its local rank.
+    if (const char *bound = std::getenv("CUDA_VISIBLE_DEVICES");
+        m.cudaDevice > 0 && bound && *bound && !std::strchr(bound, ',') &&
+        runtime::cudaDevices() == 1)
+      m.cudaDevice = 0;
     // KempnerForge's NCCL network defaults (reference §7.5), where unset.
     if (std::string set = comm::setNcclEnvironment(); !set.empty())
       std::printf("forge-run: NCCL environment: %s\n", set.c_str());
@@ -705,10 +721,12 @@ std::string Trainer::setup(const TrainerOptions &options) {
   }
 #if FORGE_HAVE_CUDA
   if (options.device == "cuda" && !std::getenv("FORGE_PEAK_TFLOPS")) {
-    // bf16/fp8 plans run their matmuls on tensor cores.
+    // bf16, fp16 and fp8 plans run their matmuls on 16-bit (or fp8)
+    // tensor cores: the dense 16-bit peak (fp8's is not claimed).
     bool low = false;
     for (const plan::Buffer *b : *m.p->buffers())
-      low = low || b->dtype() == plan::DType::bf16;
+      low = low || b->dtype() == plan::DType::bf16 ||
+            b->dtype() == plan::DType::f16;
     m.peakFlops = cuda::peakFlops(m.cudaDevice, low);
   }
 #endif
@@ -1040,15 +1058,16 @@ int Trainer::runSteps() {
       m.smoothTime += a * (seconds - m.smoothTime);
     }
     if (step % logEvery == 0 || step == 1 || step == m.steps) {
-      // KempnerForge's log line (reference §7.1); mem is this rank's arena
-      // (planned, allocated once) over the machine's memory.
+      // KempnerForge's log line (reference §7.1); mem is what this rank's
+      // backend holds (the planned arena, allocated once, and on a GPU
+      // what it keeps beside it) over the machine's or the GPU's memory.
       m.clearProgress();
       std::printf("[step %lld] loss=%.4f | lr=%.2e | grad_norm=%.3f | "
                   "tok/s=%s | mfu=%.1f%% | mem=%.1f/%.0fGB | "
                   "step_time=%.2fs\n",
                   static_cast<long long>(step), loss, lr, gradNorm,
                   withCommas(tps).c_str(), mfu,
-                  static_cast<double>(m.exec->arenaBytes()) / 1e9, machineGB,
+                  static_cast<double>(m.exec->heldBytes()) / 1e9, machineGB,
                   seconds);
     }
     if (m.metrics) {
@@ -1062,6 +1081,7 @@ int Trainer::runSteps() {
           {"train/tokens_seen", tokensPerStep * static_cast<double>(m.dpSize) *
                                     static_cast<double>(step)},
           {"mem/arena_gb", static_cast<double>(m.exec->arenaBytes()) / 1e9},
+          {"mem/held_gb", static_cast<double>(m.exec->heldBytes()) / 1e9},
           {"smoothed/loss", m.smoothLoss},
           {"smoothed/tokens_per_sec", m.smoothTps},
           {"smoothed/mfu", m.smoothMfu},
