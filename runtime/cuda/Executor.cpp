@@ -1546,9 +1546,7 @@ std::string Executor::bind(const std::string &op, Bind &b, Fn &fn) {
     Tensor p = t(b.ops[0]), g = t(b.ops[1]), m = t(b.ops[2]), lr = t(b.ops[3]),
            clip = t(b.ops[4]);
     Tensor np = t(b.res[0]), nm = t(b.res[1]);
-    const float b1 = static_cast<float>(b.f("beta1")),
-                b2 = static_cast<float>(b.f("beta2")),
-                wd = static_cast<float>(b.f("weight_decay"));
+    const double b1 = b.f("beta1"), b2 = b.f("beta2"), wd = b.f("weight_decay");
     const int64_t len = n(b.ops[0]);
     fn = [=] { lion(p, g, m, len, lr, clip, b1, b2, wd, np, nm, s); };
     return "";
@@ -1720,9 +1718,12 @@ std::string Executor::bindMore(const std::string &op, Bind &b, Fn &fn) {
     cublasHandle_t blas = blas_;
     const std::string what = op;
     fn = [=] {
-      muonMomentum(buf, g, clip, len, mu, nb, s);
-      const int used = sumSquaresPartials(nb, len, partial, s);
-      muonNormalize(nb, len, partial, used, x, s);
+      // The norm and Newton-Schulz take the unrounded f32 momentum (x),
+      // not the buffer as stored (bf16 in a bf16 plan), as the CPU does.
+      muonMomentum(buf, g, clip, len, mu, nb, x, s);
+      const Tensor xf{x, Dt::f32};
+      const int used = sumSquaresPartials(xf, len, partial, s);
+      muonNormalize(xf, len, partial, used, x, s);
       newtonSchulz(blas, x, m, cols, steps, aa, bb, next, s, what);
       muonApply(tp, x, len, lr, wd, scale, np, s);
     };

@@ -177,6 +177,18 @@ std::string Gemm::chooseAlgorithm(size_t workspaceBytes, uint32_t alignment) {
     cublasLtMatmulPreferenceDestroy(pref);
     return fail("setting the workspace size");
   }
+  // Split-K partial sums reduced in f32 (the compute type) or not split:
+  // the in-place and output-type schemes keep partial sums in the output
+  // type, which rounds them to 16 bits for a bf16 result, unlike the CPU's
+  // one f32 accumulation.
+  const uint32_t schemes =
+      CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  if ((st = cublasLtMatmulPreferenceSetAttribute(
+           pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
+           sizeof(schemes))) != CUBLAS_STATUS_SUCCESS) {
+    cublasLtMatmulPreferenceDestroy(pref);
+    return fail("setting the split-K reduction");
+  }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   st = cublasLtMatmulAlgoGetHeuristic(handle_, op_, a_, b_, c_, c_, pref, 1,

@@ -74,7 +74,10 @@ __global__ void unaryGradKernel(Unary kind, Tensor x, Tensor dy, Tensor dx,
       g = 1.0f - t * t;
     }
     }
-    st(dx.p, dx.dt, i, g * ld(dy.p, dy.dt, i));
+    // relu selects rather than multiplies: an inf or NaN dy where x <= 0
+    // gives 0, as on the CPU (0 * inf would be NaN).
+    st(dx.p, dx.dt, i,
+       kind == Unary::Relu && !(v > 0) ? 0.0f : g * ld(dy.p, dy.dt, i));
   }
 }
 
@@ -693,7 +696,7 @@ __global__ void adamwKernel(Tensor p, Tensor g, Tensor m, Tensor v, int64_t n,
 }
 
 __global__ void lionKernel(Tensor p, Tensor g, Tensor m, int64_t n, Tensor lrT,
-                           Tensor clipT, float beta1, float beta2, float wd,
+                           Tensor clipT, double beta1, double beta2, double wd,
                            Tensor np, Tensor nm) {
   const double lr = ld(lrT.p, lrT.dt, 0), clip = ld(clipT.p, clipT.dt, 0);
   FORGE_FOR_EACH(i, n) {
@@ -893,7 +896,7 @@ void adamw(Tensor p, Tensor g, Tensor m, Tensor v, int64_t n, Tensor lr,
         p, g, m, v, n, lr, clip, step, beta1, beta2, eps, wd, np, nm, nv);
 }
 void lion(Tensor p, Tensor g, Tensor m, int64_t n, Tensor lr, Tensor clip,
-          float beta1, float beta2, float wd, Tensor np, Tensor nm,
+          double beta1, double beta2, double wd, Tensor np, Tensor nm,
           cudaStream_t s) {
   if (n > 0)
     lionKernel<<<blocksFor(n), kThreads, 0, s>>>(p, g, m, n, lr, clip, beta1,
@@ -1186,10 +1189,12 @@ __global__ void sfInterpolateKernel(Tensor p, Tensor z, Tensor x, int64_t n,
 }
 
 __global__ void muonMomentumKernel(Tensor buf, Tensor g, Tensor clipT,
-                                   int64_t n, float mu, Tensor nb) {
+                                   int64_t n, float mu, Tensor nb, float *x) {
   const float clip = ld(clipT.p, clipT.dt, 0);
   FORGE_FOR_EACH(i, n) {
-    st(nb.p, nb.dt, i, mu * ld(buf.p, buf.dt, i) + ld(g.p, g.dt, i) * clip);
+    const float b = mu * ld(buf.p, buf.dt, i) + ld(g.p, g.dt, i) * clip;
+    st(nb.p, nb.dt, i, b);
+    x[i] = b;
   }
 }
 
@@ -1322,10 +1327,10 @@ void scheduleFreeInterpolate(Tensor p, Tensor z, Tensor x, int64_t n,
                                                           weight, y);
 }
 void muonMomentum(Tensor buf, Tensor g, Tensor clip, int64_t n, float mu,
-                  Tensor nb, cudaStream_t s) {
+                  Tensor nb, float *x, cudaStream_t s) {
   if (n > 0)
     muonMomentumKernel<<<blocksFor(n), kThreads, 0, s>>>(buf, g, clip, n, mu,
-                                                         nb);
+                                                         nb, x);
 }
 void muonNormalize(Tensor buf, int64_t n, const double *partial, int64_t count,
                    float *x, cudaStream_t s) {

@@ -159,8 +159,10 @@ void adamw(Tensor p, Tensor g, Tensor m, Tensor v, int64_t n, Tensor lr,
            Tensor clip, const int64_t *step, float beta1, float beta2,
            float eps, float wd, Tensor np, Tensor nm, Tensor nv,
            cudaStream_t s);
+/// Lion, in double as ref::lionUpdate (the hyperparameters unrounded: a
+/// float beta1 moves sign(c) where c is near 0).
 void lion(Tensor p, Tensor g, Tensor m, int64_t n, Tensor lr, Tensor clip,
-          float beta1, float beta2, float wd, Tensor np, Tensor nm,
+          double beta1, double beta2, double wd, Tensor np, Tensor nm,
           cudaStream_t s);
 
 //===----------------------------------------------------------------------===//
@@ -232,11 +234,12 @@ void scheduleFreeInterpolate(Tensor p, Tensor z, Tensor x, int64_t n,
                              const float *state, double weight, Tensor y,
                              cudaStream_t s);
 
-/// Muon's element-wise parts: buf = mu * buf + g * clip; x = buf / (norm +
-/// 1e-7) with norm = sqrt(sum of partials); p = p * (1 - lr wd) - lr * scale
-/// * u; y = a * x (f32).
+/// Muon's element-wise parts: nb = mu * buf + g * clip, stored in nb's
+/// dtype and, unrounded, in x (f32: Newton-Schulz starts from it, as on the
+/// CPU); x = buf / (norm + 1e-7) with norm = sqrt(sum of partials); p = p *
+/// (1 - lr wd) - lr * scale * u; y = a * x (f32).
 void muonMomentum(Tensor buf, Tensor g, Tensor clip, int64_t n, float mu,
-                  Tensor nb, cudaStream_t s);
+                  Tensor nb, float *x, cudaStream_t s);
 void muonNormalize(Tensor buf, int64_t n, const double *partial, int64_t count,
                    float *x, cudaStream_t s);
 void muonApply(Tensor p, const float *u, int64_t n, Tensor lr, double wd,

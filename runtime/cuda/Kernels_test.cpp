@@ -636,7 +636,7 @@ TEST_F(CudaKernels, OptimizerUpdates) {
   std::vector<float> LP(p.begin(), p.end()), LM(m.begin(), m.end());
   ref::lionUpdate(LP.data(), G.data(), LM.data(), n, 1e-4, 0.5, 0.9, 0.99, 0.1);
   Tensor lp = up(p), lm = up(m), llr = up({1e-4});
-  lion(lp, tg, lm, n, llr, clip, 0.9f, 0.99f, 0.1f, lp, lm, s);
+  lion(lp, tg, lm, n, llr, clip, 0.9, 0.99, 0.1, lp, lm, s);
   near(down(lp, n), std::vector<double>(LP.begin(), LP.end()), 1e-6, "lion p");
   near(down(lm, n), std::vector<double>(LM.begin(), LM.end()), 1e-6, "lion m");
 }
@@ -802,9 +802,10 @@ TEST_F(CudaKernels, MuonUpdate) {
   auto *aa = static_cast<float *>(alloc(m * m * 4));
   auto *bb = static_cast<float *>(alloc(m * m * 4));
   auto *partial = static_cast<double *>(alloc(kNormPartials * 8));
-  muonMomentum(tb, up(g), up({0.5}), n, 0.95f, tb, s);
-  const int used = sumSquaresPartials(tb, n, partial, s);
-  muonNormalize(tb, n, partial, used, x, s);
+  muonMomentum(tb, up(g), up({0.5}), n, 0.95f, tb, x, s);
+  const Tensor xf{x, Dt::f32};
+  const int used = sumSquaresPartials(xf, n, partial, s);
+  muonNormalize(xf, n, partial, used, x, s);
   newtonSchulz(blas.h, x, m, cols, 5, aa, bb, next, s, "test");
   muonApply(tp, x, n, lr, 0.1, 1.0f, tp, s);
   near(down(tb, n), std::vector<double>(B.begin(), B.end()), 1e-6, "buffer");
