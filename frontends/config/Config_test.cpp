@@ -870,6 +870,13 @@ std::vector<RuleCase> ruleCases() {
        {},
        0,
        "ep > 1 requires an MoE model"},
+      {"sigmoid_router_balancing",
+       "[model]\nnum_experts = 4\nmoe_top_k = 2\nmoe_router = "
+       "\"sigmoid_topk\"\n",
+       {},
+       0,
+       "warning: moe_router = 'sigmoid_topk': forge does not yet apply "
+       "KempnerForge's load-balancing update of the expert bias"},
       {"v17_moma_ac",
        vlm("[vlm]\narch = \"moma\"\n"),
        {"train.activation_checkpointing=full"},

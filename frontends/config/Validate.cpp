@@ -163,6 +163,16 @@ private:
             "[model] moe_capacity_factor must be >= 0 (0 = no dropping), "
             "got " +
                 num(m.moe_capacity_factor));
+      // Not an error: the router itself (scores, selection, weights, its
+      // losses and gradients) is KempnerForge's; only the bias's extra
+      // update outside the gradient is missing, and the user is told.
+      if (m.moe_router == "sigmoid_topk")
+        l_.warning("model.moe_router",
+                   "moe_router = 'sigmoid_topk': forge does not yet apply "
+                   "KempnerForge's load-balancing update of the expert bias "
+                   "(the expert_ema buffer and moe_bias_schedule): the bias "
+                   "trains through its gradient only, so routing will drift "
+                   "from a KempnerForge run of this job");
     }
   }
 

@@ -83,7 +83,8 @@ Category<RouterEntry> &routers() {
     Category<RouterEntry> c("router");
     c.add({"softmax_topk", "softmax over experts, top-k, renormalized", false});
     c.add({"sigmoid_topk",
-           "sigmoid(logits + expert_bias), top-k, renormalized; bias balancing",
+           "sigmoid(logits + expert_bias), top-k, renormalized (bias balancing "
+           "not yet applied)",
            true});
     return c;
   }();

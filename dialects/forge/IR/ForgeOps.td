@@ -398,9 +398,11 @@ def Forge_SigmoidTopKOp : Forge_Op<"sigmoid_topk", [Pure]> {
     `scores = sigmoid(logits + bias)` (f32); the bias changes both which
     experts are selected and their weights, as in KempnerForge. `indices`
     are the `k` largest scores per token, `weights` those scores divided by
-    their sum. The bias is also moved toward balanced load outside the
-    gradient (`bias_schedule`: constant, cosine_decay or linear_warmup of the
-    base rate 0.001), which the optimizer pass implements.
+    their sum. KempnerForge also moves the bias toward balanced load outside
+    the gradient (`bias_schedule`: constant, cosine_decay or linear_warmup of
+    the base rate 0.001); forge records the schedule here but does not apply
+    that update yet (forgec warns), so the bias trains through its gradient
+    only.
 
     Example:
 
