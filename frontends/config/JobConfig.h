@@ -155,7 +155,8 @@ struct ModelConfig {
     v.field("moe_gradient_scale", moe_gradient_scale,
             "scale expert outputs by avg_load/load");
     v.choice("moe_bias_schedule", moe_bias_schedule,
-             "sigmoid-router bias update rate schedule",
+             "sigmoid-router bias update rate schedule (checked, not yet "
+             "applied: forge does not do the bias's load-balancing update)",
              choices::moeBiasSchedule);
     v.field("moe_packed_experts", moe_packed_experts,
             "store experts as packed [E, in, out] tensors");
