@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <netinet/in.h>
+#include <random>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -167,20 +168,29 @@ TEST(Comm, DeadPeerIsReportedNotAwaited) {
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));
 }
 
-/// A loopback port that was free a moment ago (0 if none could be bound).
+/// A loopback port that was free a moment ago (0 if none could be bound),
+/// below the kernel's ephemeral range (32768 up): a port handed out for
+/// bind(0) could be taken again, before the test binds it, by any socket a
+/// concurrent multi-rank test opens.
 int freePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(sa);
-  int port = 0;
-  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr *>(&sa), &len) == 0)
-    port = ntohs(sa.sin_port);
-  if (fd >= 0)
+  std::mt19937 pick(std::random_device{}());
+  std::uniform_int_distribution<int> ports(10000, 31999);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = ports(pick);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      return 0;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free =
+        bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0;
     close(fd);
-  return port;
+    if (free)
+      return port;
+  }
+  return 0;
 }
 
 // Rank 0 opens the rendezvous twice with --device cuda (gloo, then NCCL):
