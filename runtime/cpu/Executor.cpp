@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 
 namespace forge::cpu {
 namespace {
@@ -1082,6 +1083,14 @@ std::map<std::string, Binder> &binders() {
       View step = b.ops[0], y = b.res[0];
       // The strings must outlive the closure: keep copies in it.
       std::string name = b.s("schedule"), wsd = b.s("wsd_decay");
+      // Refused here rather than computed as cosine, which lrFactor falls
+      // back to (the CUDA backend refuses the same names).
+      static const std::set<std::string> names = {
+          "none", "constant", "cosine", "linear", "wsd", "rex"};
+      static const std::set<std::string> decays = {"", "cosine", "linear",
+                                                   "sqrt"};
+      if (!names.count(name) || !decays.count(wsd))
+        return "unknown schedule '" + name + "' (wsd_decay '" + wsd + "')";
       ref::Schedule s;
       s.warmup = b.i("warmup");
       s.decay = b.i("decay");
