@@ -2,6 +2,7 @@
 
 #include "runtime/comm/Launch.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -203,6 +204,12 @@ int launchLocal(int nproc, int argc, char **argv) {
   };
   auto deadline = std::chrono::steady_clock::time_point::max();
   auto termAt = std::chrono::steady_clock::time_point::max();
+  // How long the supervisor sleeps when no rank has ended. A testing hook
+  // (FORGE_LAUNCH_POLL_MS) makes it long, so that several ranks end
+  // between two looks, as on a loaded machine.
+  int pollMs = 1;
+  if (const char *v = std::getenv("FORGE_LAUNCH_POLL_MS"); v && *v)
+    pollMs = std::max(1, std::atoi(v));
   while (left > 0) {
     if (forwarded && !stopping) {
       // SIGTERM and SIGUSR1 (a preemption) let the ranks finish the step,
@@ -217,38 +224,56 @@ int launchLocal(int nproc, int argc, char **argv) {
       stopAll(SIGKILL);
       termAt = std::chrono::steady_clock::time_point::max();
     }
-    int status;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) {
+    // Every rank that has ended since the last look, not only the first:
+    // when a rank is killed, its peers fail their next collective and exit
+    // too, and waitpid may hand one of them back before the rank whose
+    // death caused it.
+    std::vector<std::pair<int, int>> ended; ///< (rank, status)
+    for (;;) {
+      int status;
+      const pid_t pid = waitpid(-1, &status, WNOHANG);
+      if (pid <= 0)
+        break;
+      for (size_t i = 0; i < pids.size(); ++i)
+        if (pids[i] == pid) {
+          ended.push_back({static_cast<int>(i), status});
+          pids[i] = -1;
+        }
+    }
+    if (ended.empty()) {
       if (std::chrono::steady_clock::now() > deadline) {
         stopAll(SIGKILL);
         deadline = std::chrono::steady_clock::time_point::max();
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::this_thread::sleep_for(std::chrono::milliseconds(pollMs));
       continue;
     }
-    int rank = -1;
-    for (size_t i = 0; i < pids.size(); ++i)
-      if (pids[i] == pid) {
-        rank = static_cast<int>(i);
-        pids[i] = -1;
-      }
-    if (rank < 0)
-      continue;
-    --left;
-    int rc = WIFEXITED(status)     ? WEXITSTATUS(status)
+    auto exitCode = [](int status) {
+      return WIFEXITED(status)     ? WEXITSTATUS(status)
              : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
                                    : 1;
-    allClean &= rc == 0;
-    if (rc != 0 && failedRank < 0 && !stopping) {
+    };
+    // The cause among them: a rank killed by a signal (nothing here has
+    // sent one yet) before one that exited with an error, which is how a
+    // rank leaves after a peer's death.
+    const std::pair<int, int> *cause = nullptr;
+    for (const auto &e : ended) {
+      left -= 1;
+      const int rc = exitCode(e.second);
+      allClean &= rc == 0;
+      if (rc != 0 &&
+          (!cause || (WIFSIGNALED(e.second) && !WIFSIGNALED(cause->second))))
+        cause = &e;
+    }
+    if (cause && failedRank < 0 && !stopping) {
       // The peers of a dead rank usually fail their next collective at
       // once and say where; give them a moment to report, then stop them.
       // 5 s, not less: on a loaded machine (CI runs two multi-rank tests
       // on two cores) a peer took over 2 s to reach its next collective,
       // and its report was lost.
-      failedRank = rank;
-      code = rc;
-      failedSignal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      failedRank = cause->first;
+      code = exitCode(cause->second);
+      failedSignal = WIFSIGNALED(cause->second) ? WTERMSIG(cause->second) : 0;
       stopping = true;
       termAt = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     }

@@ -17,6 +17,7 @@
 #include "runtime/train/Trainer.h"
 #include "tools/common/ToolArgs.h"
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -174,6 +175,12 @@ static void setThreadWaitPolicies(char **argv) {
 }
 
 int main(int argc, char **argv) {
+  // gloo writes to its sockets with writev, which raises SIGPIPE when the
+  // peer has gone: a rank whose peer died would then vanish without
+  // reporting which collective failed. Ignored (as Python ignores it under
+  // PyTorch), the write fails with EPIPE and the rank reports. Inherited by
+  // the ranks --nproc-per-node starts.
+  std::signal(SIGPIPE, SIG_IGN);
   setThreadWaitPolicies(argv);
   std::string plan, device = "auto", nproc = "1";
   bool checkOnly = false, repeatBatch = false, noCheckpoint = false;
