@@ -564,18 +564,15 @@ size_t Executor::besideArenaBytes(bool withSendCopies) const {
 std::string Executor::notes() const {
   // The plan's arena is the device memory the plan accounts for; say what
   // the backend holds beside it.
-  size_t landing = 0;
-  for (const auto &[key, ch] : channels_)
-    if (ch.landing)
-      landing += ch.bytes + kMessageHeader;
+  const size_t beside = besideArenaBytes(false);
   char line[256];
   std::snprintf(
       line, sizeof(line),
       "cuda:%d: %.1f MiB of device memory beside the arena: cuBLASLt's "
       "workspace, kernels' and collectives' scratch%s (pipeline sends add "
       "a copy of each message in flight)",
-      device_, static_cast<double>(scratchBytes_ + landing) / (1 << 20),
-      landing ? ", pipeline receive buffers" : "");
+      device_, static_cast<double>(beside) / (1 << 20),
+      beside > scratchBytes_ ? ", pipeline receive buffers" : "");
   std::string out = line;
   if (fp8TensorCore_ + fp8Emulated_ == 0)
     return out;
